@@ -1,0 +1,27 @@
+# blitz: `make run` sets up and trains the tutorial recipe; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA_ROOT ?= $(if $(BLITZ_DATA_ROOT),$(BLITZ_DATA_ROOT),$(if $(wildcard ../shared/data/cifar10),../shared/data/cifar10,data))
+RECIPE ?= tutorial
+
+.PHONY: setup run test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $@
+
+run: setup
+	$(VENV)/bin/blitz run --recipe $(RECIPE) --data-root $(DATA_ROOT)
+
+test: setup
+	$(PY) -m pytest -q -n 2
+
+bench: setup
+	$(PY) bench/bench.py --data-root $(DATA_ROOT)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

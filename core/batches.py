@@ -1,0 +1,213 @@
+"""Batches for training and evaluation.
+
+The fast path keeps a whole split as one uint8 tensor on the training device: each epoch is an
+index permutation, and flip/translate/cutout plus normalization run batched on that device, so
+the hot loop has no per-sample Python. Data sources that only offer a ``Dataset`` go through a
+classic ``DataLoader`` instead. With several processes each rank takes every ``world_size``-th
+index of the same permutation (the DistributedSampler scheme), truncated so all ranks take the
+same number of steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from blitz.components import DataInfo, TensorSplit
+from blitz.config import AugmentConfig
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class Normalizer:
+    """Maps stored examples (uint8 pixels or float features) to the model's float input."""
+
+    def __init__(self, info: DataInfo, device: torch.device) -> None:
+        self.scale: torch.Tensor | None = None
+        self.shift: torch.Tensor | None = None
+        if info.mean:
+            mean = torch.tensor(info.mean, device=device).view(-1, 1, 1)
+            std = torch.tensor(info.std, device=device).view(-1, 1, 1)
+            # (x / 255 - mean) / std as one multiply-add
+            self.scale = 1.0 / (255.0 * std)
+            self.shift = -mean / std
+
+    def __call__(self, images: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
+        if images.dtype == torch.uint8:
+            x = images.float()
+            if self.scale is not None:
+                x = torch.addcmul(self.shift, x, self.scale)
+            else:
+                x = x.div_(255.0)
+        else:
+            x = images.float()
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=memory_format)
+        return x
+
+
+def augment(images: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Random flip, translate and cutout of a uint8 (N, C, H, W) batch, all batched on its device."""
+    n, _, h, w = images.shape
+    device = images.device
+    if config.flip:
+        flip = torch.rand(n, device=device, generator=generator) < 0.5
+        images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+    if config.translate:
+        t = config.translate
+        padded = torch.nn.functional.pad(images.float(), (t, t, t, t), mode="reflect").to(images.dtype)
+        dy = torch.randint(0, 2 * t + 1, (n,), device=device, generator=generator)
+        dx = torch.randint(0, 2 * t + 1, (n,), device=device, generator=generator)
+        rows = (dy.view(n, 1) + torch.arange(h, device=device)).view(n, 1, h, 1)
+        cols = (dx.view(n, 1) + torch.arange(w, device=device)).view(n, 1, 1, w)
+        batch = torch.arange(n, device=device).view(n, 1, 1, 1)
+        channels = torch.arange(images.shape[1], device=device).view(1, -1, 1, 1)
+        images = padded[batch, channels, rows, cols]
+    if config.cutout:
+        size = config.cutout
+        cy = torch.randint(0, h, (n, 1, 1), device=device, generator=generator)
+        cx = torch.randint(0, w, (n, 1, 1), device=device, generator=generator)
+        ys = torch.arange(h, device=device).view(1, h, 1)
+        xs = torch.arange(w, device=device).view(1, 1, w)
+        hole = ((ys - cy).abs() <= size // 2) & ((xs - cx).abs() <= size // 2)
+        images = images.masked_fill(hole.unsqueeze(1), 0)
+    return images
+
+
+class TensorBatches:
+    """Training batches drawn from a TensorSplit held on the device."""
+
+    def __init__(
+        self,
+        split: TensorSplit,
+        info: DataInfo,
+        *,
+        device: torch.device,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        augment: AugmentConfig,
+        rank: int = 0,
+        world_size: int = 1,
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ) -> None:
+        self.images = split.images.to(device)
+        self.labels = split.labels.to(device)
+        self.normalize = Normalizer(info, device)
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.augment_config = augment
+        self.augments = info.is_image and (augment.flip or augment.translate > 0 or augment.cutout > 0)
+        self.rank, self.world_size = rank, world_size
+        self.memory_format = memory_format
+        self.per_rank = len(split) // world_size
+        self.device = device
+        # Augmentation randomness differs per rank and is checkpointed so a resume is exact.
+        self.augment_generator = torch.Generator(device=device)
+        self.augment_generator.manual_seed(seed * 1000 + rank + 1)
+
+    def __len__(self) -> int:
+        return -(-self.per_rank // self.batch_size)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """This rank's example indices for ``epoch``: the same permutation on every rank."""
+        n = len(self.labels)
+        if self.shuffle:
+            g = torch.Generator(device="cpu")
+            g.manual_seed(self.seed * 100_003 + epoch)
+            perm = torch.randperm(n, generator=g)
+        else:
+            perm = torch.arange(n)
+        return perm[self.rank :: self.world_size][: self.per_rank].to(self.device)
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
+        order = self.order(epoch)
+        for step in range(start_step, len(self)):
+            index = order[step * self.batch_size : (step + 1) * self.batch_size]
+            images = self.images[index]
+            if self.augments:
+                images = augment(images, self.augment_config, self.augment_generator)
+            yield self.normalize(images, self.memory_format), self.labels[index]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"augment_generator": self.augment_generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.augment_generator.set_state(state["augment_generator"])
+
+
+class LoaderBatches:
+    """Training batches from a Dataset through a DataLoader (data that does not fit in memory)."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        device: torch.device,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int = 0,
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ) -> None:
+        self.device, self.memory_format = device, memory_format
+        self.sampler = DistributedSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=True
+        )
+        self.loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=self.sampler,
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=num_workers > 0,
+        )
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
+        self.sampler.set_epoch(epoch)
+        for step, (images, labels) in enumerate(self.loader):
+            if step < start_step:
+                continue
+            images = images.to(self.device, non_blocking=True).float()
+            if images.dim() == 4:
+                images = images.contiguous(memory_format=self.memory_format)
+            yield images, labels.to(self.device, non_blocking=True)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        pass
+
+
+def eval_batches(
+    split: TensorSplit | Dataset,
+    info: DataInfo,
+    *,
+    device: torch.device,
+    batch_size: int,
+    rank: int = 0,
+    world_size: int = 1,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> Iterator[Batch]:
+    """Every test example exactly once across ranks (rank r takes r, r+W, ...; no padding)."""
+    if isinstance(split, TensorSplit):
+        normalize = Normalizer(info, device)
+        index = torch.arange(rank, len(split), world_size)
+        for start in range(0, len(index), batch_size):
+            chunk = index[start : start + batch_size]
+            images = split.images[chunk].to(device, non_blocking=True)
+            yield normalize(images, memory_format), split.labels[chunk].to(device)
+        return
+    subset = Subset(split, range(rank, len(split), world_size))  # type: ignore[arg-type]
+    for images, labels in DataLoader(subset, batch_size=batch_size):
+        images = images.to(device).float()
+        if images.dim() == 4:
+            images = images.contiguous(memory_format=memory_format)
+        yield images, labels.to(device)

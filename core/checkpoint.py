@@ -1,0 +1,121 @@
+"""Checkpoints: one self-describing file, written atomically, loaded without running code.
+
+A checkpoint is a ``torch.save`` of plain containers and tensors: ``format`` and ``version``,
+``meta`` (a JSON string: model name and arguments, data source, class names, normalization,
+epoch, step, metrics), ``model`` (the state dict), and ``training`` (optimizer, schedule, RNG
+and data-order state, for resuming). It is always loaded with ``weights_only=True``, which
+refuses anything but tensors and primitive containers, so a file can never run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from blitz.errors import CheckpointError
+
+FORMAT = "blitz-checkpoint"
+VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    meta: dict[str, Any]
+    model: dict[str, torch.Tensor]
+    training: dict[str, Any]
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    A crash mid-write leaves the previous file intact.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "meta": json.dumps(checkpoint.meta),
+        "model": {k: v.detach().cpu() for k, v in checkpoint.model.items()},
+        "training": checkpoint.training,
+    }
+    atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """Load and check a checkpoint; anything else raises CheckpointError naming the file."""
+    if not path.is_file():
+        raise CheckpointError(f"No checkpoint at '{path}'.")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"'{path}' is not a readable blitz checkpoint (truncated, corrupt, or another format): "
+            f"{reason[:200]}"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"'{path}' is not a blitz checkpoint (no '{FORMAT}' marker).")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(
+            f"'{path}' has checkpoint version {payload.get('version')}; this blitz reads version {VERSION}."
+        )
+    try:
+        meta = json.loads(payload["meta"])
+        model = payload["model"]
+        training = payload.get("training", {})
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"'{path}' is a damaged blitz checkpoint: {exc}.") from None
+    return Checkpoint(meta=meta, model=model, training=training)
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` into ``model`` strictly; a mismatch lists the differing keys."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong_shape = sorted(
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if tuple(own[k].shape) != tuple(state[k].shape)
+    )
+    if missing or unexpected or wrong_shape:
+        parts = []
+        if missing:
+            parts.append(f"missing {_few(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {_few(unexpected)}")
+        if wrong_shape:
+            parts.append(f"wrong shape {_few(wrong_shape)}")
+        raise CheckpointError(
+            f"The checkpoint '{source}' does not fit this model: {'; '.join(parts)}."
+        )
+    model.load_state_dict(state)
+
+
+def _few(items: list[str], n: int = 3) -> str:
+    shown = ", ".join(items[:n])
+    return shown + (f" and {len(items) - n} more" if len(items) > n else "")

@@ -1,0 +1,397 @@
+"""The ``blitz`` command line (typer)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from blitz import __version__
+from blitz.errors import BlitzError, ConfigError, UsageError
+
+app = typer.Typer(
+    name="blitz",
+    help="Train image classifiers with PyTorch: swap models, data and hardware with a flag.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+list_app = typer.Typer(help="List registered components of one kind.", no_args_is_help=True)
+data_app = typer.Typer(help="Work with data sources.", no_args_is_help=True)
+app.add_typer(list_app, name="list")
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reports_errors(func: F) -> F:
+    """Turn BlitzError into one red line on stderr and its exit code (traceback with --debug)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except BlitzError as exc:
+            if _state["debug"] or os.environ.get("BLITZ_DEBUG"):
+                raise
+            err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        console.print(f"blitz {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    version: Annotated[Optional[bool], typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version.")] = None,
+) -> None:
+    _state["debug"] = debug
+
+
+def parse_assignments(items: list[str] | None, flag: str) -> dict[str, Any]:
+    """``key=value`` pairs; values are read as TOML (numbers, booleans, lists) or else strings."""
+    result: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} expects KEY=VALUE, got '{item}'.")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        result[key.strip()] = value
+    return result
+
+
+RUN_HELP = "Train a model. Flags override --config, which overrides --recipe, which overrides defaults."
+
+
+@app.command(help=RUN_HELP)
+@reports_errors
+def run(
+    recipe: Annotated[Optional[str], typer.Option(help="A named setup from registry.toml (see 'blitz list recipes').")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="A TOML config file (keys as in 'blitz run --print-config').")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model name (see 'blitz list models').")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Data source (see 'blitz list datasets').")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="Optimizer (see 'blitz list optimizers').")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help="Learning-rate schedule (see 'blitz list schedules').")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="Device strategy: auto, cpu, cuda, dataparallel, ddp, ...")] = None,
+    device: Annotated[Optional[str], typer.Option(help="Device for cpu/cuda strategies, e.g. cuda:1.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Passes over the training set.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Examples per step (per process).")] = None,
+    eval_batch_size: Annotated[Optional[int], typer.Option(help="Examples per evaluation batch.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate.")] = None,
+    momentum: Annotated[Optional[float], typer.Option(help="SGD momentum / Adam beta1.")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay.")] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing of the loss.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    data_root: Annotated[Optional[Path], typer.Option(help="Data folder (default $BLITZ_DATA_ROOT or ./data).")] = None,
+    download: Annotated[Optional[bool], typer.Option("--download", help="Download the data if missing (needs a network).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<time>-<name>-<dataset>).")] = None,
+    resume: Annotated[Optional[str], typer.Option(help="Continue the run in this directory from its last checkpoint.")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="32, bf16 or 16-mixed.")] = None,
+    channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="Channels-last memory format.")] = None,
+    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the model.")] = None,
+    deterministic: Annotated[Optional[bool], typer.Option("--deterministic/--no-deterministic", help="Deterministic kernels (bit-identical reruns).")] = None,
+    shuffle: Annotated[Optional[bool], typer.Option("--shuffle/--no-shuffle", help="Reshuffle the training set each epoch.")] = None,
+    flip: Annotated[Optional[bool], typer.Option("--flip/--no-flip", help="Random horizontal flips.")] = None,
+    translate: Annotated[Optional[int], typer.Option(help="Random translation, pixels.")] = None,
+    cutout: Annotated[Optional[int], typer.Option(help="Cutout square side, pixels (0 = off).")] = None,
+    limit_steps: Annotated[Optional[int], typer.Option(help="Stop each epoch after this many steps (quick checks).")] = None,
+    log_every: Annotated[Optional[int], typer.Option(help="Steps between progress updates.")] = None,
+    logger: Annotated[Optional[list[str]], typer.Option("--logger", help="Metric logger (repeatable): jsonl, tensorboard.")] = None,
+    model_arg: Annotated[Optional[list[str]], typer.Option("--model-arg", help="KEY=VALUE for the model factory (repeatable).")] = None,
+    dataset_arg: Annotated[Optional[list[str]], typer.Option("--dataset-arg", help="KEY=VALUE for the data source (repeatable).")] = None,
+    optimizer_arg: Annotated[Optional[list[str]], typer.Option("--optimizer-arg", help="KEY=VALUE for the optimizer (repeatable).")] = None,
+    schedule_arg: Annotated[Optional[list[str]], typer.Option("--schedule-arg", help="KEY=VALUE for the schedule (repeatable).")] = None,
+    nproc_per_node: Annotated[Optional[int], typer.Option(help="ddp: processes per machine (blitz starts torchrun).")] = None,
+    nnodes: Annotated[Optional[int], typer.Option(help="ddp: number of machines.")] = None,
+    node_rank: Annotated[Optional[int], typer.Option(help="ddp: this machine's rank.")] = None,
+    rdzv_endpoint: Annotated[Optional[str], typer.Option(help="ddp: rendezvous HOST:PORT for several machines.")] = None,
+    rdzv_backend: Annotated[str, typer.Option(help="ddp: rendezvous backend.")] = "c10d",
+    rdzv_id: Annotated[str, typer.Option(help="ddp: job id shared by all machines.")] = "blitz",
+    print_config: Annotated[bool, typer.Option("--print-config", help="Show the resolved config and where each value came from, then exit.")] = False,
+) -> None:
+    from blitz.resolve import CLIOverrides, resolve_config
+
+    flags: dict[str, Any] = {
+        "model": model, "dataset": dataset, "optimizer": optimizer, "schedule": schedule,
+        "strategy": strategy, "device": device, "epochs": epochs, "batch_size": batch_size,
+        "eval_batch_size": eval_batch_size, "lr": lr, "momentum": momentum,
+        "weight_decay": weight_decay, "label_smoothing": label_smoothing, "seed": seed,
+        "data_root": data_root, "download": download, "out": out, "precision": precision,
+        "channels_last": channels_last, "compile": compile, "deterministic": deterministic,
+        "shuffle": shuffle, "limit_steps": limit_steps, "log_every": log_every, "loggers": logger,
+    }
+    augment = {"flip": flip, "translate": translate, "cutout": cutout}
+    overrides = CLIOverrides(
+        values={k: v for k, v in flags.items() if v is not None},
+        augment={k: v for k, v in augment.items() if v is not None},
+        model_args=parse_assignments(model_arg, "--model-arg"),
+        dataset_args=parse_assignments(dataset_arg, "--dataset-arg"),
+        optimizer_args=parse_assignments(optimizer_arg, "--optimizer-arg"),
+        schedule_args=parse_assignments(schedule_arg, "--schedule-arg"),
+    )
+    resolved = resolve_config(recipe=recipe, config_file=config, overrides=overrides, resume=resume)
+
+    if print_config:
+        show_config(resolved.config, resolved.provenance)
+        return
+
+    from blitz.plugins.strategy_ddp import launched_by_torchrun
+
+    wants_launch = any(v is not None for v in (nproc_per_node, nnodes, node_rank, rdzv_endpoint))
+    if wants_launch and resolved.config.strategy != "ddp":
+        raise UsageError("--nproc-per-node, --nnodes, --node-rank and --rdzv-endpoint go with --strategy ddp.")
+    if resolved.config.strategy == "ddp" and not launched_by_torchrun():
+        from blitz.launch import LaunchSpec, argv_after_run, launch, strip_launch_options
+
+        spec = LaunchSpec(
+            nproc_per_node=nproc_per_node or 1, nnodes=nnodes or 1, node_rank=node_rank or 0,
+            rdzv_endpoint=rdzv_endpoint, rdzv_backend=rdzv_backend, rdzv_id=rdzv_id,
+        )
+        launch(spec, strip_launch_options(argv_after_run()))
+        return
+
+    from blitz.engine import Trainer
+    from blitz.report import print_final_report, write_run_report
+
+    trainer = Trainer(resolved.config, console=console, resume_from=resolved.resume_checkpoint)
+    result = trainer.fit()
+    if trainer.strategy.is_main:
+        print_final_report(console, result)
+        if result.run_dir is not None:
+            write_run_report(result, trainer)
+            console.print(f"Run saved in {result.run_dir}", highlight=False)
+
+
+def show_config(config: Any, provenance: dict[str, str]) -> None:
+    table = Table(title="Resolved config", show_lines=False)
+    table.add_column("key")
+    table.add_column("value")
+    table.add_column("from")
+    data = config.model_dump(mode="json")
+    for key, value in data.items():
+        if isinstance(value, dict):
+            for sub, subvalue in value.items():
+                table.add_row(f"{key}.{sub}", json.dumps(subvalue), provenance.get(f"{key}.{sub}", "default"))
+            if not value:
+                table.add_row(key, "{}", "default")
+        else:
+            table.add_row(key, json.dumps(value), provenance.get(key, "default"))
+    console.print(table)
+
+
+KIND_CHOICES = ("models", "datasets", "optimizers", "schedules", "strategies", "loggers", "recipes")
+
+
+def _list_kind(kind: str, pattern: str, as_json: bool) -> None:
+    from blitz.catalog import load_catalog
+    from blitz.plugin_host import get_host
+
+    catalog = load_catalog()
+    rows: list[dict[str, Any]] = []
+    if kind == "recipes":
+        for name, recipe in sorted(catalog.recipes.items()):
+            rows.append({"name": name, "description": recipe.description, "measured": recipe.measured})
+    else:
+        registry = get_host().registries[kind]
+        for entry in registry.entries():
+            name = entry.name.replace("/*", "/<name>")
+            rows.append({"name": name, "description": entry.description, "plugin": entry.plugin})
+        for name, alias in sorted(catalog.entries(kind).items()):
+            if alias.component and alias.component != name:
+                rows.append({
+                    "name": name, "description": alias.description or f"= {alias.component}",
+                    "plugin": alias.plugin, "component": alias.component, "defaults": alias.defaults,
+                })
+    import fnmatch
+
+    rows = [r for r in rows if fnmatch.fnmatch(r["name"], pattern)]
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    table = Table(title=f"{kind} ({len(rows)})")
+    table.add_column("name", style="bold")
+    table.add_column("description")
+    table.add_column("plugin" if kind != "recipes" else "measured")
+    for r in rows:
+        extra = r.get("plugin", "") if kind != "recipes" else r.get("measured", "")
+        table.add_row(r["name"], r["description"], extra)
+    console.print(table)
+
+
+def _make_list_command(kind: str) -> None:
+    @list_app.command(name=kind, help=f"List {kind}, optionally filtered by a glob PATTERN.")
+    @reports_errors
+    def _command(
+        pattern: Annotated[str, typer.Argument(help="Glob filter, e.g. 'timm*'.")] = "*",
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    ) -> None:
+        _list_kind(kind, pattern, as_json)
+
+
+for _kind in KIND_CHOICES:
+    _make_list_command(_kind)
+
+
+@app.command("list-models", help="List models (same as 'blitz list models').")
+@reports_errors
+def list_models(
+    pattern: Annotated[str, typer.Argument(help="Glob filter.")] = "*",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    _list_kind("models", pattern, as_json)
+
+
+@app.command("list-plugins", help="List every plugin, its distribution, version and what it registers.")
+@reports_errors
+def list_plugins(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    from blitz.plugin_host import get_host
+
+    records = list(get_host().records.values())
+    if as_json:
+        console.print_json(json.dumps([r.as_dict() for r in records]))
+        return
+    table = Table(title=f"plugins ({len(records)})")
+    for column in ("plugin", "distribution", "registers", "status"):
+        table.add_column(column)
+    for r in records:
+        registers = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in sorted(r.registers.items()))
+        extra_hooks = [h for h in r.hooks if not h.startswith("register_")]
+        if extra_hooks:
+            registers = "; ".join(filter(None, [registers, "hooks: " + ", ".join(extra_hooks)]))
+        if r.skipped:
+            status = f"[dim]skipped ({r.skipped})[/]"
+        elif r.errors:
+            status = "[red]" + " | ".join(r.errors) + "[/]"
+        else:
+            status = "[green]ok[/]"
+        table.add_row(r.name, f"{r.distribution} {r.version}" + (" (built-in)" if r.builtin else ""), registers, status)
+    console.print(table)
+
+
+@app.command("runs", help="List the runs under runs/ (or $BLITZ_RUNS_DIR).")
+@reports_errors
+def runs_command(
+    root: Annotated[Optional[Path], typer.Option(help="Folder holding run directories.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    from blitz.runs import list_runs
+
+    rows = list_runs(root)
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    if not rows:
+        console.print("No runs yet. Start one with 'blitz run'.")
+        return
+    table = Table(title=f"runs ({len(rows)})")
+    for column in ("run", "model", "dataset", "epochs", "best acc", "time", "status"):
+        table.add_column(column)
+    for r in rows:
+        best = r.get("best_accuracy")
+        table.add_row(
+            r["run"], str(r.get("model", "?")), str(r.get("dataset", "?")),
+            f"{r.get('epochs_done', '?')}/{r.get('epochs', '?')}",
+            f"{100 * best:.2f} %" if isinstance(best, (int, float)) and best >= 0 else "-",
+            f"{r.get('seconds', 0):.0f} s", str(r.get("status", "?")),
+        )
+    console.print(table)
+
+
+@app.command("show", help="Show one run: config, summary and per-epoch metrics.")
+@reports_errors
+def show(run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run directory or name.")]) -> None:
+    from blitz.runs import find_run, read_json, read_metrics
+
+    path = find_run(run_name)
+    summary = read_json(path / "summary.json")
+    console.print(f"[bold]{path}[/]")
+    for key, value in summary.items():
+        console.print(f"  {key}: {value}", highlight=False)
+    console.print((path / "config.toml").read_text(encoding="utf-8"), highlight=False, markup=False)
+    epochs = [r for r in read_metrics(path / "metrics.jsonl") if r.get("event") == "epoch"]
+    if epochs:
+        table = Table(title="epochs")
+        for column in ("epoch", "train loss", "test loss", "test acc", "img/s", "s"):
+            table.add_column(column)
+        for r in epochs:
+            table.add_row(
+                str(r["epoch"]), f"{r['train_loss']:.3f}", f"{r['test_loss']:.3f}",
+                f"{100 * r['test_accuracy']:.2f} %", f"{r['images_per_s']:,.0f}", f"{r['seconds']:.1f}",
+            )
+        console.print(table)
+
+
+@app.command("eval", help="Evaluate a run's checkpoint: accuracy, per-class accuracy, confusion matrix.")
+@reports_errors
+def eval_command(
+    run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run directory or name.")],
+    checkpoint: Annotated[str, typer.Option(help="Which checkpoint: best or last.")] = "best",
+    dataset: Annotated[Optional[str], typer.Option(help="Evaluate on another data source.")] = None,
+    data_root: Annotated[Optional[Path], typer.Option(help="Data folder.")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: auto).")] = None,
+) -> None:
+    from blitz.evaluation import evaluate_run
+
+    evaluate_run(run_name, checkpoint=checkpoint, dataset=dataset, data_root=data_root, strategy=strategy, console=console)
+
+
+@app.command("predict", help="Classify image files with a trained run: top-k classes with probabilities.")
+@reports_errors
+def predict(
+    run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run directory or name.")],
+    images: Annotated[list[Path], typer.Argument(help="PNG or JPEG files.")],
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="How many classes to show.")] = 3,
+    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    from blitz.evaluation import predict_images
+
+    predict_images(run_name, images, top_k=top_k, checkpoint=checkpoint, as_json=as_json, console=console)
+
+
+@data_app.command("verify", help="Check a data source's files: structure, counts and labels.")
+@reports_errors
+def data_verify(
+    name: Annotated[str, typer.Argument(help="Data source name (see 'blitz list datasets').")],
+    data_root: Annotated[Optional[Path], typer.Option(help="Data folder.")] = None,
+    dataset_arg: Annotated[Optional[list[str]], typer.Option("--dataset-arg", help="KEY=VALUE (repeatable).")] = None,
+) -> None:
+    from blitz.catalog import resolve
+    from blitz.config import RunConfig
+    from blitz.engine import load_data
+
+    config = RunConfig(dataset=name, data_root=data_root, dataset_args=parse_assignments(dataset_arg, "--dataset-arg"))
+    bundle = load_data(resolve("datasets", name), config)
+    info = bundle.info
+    console.print(f"[green]OK[/] {name}: {len(bundle.train):,} train and {len(bundle.test):,} test examples, "
+                  f"{info.num_classes} classes, input shape {tuple(info.input_shape)}", highlight=False)
+    for path in bundle.files:
+        console.print(f"  checked {path}", highlight=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("BLITZ_COMMAND_LINE", " ".join(["blitz", *sys.argv[1:]]))
+    app()

@@ -1,0 +1,159 @@
+"""The run configuration: one validated model, resolved from layers with provenance.
+
+Precedence, lowest first: built-in defaults < registry.toml recipe < config file < CLI flags.
+``resolve_config`` records where each value came from, for ``blitz run --print-config``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from blitz.errors import ConfigError
+
+DATA_ROOT_ENV = "BLITZ_DATA_ROOT"
+Precision = Literal["32", "bf16", "16-mixed"]
+
+
+class AugmentConfig(BaseModel):
+    """Batched augmentation applied on the training device (image data only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    flip: bool = Field(False, description="random horizontal flip, probability 0.5")
+    translate: int = Field(0, ge=0, le=16, description="random translation, pixels (reflect padding)")
+    cutout: int = Field(0, ge=0, le=32, description="side of a zeroed random square, pixels; 0 = off")
+
+
+class RunConfig(BaseModel):
+    """Everything one training run needs. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    model: str = Field("lenet", description="model name; see `blitz list models`")
+    dataset: str = Field("cifar10", description="data source name; see `blitz list datasets`")
+    optimizer: str = Field("sgd", description="optimizer name; see `blitz list optimizers`")
+    schedule: str = Field("constant", description="learning-rate schedule; see `blitz list schedules`")
+    strategy: str = Field("auto", description="device strategy; see `blitz list strategies`")
+    device: str | None = Field(None, description="device for cpu/cuda, e.g. 'cuda:1'")
+    loggers: list[str] = Field(default_factory=lambda: ["jsonl"], description="metric loggers")
+
+    epochs: int = Field(2, ge=0, le=100_000, description="passes over the training set")
+    batch_size: int = Field(4, ge=1, description="training examples per step, per process")
+    eval_batch_size: int = Field(1000, ge=1, description="examples per evaluation batch")
+    lr: float = Field(0.001, gt=0, le=1e4, description="learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum / Adam beta1")
+    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross-entropy label smoothing")
+    shuffle: bool = Field(True, description="reshuffle the training set every epoch")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    mean: list[float] | None = Field(None, description="override the data's per-channel mean (pixels in [0, 1])")
+    std: list[float] | None = Field(None, description="override the data's per-channel std (pixels in [0, 1])")
+    limit_steps: int | None = Field(None, ge=1, description="stop each epoch after this many steps")
+
+    seed: int = Field(0, ge=0, description="seed for weights, shuffling and augmentation")
+    deterministic: bool = Field(False, description="deterministic kernels: bit-identical reruns")
+    precision: Precision = Field("32", description="32, bf16 (autocast) or 16-mixed (fp16 + scaler)")
+    channels_last: bool = Field(False, description="channels-last memory format for image models")
+    compile: bool = Field(False, description="torch.compile the model")
+
+    data_root: Path | None = Field(None, description=f"data folder; default ${DATA_ROOT_ENV} or ./data")
+    download: bool = Field(False, description="download the data set if missing (needs a network)")
+    out: Path | None = Field(None, description="run directory; default runs/<time>-<name>-<dataset>")
+    log_every: int = Field(50, ge=1, description="steps between progress updates and step logs")
+
+    model_args: dict[str, Any] = Field(default_factory=dict, description="extra model factory arguments")
+    dataset_args: dict[str, Any] = Field(default_factory=dict, description="extra data source arguments")
+    optimizer_args: dict[str, Any] = Field(default_factory=dict, description="extra optimizer arguments")
+    schedule_args: dict[str, Any] = Field(default_factory=dict, description="extra schedule arguments")
+
+    recipe: str | None = Field(None, description="the registry.toml recipe this run started from")
+
+    def resolved_data_root(self) -> Path:
+        if self.data_root is not None:
+            return self.data_root
+        return Path(os.environ.get(DATA_ROOT_ENV, "data"))
+
+
+_NESTED = {"augment", "model_args", "dataset_args", "optimizer_args", "schedule_args"}
+
+
+def read_toml(path: Path, what: str = "config file") -> dict[str, Any]:
+    """Parse a TOML file, turning every failure into a ConfigError naming the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"The {what} '{path}' does not exist.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Cannot read the {what} '{path}': {exc}.") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"The {what} '{path}' is not valid TOML: {exc}.") from None
+
+
+class Layer:
+    """One source of settings: a name for provenance and a (possibly nested) dict of values."""
+
+    def __init__(self, source: str, values: dict[str, Any]) -> None:
+        self.source = source
+        self.values = values
+
+
+def merge_layers(layers: list[Layer]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Merge layers in order; nested tables merge key by key. Returns (values, provenance)."""
+    merged: dict[str, Any] = {}
+    provenance: dict[str, str] = {}
+    for layer in layers:
+        for key, value in layer.values.items():
+            if key in _NESTED and isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+                for sub in value:
+                    provenance[f"{key}.{sub}"] = layer.source
+            else:
+                merged[key] = value
+                if isinstance(value, dict) and key in _NESTED:
+                    for sub in value:
+                        provenance[f"{key}.{sub}"] = layer.source
+                else:
+                    provenance[key] = layer.source
+    return merged, provenance
+
+
+def validate(values: dict[str, Any], provenance: dict[str, str]) -> RunConfig:
+    """Build a RunConfig; the first problem becomes a one-line ConfigError naming field and source."""
+    try:
+        return RunConfig.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, provenance)) from None
+
+
+def describe_validation_error(exc: ValidationError, provenance: dict[str, str]) -> str:
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"]) or "config"
+    source = provenance.get(field) or provenance.get(field.split(".")[0])
+    where = f" (from {source})" if source else ""
+    if error["type"] == "extra_forbidden":
+        known = ", ".join(_known_keys(field))
+        return f"Unknown config key '{field}'{where}. Known keys: {known}."
+    given = error.get("input")
+    given_text = f"; got {given!r}" if not isinstance(given, dict) else ""
+    extra = len(exc.errors()) - 1
+    more = f" (and {extra} more problem{'s' if extra > 1 else ''})" if extra else ""
+    return f"Invalid value for '{field}'{where}: {error['msg']}{given_text}.{more}"
+
+
+def _known_keys(field: str) -> list[str]:
+    if field.startswith("augment."):
+        return sorted(AugmentConfig.model_fields)
+    return sorted(RunConfig.model_fields)
+
+
+def to_toml_dict(config: RunConfig) -> dict[str, Any]:
+    """The config as TOML-ready data (no None values, paths as strings), rerunnable with --config."""
+    data = config.model_dump(mode="json", exclude_none=True)
+    return {key: value for key, value in data.items() if value != {} or key == "augment"}

@@ -1,0 +1,633 @@
+"""The training engine: build the components a config names, train, evaluate, checkpoint.
+
+The hot loop is lean on purpose: no host sync per step (the loss is summed on the device and
+read every ``log_every`` steps), ``zero_grad(set_to_none=True)``, fused optimizers where the
+optimizer plugin asks for them, and batches that are already on the device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import math
+import random
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from torch import nn
+
+from blitz import checkpoint as ckpt
+from blitz import runs
+from blitz.batches import LoaderBatches, TensorBatches, eval_batches
+from blitz.catalog import Resolved, load_catalog, resolve
+from blitz.components import DataBundle, DataInfo, Strategy, TensorSplit
+from blitz.config import RunConfig
+from blitz.errors import (
+    BlitzError,
+    DataError,
+    IncompatibleError,
+    Interrupted,
+    TrainingDivergedError,
+    UsageError,
+)
+from blitz.plugin_host import PluginHost, get_host
+from blitz.progress import EpochProgress
+
+
+@dataclass
+class Components:
+    """The registry entries a config names, resolved once."""
+
+    model: Resolved
+    dataset: Resolved
+    optimizer: Resolved
+    schedule: Resolved
+    strategy: Resolved
+    loggers: list[Resolved]
+
+
+def resolve_components(config: RunConfig, host: PluginHost | None = None) -> Components:
+    """Resolve every name in ``config``; an unknown one raises UnknownNameError (exit 2)."""
+    host = host or get_host()
+    catalog = load_catalog()
+    return Components(
+        model=resolve("models", config.model, catalog, host),
+        dataset=resolve("datasets", config.dataset, catalog, host),
+        optimizer=resolve("optimizers", config.optimizer, catalog, host),
+        schedule=resolve("schedules", config.schedule, catalog, host),
+        strategy=resolve("strategies", config.strategy, catalog, host),
+        loggers=[resolve("loggers", name, catalog, host) for name in config.loggers],
+    )
+
+
+def call_factory(resolved: Resolved, what: str, *args: Any, **kwargs: Any) -> Any:
+    """Call a component factory, turning a wrong keyword into a clear usage error."""
+    if resolved.entry.variant is not None:
+        kwargs["variant"] = resolved.entry.variant
+    try:
+        signature = inspect.signature(resolved.entry.factory)
+    except (TypeError, ValueError):
+        signature = None
+    if signature is not None and not any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()
+    ):
+        accepted = set(signature.parameters)
+        unknown = sorted(set(kwargs) - accepted)
+        if unknown:
+            options = sorted(
+                n for n, p in signature.parameters.items()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in kwargs
+            )
+            raise UsageError(
+                f"{what} '{resolved.name}' takes no argument '{unknown[0]}'"
+                + (f"; it takes: {', '.join(options)}." if options else ".")
+            )
+    return resolved.entry.factory(*args, **kwargs)
+
+
+def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
+    args = {**resolved.defaults, **config.dataset_args}
+    bundle = call_factory(
+        resolved, "Dataset", root=config.resolved_data_root(), download=config.download, **args
+    )
+    if not isinstance(bundle, DataBundle):
+        raise DataError(f"Dataset '{resolved.name}' returned {type(bundle).__name__}, not a DataBundle.")
+    for split_name, split in (("train", bundle.train), ("test", bundle.test)):
+        if isinstance(split, TensorSplit) and len(split):
+            low, high = int(split.labels.min()), int(split.labels.max())
+            if low < 0 or high >= bundle.info.num_classes:
+                raise DataError(
+                    f"Dataset '{resolved.name}' {split_name} labels range {low}..{high}, outside "
+                    f"0..{bundle.info.num_classes - 1} for its {bundle.info.num_classes} classes."
+                )
+        if len(split) == 0:
+            raise DataError(f"Dataset '{resolved.name}' has an empty {split_name} split.")
+    return bundle
+
+
+def with_normalization(info: DataInfo, config: RunConfig) -> DataInfo:
+    """The data's DataInfo with the config's mean/std override, if any."""
+    if config.mean is None and config.std is None:
+        return info
+    channels = info.input_shape[0] if info.is_image else 0
+    mean = tuple(config.mean if config.mean is not None else info.mean)
+    std = tuple(config.std if config.std is not None else info.std)
+    if len(mean) != channels or len(std) != channels:
+        raise UsageError(
+            f"mean/std need one value per channel ({channels} for input shape {tuple(info.input_shape)}), "
+            f"got {len(mean)} and {len(std)}."
+        )
+    if any(s <= 0 for s in std):
+        raise UsageError(f"std values must be positive, got {list(std)}.")
+    return dataclasses.replace(info, mean=mean, std=std)
+
+
+def build_model(resolved: Resolved, info: DataInfo, config: RunConfig) -> nn.Module:
+    args = {**resolved.defaults, **config.model_args}
+    model = call_factory(
+        resolved, "Model", num_classes=info.num_classes, input_shape=info.input_shape, **args
+    )
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"Model '{resolved.name}' returned {type(model).__name__}, not an nn.Module.")
+    return model
+
+
+def check_fit(model: nn.Module, info: DataInfo, model_name: str, dataset_name: str) -> None:
+    """Run two fake examples through the model, so a mismatch fails now with both names."""
+    shape = (2, *info.input_shape)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(shape))
+    except (RuntimeError, ValueError, AssertionError, TypeError, IndexError) as exc:
+        detail = str(exc).strip().splitlines()[0][:160]
+        raise IncompatibleError(
+            f"Model '{model_name}' does not fit dataset '{dataset_name}': inputs of shape "
+            f"{tuple(info.input_shape)} with {info.num_classes} classes fail in the model ({detail}). "
+            "Pick a model made for this input size, or pass model arguments with --model-arg."
+        ) from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, info.num_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise IncompatibleError(
+            f"Model '{model_name}' does not fit dataset '{dataset_name}': it maps inputs of shape "
+            f"{tuple(info.input_shape)} to {got}, but the dataset has {info.num_classes} classes "
+            f"(expected (N, {info.num_classes}))."
+        )
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    accuracy: float
+    confusion: torch.Tensor  # (K, K) counts, rows = true class, columns = predicted
+    count: int
+
+    def per_class(self, class_names: tuple[str, ...]) -> dict[str, float]:
+        totals = self.confusion.sum(dim=1).clamp(min=1)
+        correct = self.confusion.diagonal()
+        return {name: float(correct[i] / totals[i]) for i, name in enumerate(class_names)}
+
+
+def autocast(config: RunConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    if config.precision == "32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def evaluate(
+    model: nn.Module,
+    split: TensorSplit | Any,
+    info: DataInfo,
+    strategy: Strategy,
+    config: RunConfig,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> EvalResult:
+    """Loss, accuracy and confusion over the whole split, each example counted exactly once."""
+    k = info.num_classes
+    device = strategy.device
+    confusion = torch.zeros(k * k, dtype=torch.long, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode(), autocast(config, device):
+        for images, labels in eval_batches(
+            split, info, device=device, batch_size=config.eval_batch_size,
+            rank=strategy.rank, world_size=strategy.world_size, memory_format=memory_format,
+        ):
+            logits = model(images).float()
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
+            confusion += torch.bincount(labels * k + logits.argmax(dim=1), minlength=k * k)
+    model.train(was_training)
+    confusion = strategy.all_reduce_sum(confusion)
+    loss_sum = strategy.all_reduce_sum(loss_sum)
+    matrix = confusion.view(k, k).cpu()
+    count = int(matrix.sum())
+    return EvalResult(
+        loss=float(loss_sum) / max(count, 1),
+        accuracy=float(matrix.diagonal().sum()) / max(count, 1),
+        confusion=matrix,
+        count=count,
+    )
+
+
+@dataclass
+class TrainingRun:
+    """What lifecycle hooks and loggers see of a run."""
+
+    config: RunConfig
+    info: DataInfo
+    model: nn.Module
+    strategy: Strategy
+    run_dir: Path | None
+    components: Components
+    epoch: int = 0
+    global_step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class StopRequest:
+    """Set by SIGINT/SIGTERM (or a caller); the loop finishes its step, checkpoints and stops."""
+
+    def __init__(self) -> None:
+        self.signal_number: int | None = None
+
+    def __call__(self, signum: int, _frame: Any = None) -> None:
+        if self.signal_number is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        self.signal_number = signum
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        previous = {}
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, self)
+        except ValueError:  # not the main thread: signals stay as they are
+            pass
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    elif torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path | None
+    final: EvalResult
+    history: list[dict[str, Any]]
+    info: DataInfo
+    train_seconds: float
+    images_per_s: float
+    interrupted: bool = False
+
+
+class Trainer:
+    """Trains one config end to end. ``console`` receives everything printed."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        *,
+        console: Console | None = None,
+        host: PluginHost | None = None,
+        resume_from: Path | None = None,
+        write_run: bool = True,
+    ) -> None:
+        self.config = config
+        self.host = host or get_host()
+        self.console = console or Console()
+        self.resume_from = resume_from
+        self.write_run = write_run
+        self.stop = StopRequest()
+        self.components = resolve_components(config, self.host)
+
+    def say(self, message: str) -> None:
+        if self.strategy.is_main:
+            self.console.print(message, highlight=False)
+
+    def warn_all(self, warnings: list[str]) -> None:
+        for warning in warnings:
+            self.say(f"[yellow]Warning:[/] {warning}")
+
+    def fit(self) -> TrainResult:
+        config, c = self.config, self.components
+        strategy: Strategy = call_factory(c.strategy, "Strategy", device=config.device)
+        self.strategy = strategy
+        strategy.setup()
+        try:
+            with self.stop.installed():
+                return self._fit(strategy)
+        finally:
+            strategy.teardown()
+
+    def _fit(self, strategy: Strategy) -> TrainResult:
+        config, c = self.config, self.components
+        seed_everything(config.seed, config.deterministic)
+        self.say(f"Strategy: {strategy.describe()}")
+
+        # Rank 0 prepares the data first (a download must happen once), the others wait.
+        if strategy.is_main:
+            bundle = load_data(c.dataset, config)
+        strategy.barrier()
+        if not strategy.is_main:
+            bundle = load_data(c.dataset, config)
+        info = with_normalization(bundle.info, config)
+        bundle.info = info
+
+        torch.manual_seed(config.seed)  # identical initial weights on every rank
+        model = build_model(c.model, info, config)
+        check_fit(model, info, c.model.name, c.dataset.name)
+
+        memory_format = torch.channels_last if config.channels_last and info.is_image else torch.contiguous_format
+        train_batches = self._train_batches(bundle, strategy, memory_format)
+        init_from_data = getattr(model, "init_from_data", None)
+        if callable(init_from_data) and isinstance(train_batches, TensorBatches):
+            sample = train_batches.normalize(train_batches.images[:5000], torch.contiguous_format)
+            init_from_data(sample.cpu())
+        model = model.to(strategy.device, memory_format=memory_format)
+        test_split = bundle.test
+        if isinstance(test_split, TensorSplit):  # keep it resident too: evaluation is a hot path on GPUs
+            test_split = TensorSplit(test_split.images.to(strategy.device), test_split.labels.to(strategy.device))
+
+        optimizer = call_factory(
+            c.optimizer, "Optimizer", model,
+            lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+            **{**c.optimizer.defaults, **config.optimizer_args},
+        )
+        steps_per_epoch = len(train_batches)
+        if config.limit_steps:
+            steps_per_epoch = min(steps_per_epoch, config.limit_steps)
+        total_steps = max(1, steps_per_epoch * config.epochs)
+        scheduler = call_factory(
+            c.schedule, "Schedule", optimizer, total_steps=total_steps,
+            **{**c.schedule.defaults, **config.schedule_args},
+        )
+        scaler = torch.amp.GradScaler(strategy.device.type, enabled=config.precision == "16-mixed")
+        train_model = strategy.wrap(model)
+        if config.compile:
+            train_model = torch.compile(train_model)
+
+        run = TrainingRun(config, info, model, strategy, None, c)
+        start_epoch, start_step = 1, 0
+        best_accuracy = -1.0
+        if self.resume_from is not None:
+            state = ckpt.load_checkpoint(self.resume_from)
+            ckpt.load_weights(model, state.model, str(self.resume_from))
+            training = state.training
+            optimizer.load_state_dict(training["optimizer"])
+            scheduler.load_state_dict(training["scheduler"])
+            scaler.load_state_dict(training["scaler"])
+            train_batches.load_state_dict(training["batches"])
+            set_rng_state(training["rng"])
+            run.history = list(state.meta.get("history", []))
+            best_accuracy = float(state.meta.get("best_accuracy", -1.0))
+            start_epoch, start_step = int(state.meta["epoch"]), int(state.meta["step_in_epoch"])
+            if start_step >= steps_per_epoch:
+                start_epoch, start_step = start_epoch + 1, 0
+            run.global_step = int(state.meta["global_step"])
+            self.say(f"Resuming from {self.resume_from} at epoch {start_epoch}, step {start_step}")
+
+        run_dir = self._prepare_run_dir(strategy)
+        run.run_dir = run_dir
+        loggers = self._start_loggers(run_dir) if strategy.is_main else []
+        if strategy.is_main:
+            self.warn_all(self.host.call_lifecycle("on_train_start", run=run))
+
+        def save(name: str, epoch: int, step_in_epoch: int) -> None:
+            if run_dir is None or not strategy.is_main:
+                return
+            meta = {
+                "model": c.model.name,
+                "model_component": c.model.entry.name,
+                "model_args": {**c.model.defaults, **config.model_args},
+                "dataset": c.dataset.name,
+                "dataset_args": {**c.dataset.defaults, **config.dataset_args},
+                "num_classes": info.num_classes,
+                "input_shape": list(info.input_shape),
+                "class_names": list(info.class_names),
+                "mean": list(info.mean),
+                "std": list(info.std),
+                "epoch": epoch,
+                "step_in_epoch": step_in_epoch,
+                "global_step": run.global_step,
+                "best_accuracy": best_accuracy,
+                "history": run.history,
+                "blitz_checkpoint": True,
+            }
+            training = {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "batches": train_batches.state_dict(),
+                "rng": rng_state(),
+            }
+            ckpt.save_checkpoint(run_dir / "checkpoints" / f"{name}.ckpt", ckpt.Checkpoint(meta, model.state_dict(), training))
+
+        progress = EpochProgress(self.console, enabled=strategy.is_main)
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        train_seconds, images_seen = 0.0, 0
+        final: EvalResult | None = None
+        try:
+            for epoch in range(start_epoch, config.epochs + 1):
+                run.epoch = epoch
+                first = start_step if epoch == start_epoch else 0
+                epoch_start = time.perf_counter()
+                steps_done, images, loss_avg = self._train_epoch(
+                    run, train_model, train_batches, optimizer, scheduler, scaler, loss_fn,
+                    epoch, first, steps_per_epoch, progress, loggers,
+                )
+                if self.stop.signal_number is not None:
+                    save("last", epoch, steps_done)
+                    raise Interrupted(
+                        f"Stopped by {signal.Signals(self.stop.signal_number).name} at epoch {epoch}, "
+                        f"step {steps_done}; resume with: blitz run --resume {run_dir}",
+                        self.stop.signal_number,
+                    )
+                epoch_seconds = time.perf_counter() - epoch_start
+                train_seconds += epoch_seconds
+                images_seen += images
+                result = evaluate(train_model, test_split, info, strategy, config, memory_format)
+                final = result
+                metrics = {
+                    "event": "epoch",
+                    "schema": runs.METRICS_SCHEMA,
+                    "epoch": epoch,
+                    "step": run.global_step,
+                    "train_loss": loss_avg,
+                    "test_loss": result.loss,
+                    "test_accuracy": result.accuracy,
+                    "images_per_s": images / epoch_seconds if epoch_seconds > 0 else 0.0,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "seconds": epoch_seconds,
+                }
+                run.history.append({k: v for k, v in metrics.items() if k not in ("event", "schema")})
+                self.say(
+                    f"epoch {epoch}/{config.epochs}  train loss {loss_avg:.3f}  test loss {result.loss:.3f}  "
+                    f"test accuracy {100 * result.accuracy:.2f} %  ({metrics['images_per_s']:,.0f} img/s, "
+                    f"{epoch_seconds:.1f} s)"
+                )
+                improved = result.accuracy > best_accuracy
+                best_accuracy = max(best_accuracy, result.accuracy)
+                save("last", epoch + 1, 0)
+                if improved:
+                    save("best", epoch + 1, 0)
+                for logger in loggers:
+                    logger.log(metrics)
+                if strategy.is_main:
+                    self.warn_all(self.host.call_lifecycle("on_epoch_end", run=run, epoch=epoch, metrics=metrics))
+                    self._write_summary(run, "running", best_accuracy, result)
+        finally:
+            progress.stop()
+            for logger in loggers:
+                logger.close()
+
+        if final is None:  # nothing left to train (epochs 0, or a finished run resumed)
+            final = evaluate(train_model, test_split, info, strategy, config, memory_format)
+        per_class = final.per_class(info.class_names)
+        if strategy.is_main:
+            self._write_summary(run, "finished", max(best_accuracy, final.accuracy), final)
+            self.warn_all(self.host.call_lifecycle(
+                "on_train_end", run=run,
+                metrics={"test_accuracy": final.accuracy, "test_loss": final.loss, "per_class_accuracy": per_class},
+            ))
+        return TrainResult(
+            run_dir=run_dir,
+            final=final,
+            history=run.history,
+            info=info,
+            train_seconds=train_seconds,
+            images_per_s=images_seen / train_seconds if train_seconds > 0 else 0.0,
+        )
+
+    def _train_batches(self, bundle: DataBundle, strategy: Strategy, memory_format: torch.memory_format) -> TensorBatches | LoaderBatches:
+        config = self.config
+        if isinstance(bundle.train, TensorSplit):
+            return TensorBatches(
+                bundle.train, bundle.info, device=strategy.device, batch_size=config.batch_size,
+                shuffle=config.shuffle, seed=config.seed, augment=config.augment,
+                rank=strategy.rank, world_size=strategy.world_size, memory_format=memory_format,
+            )
+        return LoaderBatches(
+            bundle.train, device=strategy.device, batch_size=config.batch_size, shuffle=config.shuffle,
+            seed=config.seed, rank=strategy.rank, world_size=strategy.world_size, memory_format=memory_format,
+        )
+
+    def _train_epoch(
+        self, run: TrainingRun, model: nn.Module, batches: Any, optimizer: Any, scheduler: Any,
+        scaler: Any, loss_fn: nn.Module, epoch: int, first_step: int, steps: int,
+        progress: EpochProgress, loggers: list[Any],
+    ) -> tuple[int, int, float]:
+        config, device = self.config, self.strategy.device
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        window_sum = torch.zeros((), device=device)
+        window_steps, window_images, images = 0, 0, 0
+        window_start = time.perf_counter()
+        steps_done = first_step
+        progress.start(epoch, config.epochs, steps, done=first_step)
+        precision = autocast(config, device)
+        for inputs, labels in batches.epoch(epoch, first_step):
+            if steps_done >= steps:
+                break
+            with precision:
+                loss = loss_fn(model(inputs), labels)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            detached = loss.detach()
+            loss_sum += detached
+            window_sum += detached
+            steps_done += 1
+            run.global_step += 1
+            window_steps += 1
+            n = labels.shape[0]
+            window_images += n
+            images += n
+            if window_steps == config.log_every or steps_done == steps or self.stop.signal_number is not None:
+                window_loss = float(window_sum) / window_steps  # the only host sync: every log_every steps
+                if not math.isfinite(window_loss):
+                    raise TrainingDivergedError(
+                        f"The loss became {window_loss} by step {run.global_step} (epoch {epoch}, "
+                        f"lr {optimizer.param_groups[0]['lr']:.3g}); stopped. The last good checkpoint "
+                        f"is kept{' in ' + str(run.run_dir / 'checkpoints') if run.run_dir else ''}. "
+                        "Try a lower --lr."
+                    )
+                now = time.perf_counter()
+                rate = window_images / max(now - window_start, 1e-9)
+                progress.update(steps_done, window_loss, rate)
+                record = {
+                    "event": "step", "schema": runs.METRICS_SCHEMA, "epoch": epoch,
+                    "step": run.global_step, "loss": window_loss, "images_per_s": rate,
+                    "lr": optimizer.param_groups[0]["lr"],
+                }
+                for logger in loggers:
+                    logger.log(record)
+                window_sum.zero_()
+                window_steps, window_images, window_start = 0, 0, now
+                if self.stop.signal_number is not None:
+                    break
+        progress.stop()
+        count = max(steps_done - first_step, 1)
+        return steps_done, images, float(loss_sum) / count
+
+    def _prepare_run_dir(self, strategy: Strategy) -> Path | None:
+        if not self.write_run:
+            return None
+        if self.resume_from is not None:
+            path = self.resume_from.parent.parent  # <run>/checkpoints/last.ckpt
+        elif strategy.is_main:
+            path = runs.new_run_dir(self.config)
+        else:
+            path = None
+        path = strategy.broadcast_object(path)
+        if strategy.is_main:
+            plugins = {r.name: f"{r.distribution} {r.version}" for r in self.host.records.values() if r.loaded}
+            runs.write_start_files(path, self.config, self.strategy.describe(), plugins)
+        return path
+
+    def _start_loggers(self, run_dir: Path | None) -> list[Any]:
+        if run_dir is None:
+            return []
+        return [call_factory(r, "Logger", run_dir=run_dir) for r in self.components.loggers]
+
+    def _write_summary(self, run: TrainingRun, status: str, best: float, last: EvalResult) -> None:
+        if run.run_dir is None:
+            return
+        runs.write_summary(run.run_dir, {
+            "status": status,
+            "model": self.config.model,
+            "dataset": self.config.dataset,
+            "recipe": self.config.recipe,
+            "epochs": self.config.epochs,
+            "epochs_done": len(run.history),
+            "best_accuracy": best,
+            "last_accuracy": last.accuracy,
+            "seconds": sum(h["seconds"] for h in run.history),
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        })
+
+
+def train(config: RunConfig, **kwargs: Any) -> TrainResult:
+    """Train ``config`` (the Python entry point behind `blitz run`)."""
+    return Trainer(config, **kwargs).fit()
+
+
+__all__ = ["BlitzError", "Trainer", "TrainResult", "evaluate", "train"]

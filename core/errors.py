@@ -1,0 +1,82 @@
+"""The errors blitz raises on purpose: each carries a one-line message and an exit code.
+
+The CLI prints ``Error: <message>`` for any of them, with no traceback unless ``--debug``.
+Exit code 2 means the user asked for something that cannot work (a usage error); 1 means
+something went wrong while working (a runtime error).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class BlitzError(Exception):
+    """Base class of the errors blitz reports to the user as one clear line."""
+
+    exit_code = 1
+
+
+class UsageError(BlitzError):
+    """The user asked for something that cannot work: fix the command or the config."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A config value, file or flag is invalid."""
+
+
+class UnknownNameError(UsageError, KeyError):
+    """A component name that no installed plugin registers."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str], list_command: str) -> None:
+        self.kind, self.name = kind, name
+        self.known = sorted(known)
+        close = difflib.get_close_matches(name, self.known, n=1, cutoff=0.6)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        message = f"Unknown {kind} '{name}'.{hint} See '{list_command}'."
+        super().__init__(message)
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class DataNotFoundError(UsageError):
+    """A data source's files are not where the user pointed."""
+
+
+class DataError(BlitzError):
+    """A data source's files exist but are corrupt, truncated or inconsistent."""
+
+
+class IncompatibleError(UsageError):
+    """Two components that cannot work together (a model that does not fit the data)."""
+
+
+class StrategyUnavailableError(UsageError):
+    """The requested device strategy cannot run on this machine."""
+
+
+class CheckpointError(BlitzError):
+    """A checkpoint file that is missing, corrupt, or made for something else."""
+
+
+class PluginError(BlitzError):
+    """A plugin that failed to load, or broke a rule of the plugin contract."""
+
+
+class TrainingDivergedError(BlitzError):
+    """The loss became NaN or infinite."""
+
+
+class OutputError(BlitzError):
+    """The run directory cannot be written."""
+
+
+class Interrupted(BlitzError):
+    """Training stopped on Ctrl-C or SIGTERM after saving a resumable checkpoint."""
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signal_number

@@ -1,0 +1,87 @@
+"""Starting DDP jobs through torchrun's own launcher, so ``blitz run --strategy ddp`` needs no wrapper.
+
+blitz re-runs its own command line under ``torch.distributed.run`` (the module behind the
+``torchrun`` command): torchrun starts one process per device, handles rendezvous across
+machines, and ends the whole job when any rank fails.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from blitz.errors import BlitzError, UsageError
+
+# blitz run options that belong to the launcher, not to the training processes
+LAUNCH_OPTIONS = ("--nproc-per-node", "--nnodes", "--node-rank", "--rdzv-endpoint", "--rdzv-backend", "--rdzv-id")
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    rdzv_endpoint: str | None = None
+    rdzv_backend: str = "c10d"
+    rdzv_id: str = "blitz"
+
+
+def strip_launch_options(argv: list[str]) -> list[str]:
+    """``argv`` without the launcher's options, for the command each process runs."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in LAUNCH_OPTIONS:
+            skip = "=" not in arg
+            continue
+        out.append(arg)
+    return out
+
+
+def torchrun_args(spec: LaunchSpec, run_argv: list[str]) -> list[str]:
+    if spec.nproc_per_node < 1 or spec.nnodes < 1:
+        raise UsageError("--nproc-per-node and --nnodes must be at least 1.")
+    args = [f"--nproc-per-node={spec.nproc_per_node}", "--max-restarts=0"]
+    if spec.nnodes == 1 and spec.rdzv_endpoint is None:
+        args.append("--standalone")  # a free local port; no rendezvous server needed
+    else:
+        if spec.rdzv_endpoint is None:
+            raise UsageError("--nnodes above 1 needs --rdzv-endpoint HOST:PORT (the same on every node).")
+        args += [
+            f"--nnodes={spec.nnodes}",
+            f"--node-rank={spec.node_rank}",
+            f"--rdzv-backend={spec.rdzv_backend}",
+            f"--rdzv-endpoint={spec.rdzv_endpoint}",
+            f"--rdzv-id={spec.rdzv_id}",
+        ]
+    return [*args, "-m", "blitz", "run", *run_argv]
+
+
+def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
+    """Run ``blitz run <run_argv>`` under torchrun; a failed rank raises BlitzError."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun_main
+
+    args = torchrun_args(spec, run_argv)
+    try:
+        torchrun_main(args)
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        code = failure.exitcode
+        raise BlitzError(
+            f"DDP job failed: rank {rank} exited with code {code} (its error is printed above); "
+            "the other ranks were stopped."
+        ) from None
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise BlitzError(f"torchrun could not start the job (exit {exc.code}).") from None
+
+
+def argv_after_run() -> list[str]:
+    """The arguments given after ``run`` on this process's command line."""
+    argv = sys.argv[1:]
+    return argv[argv.index("run") + 1 :] if "run" in argv else argv

@@ -1,0 +1,240 @@
+"""Finding and loading plugins, once per process, without letting one broken plugin stop blitz.
+
+Every plugin, blitz's built-ins included, is a module named by an entry point in the ``blitz``
+group. Built-ins load first, then third-party plugins in name order; that order decides which
+registration wins when two plugins register the same name (the first one is kept, and the
+second is reported as an error of its plugin). ``BLITZ_LOAD_PLUGINS`` limits which third-party
+plugins load: unset loads all, an empty string loads none, ``a,b`` loads only those.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from blitz import hookspecs
+from blitz.errors import PluginError
+from blitz.registry import Entry, Registry
+
+ENTRY_POINT_GROUP = "blitz"
+LOAD_PLUGINS_ENV = "BLITZ_LOAD_PLUGINS"
+BUILTIN_DISTRIBUTION = "blitz"
+
+# kind -> (singular noun for messages, command that lists them)
+KINDS: dict[str, tuple[str, str]] = {
+    "datasets": ("dataset", "blitz list datasets"),
+    "models": ("model", "blitz list models"),
+    "optimizers": ("optimizer", "blitz list optimizers"),
+    "schedules": ("schedule", "blitz list schedules"),
+    "strategies": ("strategy", "blitz list strategies"),
+    "loggers": ("logger", "blitz list loggers"),
+}
+LIFECYCLE_HOOKS = ("on_train_start", "on_epoch_end", "on_train_end")
+
+
+@dataclass
+class PluginRecord:
+    """What `blitz list-plugins` shows about one plugin."""
+
+    name: str
+    module: str
+    distribution: str
+    version: str
+    builtin: bool
+    loaded: bool = False
+    hooks: list[str] = field(default_factory=list)
+    registers: dict[str, list[str]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    skipped: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "module": self.module,
+            "distribution": self.distribution,
+            "version": self.version,
+            "builtin": self.builtin,
+            "loaded": self.loaded,
+            "hooks": self.hooks,
+            "registers": self.registers,
+            "errors": self.errors,
+            "skipped": self.skipped,
+        }
+
+
+@dataclass(frozen=True)
+class PluginSource:
+    """A module to load as a plugin: from an entry point, or given directly (tests, embedding)."""
+
+    name: str
+    load: Callable[[], ModuleType | object]
+    module: str
+    distribution: str
+    version: str
+
+    @property
+    def builtin(self) -> bool:
+        return self.distribution == BUILTIN_DISTRIBUTION
+
+
+def discover() -> list[PluginSource]:
+    """The installed plugins: built-ins first, then the rest by name."""
+    sources: dict[str, PluginSource] = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        sources.setdefault(
+            ep.name,
+            PluginSource(
+                name=ep.name,
+                load=ep.load,
+                module=ep.value,
+                distribution=dist.name if dist else "unknown",
+                version=dist.version if dist else "unknown",
+            ),
+        )
+    return sorted(sources.values(), key=lambda s: (not s.builtin, s.name))
+
+
+def _allowed_third_party() -> set[str] | None:
+    value = os.environ.get(LOAD_PLUGINS_ENV)
+    if value is None:
+        return None
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+def _short_error(exc: BaseException) -> str:
+    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" ({last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+class PluginHost:
+    """The loaded plugins and the registries they filled."""
+
+    def __init__(self, sources: Iterable[PluginSource]) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.sources = list(sources)
+        self.records: dict[str, PluginRecord] = {}
+        self.registries = {kind: Registry(noun, cmd) for kind, (noun, cmd) in KINDS.items()}
+        self._broken_lifecycle: set[tuple[str, str]] = set()
+        allowed = _allowed_third_party()
+        for source in self.sources:
+            self._load(source, allowed)
+        self._reject_unknown_hooks()
+        for kind in KINDS:
+            self._collect(kind)
+
+    def _load(self, source: PluginSource, allowed: set[str] | None) -> None:
+        record = PluginRecord(
+            name=source.name,
+            module=source.module,
+            distribution=source.distribution,
+            version=source.version,
+            builtin=source.builtin,
+        )
+        self.records[source.name] = record
+        if not source.builtin and allowed is not None and source.name not in allowed:
+            record.skipped = f"not in {LOAD_PLUGINS_ENV}"
+            return
+        try:
+            plugin = source.load()
+            self.pm.register(plugin, name=source.name)
+        except Exception as exc:  # a broken plugin must never stop the CLI
+            record.errors.append(f"failed to load: {_short_error(exc)}")
+            return
+        record.loaded = True
+        record.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
+
+    def _reject_unknown_hooks(self) -> None:
+        # pm.check_pending() would raise on the first misspelled hook; report each one instead.
+        for name in dir(self.pm.hook):
+            caller = getattr(self.pm.hook, name)
+            if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
+                continue
+            for impl in caller.get_hookimpls():
+                record = self.records[impl.plugin_name]
+                record.errors.append(
+                    f"implements unknown hook '{name}' (a misspelling?); the plugin was not loaded"
+                )
+                record.loaded = False
+                if self.pm.is_registered(impl.plugin):
+                    self.pm.unregister(impl.plugin)
+        self.pm.check_pending()
+
+    def _collect(self, kind: str) -> None:
+        registry = self.registries[kind]
+        caller = getattr(self.pm.hook, f"register_{kind}")
+        # Called one plugin at a time (in load order) so that one that raises only loses its own.
+        for impl in sorted(caller.get_hookimpls(), key=lambda i: list(self.records).index(i.plugin_name)):
+            record = self.records[impl.plugin_name]
+
+            def register(name: str, factory: Any, *, description: str = "", **metadata: Any) -> None:
+                try:
+                    registry.add(Entry(name, factory, description, impl.plugin_name, metadata))
+                except PluginError as exc:
+                    record.errors.append(str(exc))
+                    return
+                record.registers.setdefault(kind, []).append(name)
+
+            try:
+                impl.function(register=register)
+            except Exception as exc:
+                record.errors.append(f"raised in register_{kind}: {_short_error(exc)}")
+
+    def call_lifecycle(self, hook: str, **kwargs: Any) -> list[str]:
+        """Call a lifecycle hook on every plugin; one that raises is disabled and reported.
+
+        Returns the warnings to show, so a logger's bug cannot end hours of training.
+        """
+        warnings = []
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            key = (impl.plugin_name, hook)
+            if key in self._broken_lifecycle:
+                continue
+            try:
+                impl.function(**kwargs)
+            except Exception as exc:
+                self._broken_lifecycle.add(key)
+                record = self.records.get(impl.plugin_name)
+                dist = f" (from {record.distribution})" if record else ""
+                warnings.append(
+                    f"plugin '{impl.plugin_name}'{dist} raised in {hook}: {_short_error(exc)}; "
+                    "it is skipped for the rest of this run"
+                )
+        return warnings
+
+
+
+def local_source(plugin: object, name: str) -> PluginSource:
+    """A plugin object given in-process (tests, applications embedding blitz)."""
+    return PluginSource(name, lambda: plugin, getattr(plugin, "__name__", name), "local", "")
+
+
+_host: PluginHost | None = None
+
+
+def get_host() -> PluginHost:
+    """The process's plugin host, loading the installed plugins on first use."""
+    global _host
+    if _host is None:
+        _host = PluginHost(discover())
+    return _host
+
+
+def reset_host(host: PluginHost | None = None) -> None:
+    """Forget the loaded plugins (or install ``host``), so the next use loads afresh."""
+    global _host
+    _host = host
+
+
+def registry(kind: str) -> Registry:
+    """The registry of one kind (``models``, ``datasets``, ...)."""
+    return get_host().registries[kind]

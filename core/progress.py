@@ -1,0 +1,43 @@
+"""The progress display: a rich bar per epoch with loss and images/s, silent off rank 0."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class EpochProgress:
+    """One progress bar per epoch; ``enabled=False`` makes every call a no-op."""
+
+    def __init__(self, console: Console, enabled: bool = True) -> None:
+        self.console = console
+        self.enabled = enabled
+        self._progress: Progress | None = None
+        self._task = None
+
+    def start(self, epoch: int, epochs: int, total_steps: int, done: int = 0) -> None:
+        if not self.enabled:
+            return
+        self._progress = Progress(
+            TextColumn(f"epoch {epoch}/{epochs}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("train", total=total_steps, completed=done, stats="")
+
+    def update(self, steps_done: int, loss: float, images_per_s: float) -> None:
+        if self._progress is None:
+            return
+        stats = f"loss {loss:.3f} · {images_per_s:,.0f} img/s"
+        self._progress.update(self._task, completed=steps_done, stats=stats)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

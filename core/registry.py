@@ -1,0 +1,119 @@
+"""One registry type for every kind of component: name -> factory, description and metadata.
+
+Plugins fill registries through their ``register_<kind>`` hooks; the core owns the storage, so
+a name registered twice is caught here and reported against the plugin that came second.
+A name ending in ``/*`` (``timm/*``) registers a family: ``timm/resnet18`` resolves to it, and
+the factory receives the part after the slash as ``variant``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from blitz.errors import PluginError, UnknownNameError
+
+_VALID_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(/\*)?$")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered component: how to build it and what it is."""
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+    plugin: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    variant: str | None = None  # set when a family entry (``timm/*``) resolved a concrete name
+
+    @property
+    def is_family(self) -> bool:
+        return self.name.endswith("/*")
+
+
+def _natural_key(name: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+class Registry:
+    """Components of one kind (models, datasets, ...), keyed by name."""
+
+    def __init__(self, kind: str, list_command: str) -> None:
+        self.kind = kind
+        self.list_command = list_command
+        self._entries: dict[str, Entry] = {}
+
+    def add(self, entry: Entry) -> None:
+        """Add ``entry``; a clash or an invalid name raises :class:`PluginError`."""
+        if not _VALID_NAME.match(entry.name):
+            raise PluginError(
+                f"Plugin '{entry.plugin}' registered an invalid {self.kind} name {entry.name!r}: "
+                "use letters, digits, '_', '-' or '.', optionally ending in '/*'."
+            )
+        if not callable(entry.factory):
+            raise PluginError(
+                f"Plugin '{entry.plugin}' registered {self.kind} '{entry.name}' with a factory "
+                "that is not callable."
+            )
+        existing = self._entries.get(entry.name)
+        if existing is not None:
+            raise PluginError(
+                f"Plugin '{entry.plugin}' registers {self.kind} '{entry.name}', which plugin "
+                f"'{existing.plugin}' already registers; the first registration is kept."
+            )
+        self._entries[entry.name] = entry
+
+    def get(self, name: str) -> Entry:
+        """The entry for ``name``, resolving families; unknown names raise UnknownNameError."""
+        entry = self._entries.get(name)
+        if entry is not None and not entry.is_family:
+            return entry
+        if "/" in name:
+            prefix, variant = name.split("/", 1)
+            family = self._entries.get(f"{prefix}/*")
+            if family is not None and variant:
+                validate = family.metadata.get("validate_variant")
+                if validate is not None and not validate(variant):
+                    raise UnknownNameError(
+                        self.kind, name, self._variant_suggestions(family, variant), self.list_command
+                    )
+                return Entry(
+                    name=name,
+                    factory=family.factory,
+                    description=family.description,
+                    plugin=family.plugin,
+                    metadata=family.metadata,
+                    variant=variant,
+                )
+        raise UnknownNameError(self.kind, name, self._entries, self.list_command)
+
+    def _variant_suggestions(self, family: Entry, variant: str) -> list[str]:
+        prefix = family.name[:-2]
+        known = family.metadata.get("list_variants", lambda: [])()
+        return [f"{prefix}/{v}" for v in known]
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        try:
+            self.get(name)
+        except UnknownNameError:
+            return False
+        return True
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Registered names matching the fnmatch ``pattern``, in natural order."""
+        return sorted(fnmatch.filter(self._entries, pattern), key=_natural_key)
+
+    def entries(self, pattern: str = "*") -> list[Entry]:
+        return [self._entries[name] for name in self.names(pattern)]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)

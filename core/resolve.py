@@ -1,0 +1,108 @@
+"""From what the user typed to one validated RunConfig, with every name checked up front.
+
+Layers, lowest first: defaults, the recipe, the config file, CLI flags. A ``recipe`` key in a
+config file selects a recipe too (a CLI --recipe wins). Names are checked against the plugin
+registries here, before any data is read or any weight is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blitz.catalog import NAME_FIELDS, load_catalog, resolve
+from blitz.config import Layer, RunConfig, merge_layers, read_toml, validate
+from blitz.errors import ConfigError, UnknownNameError, UsageError
+from blitz.runs import find_run
+
+
+@dataclass
+class CLIOverrides:
+    values: dict[str, Any] = field(default_factory=dict)
+    augment: dict[str, Any] = field(default_factory=dict)
+    model_args: dict[str, Any] = field(default_factory=dict)
+    dataset_args: dict[str, Any] = field(default_factory=dict)
+    optimizer_args: dict[str, Any] = field(default_factory=dict)
+    schedule_args: dict[str, Any] = field(default_factory=dict)
+
+    def as_values(self) -> dict[str, Any]:
+        values = dict(self.values)
+        for key in ("augment", "model_args", "dataset_args", "optimizer_args", "schedule_args"):
+            if getattr(self, key):
+                values[key] = getattr(self, key)
+        return values
+
+
+@dataclass
+class ResolvedConfig:
+    config: RunConfig
+    provenance: dict[str, str]
+    resume_checkpoint: Path | None = None
+
+
+def resolve_config(
+    *,
+    recipe: str | None = None,
+    config_file: Path | None = None,
+    overrides: CLIOverrides | None = None,
+    resume: str | None = None,
+) -> ResolvedConfig:
+    overrides = overrides or CLIOverrides()
+    catalog = load_catalog()
+    layers: list[Layer] = []
+    resume_checkpoint = None
+
+    if resume is not None:
+        if recipe or config_file:
+            raise UsageError("--resume continues a run with its saved config; drop --recipe/--config.")
+        run_dir = find_run(resume)
+        resume_checkpoint = run_dir / "checkpoints" / "last.ckpt"
+        if not resume_checkpoint.is_file():
+            raise UsageError(f"The run '{run_dir}' has no checkpoint to resume from ({resume_checkpoint} is missing).")
+        layers.append(Layer(f"run {run_dir}", read_toml(run_dir / "config.toml", "run config")))
+        allowed = {"epochs", "strategy", "device", "log_every", "data_root", "loggers"}
+        changed = sorted(set(overrides.as_values()) - allowed)
+        if changed:
+            raise UsageError(
+                f"--resume keeps the run's settings; '{changed[0]}' cannot change (only {', '.join(sorted(allowed))} can)."
+            )
+    else:
+        file_values = read_toml(config_file) if config_file is not None else {}
+        recipe_name = recipe or file_values.get("recipe")
+        if recipe_name is not None:
+            if not isinstance(recipe_name, str):
+                raise ConfigError(f"'recipe' in '{config_file}' must be a string.")
+            values = catalog.recipe_values(recipe_name)
+            values["recipe"] = recipe_name
+            layers.append(Layer(f"recipe {recipe_name}", values))
+        if config_file is not None:
+            file_values = {k: v for k, v in file_values.items() if k != "recipe"}
+            layers.append(Layer(f"config {config_file}", file_values))
+    layers.append(Layer("command line", overrides.as_values()))
+
+    values, provenance = merge_layers(layers)
+    config = validate(values, provenance)
+    check_names(config, provenance)
+    return ResolvedConfig(config, provenance, resume_checkpoint)
+
+
+def check_names(config: RunConfig, provenance: dict[str, str]) -> None:
+    """Every component name must resolve; the error says where the bad name came from."""
+    catalog = load_catalog()
+    for field_name, kind in NAME_FIELDS.items():
+        try:
+            resolve(kind, getattr(config, field_name), catalog)
+        except UnknownNameError as exc:
+            source = provenance.get(field_name)
+            if source and source != "command line":
+                exc.args = (f"{exc.args[0]} (from {source})",)
+            raise
+    for name in config.loggers:
+        try:
+            resolve("loggers", name, catalog)
+        except UnknownNameError as exc:
+            source = provenance.get("loggers")
+            if source and source != "command line":
+                exc.args = (f"{exc.args[0]} (from {source})",)
+            raise

@@ -1,0 +1,143 @@
+"""Run directories: what one `blitz run` leaves behind, and how to find it again.
+
+    runs/<time>-<recipe or model>-<dataset>/
+        config.toml       the resolved config; `blitz run --config` reruns it
+        manifest.json     versions, device, seed, git commit
+        metrics.jsonl     one JSON object per line (every N steps and every epoch)
+        summary.json      status, epochs done, best and last accuracy, timings
+        checkpoints/      last.ckpt and best.ckpt
+        report.md, *.png  the final report and pictures
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+import torch
+
+from blitz import __version__
+from blitz.checkpoint import atomic_write_text
+from blitz.config import RunConfig, to_toml_dict
+from blitz.errors import OutputError, UsageError
+
+RUNS_DIR_ENV = "BLITZ_RUNS_DIR"
+METRICS_SCHEMA = 1
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get(RUNS_DIR_ENV, "runs"))
+
+
+def new_run_dir(config: RunConfig) -> Path:
+    """The run directory for ``config``: ``--out`` or a fresh timestamped folder under runs/."""
+    if config.out is not None:
+        path = config.out
+        if (path / "checkpoints" / "last.ckpt").exists():
+            raise UsageError(
+                f"'{path}' already holds a run; use --resume {path} to continue it, "
+                "or choose another --out."
+            )
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        name = (config.recipe or config.model).replace("/", "_")
+        path = runs_root() / f"{stamp}-{name}-{config.dataset}"
+        suffix = 1
+        while path.exists():
+            suffix += 1
+            path = runs_root() / f"{stamp}-{name}-{config.dataset}-{suffix}"
+    check_writable(path)
+    return path
+
+
+def check_writable(path: Path) -> None:
+    """Fail before training if the run directory cannot be created and written."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"x")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(
+            f"Cannot write the run directory '{path}': {exc.strerror or exc}. "
+            "Choose another with --out."
+        ) from None
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def write_start_files(path: Path, config: RunConfig, device: str, plugins: dict[str, str]) -> None:
+    atomic_write_text(path / "config.toml", tomli_w.dumps(to_toml_dict(config)))
+    manifest = {
+        "blitz": __version__,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": device,
+        "seed": config.seed,
+        "git_commit": git_commit(),
+        "plugins": plugins,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": os.environ.get("BLITZ_COMMAND_LINE", ""),
+    }
+    atomic_write_text(path / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+
+
+def write_summary(path: Path, summary: dict[str, Any]) -> None:
+    atomic_write_text(path / "summary.json", json.dumps(summary, indent=2) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def find_run(name: str | Path) -> Path:
+    """A run directory given as a path, or as a name under runs/."""
+    for candidate in (Path(name), runs_root() / str(name)):
+        if (candidate / "config.toml").is_file():
+            return candidate
+    raise UsageError(f"No run at '{name}' (looked for config.toml there and under {runs_root()}/). See 'blitz runs'.")
+
+
+def list_runs(root: Path | None = None) -> list[dict[str, Any]]:
+    root = root or runs_root()
+    if not root.is_dir():
+        return []
+    rows = []
+    for path in sorted(p for p in root.iterdir() if (p / "config.toml").is_file()):
+        summary = read_json(path / "summary.json")
+        rows.append({"run": path.name, "path": str(path), **summary})
+    return rows
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl; a line cut short by a crash is skipped."""
+    records = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

@@ -1,0 +1,47 @@
+"""LeNet as in the 60-minute blitz: two 5x5 convolutions with max-pooling, three linear layers."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from blitz import hookimpl
+
+
+class LeNet(nn.Module):
+    """The tutorial's ``Net``, generalized to any input channels, size and number of classes."""
+
+    def __init__(self, *, num_classes: int = 10, in_chans: int = 3, image_size: int = 32, width: int = 1) -> None:
+        super().__init__()
+        c1, c2 = 6 * width, 16 * width
+        self.conv1 = nn.Conv2d(in_chans, c1, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(c1, c2, 5)
+        side = ((image_size - 4) // 2 - 4) // 2
+        if side < 1:
+            raise ValueError(f"LeNet needs images of at least 16x16 pixels, got {image_size}x{image_size}")
+        self.flat_features = c2 * side * side
+        self.fc1 = nn.Linear(self.flat_features, 120 * width)
+        self.fc2 = nn.Linear(120 * width, 84 * width)
+        self.fc3 = nn.Linear(84 * width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+def build_lenet(*, num_classes: int, input_shape: tuple[int, ...], width: int = 1) -> LeNet:
+    """LeNet for ``input_shape`` (C, H, W); ``width`` multiplies every layer's width."""
+    if len(input_shape) != 3 or input_shape[1] != input_shape[2]:
+        raise ValueError(f"LeNet takes square images (C, H, W), not inputs of shape {tuple(input_shape)}")
+    return LeNet(num_classes=num_classes, in_chans=input_shape[0], image_size=input_shape[1], width=width)
+
+
+@hookimpl
+def register_models(register):
+    register("lenet", build_lenet, description="The tutorial's LeNet: 2 conv + 3 linear layers, 62k parameters")

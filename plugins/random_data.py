@@ -1,0 +1,54 @@
+"""The tutorial's RandomDataset: random tensors, for demos and for timing without real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from blitz import DataBundle, DataInfo, TensorSplit, hookimpl
+
+
+def load_random(
+    *,
+    root: Path | None = None,
+    download: bool = False,
+    shape: list[int] | tuple[int, ...] = (3, 32, 32),
+    length: int = 1000,
+    test_length: int = 200,
+    num_classes: int = 10,
+    seed: int = 0,
+) -> DataBundle:
+    """``length`` training and ``test_length`` test examples of ``shape``, with random labels.
+
+    Image shapes (C, H, W) give uint8 pixels; other shapes give standard-normal floats, as in
+    the tutorial's ``RandomDataset(size, length)`` (``shape = [5]`` reproduces it).
+    """
+    shape = tuple(int(s) for s in shape)
+    if not shape or any(s < 1 for s in shape):
+        raise ValueError(f"shape must be positive sizes, got {shape}")
+    if length < 1 or test_length < 1 or num_classes < 1:
+        raise ValueError("length, test_length and num_classes must be at least 1")
+    g = torch.Generator().manual_seed(seed)
+
+    def split(n: int) -> TensorSplit:
+        if len(shape) == 3:
+            images = torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=g)
+        else:
+            images = torch.randn((n, *shape), generator=g)
+        return TensorSplit(images, torch.randint(0, num_classes, (n,), generator=g))
+
+    is_image = len(shape) == 3
+    info = DataInfo(
+        num_classes=num_classes,
+        input_shape=shape,
+        class_names=tuple(f"class{i}" for i in range(num_classes)),
+        mean=(0.5,) * shape[0] if is_image else (),
+        std=(0.5,) * shape[0] if is_image else (),
+    )
+    return DataBundle(train=split(length), test=split(test_length), info=info)
+
+
+@hookimpl
+def register_datasets(register):
+    register("random", load_random, description="Random tensors of a configurable shape (the tutorial's RandomDataset)")

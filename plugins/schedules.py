@@ -1,0 +1,58 @@
+"""Learning-rate schedules, stepped once per optimizer step."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
+
+from blitz import hookimpl
+
+
+class _Warmup:
+    """Picklable multiplier functions (LambdaLR stores them in its state)."""
+
+    def __init__(self, kind: str, total_steps: int, warmup: float, final: float) -> None:
+        self.kind, self.total, self.final = kind, max(total_steps, 1), final
+        self.warmup_steps = int(warmup * self.total) if warmup < 1 else int(warmup)
+
+    def __call__(self, step: int) -> float:
+        if self.warmup_steps and step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        span = max(self.total - self.warmup_steps, 1)
+        progress = min((step - self.warmup_steps) / span, 1.0)
+        if self.kind == "cosine":
+            return self.final + (1 - self.final) * 0.5 * (1 + math.cos(math.pi * progress))
+        return 1 - (1 - self.final) * progress  # linear decay
+
+
+def build_constant(optimizer: torch.optim.Optimizer, *, total_steps: int) -> LRScheduler:
+    return LambdaLR(optimizer, lambda step: 1.0)
+
+
+def build_cosine(optimizer: torch.optim.Optimizer, *, total_steps: int, warmup: float = 0.0, final: float = 0.0) -> LRScheduler:
+    """Cosine decay to ``final`` x lr after ``warmup`` (a fraction of all steps, or a step count)."""
+    return LambdaLR(optimizer, _Warmup("cosine", total_steps, warmup, final))
+
+
+def build_linear(optimizer: torch.optim.Optimizer, *, total_steps: int, warmup: float = 0.2, final: float = 0.0) -> LRScheduler:
+    """Linear warm-up for ``warmup`` of the steps, then linear decay to ``final`` x lr."""
+    return LambdaLR(optimizer, _Warmup("linear", total_steps, warmup, final))
+
+
+def build_onecycle(optimizer: torch.optim.Optimizer, *, total_steps: int, pct_start: float = 0.25, div_factor: float = 25.0) -> LRScheduler:
+    """One-cycle: up from lr/div_factor to lr over ``pct_start`` of the steps, then down."""
+    max_lr = [group["lr"] for group in optimizer.param_groups]
+    return OneCycleLR(
+        optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct_start,
+        div_factor=div_factor, cycle_momentum=False,
+    )
+
+
+@hookimpl
+def register_schedules(register):
+    register("constant", build_constant, description="The same learning rate throughout")
+    register("cosine", build_cosine, description="Cosine decay, with optional linear warm-up")
+    register("linear", build_linear, description="Linear warm-up, then linear decay (a triangle)")
+    register("onecycle", build_onecycle, description="One-cycle policy (Smith), without momentum cycling")

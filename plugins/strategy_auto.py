@@ -1,0 +1,38 @@
+"""The ``auto`` strategy: the best the machine offers, saying what it picked and why."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from blitz import Strategy, hookimpl
+from blitz.plugins.strategy_cpu import CPUStrategy
+from blitz.plugins.strategy_cuda import CUDAStrategy
+from blitz.plugins.strategy_ddp import DDPStrategy, launched_by_torchrun
+
+
+def build_auto(*, device: str | None = None) -> Strategy:
+    if launched_by_torchrun():
+        strategy: Strategy = DDPStrategy()
+        reason = f"started by torchrun with WORLD_SIZE={os.environ.get('WORLD_SIZE')}"
+    elif device is not None and device.startswith("cpu"):
+        strategy = CPUStrategy("cpu")
+        reason = "--device cpu was given"
+    elif torch.cuda.is_available():
+        strategy = CUDAStrategy(device or "cuda:0")
+        count = torch.cuda.device_count()
+        reason = "a CUDA GPU is available" + (
+            f" ({count} GPUs: use --strategy ddp --nproc-per-node {count} to use them all)" if count > 1 else ""
+        )
+    else:
+        strategy = CPUStrategy("cpu")
+        reason = "no GPU is available"
+    describe = strategy.describe
+    strategy.describe = lambda: f"auto picked {describe()}: {reason}"  # type: ignore[method-assign]
+    return strategy
+
+
+@hookimpl
+def register_strategies(register):
+    register("auto", build_auto, description="Pick ddp under torchrun, else cuda if a GPU exists, else cpu")

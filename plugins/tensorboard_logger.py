@@ -1,0 +1,38 @@
+"""TensorBoard event files in ``<run>/tensorboard``, when the tensorboard package is installed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from blitz import UsageError, hookimpl
+
+
+class TensorBoardLogger:
+    def __init__(self, log_dir: Path) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise UsageError(
+                "The tensorboard logger needs the tensorboard package: pip install tensorboard"
+            ) from None
+        self.writer = SummaryWriter(log_dir=str(log_dir))
+
+    def log(self, record: dict[str, Any]) -> None:
+        prefix = "epoch" if record.get("event") == "epoch" else "step"
+        step = int(record.get("step", 0))
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and key not in ("step", "epoch", "schema"):
+                self.writer.add_scalar(f"{prefix}/{key}", value, step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def build_tensorboard(*, run_dir: Path) -> TensorBoardLogger:
+    return TensorBoardLogger(run_dir / "tensorboard")
+
+
+@hookimpl
+def register_loggers(register):
+    register("tensorboard", build_tensorboard, description="TensorBoard event files (needs the tensorboard package)")
