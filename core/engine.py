@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import inspect
 import math
+import os
 import random
 import signal
 import time
@@ -263,13 +264,17 @@ class StopRequest:
                 signal.signal(sig, handler)
 
 
-def seed_everything(seed: int, deterministic: bool) -> None:
+def seed_everything(seed: int, deterministic: bool, device: torch.device) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
+    if device.type != "cuda":
+        return  # CPU kernels are already run-to-run deterministic for a fixed thread count
     if deterministic:
+        # cuBLAS needs this workspace setting for deterministic matmuls.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-    elif torch.cuda.is_available():
+    else:
         torch.backends.cudnn.benchmark = True
 
 
@@ -338,7 +343,7 @@ class Trainer:
 
     def _fit(self, strategy: Strategy) -> TrainResult:
         config, c = self.config, self.components
-        seed_everything(config.seed, config.deterministic)
+        seed_everything(config.seed, config.deterministic, strategy.device)
         self.say(f"Strategy: {strategy.describe()}")
 
         # Rank 0 prepares the data first (a download must happen once), the others wait.
@@ -506,6 +511,7 @@ class Trainer:
                 "on_train_end", run=run,
                 metrics={"test_accuracy": final.accuracy, "test_loss": final.loss, "per_class_accuracy": per_class},
             ))
+        strategy.barrier()  # every rank done before any tears the process group down
         return TrainResult(
             run_dir=run_dir,
             final=final,

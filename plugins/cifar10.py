@@ -36,6 +36,8 @@ def read_batch(path: Path, *, num_classes: int = 10, image_shape: tuple[int, int
         raise DataNotFoundError(f"Missing CIFAR file '{path}'.") from None
     except Exception as exc:  # truncated or not a pickle at all
         raise DataError(f"Cannot read '{path}': not a CIFAR batch file ({type(exc).__name__}: {exc}). Replace the file.") from None
+    if isinstance(entry, dict):  # keys are str in the originals, bytes in some re-encodings
+        entry = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
     if not isinstance(entry, dict) or "data" not in entry:
         raise DataError(f"'{path}' is not a CIFAR batch file: no 'data' key.")
     label_key = "labels" if "labels" in entry else "fine_labels" if "fine_labels" in entry else None

@@ -1,0 +1,60 @@
+"""Shared fixtures: a small CIFAR-format data folder, and runs kept out of the repository."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blitz.plugin_host import reset_host
+
+
+def write_cifar_batch(path: Path, images: np.ndarray, labels: list[int], label: str = "batch") -> None:
+    """One file in the official CIFAR-10 python format (protocol 2, bytes keys like the originals)."""
+    entry = {b"batch_label": label.encode(), b"labels": labels, b"data": images, b"filenames": [b"x.png"] * len(labels)}
+    with path.open("wb") as f:
+        pickle.dump(entry, f, protocol=2)
+
+
+def make_cifar(root: Path, per_batch: int = 20, test: int = 40, seed: int = 0) -> Path:
+    """A CIFAR-10 folder under ``root`` with learnable images: each class has its own colour."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def batch(n: int) -> tuple[np.ndarray, list[int]]:
+        labels = rng.integers(0, 10, n)
+        base = (labels[:, None] * 25).astype(np.int64)
+        noise = rng.integers(0, 30, (n, 3072))
+        return np.clip(base + noise, 0, 255).astype(np.uint8), [int(x) for x in labels]
+
+    for i in range(1, 6):
+        write_cifar_batch(folder / f"data_batch_{i}", *batch(per_batch), label=f"training batch {i} of 5")
+    write_cifar_batch(folder / "test_batch", *batch(test), label="testing batch 1 of 1")
+    with (folder / "batches.meta").open("wb") as f:
+        pickle.dump({b"label_names": [b"airplane"] * 10, b"num_cases_per_batch": per_batch}, f, protocol=2)
+    return root
+
+
+@pytest.fixture
+def cifar_root(tmp_path: Path) -> Path:
+    return make_cifar(tmp_path / "data")
+
+
+@pytest.fixture(autouse=True)
+def isolated_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test writes runs under its own tmp folder, never into the working tree."""
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("BLITZ_RUNS_DIR", str(runs))
+    monkeypatch.delenv("BLITZ_LOAD_PLUGINS", raising=False)
+    monkeypatch.delenv("BLITZ_DATA_ROOT", raising=False)
+    return runs
+
+
+@pytest.fixture(autouse=True)
+def fresh_plugins():
+    """Tests that install a custom plugin host never leak it into the next test."""
+    yield
+    reset_host()

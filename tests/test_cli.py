@@ -1,0 +1,194 @@
+"""The CLI end to end on small data: runs, listings, unknown names and exit codes."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from blitz.cli import app
+
+runner = CliRunner()
+
+
+def blitz(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_tutorial_recipe_on_a_cifar_fixture_prints_the_per_class_table(cifar_root, tmp_path):
+    out = tmp_path / "run"
+    result = blitz("run", "--recipe", "tutorial", "--data-root", cifar_root, "--epochs", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "Accuracy of the network on the 40 test images" in result.output
+    lines = re.findall(r"^Accuracy of (\w+)\s*: +(\d+) %$", result.output, re.M)
+    assert [name for name, _ in lines] == ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    assert "epoch 1/1" in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["epochs_done"] == 1
+
+
+def test_run_learns_the_fixture(cifar_root, tmp_path):
+    out = tmp_path / "run"
+    result = blitz(
+        "run", "--model", "lenet", "--dataset", "cifar10", "--data-root", cifar_root, "--epochs", "15",
+        "--batch-size", "10", "--optimizer", "adam", "--lr", "0.003", "--strategy", "cpu", "--out", out,
+    )
+    assert result.exit_code == 0, result.output
+    best = json.loads((out / "summary.json").read_text())["best_accuracy"]
+    assert best > 0.5  # classes differ by colour: chance is 0.1
+
+
+def test_timm_resnet18_trains_on_random_data(tmp_path):
+    result = blitz(
+        "run", "--model", "timm/resnet18", "--dataset", "random", "--epochs", "1", "--batch-size", "50",
+        "--dataset-arg", "length=100", "--dataset-arg", "test_length=20", "--out", tmp_path / "run",
+    )
+    assert result.exit_code == 0, result.output
+    assert "Accuracy of the network on the 20 test images" in result.output
+
+
+def test_catalog_short_name_with_defaults(tmp_path):
+    result = blitz("run", "--model", "resnet18", "--dataset", "random", "--print-config")
+    assert result.exit_code == 0
+    assert "resnet18" in result.output
+
+
+def test_randomdemo_recipe_runs_the_linear_model(tmp_path):
+    result = blitz("run", "--recipe", "randomdemo", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "on the 100 test images" in result.output
+
+
+def test_print_config_shows_values_and_sources(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("epochs = 7\n")
+    result = blitz("run", "--recipe", "tutorial", "--config", config, "--lr", "0.02", "--print-config")
+    assert result.exit_code == 0, result.output
+    rows = {m[0]: m[1:] for m in re.findall(r"│ (\S+)\s+│ (\S+)\s+│ (.+?)\s+│", result.output)}
+    assert rows["lr"] == ("0.02", "command line")
+    assert rows["epochs"][0] == "7" and rows["epochs"][1].startswith("config")
+    assert rows["batch_size"] == ("4", "recipe tutorial")
+    assert rows["eval_batch_size"][1] == "default"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model", "resnt18"], "Unknown model 'resnt18'. Did you mean 'resnet18'? See 'blitz list models'."),
+        (["--dataset", "cifar11"], "Unknown dataset 'cifar11'. Did you mean 'cifar10'?"),
+        (["--optimizer", "adamw2"], "Unknown optimizer 'adamw2'. Did you mean 'adamw'?"),
+        (["--strategy", "dpp"], "Unknown strategy 'dpp'."),
+        (["--schedule", "cosin"], "Unknown schedule 'cosin'. Did you mean 'cosine'?"),
+        (["--model", "timm/resnet1800"], "Unknown model 'timm/resnet1800'."),
+        (["--logger", "wandb"], "Unknown logger 'wandb'."),
+    ],
+)
+def test_unknown_names_exit_2_with_a_suggestion(args, expected):
+    result = blitz("run", *args)
+    assert result.exit_code == 2
+    assert expected in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_bad_flag_value_exits_2_without_traceback():
+    result = blitz("run", "--lr", "-1")
+    assert result.exit_code == 2
+    assert "Invalid value for 'lr' (from command line)" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_data_says_where_it_looked(tmp_path):
+    result = blitz("run", "--recipe", "tutorial", "--data-root", tmp_path / "nowhere")
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "CIFAR-10 not found" in text and "nowhere" in text and "--download" in text
+
+
+def test_dataparallel_without_gpu_is_a_clear_error(cifar_root):
+    result = blitz("run", "--strategy", "dataparallel", "--data-root", cifar_root, "--epochs", "1")
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "dataparallel needs at least one CUDA GPU" in text and "--strategy cpu" in text
+
+
+def test_cuda_without_gpu_is_a_clear_error(cifar_root):
+    result = blitz("run", "--strategy", "cuda", "--data-root", cifar_root, "--epochs", "1")
+    assert result.exit_code == 2
+    assert "No CUDA GPU" in result.output
+
+
+def test_model_that_does_not_fit_the_data_fails_before_training(tmp_path):
+    result = blitz(
+        "run", "--model", "lenet", "--dataset", "random", "--dataset-arg", "shape=[1, 12, 12]",
+        "--out", tmp_path / "run",
+    )
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "Model 'lenet' does not fit dataset 'random'" in text and "(1, 12, 12)" in text
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_unknown_model_argument_is_named(tmp_path):
+    result = blitz("run", "--model", "lenet", "--dataset", "random", "--model-arg", "depth=3")
+    assert result.exit_code == 2
+    assert "takes no argument 'depth'" in result.output and "width" in result.output
+
+
+def test_bad_assignment_syntax():
+    result = blitz("run", "--model-arg", "novalue")
+    assert result.exit_code == 2
+    assert "--model-arg expects KEY=VALUE" in result.output
+
+
+@pytest.mark.parametrize("kind", ["models", "datasets", "optimizers", "schedules", "strategies", "loggers", "recipes"])
+def test_list_each_kind(kind):
+    result = blitz("list", kind, "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert rows and all(r["description"] for r in rows)
+
+
+def test_list_models_glob_filter():
+    rows = json.loads(blitz("list", "models", "res*", "--json").output)
+    names = {r["name"] for r in rows}
+    assert {"resnet18", "resnet50"} <= names and "lenet" not in names
+    assert blitz("list-models", "lenet").exit_code == 0
+
+
+def test_list_plugins_json_lists_builtins():
+    result = blitz("list-plugins", "--json")
+    assert result.exit_code == 0
+    plugins = {p["name"]: p for p in json.loads(result.output)}
+    assert plugins["lenet"]["distribution"] == "blitz" and plugins["lenet"]["registers"] == {"models": ["lenet"]}
+    assert plugins["strategy_ddp"]["registers"] == {"strategies": ["ddp"]}
+    assert all(not p["errors"] for p in plugins.values()), [p for p in plugins.values() if p["errors"]]
+
+
+def test_version():
+    result = blitz("--version")
+    assert result.exit_code == 0 and result.output.startswith("blitz ")
+
+
+def test_runs_and_show(tmp_path, isolated_runs):
+    assert "No runs yet" in blitz("runs").output
+    blitz("run", "--recipe", "randomdemo")
+    result = blitz("runs", "--json")
+    rows = json.loads(result.output)
+    assert len(rows) == 1 and rows[0]["model"] == "linear" and rows[0]["status"] == "finished"
+    shown = blitz("show", rows[0]["run"])
+    assert shown.exit_code == 0 and 'model = "linear"' in shown.output
+    missing = blitz("show", "nope")
+    assert missing.exit_code == 2 and "No run at 'nope'" in missing.output
+
+
+def test_data_verify(cifar_root, tmp_path):
+    ok = blitz("data", "verify", "cifar10", "--data-root", cifar_root)
+    assert ok.exit_code == 0 and "100 train and 40 test" in ok.output
+    bad = cifar_root / "cifar-10-batches-py" / "data_batch_3"
+    bad.write_bytes(bad.read_bytes()[:500])  # truncated
+    broken = blitz("data", "verify", "cifar10", "--data-root", cifar_root)
+    assert broken.exit_code == 1
+    assert "data_batch_3" in broken.output

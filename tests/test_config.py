@@ -1,0 +1,167 @@
+"""Config resolution: precedence, provenance, validation messages, and the registry file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from blitz.catalog import check_catalog, load_catalog, parse_catalog
+from blitz.config import RunConfig
+from blitz.errors import ConfigError, UnknownNameError
+from blitz.resolve import CLIOverrides, resolve_config
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_without_layers():
+    resolved = resolve_config()
+    assert resolved.config == RunConfig()
+    assert resolved.provenance == {}
+
+
+def test_precedence_flag_over_file_over_recipe_over_default(tmp_path):
+    config = write(tmp_path / "c.toml", 'recipe = "tutorial"\nepochs = 5\nlr = 0.01\n')
+    resolved = resolve_config(config_file=config, overrides=CLIOverrides(values={"lr": 0.05}))
+    c, p = resolved.config, resolved.provenance
+    assert (c.lr, p["lr"]) == (0.05, "command line")
+    assert (c.epochs, p["epochs"]) == (5, f"config {config}")
+    assert (c.batch_size, p["batch_size"]) == (4, "recipe tutorial")
+    assert c.recipe == "tutorial"
+    assert "eval_batch_size" not in p  # a default
+    assert c.eval_batch_size == RunConfig().eval_batch_size
+
+
+def test_cli_recipe_beats_the_config_files_recipe(tmp_path):
+    config = write(tmp_path / "c.toml", 'recipe = "randomdemo"\n')
+    resolved = resolve_config(recipe="tutorial", config_file=config)
+    assert resolved.config.recipe == "tutorial"
+    assert resolved.config.model == "lenet"
+
+
+def test_nested_tables_merge_key_by_key(tmp_path):
+    config = write(tmp_path / "c.toml", "[augment]\nflip = true\ntranslate = 2\n")
+    resolved = resolve_config(config_file=config, overrides=CLIOverrides(augment={"translate": 4}))
+    assert resolved.config.augment.flip is True
+    assert resolved.config.augment.translate == 4
+    assert resolved.provenance["augment.flip"] == f"config {config}"
+    assert resolved.provenance["augment.translate"] == "command line"
+
+
+def test_tutorial_recipe_is_exactly_the_tutorial():
+    c = resolve_config(recipe="tutorial").config
+    assert (c.model, c.dataset, c.optimizer, c.schedule) == ("lenet", "cifar10", "sgd", "constant")
+    assert (c.epochs, c.batch_size, c.lr, c.momentum, c.weight_decay) == (2, 4, 0.001, 0.9, 0.0)
+    assert c.shuffle and c.mean == [0.5, 0.5, 0.5] and c.std == [0.5, 0.5, 0.5]
+    assert not (c.augment.flip or c.augment.translate or c.augment.cutout)
+    assert c.label_smoothing == 0.0
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"lr": -1.0}, "lr"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"epochs": -3}, "epochs"),
+        ({"momentum": 1.5}, "momentum"),
+        ({"precision": "fp8"}, "precision"),
+    ],
+)
+def test_out_of_range_values_name_the_field_and_source(values, field):
+    with pytest.raises(ConfigError) as info:
+        resolve_config(overrides=CLIOverrides(values=values))
+    message = str(info.value)
+    assert f"'{field}'" in message and "command line" in message
+    assert info.value.exit_code == 2
+    assert "\n" not in message
+
+
+def test_unknown_key_in_config_file_is_named(tmp_path):
+    config = write(tmp_path / "c.toml", "epochs = 1\nlearning_rate = 0.1\n")
+    with pytest.raises(ConfigError, match=r"Unknown config key 'learning_rate' \(from config .*c\.toml\)"):
+        resolve_config(config_file=config)
+
+
+def test_wrong_type_in_config_file(tmp_path):
+    config = write(tmp_path / "c.toml", 'batch_size = "big"\n')
+    with pytest.raises(ConfigError, match="'batch_size'.*c.toml.*'big'"):
+        resolve_config(config_file=config)
+
+
+def test_config_file_that_does_not_parse_names_the_line(tmp_path):
+    config = write(tmp_path / "c.toml", "epochs = 1\nlr = = 0.1\n")
+    with pytest.raises(ConfigError, match=r"c\.toml' is not valid TOML: .*line 2"):
+        resolve_config(config_file=config)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        resolve_config(config_file=tmp_path / "nope.toml")
+
+
+def test_unknown_recipe_suggests():
+    with pytest.raises(UnknownNameError, match=r"Unknown recipe 'tutorail'\. Did you mean 'tutorial'\?"):
+        resolve_config(recipe="tutorail")
+
+
+def test_unknown_model_in_config_file_names_the_file(tmp_path):
+    config = write(tmp_path / "c.toml", 'model = "resnt18"\n')
+    with pytest.raises(UnknownNameError) as info:
+        resolve_config(config_file=config)
+    message = str(info.value)
+    assert "Unknown model 'resnt18'. Did you mean 'resnet18'?" in message
+    assert "blitz list models" in message and "c.toml" in message
+
+
+def test_every_registry_entry_parses_and_resolves():
+    catalog = load_catalog()
+    assert catalog.recipes, "registry.toml should define recipes"
+    assert check_catalog(catalog) == []
+    for name in catalog.recipes:  # every recipe is a valid config
+        resolve_config(recipe=name)
+
+
+def test_catalog_with_unknown_key_is_an_error(tmp_path):
+    path = write(tmp_path / "r.toml", '[models.x]\nplugin = "lenet"\nflavour = "y"\n')
+    with pytest.raises(ConfigError, match=r"'models\.x\.flavour'"):
+        parse_catalog(path)
+
+
+def test_catalog_recipe_with_unknown_config_key(tmp_path):
+    path = write(tmp_path / "r.toml", '[recipes.fast]\ndescription = "d"\nepoks = 3\n')
+    with pytest.raises(ConfigError, match=r"'recipes\.fast\.epoks'"):
+        parse_catalog(path)
+
+
+def test_catalog_entry_whose_plugin_is_missing_is_named(tmp_path):
+    path = write(
+        tmp_path / "r.toml",
+        '[models.ghost]\nplugin = "nonexistent"\n[models.wrong]\nplugin = "lenet"\ncomponent = "lenet5"\n'
+        '[recipes.bad]\ndescription = "d"\nmodel = "ghostnet"\n',
+    )
+    problems = check_catalog(parse_catalog(path))
+    assert any(p.startswith("'models.ghost'") and "nonexistent" in p for p in problems)
+    assert any(p.startswith("'models.wrong'") and "lenet5" in p for p in problems)
+    assert any(p.startswith("'recipes.bad.model'") for p in problems)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lr=st.floats(allow_nan=True, allow_infinity=True),
+    batch_size=st.integers(min_value=-10, max_value=10_000),
+    epochs=st.integers(min_value=-10, max_value=1000),
+)
+def test_config_values_are_accepted_or_rejected_with_a_named_field(lr, batch_size, epochs):
+    overrides = CLIOverrides(values={"lr": lr, "batch_size": batch_size, "epochs": epochs})
+    try:
+        config = resolve_config(overrides=overrides).config
+    except ConfigError as exc:
+        assert any(f"'{field}'" in str(exc) for field in ("lr", "batch_size", "epochs"))
+        assert exc.exit_code == 2
+    else:
+        assert 0 < config.lr <= 1e4 and config.batch_size >= 1 and config.epochs >= 0

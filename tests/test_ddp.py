@@ -1,0 +1,120 @@
+"""DDP on the CPU (gloo): equivalence with one process, two nodes on localhost, and failing fast."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from blitz.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built")
+
+COMMON = [
+    "--model", "lenet", "--dataset", "random", "--dataset-arg", "length=64", "--dataset-arg", "test_length=30",
+    "--epochs", "2", "--lr", "0.05", "--no-shuffle", "--log-every", "4",
+]
+
+
+def blitz(*args: object, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "blitz", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+    )
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir / "checkpoints" / "last.ckpt").model
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_with_half_batches_equal_one_process(tmp_path):
+    single = blitz("run", *COMMON, "--strategy", "cpu", "--batch-size", "8", "--out", tmp_path / "single")
+    assert single.returncode == 0, single.stderr
+    ddp = blitz("run", *COMMON, "--strategy", "ddp", "--nproc-per-node", "2", "--batch-size", "4", "--out", tmp_path / "ddp")
+    assert ddp.returncode == 0, ddp.stdout + ddp.stderr
+    assert "ddp rank 0/2 on cpu (gloo)" in ddp.stdout
+    assert ddp.stdout.count("Accuracy of the network") == 1  # only rank 0 prints
+    a, b = weights(tmp_path / "single"), weights(tmp_path / "ddp")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+    # Evaluation covered the 30 test images once, not once per rank.
+    assert "on the 30 test images" in ddp.stdout
+
+
+def test_two_nodes_on_localhost_train_to_completion(tmp_path):
+    port = free_port()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "blitz", "run", *COMMON, "--strategy", "ddp", "--batch-size", "4",
+             "--nproc-per-node", "1", "--nnodes", "2", "--node-rank", str(rank),
+             "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", f"test{port}", "--out", str(tmp_path / "run")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for rank in (0, 1)
+    ]
+    outputs = [p.communicate(timeout=240) for p in procs]
+    for proc, (out, err) in zip(procs, outputs):
+        assert proc.returncode == 0, out + err
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    assert sum("Accuracy of the network" in out for out, _ in outputs) == 1
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        pytest.skip("pgrep is not installed")
+    return [int(x) for x in out.split()]
+
+
+def _local_rank(pid: int) -> str | None:
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for item in env:
+        if item.startswith(b"LOCAL_RANK="):
+            return item.split(b"=", 1)[1].decode()
+    return None
+
+
+def test_a_killed_rank_fails_the_job_fast_with_a_clear_message(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "blitz", "run", "--model", "lenet", "--dataset", "random",
+         "--dataset-arg", "length=50000", "--epochs", "50", "--batch-size", "4",
+         "--strategy", "ddp", "--nproc-per-node", "2", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        victim = None
+        while time.monotonic() < deadline and victim is None:
+            if (out / "metrics.jsonl").exists() and (out / "metrics.jsonl").stat().st_size > 0:
+                workers = [pid for child in _children(proc.pid) for pid in [child, *_children(child)]]
+                victim = next((pid for pid in workers if _local_rank(pid) == "1"), None)
+            time.sleep(0.5)
+        assert victim is not None, "the DDP workers never started training"
+        killed_at = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=120)
+        elapsed = time.monotonic() - killed_at
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1
+    assert "DDP job failed: rank 1" in stderr, stderr[-2000:]
+    assert elapsed < 90

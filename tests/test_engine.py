@@ -1,0 +1,205 @@
+"""The engine's pieces: batches, augmentation, evaluation, fit checks, resume and determinism."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from blitz import DataInfo, TensorSplit
+from blitz.batches import TensorBatches, augment, eval_batches
+from blitz.checkpoint import load_checkpoint
+from blitz.components import Strategy
+from blitz.config import AugmentConfig, RunConfig
+from blitz.engine import StopRequest, Trainer, check_fit, evaluate
+from blitz.errors import IncompatibleError, Interrupted
+from blitz.hookspecs import hookimpl
+from blitz.plugin_host import PluginHost, discover, local_source
+from blitz.plugins.lenet import build_lenet
+
+INFO = DataInfo(num_classes=10, input_shape=(3, 32, 32), class_names=tuple("abcdefghij"), mean=(0.5,) * 3, std=(0.5,) * 3)
+
+
+def split(n: int, seed: int = 0) -> TensorSplit:
+    g = torch.Generator().manual_seed(seed)
+    return TensorSplit(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), torch.randint(0, 10, (n,), generator=g))
+
+
+def batches(data: TensorSplit, **kwargs) -> TensorBatches:
+    options = dict(device=torch.device("cpu"), batch_size=8, shuffle=True, seed=1, augment=AugmentConfig())
+    options.update(kwargs)
+    return TensorBatches(data, INFO, **options)
+
+
+def test_normalization_matches_the_tutorials_transform():
+    data = split(16)
+    images, _ = next(batches(data, shuffle=False).epoch(1))
+    expected = (data.images[:8].float() / 255 - 0.5) / 0.5
+    torch.testing.assert_close(images, expected)
+
+
+def test_each_epoch_is_a_permutation_and_epochs_differ():
+    data = split(40)
+    b = batches(data)
+    seen = [torch.cat([y for _, y in b.epoch(e)]) for e in (1, 2)]
+    order1, order2 = b.order(1), b.order(2)
+    assert sorted(order1.tolist()) == list(range(40))
+    assert not torch.equal(order1, order2)
+    assert torch.equal(seen[0], data.labels[order1])
+
+
+def test_ranks_partition_the_permutation_like_distributed_sampler():
+    data = split(42)
+    ranks = [batches(data, rank=r, world_size=2) for r in range(2)]
+    orders = [b.order(3) for b in ranks]
+    assert len(orders[0]) == len(orders[1]) == 21  # equal shares: every rank takes the same steps
+    assert set(orders[0].tolist()).isdisjoint(orders[1].tolist())
+    single = batches(data).order(3)
+    assert torch.equal(torch.stack(orders, 1).flatten(), single[:42])
+
+
+def test_augmentation_keeps_shape_dtype_and_changes_pixels():
+    images = split(64).images
+    config = AugmentConfig(flip=True, translate=4, cutout=8)
+    out = augment(images, config, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    assert not torch.equal(out, images)
+    assert (out == 0).flatten(1).any(1).float().mean() > 0.9  # cutout zeroes a square in nearly every image
+
+
+def test_flip_only_flips():
+    images = split(64).images
+    out = augment(images, AugmentConfig(flip=True), torch.Generator().manual_seed(0))
+    flipped = (out == images.flip(-1)).flatten(1).all(1)
+    same = (out == images).flatten(1).all(1)
+    assert (flipped | same).all() and 10 < flipped.sum() < 54
+
+
+def test_translate_shifts_within_the_padding():
+    images = torch.zeros(32, 1, 8, 8, dtype=torch.uint8)
+    images[:, :, 4, 4] = 255
+    out = augment(images, AugmentConfig(translate=2), torch.Generator().manual_seed(0))
+    positions = (out[:, 0] == 255).nonzero()[:, 1:]
+    assert ((positions - 4).abs() <= 2).all()
+    assert len({tuple(p) for p in positions.tolist()}) > 5
+
+
+def test_eval_batches_cover_every_example_once_across_ranks():
+    data = split(23)
+    seen = []
+    for rank in range(3):
+        seen += [y for _, y in eval_batches(data, INFO, device=torch.device("cpu"), batch_size=4, rank=rank, world_size=3)]
+    assert sorted(torch.cat(seen).tolist()) == sorted(data.labels.tolist())
+
+
+class PerfectModel(torch.nn.Module):
+    """Predicts the label hidden in the first pixel (for checking evaluation arithmetic)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        label = ((x[:, 0, 0, 0] * 0.5 + 0.5) * 255).round().long()
+        return torch.nn.functional.one_hot(label, 10).float() * 10
+
+
+def test_evaluate_counts_and_confusion():
+    data = split(30)
+    data.images[:, 0, 0, 0] = data.labels.to(torch.uint8)
+    data.labels[:5] = (data.labels[:5] + 1) % 10  # five wrong
+    result = evaluate(PerfectModel(), data, INFO, Strategy("cpu"), RunConfig(eval_batch_size=7))
+    assert result.count == 30
+    assert result.accuracy == pytest.approx(25 / 30)
+    assert int(result.confusion.sum()) == 30 and int(result.confusion.diagonal().sum()) == 25
+
+
+def test_check_fit_names_both_components_and_shapes():
+    small = DataInfo(num_classes=10, input_shape=(1, 28, 28), class_names=tuple("abcdefghij"))
+    model = build_lenet(num_classes=10, input_shape=(3, 32, 32))
+    with pytest.raises(IncompatibleError, match=r"Model 'lenet' does not fit dataset 'mnist': inputs of shape \(1, 28, 28\)"):
+        check_fit(model, small, "lenet", "mnist")
+    eleven = DataInfo(num_classes=11, input_shape=(3, 32, 32), class_names=tuple("abcdefghijk"))
+    with pytest.raises(IncompatibleError, match=r"to \(2, 10\), but the dataset has 11 classes"):
+        check_fit(model, eleven, "lenet", "mine")
+
+
+def tiny_config(tmp_path, **kwargs) -> RunConfig:
+    values = dict(
+        model="lenet", dataset="random", strategy="cpu", epochs=3, batch_size=25, lr=0.01,
+        dataset_args={"length": 100, "test_length": 40}, augment=AugmentConfig(flip=True, translate=2),
+        deterministic=True, out=tmp_path / "run", log_every=2,
+    )
+    values.update(kwargs)
+    return RunConfig(**values)
+
+
+def final_weights(run_dir):
+    return load_checkpoint(run_dir / "checkpoints" / "last.ckpt").model
+
+
+def test_deterministic_runs_are_bit_identical(tmp_path):
+    Trainer(tiny_config(tmp_path, out=tmp_path / "a")).fit()
+    Trainer(tiny_config(tmp_path, out=tmp_path / "b")).fit()
+    a, b = final_weights(tmp_path / "a"), final_weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+class StopAfterEpoch:
+    """A plugin that asks the trainer to stop (as SIGTERM would) at the end of one epoch."""
+
+    def __init__(self, epoch: int, stop: list[StopRequest], step: int | None = None) -> None:
+        self.epoch, self.stop = epoch, stop
+
+    @hookimpl
+    def on_epoch_end(self, run, epoch, metrics):
+        if epoch == self.epoch:
+            self.stop[0](15)  # SIGTERM
+
+
+def host_with(plugin: object) -> PluginHost:
+    return PluginHost([*discover(), local_source(plugin, "test_stopper")])
+
+
+@pytest.mark.parametrize("schedule", ["constant", "onecycle"])
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, schedule):
+    Trainer(tiny_config(tmp_path, out=tmp_path / "full", schedule=schedule)).fit()
+
+    stops: list[StopRequest] = []
+    trainer = Trainer(tiny_config(tmp_path, out=tmp_path / "cut", schedule=schedule), host=host_with(StopAfterEpoch(1, stops)))
+    stops.append(trainer.stop)
+    with pytest.raises(Interrupted) as info:
+        trainer.fit()
+    assert info.value.exit_code == 143 and "--resume" in str(info.value)
+    assert load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.ckpt").meta["epoch"] == 2
+
+    resumed = Trainer(
+        tiny_config(tmp_path, out=tmp_path / "cut", schedule=schedule),
+        resume_from=tmp_path / "cut" / "checkpoints" / "last.ckpt",
+    ).fit()
+    assert len(resumed.history) == 3
+    full, cut = final_weights(tmp_path / "full"), final_weights(tmp_path / "cut")
+    assert all(torch.equal(full[k], cut[k]) for k in full)
+
+
+def test_stop_mid_epoch_resumes_at_the_same_step(tmp_path):
+    Trainer(tiny_config(tmp_path, out=tmp_path / "full")).fit()
+
+    class StopMidEpoch:
+        @hookimpl
+        def on_train_start(self, run):
+            pass
+
+    trainer = Trainer(tiny_config(tmp_path, out=tmp_path / "cut"), host=host_with(StopMidEpoch()))
+    original = trainer._train_epoch
+
+    def stop_during_epoch_two(run, *args, **kwargs):
+        if run.epoch == 2:
+            trainer.stop(2)  # SIGINT, noticed at the next sync point (log_every=2 steps)
+        return original(run, *args, **kwargs)
+
+    trainer._train_epoch = stop_during_epoch_two
+    with pytest.raises(Interrupted) as info:
+        trainer.fit()
+    assert info.value.exit_code == 130
+    meta = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.ckpt").meta
+    assert (meta["epoch"], meta["step_in_epoch"]) == (2, 1)
+
+    Trainer(tiny_config(tmp_path, out=tmp_path / "cut"), resume_from=tmp_path / "cut" / "checkpoints" / "last.ckpt").fit()
+    full, cut = final_weights(tmp_path / "full"), final_weights(tmp_path / "cut")
+    assert all(torch.equal(full[k], cut[k]) for k in full)
