@@ -22,6 +22,8 @@ from torch import nn
 from blitz.errors import CheckpointError
 
 FORMAT = "blitz-checkpoint"
+_UMASK = os.umask(0)  # read once: mkstemp makes 0600 files, and run files should be as readable as any
+os.umask(_UMASK)
 VERSION = 1
 
 
@@ -44,6 +46,7 @@ def atomic_write(path: Path, write: Any) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

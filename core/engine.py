@@ -133,9 +133,15 @@ def with_normalization(info: DataInfo, config: RunConfig) -> DataInfo:
 
 def build_model(resolved: Resolved, info: DataInfo, config: RunConfig) -> nn.Module:
     args = {**resolved.defaults, **config.model_args}
-    model = call_factory(
-        resolved, "Model", num_classes=info.num_classes, input_shape=info.input_shape, **args
-    )
+    try:
+        model = call_factory(
+            resolved, "Model", num_classes=info.num_classes, input_shape=info.input_shape, **args
+        )
+    except (ValueError, TypeError) as exc:  # the factory's own check of shapes or arguments
+        raise IncompatibleError(
+            f"Model '{resolved.name}' does not fit dataset '{config.dataset}': it cannot be built for "
+            f"inputs of shape {tuple(info.input_shape)} with {info.num_classes} classes ({exc})."
+        ) from None
     if not isinstance(model, nn.Module):
         raise UsageError(f"Model '{resolved.name}' returned {type(model).__name__}, not an nn.Module.")
     return model
@@ -299,7 +305,8 @@ class TrainResult:
     info: DataInfo
     train_seconds: float
     images_per_s: float
-    interrupted: bool = False
+    model: nn.Module | None = None  # the trained model, unwrapped
+    test_split: Any = None  # the test split as evaluated (for the report's pictures)
 
 
 class Trainer:
@@ -412,6 +419,7 @@ class Trainer:
         run.run_dir = run_dir
         loggers = self._start_loggers(run_dir) if strategy.is_main else []
         if strategy.is_main:
+            self.host.start_run()
             self.warn_all(self.host.call_lifecycle("on_train_start", run=run))
 
         def save(name: str, epoch: int, step_in_epoch: int) -> None:
@@ -519,6 +527,8 @@ class Trainer:
             info=info,
             train_seconds=train_seconds,
             images_per_s=images_seen / train_seconds if train_seconds > 0 else 0.0,
+            model=model,
+            test_split=test_split,
         )
 
     def _train_batches(self, bundle: DataBundle, strategy: Strategy, memory_format: torch.memory_format) -> TensorBatches | LoaderBatches:

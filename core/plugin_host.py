@@ -133,6 +133,12 @@ class PluginHost:
             self._collect(kind)
 
     def _load(self, source: PluginSource, allowed: set[str] | None) -> None:
+        if source.name in self.records:
+            self.records[source.name].errors.append(
+                f"a second plugin named '{source.name}' ({source.module} from {source.distribution}) "
+                "was not loaded: plugin names must be unique"
+            )
+            return
         record = PluginRecord(
             name=source.name,
             module=source.module,
@@ -185,9 +191,13 @@ class PluginHost:
                 record.registers.setdefault(kind, []).append(name)
 
             try:
-                impl.function(register=register)
+                impl.function(**({"register": register} if impl.argnames else {}))
             except Exception as exc:
                 record.errors.append(f"raised in register_{kind}: {_short_error(exc)}")
+
+    def start_run(self) -> None:
+        """Forget lifecycle hooks disabled during an earlier run in this process."""
+        self._broken_lifecycle.clear()
 
     def call_lifecycle(self, hook: str, **kwargs: Any) -> list[str]:
         """Call a lifecycle hook on every plugin; one that raises is disabled and reported.
@@ -200,7 +210,7 @@ class PluginHost:
             if key in self._broken_lifecycle:
                 continue
             try:
-                impl.function(**kwargs)
+                impl.function(**{name: kwargs[name] for name in impl.argnames})
             except Exception as exc:
                 self._broken_lifecycle.add(key)
                 record = self.records.get(impl.plugin_name)

@@ -1,0 +1,289 @@
+"""`blitz eval` and `blitz predict`: a trained run's checkpoint, rebuilt and put to work.
+
+Everything needed to rebuild the model comes from the checkpoint's meta (model name and
+arguments, number of classes, input shape, class names, normalization), so a run can be
+evaluated or used for predictions without its training data. The run's config.toml supplies
+the rest (data source arguments, evaluation batch size, precision).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from torch import nn
+
+from blitz import checkpoint as ckpt
+from blitz import runs
+from blitz.batches import Normalizer
+from blitz.catalog import resolve
+from blitz.components import DataInfo, Strategy
+from blitz.config import RunConfig, read_toml, validate
+from blitz.errors import BlitzError, CheckpointError, UsageError
+
+CHECKPOINT_CHOICES = ("best", "last")
+EVAL_STRATEGIES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class LoadedRun:
+    """A run's model rebuilt from one of its checkpoints, ready for inference."""
+
+    run_dir: Path
+    checkpoint_path: Path
+    config: RunConfig
+    meta: dict[str, Any]
+    info: DataInfo  # what the model was trained on: classes, input shape, normalization
+    model: nn.Module
+
+
+def checkpoint_path(run_dir: Path, which: str) -> Path:
+    """``<run>/checkpoints/<best|last>.ckpt``; any other name is a usage error."""
+    if which not in CHECKPOINT_CHOICES:
+        raise UsageError(f"--checkpoint must be one of {', '.join(CHECKPOINT_CHOICES)}, not '{which}'.")
+    return run_dir / "checkpoints" / f"{which}.ckpt"
+
+
+def run_config(run_dir: Path) -> RunConfig:
+    """The run's saved config (config.toml), validated as `blitz run --config` would."""
+    path = run_dir / "config.toml"
+    values = read_toml(path, what="run config")
+    return validate(values, {key: f"run config {path}" for key in values})
+
+
+def info_from_meta(meta: dict[str, Any], path: Path) -> DataInfo:
+    """The DataInfo the model was trained with, as the checkpoint recorded it."""
+    try:
+        return DataInfo(
+            num_classes=int(meta["num_classes"]),
+            input_shape=tuple(int(s) for s in meta["input_shape"]),
+            class_names=tuple(str(n) for n in meta["class_names"]),
+            mean=tuple(float(m) for m in meta.get("mean", ())),
+            std=tuple(float(s) for s in meta.get("std", ())),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"'{path}' is a damaged blitz checkpoint: its meta lacks a valid {exc}.") from None
+
+
+def load_run(run_name: str | Path, which: str = "best") -> LoadedRun:
+    """Find a run, load its checkpoint and rebuild the model with the saved weights (strictly)."""
+    from blitz.engine import build_model  # the engine imports plenty; load it only when needed
+
+    run_dir = runs.find_run(run_name)
+    path = checkpoint_path(run_dir, which)
+    state = ckpt.load_checkpoint(path)  # CheckpointError naming the path if missing or invalid
+    config = run_config(run_dir)
+    info = info_from_meta(state.meta, path)
+    if "model" not in state.meta:
+        raise CheckpointError(f"'{path}' is a damaged blitz checkpoint: its meta names no model.")
+    # The checkpoint, not config.toml, is the authority on the model: its meta holds the
+    # arguments the weights were built with (catalog defaults already merged in).
+    config = config.model_copy(update={"model": state.meta["model"], "model_args": dict(state.meta.get("model_args", {}))})
+    resolved = resolve("models", state.meta["model"])
+    try:
+        model = build_model(resolved, info, config)
+    except BlitzError:
+        raise
+    except Exception as exc:  # a factory that cannot rebuild what it once built: plugin changed
+        raise CheckpointError(
+            f"Cannot rebuild model '{state.meta['model']}' for '{path}': {type(exc).__name__}: {exc}"
+        ) from None
+    ckpt.load_weights(model, state.model, str(path))
+    model.eval()
+    return LoadedRun(run_dir, path, config, state.meta, info, model)
+
+
+def eval_strategy(name: str | None) -> Strategy:
+    """A single-process strategy for evaluation: cpu, cuda, or auto (cuda when available)."""
+    from blitz.engine import call_factory
+
+    name = name or "auto"
+    if name not in EVAL_STRATEGIES:
+        raise UsageError(f"Evaluation runs in one process: use --strategy cpu or cuda, not '{name}'.")
+    if name == "auto":  # not the 'auto' plugin: under torchrun it would pick ddp
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return call_factory(resolve("strategies", name), "Strategy", device=None)
+
+
+def eval_config(loaded: LoadedRun, dataset: str | None, data_root: Path | None, device: torch.device) -> RunConfig:
+    """The config to load data and evaluate with: the run's, with the requested data swapped in."""
+    update: dict[str, Any] = {}
+    if dataset is not None and dataset != loaded.config.dataset:
+        update["dataset"] = dataset
+        update["dataset_args"] = {}  # the run's data arguments belong to the run's data source
+    if data_root is not None:
+        update["data_root"] = data_root
+    if device.type == "cpu" and loaded.config.precision != "32":
+        update["precision"] = "32"  # half-precision autocast on a CPU is slow and partial
+    return loaded.config.model_copy(update=update)
+
+
+def check_data_fits(loaded: LoadedRun, data: DataInfo, dataset: str) -> None:
+    """The data's classes and input shape must be the model's, else a usage error naming both."""
+    model_info = loaded.info
+    if data.num_classes != model_info.num_classes or tuple(data.input_shape) != tuple(model_info.input_shape):
+        raise UsageError(
+            f"Dataset '{dataset}' ({data.num_classes} classes, input shape {tuple(data.input_shape)}) does not "
+            f"fit the model of run '{loaded.run_dir}' (trained on '{loaded.meta.get('dataset', '?')}': "
+            f"{model_info.num_classes} classes, input shape {tuple(model_info.input_shape)})."
+        )
+
+
+def evaluate_run(
+    run_name: str,
+    *,
+    checkpoint: str = "best",
+    dataset: str | None = None,
+    data_root: Path | None = None,
+    strategy: str | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Evaluate a run's checkpoint on its test data (or another data source); print and save it."""
+    from blitz.engine import evaluate, load_data
+    from blitz.report import accuracy_lines, confusion_csv, eval_results
+
+    console = console or Console()
+    loaded = load_run(run_name, checkpoint)
+    device_strategy = eval_strategy(strategy)
+    config = eval_config(loaded, dataset, data_root, device_strategy.device)
+    bundle = load_data(resolve("datasets", config.dataset), config)
+    check_data_fits(loaded, bundle.info, config.dataset)
+    # Normalize exactly as in training: the checkpoint's mean/std (which include any override).
+    info = dataclasses.replace(bundle.info, mean=loaded.info.mean, std=loaded.info.std)
+
+    device_strategy.setup()
+    try:
+        model = loaded.model.to(device_strategy.device)
+        result = evaluate(model, bundle.test, info, device_strategy, config)
+    finally:
+        device_strategy.teardown()
+
+    per_class = result.per_class(info.class_names)
+    console.print(
+        f"Run {loaded.run_dir}, checkpoint {checkpoint} ({epochs_text(loaded.meta)}), "
+        f"dataset {config.dataset}, on {device_strategy.device}",
+        highlight=False,
+    )
+    console.print(
+        f"Accuracy of the network on the {result.count:,} test images: {100 * result.accuracy:.2f} %  "
+        f"(loss {result.loss:.4f})",
+        highlight=False,
+    )
+    for line in accuracy_lines(per_class):
+        console.print(line, highlight=False)
+    console.print(confusion_table(result.confusion, info.class_names))
+
+    data = eval_results(result, info.class_names)
+    data.update({"run": str(loaded.run_dir), "checkpoint": checkpoint, "dataset": config.dataset})
+    stem = f"eval-{safe_name(config.dataset)}"
+    ckpt.atomic_write_text(loaded.run_dir / f"{stem}.json", json.dumps(data, indent=2) + "\n")
+    ckpt.atomic_write_text(loaded.run_dir / f"{stem}-confusion.csv", confusion_csv(result.confusion, info.class_names))
+    console.print(f"Saved {loaded.run_dir / (stem + '.json')} and {stem}-confusion.csv", highlight=False)
+    return data
+
+
+def epochs_text(meta: dict[str, Any]) -> str:
+    done = len(meta.get("history", []))
+    return f"after {done} epoch{'' if done == 1 else 's'}"
+
+
+def safe_name(name: str) -> str:
+    """A component name usable in a file name (``timm/x`` -> ``timm_x``)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def confusion_table(confusion: torch.Tensor, class_names: tuple[str, ...], max_classes: int = 20) -> Table | str:
+    """The confusion matrix as a rich table: rows true class, columns predicted (by index, to fit)."""
+    k = len(class_names)
+    if k > max_classes:
+        return f"Confusion matrix: {k} x {k}, too wide to show; see the CSV file."
+    table = Table(title="confusion: rows true class, columns predicted", box=box.SIMPLE_HEAD, padding=(0, 1))
+    table.add_column("true", style="bold")
+    for j in range(k):
+        table.add_column(str(j), justify="right")
+    for i, name in enumerate(class_names):
+        cells = [f"[green]{int(v)}[/]" if j == i else str(int(v)) for j, v in enumerate(confusion[i].tolist())]
+        table.add_row(f"{i} {escape(name)}", *cells)
+    return table
+
+
+# ---- predict ---------------------------------------------------------------------------------
+
+
+def read_image(path: Path, info: DataInfo) -> torch.Tensor:
+    """One image file as the uint8 (C, H, W) tensor training stored: the model's mode and size."""
+    from PIL import Image, UnidentifiedImageError
+
+    channels, height, width = info.input_shape
+    if not path.is_file():
+        raise UsageError(f"No image file '{path}'.")
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB")
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
+            pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        reason = "not a readable image" if isinstance(exc, UnidentifiedImageError) else str(exc)
+        raise UsageError(f"Cannot read '{path}': {reason}. Give PNG or JPEG files.") from None
+    # PIL's bytes are H x W x C (interleaved); training data is C x H x W.
+    return pixels.view(height, width, channels).permute(2, 0, 1).contiguous()
+
+
+def predict_images(
+    run_name: str,
+    images: list[Path],
+    *,
+    top_k: int = 3,
+    checkpoint: str = "best",
+    as_json: bool = False,
+    console: Console | None = None,
+) -> list[dict[str, Any]]:
+    """Classify image files with a run's model: the top ``top_k`` classes of each, with probabilities."""
+    console = console or Console()
+    if not images:
+        raise UsageError("Give at least one image file.")
+    loaded = load_run(run_name, checkpoint)
+    info = loaded.info
+    if not info.is_image or info.input_shape[0] not in (1, 3):
+        raise UsageError(
+            f"The model of run '{loaded.run_dir}' takes inputs of shape {tuple(info.input_shape)}, "
+            "not 1- or 3-channel images; predict works on image models only."
+        )
+    # Read every file first, so a bad one fails before any output.
+    pixels = torch.stack([read_image(Path(p), info) for p in images])
+    inputs = Normalizer(info, torch.device("cpu"))(pixels, torch.contiguous_format)
+    with torch.inference_mode():
+        probabilities = torch.softmax(loaded.model(inputs).float(), dim=1)
+    k = min(top_k, info.num_classes)
+    top = probabilities.topk(k, dim=1)
+    rows = [
+        {
+            "file": str(path),
+            "predictions": [
+                {"class": info.class_names[int(index)], "probability": float(p)}
+                for p, index in zip(top.values[i], top.indices[i])
+            ],
+        }
+        for i, path in enumerate(images)
+    ]
+    if as_json:
+        console.print(json.dumps(rows, indent=2), markup=False, highlight=False, soft_wrap=True)
+    else:
+        print_predictions(console, rows)
+    return rows
+
+
+def print_predictions(console: Console, rows: list[dict[str, Any]]) -> None:
+    width = max((len(p["class"]) for row in rows for p in row["predictions"]), default=0)
+    for row in rows:
+        console.print(f"[bold]{escape(row['file'])}[/]", highlight=False, soft_wrap=True)
+        for p in row["predictions"]:
+            console.print(f"  {p['class']:<{width}}  {100 * p['probability']:6.2f} %", highlight=False)

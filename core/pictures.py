@@ -1,0 +1,222 @@
+"""The pictures at the end of a run: predictions on test images, learning curves, confusion.
+
+Written with matplotlib's object-oriented API onto an Agg canvas: no pyplot, no GUI backend,
+no global state touched (a user calling blitz from a notebook keeps their backend). Each
+picture is rendered into memory and written atomically, and each is guarded on its own: a
+picture that fails is a warning, the others and the run are kept.
+
+Sizes are fixed (inches x DPI) so the files are small and predictable:
+predictions.png 800x800, curves.png 800x350, confusion.png 700x600 pixels.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from rich.markup import escape
+from torch import nn
+
+from blitz.checkpoint import atomic_write
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from blitz.components import DataInfo
+    from blitz.engine import Trainer, TrainResult
+
+DPI = 100
+PREDICTIONS_SIZE = (8.0, 8.0)  # inches
+CURVES_SIZE = (8.0, 3.5)
+CONFUSION_SIZE = (7.0, 6.0)
+GRID = 4  # predictions.png shows GRID x GRID test images
+ANNOTATE_MAX_CLASSES = 20  # beyond this the confusion cells are too small for numbers
+
+
+@dataclass
+class Samples:
+    """A few test examples with what the model made of them."""
+
+    display: torch.Tensor  # (N, C, H, W) floats in [0, 1], for imshow
+    labels: list[int]
+    predicted: list[int]
+
+
+def write_pictures(result: TrainResult, trainer: Trainer) -> list[Path]:
+    """predictions.png, curves.png and confusion.png in the run directory; returns those written."""
+    if result.run_dir is None:
+        return []
+    pictures: list[tuple[str, Callable[[], Figure | None]]] = [
+        ("predictions.png", lambda: predictions_figure(result, trainer)),
+        ("curves.png", lambda: curves_figure(result.history)),
+        ("confusion.png", lambda: confusion_figure(result.final.confusion, result.info.class_names)),
+    ]
+    written = []
+    for name, make in pictures:
+        path = result.run_dir / name
+        try:
+            figure = make()
+            if figure is None:  # nothing to draw (non-image data, no epochs)
+                continue
+            save_figure(figure, path)
+            written.append(path)
+        except Exception as exc:  # a picture is never worth a lost run
+            trainer.console.print(
+                f"[yellow]Warning:[/] could not draw {escape(name)}: {escape(f'{type(exc).__name__}: {exc}')}",
+                highlight=False,
+            )
+    return written
+
+
+def new_figure(size: tuple[float, float]) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)  # attaches itself: rendering needs no pyplot and no display
+    return figure
+
+
+def save_figure(figure: Figure, path: Path) -> None:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)  # no bbox_inches="tight": keep the size exact
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+# ---- predictions.png -------------------------------------------------------------------------
+
+
+def predictions_figure(result: TrainResult, trainer: Trainer) -> Figure | None:
+    """The tutorial's grid of test images, titled true / predicted; wrong predictions in red."""
+    info = result.info
+    if not info.is_image or info.input_shape[0] not in (1, 3):
+        return None
+    samples = predict_samples(result, trainer, GRID * GRID)
+    names = info.class_names
+    figure = new_figure(PREDICTIONS_SIZE)
+    figure.suptitle("Test images: true / predicted (red = wrong)")
+    axes = figure.subplots(GRID, GRID)
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i >= len(samples.labels):
+            continue
+        image = samples.display[i]
+        if image.shape[0] == 1:
+            ax.imshow(image[0].numpy(), cmap="gray", vmin=0.0, vmax=1.0)
+        else:
+            ax.imshow(image.permute(1, 2, 0).numpy())
+        true, predicted = samples.labels[i], samples.predicted[i]
+        ax.set_title(f"{names[true]} / {names[predicted]}", fontsize=9,
+                     color="black" if true == predicted else "red")
+    return figure
+
+
+def predict_samples(result: TrainResult, trainer: Trainer, n: int) -> Samples:
+    """The first ``n`` test examples through the final model.
+
+    Uses ``result.model`` / ``result.test_split`` when the engine provides them; otherwise the
+    final weights come from the run's last checkpoint and the test split from the data source.
+    """
+    model = getattr(result, "model", None)
+    if model is None:
+        from blitz.evaluation import load_run
+
+        assert result.run_dir is not None
+        model = load_run(result.run_dir, "last").model
+    split = getattr(result, "test_split", None)
+    if split is None:
+        from blitz.engine import load_data
+
+        split = load_data(trainer.components.dataset, trainer.config).test
+    inputs, display, labels = first_examples(split, result.info, n)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    predicted = predict(model, inputs.to(device))
+    return Samples(display=display, labels=labels, predicted=predicted)
+
+
+def first_examples(split: Any, info: DataInfo, n: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """(model inputs, display images in [0, 1], labels) of a split's first ``n`` examples."""
+    from blitz.batches import Normalizer
+    from blitz.components import TensorSplit
+
+    count = min(n, len(split))
+    if isinstance(split, TensorSplit):
+        pixels = split.images[:count].cpu()
+        labels = split.labels[:count].cpu().tolist()
+        inputs = Normalizer(info, torch.device("cpu"))(pixels, torch.contiguous_format)
+        # Stored pixels are the undistorted image: show them, not the normalized tensor.
+        display = pixels.float() / 255.0 if pixels.dtype == torch.uint8 else pixels.float().clamp(0, 1)
+        return inputs, display, labels
+    items = [split[i] for i in range(count)]  # a Dataset yields (model-ready floats, label)
+    inputs = torch.stack([torch.as_tensor(image).float() for image, _ in items])
+    labels = [int(label) for _, label in items]
+    return inputs, denormalize(inputs, info), labels
+
+
+def denormalize(inputs: torch.Tensor, info: DataInfo) -> torch.Tensor:
+    """Undo (x - mean) / std for display (the tutorial's ``img / 2 + 0.5``)."""
+    if info.mean:
+        mean = torch.tensor(info.mean).view(1, -1, 1, 1)
+        std = torch.tensor(info.std).view(1, -1, 1, 1)
+        inputs = inputs * std + mean
+    return inputs.clamp(0.0, 1.0)
+
+
+def predict(model: nn.Module, inputs: torch.Tensor) -> list[int]:
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            return model(inputs).argmax(dim=1).cpu().tolist()
+    finally:
+        model.train(was_training)
+
+
+# ---- curves.png ------------------------------------------------------------------------------
+
+
+def curves_figure(history: list[dict[str, Any]]) -> Figure | None:
+    """Train and test loss, and test accuracy, per epoch."""
+    if not history:
+        return None
+    epochs = [h["epoch"] for h in history]
+    figure = new_figure(CURVES_SIZE)
+    loss_ax, accuracy_ax = figure.subplots(1, 2)
+    loss_ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
+    loss_ax.plot(epochs, [h["test_loss"] for h in history], marker="o", label="test")
+    loss_ax.set(title="loss", xlabel="epoch")
+    loss_ax.legend()
+    accuracy_ax.plot(epochs, [100 * h["test_accuracy"] for h in history], marker="o", color="tab:green")
+    accuracy_ax.set(title="test accuracy (%)", xlabel="epoch")
+    for ax in (loss_ax, accuracy_ax):
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    return figure
+
+
+# ---- confusion.png ---------------------------------------------------------------------------
+
+
+def confusion_figure(confusion: torch.Tensor, class_names: tuple[str, ...]) -> Figure:
+    """The confusion matrix as a heat map, rows true class, columns predicted class."""
+    matrix = confusion.cpu().numpy()
+    k = len(class_names)
+    figure = new_figure(CONFUSION_SIZE)
+    ax = figure.subplots()
+    image = ax.imshow(matrix, cmap="Blues")
+    ax.set(title="confusion matrix", xlabel="predicted", ylabel="true")
+    if k <= ANNOTATE_MAX_CLASSES:
+        ax.set_xticks(range(k), labels=class_names, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(k), labels=class_names, fontsize=8)
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=7,
+                        color="white" if matrix[i, j] > threshold else "black")
+    else:  # too many classes for numbers in the cells: a color scale instead
+        figure.colorbar(image, ax=ax)
+    return figure

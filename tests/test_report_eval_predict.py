@@ -1,0 +1,236 @@
+"""End of a run and after it: report files and pictures, `blitz eval`, `blitz predict`.
+
+One tiny LeNet run on random 3x32x32 images is trained once per module (a few seconds on a
+CPU) and shared; tests that damage a run work on a copy.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from blitz import pictures
+from blitz.cli import app
+from blitz.components import DataInfo
+from blitz.errors import UsageError
+from blitz.evaluation import LoadedRun, check_data_fits
+
+TEST_LENGTH = 120
+NUM_CLASSES = 10
+TRAIN_ARGS = [
+    "run", "--model", "lenet", "--dataset", "random", "--epochs", "1", "--batch-size", "50",
+    "--strategy", "cpu", "--dataset-arg", "length=200", "--dataset-arg", f"test_length={TEST_LENGTH}",
+    "--dataset-arg", f"num_classes={NUM_CLASSES}",
+]
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_runs(runs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing is written into the repository: runs/ is a temporary folder."""
+    monkeypatch.setenv("BLITZ_RUNS_DIR", str(runs_dir))
+
+
+@pytest.fixture(scope="module")
+def trained(runs_dir: Path) -> Path:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BLITZ_RUNS_DIR", str(runs_dir))
+        result = runner.invoke(app, [*TRAIN_ARGS, "--out", str(runs_dir / "tiny")])
+    assert result.exit_code == 0, result.output
+    return runs_dir / "tiny"
+
+
+def damaged_copy(run: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    return copy
+
+
+# ---- report files ----------------------------------------------------------------------------
+
+
+def test_report_files_are_consistent(trained: Path) -> None:
+    for name in ("report.md", "results.json", "confusion.csv"):
+        assert (trained / name).is_file(), name
+    results = json.loads((trained / "results.json").read_text())
+    confusion = results["confusion"]
+    assert len(confusion) == NUM_CLASSES and all(len(row) == NUM_CLASSES for row in confusion)
+    assert sum(map(sum, confusion)) == TEST_LENGTH == results["count"]
+    assert results["accuracy"] == pytest.approx(sum(confusion[i][i] for i in range(NUM_CLASSES)) / TEST_LENGTH)
+    assert list(results["per_class_accuracy"]) == results["class_names"]
+    assert all(0.0 <= v <= 1.0 for v in results["per_class_accuracy"].values())
+
+    rows = list(csv.reader((trained / "confusion.csv").read_text().splitlines()))
+    assert rows[0][1:] == results["class_names"]
+    assert [row[0] for row in rows[1:]] == results["class_names"]
+    assert [[int(v) for v in row[1:]] for row in rows[1:]] == confusion
+
+    report = (trained / "report.md").read_text()
+    assert "lenet" in report and "random" in report
+    assert f"{100 * results['accuracy']:.2f} %" in report
+    for picture in ("predictions.png", "curves.png", "confusion.png"):
+        assert f"]({picture})" in report  # relative links
+
+
+@pytest.mark.parametrize(
+    ("name", "inches"),
+    [
+        ("predictions.png", pictures.PREDICTIONS_SIZE),
+        ("curves.png", pictures.CURVES_SIZE),
+        ("confusion.png", pictures.CONFUSION_SIZE),
+    ],
+)
+def test_pictures_are_pngs_of_the_configured_size(trained: Path, name: str, inches: tuple[float, float]) -> None:
+    with Image.open(trained / name) as image:
+        assert image.format == "PNG"
+        assert image.size == (round(inches[0] * pictures.DPI), round(inches[1] * pictures.DPI))
+        image.verify()
+
+
+def test_a_failing_picture_never_loses_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args: object) -> None:
+        raise RuntimeError("no ink")
+
+    monkeypatch.setattr(pictures, "curves_figure", broken)
+    out = tmp_path / "run"
+    result = runner.invoke(app, [*TRAIN_ARGS, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "could not draw curves.png" in result.output and "no ink" in result.output
+    assert not (out / "curves.png").exists()
+    assert (out / "predictions.png").is_file() and (out / "confusion.png").is_file()
+    assert "curves.png" not in (out / "report.md").read_text()
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+
+
+# ---- eval ------------------------------------------------------------------------------------
+
+
+def test_eval_reproduces_the_final_accuracy(trained: Path, runs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BLITZ_RUNS_DIR", str(runs_dir))  # explicit: whichever autouse fixture ran last
+    result = runner.invoke(app, ["eval", "tiny", "--strategy", "cpu"])  # by name, under BLITZ_RUNS_DIR
+    assert result.exit_code == 0, result.output
+    final = json.loads((trained / "results.json").read_text())
+    assert f"Accuracy of the network on the {TEST_LENGTH} test images: {100 * final['accuracy']:.2f} %" in result.stdout
+    assert "Accuracy of class0" in result.stdout
+    evaluated = json.loads((trained / "eval-random.json").read_text())
+    assert evaluated["accuracy"] == final["accuracy"]  # one epoch: best == last == final
+    assert evaluated["confusion"] == final["confusion"]
+    assert (trained / "eval-random-confusion.csv").read_text() == (trained / "confusion.csv").read_text()
+
+
+def test_eval_of_a_corrupt_checkpoint_is_one_line(trained: Path, tmp_path: Path) -> None:
+    run = damaged_copy(trained, tmp_path)
+    best = run / "checkpoints" / "best.ckpt"
+    best.write_bytes(best.read_bytes()[:100])  # truncated, as by a full disk
+    result = runner.invoke(app, ["eval", str(run)])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(best) in lines[0]
+
+
+def test_eval_of_a_missing_checkpoint_names_it(trained: Path, tmp_path: Path) -> None:
+    run = damaged_copy(trained, tmp_path)
+    (run / "checkpoints" / "last.ckpt").unlink()
+    result = runner.invoke(app, ["eval", str(run), "--checkpoint", "last"])
+    assert result.exit_code == 1
+    assert str(run / "checkpoints" / "last.ckpt") in result.stderr
+
+
+def test_eval_of_an_unknown_run_is_a_usage_error() -> None:
+    result = runner.invoke(app, ["eval", "no-such-run"])
+    assert result.exit_code == 2
+    assert "no-such-run" in result.stderr
+
+
+def test_data_that_does_not_fit_the_model_names_both() -> None:
+    model_info = DataInfo(10, (3, 32, 32), tuple(f"c{i}" for i in range(10)))
+    loaded = LoadedRun(Path("runs/x"), Path("runs/x/checkpoints/best.ckpt"), None, {"dataset": "cifar10"},  # type: ignore[arg-type]
+                       model_info, torch.nn.Identity())
+    other = DataInfo(4, (1, 28, 28), ("a", "b", "c", "d"))
+    with pytest.raises(UsageError, match=r"'mnist'.*4 classes.*\(1, 28, 28\).*'cifar10'.*10 classes.*\(3, 32, 32\)"):
+        check_data_fits(loaded, other, "mnist")
+
+
+# ---- predict ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> list[Path]:
+    """A PNG of another size and a grayscale JPEG: predict resizes and converts both."""
+    g = torch.Generator().manual_seed(1)
+    png, jpeg = tmp_path / "cat.png", tmp_path / "dog.jpg"
+    Image.fromarray(torch.randint(0, 256, (48, 40, 3), dtype=torch.uint8, generator=g).numpy()).save(png)
+    Image.fromarray(torch.randint(0, 256, (20, 20), dtype=torch.uint8, generator=g).numpy()).save(jpeg)
+    return [png, jpeg]
+
+
+def test_predict_prints_top_k(trained: Path, images: list[Path]) -> None:
+    result = runner.invoke(app, ["predict", str(trained), *map(str, images), "--top-k", "3"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    for path in images:
+        start = lines.index(str(path))
+        rows = [line.split() for line in lines[start + 1 : start + 4]]
+        assert all(row[0].startswith("class") and row[2] == "%" for row in rows)
+        probabilities = [float(row[1]) for row in rows]
+        assert probabilities == sorted(probabilities, reverse=True)
+        assert 0 < sum(probabilities) <= 100.0 + 1e-6
+
+
+def test_predict_json(trained: Path, images: list[Path]) -> None:
+    result = runner.invoke(app, ["predict", str(trained), *map(str, images), "--json", "--top-k", str(NUM_CLASSES + 5)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [row["file"] for row in rows] == [str(p) for p in images]
+    for row in rows:
+        assert len(row["predictions"]) == NUM_CLASSES  # top-k is capped at the number of classes
+        assert sum(p["probability"] for p in row["predictions"]) == pytest.approx(1.0, abs=1e-5)
+        assert {p["class"] for p in row["predictions"]} == {f"class{i}" for i in range(NUM_CLASSES)}
+
+
+def test_predict_matches_evaluation_preprocessing(trained: Path, tmp_path: Path) -> None:
+    """A test image saved losslessly at the model's size gets the class evaluation gave it."""
+    from blitz.evaluation import load_run
+    from blitz.plugins.random_data import load_random
+
+    loaded = load_run(trained, "best")
+    test = load_random(shape=(3, 32, 32), length=200, test_length=TEST_LENGTH, num_classes=NUM_CLASSES).test
+    path = tmp_path / "sample.png"
+    Image.fromarray(test.images[0].permute(1, 2, 0).numpy()).save(path)
+    x = (test.images[:1].float() / 255 - 0.5) / 0.5  # the random data's mean/std
+    with torch.no_grad():
+        expected = loaded.model(x).softmax(dim=1)[0]
+    result = runner.invoke(app, ["predict", str(trained), str(path), "--json", "--top-k", "1"])
+    assert result.exit_code == 0, result.output
+    top = json.loads(result.stdout)[0]["predictions"][0]
+    assert top["class"] == f"class{int(expected.argmax())}"
+    assert top["probability"] == pytest.approx(float(expected.max()), abs=1e-5)
+
+
+def test_predict_missing_file(trained: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.png"
+    result = runner.invoke(app, ["predict", str(trained), str(missing)])
+    assert result.exit_code == 2
+    assert str(missing) in result.stderr and "Traceback" not in result.output
+
+
+def test_predict_non_image_file(trained: Path, tmp_path: Path) -> None:
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    result = runner.invoke(app, ["predict", str(trained), str(text)])
+    assert result.exit_code == 2
+    assert str(text) in result.stderr and "Traceback" not in result.output

@@ -1,0 +1,218 @@
+"""Bad input and faults: one clear error, the right exit code, and earlier results left intact."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from blitz.checkpoint import Checkpoint, load_checkpoint, load_weights, save_checkpoint
+from blitz.cli import app
+from blitz.config import RunConfig
+from blitz.engine import Trainer
+from blitz.errors import CheckpointError, DataError, OutputError, TrainingDivergedError, UsageError
+from blitz.hookspecs import hookimpl
+from blitz.plugin_host import PluginHost, discover, local_source
+from blitz.plugins.cifar10 import read_batch
+from blitz.plugins.lenet import build_lenet
+from tests.conftest import make_cifar, write_cifar_batch
+
+runner = CliRunner()
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def tiny(tmp_path: Path, **kwargs) -> RunConfig:
+    values = dict(model="lenet", dataset="random", strategy="cpu", epochs=2, batch_size=25, lr=0.01,
+                  dataset_args={"length": 100, "test_length": 20}, out=tmp_path / "run", log_every=1)
+    values.update(kwargs)
+    return RunConfig(**values)
+
+
+class Poison:
+    """A plugin whose model starts returning NaN once epoch 1 has ended."""
+
+    def __init__(self) -> None:
+        self.poisoned = False
+
+    @hookimpl
+    def register_models(self, register):
+        plugin = self
+
+        class Fragile(torch.nn.Module):
+            def __init__(self, num_classes: int, input_shape: tuple[int, ...]) -> None:
+                super().__init__()
+                self.inner = build_lenet(num_classes=num_classes, input_shape=input_shape)
+
+            def forward(self, x):
+                out = self.inner(x)
+                return out * float("nan") if plugin.poisoned else out
+
+        register("fragile", lambda *, num_classes, input_shape: Fragile(num_classes, input_shape), description="NaN after epoch 1")
+
+    @hookimpl
+    def on_epoch_end(self, run, epoch, metrics):
+        self.poisoned = True
+
+
+def test_nan_loss_stops_with_step_and_lr_and_keeps_the_last_good_checkpoint(tmp_path):
+    host = PluginHost([*discover(), local_source(Poison(), "poison")])
+    trainer = Trainer(tiny(tmp_path, model="fragile", epochs=3), host=host)
+    with pytest.raises(TrainingDivergedError) as info:
+        trainer.fit()
+    message = str(info.value)
+    assert "The loss became nan by step 5 (epoch 2, lr 0.01)" in message and "checkpoint" in message
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert state.meta["epoch"] == 2  # the checkpoint written after epoch 1
+    assert all(torch.isfinite(v).all() for v in state.model.values() if v.is_floating_point())
+
+
+def test_nan_through_the_cli_exits_1_without_traceback(tmp_path):
+    result = runner.invoke(app, ["run", "--model", "lenet", "--dataset", "random", "--lr", "10000", "--optimizer", "sgd",
+                                 "--momentum", "0.99", "--epochs", "3", "--log-every", "1", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1, result.output
+    assert "The loss became" in result.output and "Traceback" not in result.output
+
+
+@pytest.fixture
+def saved(tmp_path) -> Path:
+    model = build_lenet(num_classes=10, input_shape=(3, 32, 32))
+    path = tmp_path / "good.ckpt"
+    save_checkpoint(path, Checkpoint({"model": "lenet"}, model.state_dict(), {}))
+    return path
+
+
+def test_a_file_that_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "junk.ckpt"
+    path.write_bytes(os.urandom(1000))
+    with pytest.raises(CheckpointError, match="junk.ckpt' is not a readable blitz checkpoint"):
+        load_checkpoint(path)
+
+
+def test_a_truncated_checkpoint(saved):
+    saved.write_bytes(saved.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match="good.ckpt"):
+        load_checkpoint(saved)
+
+
+def test_a_torch_file_that_is_not_ours(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, path)
+    with pytest.raises(CheckpointError, match="not a blitz checkpoint"):
+        load_checkpoint(path)
+
+
+def test_a_checkpoint_for_another_model_lists_mismatched_keys(saved):
+    state = load_checkpoint(saved)
+    wide = build_lenet(num_classes=10, input_shape=(3, 32, 32), width=2)
+    with pytest.raises(CheckpointError, match=r"does not fit this model: wrong shape conv1\.bias \(6,\) vs \(12,\)"):
+        load_weights(wide, state.model, str(saved))
+    linear = torch.nn.Linear(3, 2)
+    with pytest.raises(CheckpointError, match=r"missing bias, weight; unexpected conv1\.bias"):
+        load_weights(linear, state.model, str(saved))
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/blitz-pwned-by-checkpoint",))
+
+
+def test_loading_never_runs_code_from_the_file(tmp_path):
+    marker = Path("/tmp/blitz-pwned-by-checkpoint")
+    marker.unlink(missing_ok=True)
+    path = tmp_path / "evil.ckpt"
+    with path.open("wb") as f:
+        pickle.dump({"format": "blitz-checkpoint", "version": 1, "meta": "{}", "model": Exploit()}, f)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_a_crash_mid_write_keeps_the_previous_checkpoint(saved, monkeypatch):
+    before = saved.read_bytes()
+
+    def crash(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        save_checkpoint(saved, Checkpoint({}, {}, {}))
+    assert saved.read_bytes() == before
+    assert [p.name for p in saved.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_unwritable_output_directory_is_reported_before_training(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="Cannot write the run directory .*a-file/run"):
+        Trainer(tiny(tmp_path, out=blocker / "run")).fit()
+    result = runner.invoke(app, ["run", "--dataset", "random", "--out", str(blocker / "run")])
+    assert result.exit_code == 1 and "--out" in result.output
+
+
+def test_reusing_a_run_directory_is_refused_and_leaves_it_intact(tmp_path):
+    Trainer(tiny(tmp_path)).fit()
+    before = digest(tmp_path / "run")
+    with pytest.raises(UsageError, match="already holds a run; use --resume"):
+        Trainer(tiny(tmp_path)).fit()
+    assert digest(tmp_path / "run") == before
+
+
+def test_resume_through_the_cli_continues_and_finishes(tmp_path):
+    out = tmp_path / "run"
+    first = runner.invoke(app, ["run", "--recipe", "randomdemo", "--epochs", "1", "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    more = runner.invoke(app, ["run", "--resume", str(out), "--epochs", "3"])
+    assert more.exit_code == 0, more.output
+    assert "Resuming from" in more.output and "epoch 3/3" in more.output and "epoch 1/3" not in more.output
+    refused = runner.invoke(app, ["run", "--resume", str(out), "--lr", "0.5"])
+    assert refused.exit_code == 2 and "'lr' cannot change" in refused.output
+
+
+def test_labels_out_of_range_name_the_file(tmp_path):
+    folder = make_cifar(tmp_path / "data") / "cifar-10-batches-py"
+    images = np.zeros((4, 3072), dtype=np.uint8)
+    write_cifar_batch(folder / "data_batch_2", images, [0, 1, 12, 3])
+    with pytest.raises(DataError, match=r"data_batch_2': labels range 0\.\.12, outside 0\.\.9"):
+        read_batch(folder / "data_batch_2")
+    result = runner.invoke(app, ["data", "verify", "cifar10", "--data-root", str(tmp_path / "data")])
+    assert result.exit_code == 1 and "data_batch_2" in result.output
+
+
+def test_wrong_shape_data_names_the_file(tmp_path):
+    folder = make_cifar(tmp_path / "data") / "cifar-10-batches-py"
+    write_cifar_batch(folder / "test_batch", np.zeros((4, 100), dtype=np.uint8), [0, 1, 2, 3])
+    with pytest.raises(DataError, match=r"test_batch': 'data' should be uint8 of shape \(N, 3072\)"):
+        read_batch(folder / "test_batch")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_corrupted_batch_files_load_or_fail_with_a_data_error(tmp_path_factory, data):
+    folder = make_cifar(tmp_path_factory.mktemp("c"), per_batch=4, test=4) / "cifar-10-batches-py"
+    path = folder / "data_batch_1"
+    raw = bytearray(path.read_bytes())
+    if data.draw(st.booleans(), label="truncate"):
+        raw = raw[: data.draw(st.integers(0, len(raw) - 1), label="length")]
+    else:
+        for _ in range(data.draw(st.integers(1, 8), label="flips")):
+            raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    path.write_bytes(bytes(raw))
+    try:
+        images, labels = read_batch(path)
+    except (DataError, UsageError) as exc:
+        assert "data_batch_1" in str(exc)
+    else:  # a flip inside the pixel bytes leaves a valid file
+        assert images.dtype == np.uint8 and images.shape[1:] == (3, 32, 32)
+        assert labels.min() >= 0 and labels.max() <= 9
