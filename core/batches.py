@@ -138,22 +138,33 @@ class TensorBatches:
 
 
 class LoaderBatches:
-    """Training batches from a Dataset through a DataLoader (data that does not fit in memory)."""
+    """Training batches from a Dataset through a DataLoader (data that does not fit in memory).
+
+    Items that are uint8 pixels are augmented and normalized per batch on the device, exactly
+    as on the tensor path; float items are used as they are.
+    """
 
     def __init__(
         self,
         dataset: Dataset,
+        info: DataInfo,
         *,
         device: torch.device,
         batch_size: int,
         shuffle: bool,
         seed: int,
+        augment: AugmentConfig,
         rank: int = 0,
         world_size: int = 1,
         num_workers: int = 0,
         memory_format: torch.memory_format = torch.contiguous_format,
     ) -> None:
         self.device, self.memory_format = device, memory_format
+        self.normalize = Normalizer(info, device)
+        self.augment_config = augment
+        self.augments = info.is_image and (augment.flip or augment.translate > 0 or augment.cutout > 0)
+        self.augment_generator = torch.Generator(device=device)
+        self.augment_generator.manual_seed(seed * 1000 + rank + 1)
         self.sampler = DistributedSampler(
             dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=True
         )
@@ -174,16 +185,16 @@ class LoaderBatches:
         for step, (images, labels) in enumerate(self.loader):
             if step < start_step:
                 continue
-            images = images.to(self.device, non_blocking=True).float()
-            if images.dim() == 4:
-                images = images.contiguous(memory_format=self.memory_format)
-            yield images, labels.to(self.device, non_blocking=True)
+            images = images.to(self.device, non_blocking=True)
+            if self.augments and images.dtype == torch.uint8:
+                images = augment(images, self.augment_config, self.augment_generator)
+            yield self.normalize(images, self.memory_format), labels.to(self.device, non_blocking=True)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {}
+        return {"augment_generator": self.augment_generator.get_state()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        pass
+        self.augment_generator.set_state(state["augment_generator"])
 
 
 def eval_batches(
@@ -195,6 +206,7 @@ def eval_batches(
     rank: int = 0,
     world_size: int = 1,
     memory_format: torch.memory_format = torch.contiguous_format,
+    num_workers: int = 0,
 ) -> Iterator[Batch]:
     """Every test example exactly once across ranks (rank r takes r, r+W, ...; no padding)."""
     if isinstance(split, TensorSplit):
@@ -205,9 +217,7 @@ def eval_batches(
             images = split.images[chunk].to(device, non_blocking=True)
             yield normalize(images, memory_format), split.labels[chunk].to(device)
         return
+    normalize = Normalizer(info, device)
     subset = Subset(split, range(rank, len(split), world_size))  # type: ignore[arg-type]
-    for images, labels in DataLoader(subset, batch_size=batch_size):
-        images = images.to(device).float()
-        if images.dim() == 4:
-            images = images.contiguous(memory_format=memory_format)
-        yield images, labels.to(device)
+    for images, labels in DataLoader(subset, batch_size=batch_size, num_workers=num_workers):
+        yield normalize(images.to(device), memory_format), labels.to(device)

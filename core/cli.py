@@ -82,6 +82,16 @@ def parse_assignments(items: list[str] | None, flag: str) -> dict[str, Any]:
     return result
 
 
+def parse_floats(text: str | None, flag: str) -> list[float] | None:
+    """``0.5,0.5,0.5`` as a list of floats."""
+    if text is None:
+        return None
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} expects numbers separated by commas, got '{text}'.") from None
+
+
 RUN_HELP = "Train a model. Flags override --config, which overrides --recipe, which overrides defaults."
 
 
@@ -117,6 +127,10 @@ def run(
     translate: Annotated[Optional[int], typer.Option(help="Random translation, pixels.")] = None,
     cutout: Annotated[Optional[int], typer.Option(help="Cutout square side, pixels (0 = off).")] = None,
     limit_steps: Annotated[Optional[int], typer.Option(help="Stop each epoch after this many steps (quick checks).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help="Epochs between test evaluations (0 = only at the end).")] = None,
+    num_workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes (Dataset sources).")] = None,
+    mean: Annotated[Optional[str], typer.Option(help="Override the data's per-channel mean, e.g. 0.5,0.5,0.5.")] = None,
+    std: Annotated[Optional[str], typer.Option(help="Override the data's per-channel std, e.g. 0.5,0.5,0.5.")] = None,
     log_every: Annotated[Optional[int], typer.Option(help="Steps between progress updates.")] = None,
     logger: Annotated[Optional[list[str]], typer.Option("--logger", help="Metric logger (repeatable): jsonl, tensorboard.")] = None,
     model_arg: Annotated[Optional[list[str]], typer.Option("--model-arg", help="KEY=VALUE for the model factory (repeatable).")] = None,
@@ -141,6 +155,8 @@ def run(
         "data_root": data_root, "download": download, "out": out, "precision": precision,
         "channels_last": channels_last, "compile": compile, "deterministic": deterministic,
         "shuffle": shuffle, "limit_steps": limit_steps, "log_every": log_every, "loggers": logger,
+        "eval_every": eval_every, "num_workers": num_workers,
+        "mean": parse_floats(mean, "--mean"), "std": parse_floats(std, "--std"),
     }
     augment = {"flip": flip, "translate": translate, "cutout": cutout}
     overrides = CLIOverrides(

@@ -64,7 +64,9 @@ class TensorSplit:
         return int(self.labels.shape[0])
 
 
-Split = TensorSplit | Dataset  # a Dataset yields (float tensor ready for the model, int label)
+# A Dataset yields (image, int label): uint8 pixels (C, H, W), which blitz augments and
+# normalizes per batch with DataInfo.mean/std, or a float tensor used as it is.
+Split = TensorSplit | Dataset
 
 
 @dataclass

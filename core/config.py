@@ -45,6 +45,7 @@ class RunConfig(BaseModel):
     epochs: int = Field(2, ge=0, le=100_000, description="passes over the training set")
     batch_size: int = Field(4, ge=1, description="training examples per step, per process")
     eval_batch_size: int = Field(1000, ge=1, description="examples per evaluation batch")
+    eval_every: int = Field(1, ge=0, description="epochs between test evaluations; 0 = only after the last")
     lr: float = Field(0.001, gt=0, le=1e4, description="learning rate")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum / Adam beta1")
     weight_decay: float = Field(0.0, ge=0, description="L2 weight decay")
@@ -53,6 +54,7 @@ class RunConfig(BaseModel):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     mean: list[float] | None = Field(None, description="override the data's per-channel mean (pixels in [0, 1])")
     std: list[float] | None = Field(None, description="override the data's per-channel std (pixels in [0, 1])")
+    num_workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes (Dataset sources only)")
     limit_steps: int | None = Field(None, ge=1, description="stop each epoch after this many steps")
 
     seed: int = Field(0, ge=0, description="seed for weights, shuffling and augmentation")

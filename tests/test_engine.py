@@ -203,3 +203,23 @@ def test_stop_mid_epoch_resumes_at_the_same_step(tmp_path):
     Trainer(tiny_config(tmp_path, out=tmp_path / "cut"), resume_from=tmp_path / "cut" / "checkpoints" / "last.ckpt").fit()
     full, cut = final_weights(tmp_path / "full"), final_weights(tmp_path / "cut")
     assert all(torch.equal(full[k], cut[k]) for k in full)
+
+
+def test_dataset_path_normalizes_and_augments_uint8_items_like_the_tensor_path():
+    from torch.utils.data import TensorDataset
+
+    from blitz.batches import LoaderBatches
+
+    data = split(16)
+    dataset = TensorDataset(data.images, data.labels)
+    loader = LoaderBatches(dataset, INFO, device=torch.device("cpu"), batch_size=8, shuffle=False, seed=0, augment=AugmentConfig())
+    images, labels = next(loader.epoch(1))
+    torch.testing.assert_close(images, (data.images[:8].float() / 255 - 0.5) / 0.5)
+    flipping = LoaderBatches(dataset, INFO, device=torch.device("cpu"), batch_size=16, shuffle=False, seed=0, augment=AugmentConfig(flip=True))
+    flipped, _ = next(flipping.epoch(1))
+    plain = (data.images.float() / 255 - 0.5) / 0.5
+    same = torch.isclose(flipped, plain, atol=1e-5).flatten(1).all(1)
+    mirrored = torch.isclose(flipped, plain.flip(-1), atol=1e-5).flatten(1).all(1)
+    assert (same | mirrored).all() and mirrored.any()
+    evaluated = torch.cat([x for x, _ in eval_batches(dataset, INFO, device=torch.device("cpu"), batch_size=5)])
+    torch.testing.assert_close(evaluated, plain)

@@ -1,0 +1,391 @@
+"""Your own images: a folder of class subfolders (torchvision's ImageFolder layout).
+
+::
+
+    <path>/<class name>/<any/sub/folders>/<image>.png|jpg|jpeg|bmp|webp|...
+
+Every image is decoded once with PIL, converted to RGB (or grayscale with ``channels=1``) and
+resized to ``image_size`` x ``image_size``. When all the decoded pixels fit in
+``max_in_memory_mb`` they are returned as one uint8 tensor per split (the fast, tensor-resident
+path); otherwise the splits are Datasets that decode each image again when the DataLoader asks.
+Either way every file is decoded once up front, so a corrupt image fails now, with its name,
+rather than hours into training.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from blitz import DataBundle, DataError, DataInfo, DataNotFoundError, TensorSplit, hookimpl
+from blitz.errors import ConfigError
+
+# torchvision's IMG_EXTENSIONS, so a folder that works with ImageFolder works here.
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+HALF = (0.5, 0.5, 0.5)
+# PIL releases the GIL while it decodes and resizes, so threads give a real speed-up.
+DECODE_THREADS = min(8, os.cpu_count() or 1)
+
+
+@dataclass
+class FileList:
+    """The images of one split: paths and their class indices, in a fixed order."""
+
+    paths: list[Path]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def resolve_folder(path: str | Path | None, root: Path, what: str) -> Path:
+    """``path`` as given, or under the data root when it is relative and only exists there."""
+    if path is None:
+        folder = root
+    else:
+        folder = Path(path).expanduser()
+        if not folder.is_absolute() and not folder.exists() and (root / folder).exists():
+            folder = root / folder
+    if not folder.is_dir():
+        hint = (
+            "Point --data-root (or $BLITZ_DATA_ROOT) at a folder of class subfolders of images"
+            if path is None else f"Pass --dataset-arg {what}=DIR with an existing folder"
+        )
+        raise DataNotFoundError(f"Image folder '{folder}' not found. {hint}.")
+    return folder
+
+
+def is_image(name: str) -> bool:
+    return name.lower().endswith(EXTENSIONS)
+
+
+def scan(folder: Path) -> tuple[tuple[str, ...], FileList]:
+    """The sorted class names (subfolders) of ``folder`` and every image file under them."""
+    classes = tuple(sorted(
+        entry.name for entry in os.scandir(folder)
+        if entry.is_dir() and not entry.name.startswith(".")  # skip .git, .ipynb_checkpoints
+    ))
+    accepted = ", ".join(EXTENSIONS)
+    if not classes:
+        loose = sum(1 for entry in os.scandir(folder) if entry.is_file() and is_image(entry.name))
+        detail = (
+            f"it holds {loose} image(s) directly; move them into one subfolder per class"
+            if loose else "it has no class subfolders"
+        )
+        raise DataError(
+            f"'{folder}' is not an image folder: {detail}. Expected <folder>/<class>/<image> with "
+            f"images ending in {accepted}."
+        )
+    files = FileList([], [])
+    empty = []
+    for index, name in enumerate(classes):
+        found = sorted(
+            Path(dirpath) / file
+            for dirpath, dirnames, filenames in os.walk(folder / name, followlinks=True)
+            for file in filenames
+            if is_image(file) and not file.startswith(".")
+        )
+        if not found:
+            empty.append(name)
+        files.paths += found
+        files.labels += [index] * len(found)
+    if len(empty) == len(classes):
+        raise DataError(
+            f"No images in '{folder}': its {len(classes)} class subfolder(s) hold no files ending in {accepted}."
+        )
+    if empty:
+        # A class without examples cannot be learned, and its index would shift every label after it.
+        raise DataError(
+            f"Class folder(s) without images in '{folder}': {', '.join(empty)}. Add images ending in "
+            f"{accepted} or remove the folder(s)."
+        )
+    return classes, files
+
+
+def stratified_split(files: FileList, num_classes: int, fraction: float, seed: int) -> tuple[FileList, FileList]:
+    """Hold out ``fraction`` of each class (at least one image where a class has two or more)."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(files.labels)
+    train_idx: list[int] = []
+    test_idx: list[int] = []
+    for c in range(num_classes):
+        members = np.flatnonzero(labels == c)
+        members = members[rng.permutation(len(members))]
+        n_test = round(len(members) * fraction)
+        if len(members) >= 2:
+            n_test = min(max(n_test, 1), len(members) - 1)  # keep a training image of every class
+        else:
+            n_test = 0
+        test_idx += members[:n_test].tolist()
+        train_idx += members[n_test:].tolist()
+
+    def take(indices: list[int]) -> FileList:
+        indices = sorted(indices)  # file order, so the same seed gives the same tensors
+        return FileList([files.paths[i] for i in indices], [files.labels[i] for i in indices])
+
+    return take(train_idx), take(test_idx)
+
+
+def decode(path: Path, size: int, mode: str) -> np.ndarray:
+    """One image as uint8 (C, size, size); PIL's exceptions pass through."""
+    with Image.open(path) as img:
+        # JPEG can decode straight at a reduced scale (>= size): much faster for big photos.
+        img.draft(mode, (size, size))
+        img = img.convert(mode)  # palette, RGBA (alpha dropped), CMYK, 16-bit, ... -> RGB or L
+        if img.size != (size, size):
+            img = img.resize((size, size), Image.Resampling.BILINEAR)
+        array = np.array(img, dtype=np.uint8)  # a writable copy: torch warns on read-only arrays
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def try_decode(path: Path, size: int, mode: str) -> np.ndarray | str:
+    """The pixels, or why the file cannot be read (so one bad file does not stop the pool)."""
+    try:
+        return decode(path, size, mode)
+    except Exception as exc:  # UnidentifiedImageError, truncated files, decompression bombs, ...
+        return f"{type(exc).__name__}: {exc}"
+
+
+def decode_all(files: FileList, size: int, mode: str) -> Iterator[tuple[int, np.ndarray | str]]:
+    """``(index, pixels or error)`` for every file, in order, decoded by a thread pool."""
+    if DECODE_THREADS <= 1 or len(files) < 64:
+        for i, path in enumerate(files.paths):
+            yield i, try_decode(path, size, mode)
+        return
+    with ThreadPoolExecutor(DECODE_THREADS) as pool:
+        # In chunks: pool.map submits everything at once, a million futures for a million files.
+        for start in range(0, len(files), 1024):
+            chunk = files.paths[start:start + 1024]
+            yield from enumerate(pool.map(lambda p: try_decode(p, size, mode), chunk), start)
+
+
+class BadFiles:
+    """Unreadable images: an error at once, or counted and skipped with ``skip_bad``."""
+
+    def __init__(self, skip: bool) -> None:
+        self.skip = skip
+        self.found: list[tuple[Path, str]] = []
+
+    def __call__(self, path: Path, reason: str) -> None:
+        if not self.skip:
+            raise DataError(
+                f"Cannot read image '{path}' ({reason}). Replace or delete the file, or pass "
+                "--dataset-arg skip_bad=true to skip unreadable images."
+            )
+        self.found.append((path, reason))
+
+    def warn(self) -> None:
+        if self.found:
+            path, reason = self.found[0]
+            warnings.warn(
+                f"Skipped {len(self.found)} unreadable image(s); the first: '{path}' ({reason}).",
+                stacklevel=3,
+            )
+
+
+class Stats:
+    """Per-channel sums of pixel values in [0, 1], for mean and standard deviation."""
+
+    def __init__(self, channels: int) -> None:
+        self.sum = torch.zeros(channels, dtype=torch.float64)
+        self.sq = torch.zeros(channels, dtype=torch.float64)
+        self.count = 0
+
+    def add(self, images: torch.Tensor) -> None:
+        """Add a uint8 batch (N, C, H, W)."""
+        x = images.to(torch.float64).div_(255.0)
+        self.sum += x.sum(dim=(0, 2, 3))
+        self.sq += x.square().sum(dim=(0, 2, 3))
+        self.count += images.shape[0] * images.shape[2] * images.shape[3]
+
+    def result(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        mean = self.sum / self.count
+        std = (self.sq / self.count - mean.square()).clamp_min(0).sqrt()
+        # A channel with one value everywhere would divide by zero; leave its scale alone.
+        std = torch.where(std < 1e-6, torch.ones_like(std), std)
+        return tuple(round(v, 4) for v in mean.tolist()), tuple(round(v, 4) for v in std.tolist())
+
+
+def load_tensor_split(files: FileList, size: int, mode: str, bad: BadFiles) -> TensorSplit:
+    """Decode every image into one preallocated uint8 tensor (no second copy while stacking)."""
+    channels = 1 if mode == "L" else 3
+    images = torch.empty((len(files), channels, size, size), dtype=torch.uint8)
+    keep = torch.ones(len(files), dtype=torch.bool)
+    for i, pixels in decode_all(files, size, mode):
+        if isinstance(pixels, str):
+            bad(files.paths[i], pixels)
+            keep[i] = False
+        else:
+            images[i] = torch.from_numpy(pixels)
+    labels = torch.tensor(files.labels, dtype=torch.int64)
+    if not keep.all():
+        images, labels = images[keep], labels[keep]
+    return TensorSplit(images, labels)
+
+
+def stats_of(split: TensorSplit, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    stats = Stats(channels)
+    for start in range(0, len(split), 4096):  # chunks keep the float64 copy small
+        stats.add(split.images[start:start + 4096])
+    return stats.result()
+
+
+class ImageFolderDataset(Dataset):
+    """The DataLoader path: decodes one image per item as uint8 pixels (C, H, W).
+
+    Plain attributes only, so it pickles into DataLoader worker processes.
+    """
+
+    def __init__(
+        self, files: FileList, *, size: int, mode: str, mean: Sequence[float], std: Sequence[float]
+    ) -> None:
+        self.files, self.size, self.mode = files, size, mode
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path = self.files.paths[index]
+        try:
+            pixels = decode(path, self.size, self.mode)
+        except Exception as exc:  # it decoded at load time; it changed on disk since
+            raise DataError(f"Cannot read image '{path}' ({type(exc).__name__}: {exc}).") from None
+        # uint8 pixels: blitz normalizes (and augments) whole batches on the training device
+        return torch.from_numpy(pixels), self.files.labels[index]
+
+
+def check_pass(files: FileList, size: int, mode: str, bad: BadFiles, stats: Stats | None) -> FileList:
+    """The DataLoader path's one decode pass: find bad files and gather statistics."""
+    keep_paths: list[Path] = []
+    keep_labels: list[int] = []
+    batch: list[np.ndarray] = []
+    for i, pixels in decode_all(files, size, mode):
+        if isinstance(pixels, str):
+            bad(files.paths[i], pixels)
+            continue
+        keep_paths.append(files.paths[i])
+        keep_labels.append(files.labels[i])
+        if stats is not None:
+            batch.append(pixels)
+            if len(batch) == 256:
+                stats.add(torch.from_numpy(np.stack(batch)))
+                batch.clear()
+    if stats is not None and batch:
+        stats.add(torch.from_numpy(np.stack(batch)))
+    return FileList(keep_paths, keep_labels)
+
+
+def load_imagefolder(
+    *,
+    root: Path | None,
+    download: bool = False,
+    path: str | None = None,
+    test_path: str | None = None,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    image_size: int = 32,
+    channels: int = 3,
+    normalize: str = "auto",
+    max_in_memory_mb: float = 2048,
+    skip_bad: bool = False,
+) -> DataBundle:
+    """A folder of class subfolders of images; ``download`` is accepted and ignored.
+
+    ``path``: the image folder (default: the data root). ``test_path``: a separate test folder
+    with the same class subfolders; without it ``test_fraction`` of each class is held out,
+    chosen with ``split_seed``. ``normalize``: ``auto`` (mean/std measured on the training
+    images) or ``half`` (0.5/0.5, as in the tutorial).
+    """
+    del download  # nothing to download: the images are the user's own
+    root = Path(root) if root is not None else Path("data")
+    if not isinstance(image_size, int) or image_size < 1:
+        raise ConfigError(f"image_size must be a positive integer, got {image_size!r}.")
+    if channels not in (1, 3):
+        raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}.")
+    if normalize not in ("auto", "half"):
+        raise ConfigError(f"normalize must be 'auto' or 'half', got {normalize!r}.")
+    if test_path is None and not 0 < test_fraction < 1:
+        raise ConfigError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}.")
+    if max_in_memory_mb < 0:
+        raise ConfigError(f"max_in_memory_mb must not be negative, got {max_in_memory_mb!r}.")
+    mode = "L" if channels == 1 else "RGB"
+
+    folder = resolve_folder(path, root, "path")
+    classes, files = scan(folder)
+    folders = [folder]
+    if test_path is not None:
+        test_folder = resolve_folder(test_path, root, "test_path")
+        test_classes, test = scan(test_folder)
+        if test_classes != classes:
+            only_train = sorted(set(classes) - set(test_classes))
+            only_test = sorted(set(test_classes) - set(classes))
+            parts = [f"only in '{folder}': {', '.join(only_train)}" if only_train else "",
+                     f"only in '{test_folder}': {', '.join(only_test)}" if only_test else ""]
+            raise DataError(
+                "The train and test folders must have the same class subfolders; "
+                + "; ".join(p for p in parts if p) + "."
+            )
+        train = files
+        folders.append(test_folder)
+    else:
+        train, test = stratified_split(files, len(classes), test_fraction, split_seed)
+        if not len(test):
+            raise DataError(
+                f"'{folder}' has too few images to hold out a test split ({len(files)} in "
+                f"{len(classes)} classes); add images or pass --dataset-arg test_path=DIR."
+            )
+
+    bad = BadFiles(skip_bad)
+    needed_mb = (len(train) + len(test)) * channels * image_size * image_size / 2**20
+    if needed_mb <= max_in_memory_mb:
+        train_split: TensorSplit | Dataset = load_tensor_split(train, image_size, mode, bad)
+        test_split: TensorSplit | Dataset = load_tensor_split(test, image_size, mode, bad)
+        n_train, n_test = len(train_split), len(test_split)
+        if normalize == "half" or not n_train:
+            mean, std = HALF[:channels], HALF[:channels]
+        else:
+            mean, std = stats_of(train_split, channels)
+    else:
+        stats = Stats(channels) if normalize == "auto" else None
+        train = check_pass(train, image_size, mode, bad, stats)
+        test = check_pass(test, image_size, mode, bad, None)
+        n_train, n_test = len(train), len(test)
+        mean, std = stats.result() if stats is not None and n_train else (HALF[:channels], HALF[:channels])
+        train_split = ImageFolderDataset(train, size=image_size, mode=mode, mean=mean, std=std)
+        test_split = ImageFolderDataset(test, size=image_size, mode=mode, mean=mean, std=std)
+    bad.warn()
+    if not n_train or not n_test:
+        raise DataError(
+            f"No readable images left in the {'training' if not n_train else 'test'} split of "
+            f"'{folder}' after skipping {len(bad.found)} unreadable file(s)."
+        )
+
+    info = DataInfo(
+        num_classes=len(classes),
+        input_shape=(channels, image_size, image_size),
+        class_names=classes,
+        mean=tuple(mean),
+        std=tuple(std),
+    )
+    # The folders, not each image: `blitz data verify` lists these, and a folder may hold millions.
+    return DataBundle(train=train_split, test=test_split, info=info, files=folders)
+
+
+@hookimpl
+def register_datasets(register):
+    register(
+        "imagefolder",
+        load_imagefolder,
+        description="Your images: <data root>/<class>/<image> (ImageFolder layout), resized to image_size",
+    )
