@@ -13,6 +13,7 @@ import inspect
 import math
 import os
 import random
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -96,9 +97,12 @@ def call_factory(resolved: Resolved, what: str, *args: Any, **kwargs: Any) -> An
 
 def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
     args = {**resolved.defaults, **config.dataset_args}
-    bundle = call_factory(
-        resolved, "Dataset", root=config.resolved_data_root(), download=config.download, **args
-    )
+    try:
+        bundle = call_factory(
+            resolved, "Dataset", root=config.resolved_data_root(), download=config.download, **args
+        )
+    except (ValueError, TypeError) as exc:  # the factory's own check of its options
+        raise UsageError(f"Dataset '{resolved.name}' rejected its options {args}: {exc}") from None
     if not isinstance(bundle, DataBundle):
         raise DataError(f"Dataset '{resolved.name}' returned {type(bundle).__name__}, not a DataBundle.")
     for split_name, split in (("train", bundle.train), ("test", bundle.test)):
@@ -137,7 +141,14 @@ def build_model(resolved: Resolved, info: DataInfo, config: RunConfig) -> nn.Mod
         model = call_factory(
             resolved, "Model", num_classes=info.num_classes, input_shape=info.input_shape, **args
         )
-    except (ValueError, TypeError) as exc:  # the factory's own check of shapes or arguments
+    except TypeError as exc:
+        if "unexpected keyword argument" not in str(exc):
+            raise IncompatibleError(
+                f"Model '{resolved.name}' does not fit dataset '{config.dataset}': it cannot be built for "
+                f"inputs of shape {tuple(info.input_shape)} with {info.num_classes} classes ({exc})."
+            ) from None
+        raise UsageError(f"Model '{resolved.name}' rejected its arguments {args}: {exc}.") from None
+    except ValueError as exc:  # the factory's own check of shapes or arguments
         raise IncompatibleError(
             f"Model '{resolved.name}' does not fit dataset '{config.dataset}': it cannot be built for "
             f"inputs of shape {tuple(info.input_shape)} with {info.num_classes} classes ({exc})."
@@ -374,11 +385,13 @@ class Trainer:
         seed_everything(config.seed, config.deterministic, strategy.device)
         self.say(f"Strategy: {strategy.describe()}")
 
-        # Rank 0 prepares the data first (a download must happen once), the others wait.
-        if strategy.is_main:
+        # One process per machine prepares the data first (a download must happen once per
+        # file system), the others wait and then read what it wrote.
+        first = strategy.local_rank == 0
+        if first:
             bundle = load_data(c.dataset, config)
         strategy.barrier()
-        if not strategy.is_main:
+        if not first:
             bundle = load_data(c.dataset, config)
         info = with_normalization(bundle.info, config)
         bundle.info = info
@@ -438,7 +451,12 @@ class Trainer:
 
         run_dir = self._prepare_run_dir(strategy)
         run.run_dir = run_dir
-        loggers = self._start_loggers(run_dir) if strategy.is_main else []
+        try:
+            loggers = self._start_loggers(run_dir) if strategy.is_main else []
+        except BlitzError:
+            if run_dir is not None and self.resume_from is None:
+                shutil.rmtree(run_dir, ignore_errors=True)  # it holds only the start files
+            raise
         if strategy.is_main:
             self.host.start_run()
             self.warn_all(self.host.call_lifecycle("on_train_start", run=run))
@@ -487,7 +505,7 @@ class Trainer:
                     run, train_model, train_batches, optimizer, scheduler, scaler, loss_fn,
                     epoch, first, steps_per_epoch, progress, loggers,
                 )
-                if self.stop.signal_number is not None:
+                if self.stop_agreed():
                     save("last", epoch, steps_done)
                     raise Interrupted(
                         f"Stopped by {signal.Signals(self.stop.signal_number).name} at epoch {epoch}, "
@@ -557,6 +575,18 @@ class Trainer:
             timed_seconds=timed_seconds,
         )
 
+    def stop_agreed(self) -> bool:
+        """Whether to stop now. With several processes every rank must agree, at the same step,
+        or the next collective would hang: a signal seen by any rank stops them all."""
+        if self.strategy.world_size == 1:
+            return self.stop.signal_number is not None
+        seen = torch.tensor([0 if self.stop.signal_number is None else 1], device=self.strategy.device)
+        if int(self.strategy.all_reduce_sum(seen)) == 0:
+            return False
+        if self.stop.signal_number is None:
+            self.stop.signal_number = signal.SIGTERM
+        return True
+
     def _train_batches(self, bundle: DataBundle, strategy: Strategy, memory_format: torch.memory_format) -> TensorBatches | LoaderBatches:
         config = self.config
         if isinstance(bundle.train, TensorSplit):
@@ -604,7 +634,9 @@ class Trainer:
             n = labels.shape[0]
             window_images += n
             images += n
-            if window_steps == config.log_every or steps_done == steps or self.stop.signal_number is not None:
+            # Sync points are at the same steps on every rank; alone, a stop request is one too.
+            alone_stopping = self.strategy.world_size == 1 and self.stop.signal_number is not None
+            if window_steps == config.log_every or steps_done == steps or alone_stopping:
                 window_loss = float(window_sum) / window_steps  # the only host sync: every log_every steps
                 if not math.isfinite(window_loss):
                     raise TrainingDivergedError(
@@ -625,7 +657,7 @@ class Trainer:
                     logger.log(record)
                 window_sum.zero_()
                 window_steps, window_images, window_start = 0, 0, now
-                if self.stop.signal_number is not None:
+                if self.stop_agreed():
                     break
         progress.stop()
         count = max(steps_done - first_step, 1)

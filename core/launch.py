@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from blitz.errors import BlitzError, UsageError
+from blitz.errors import BlitzError, Interrupted, UsageError
 
 # blitz run options that belong to the launcher, not to the training processes
 LAUNCH_OPTIONS = ("--nproc-per-node", "--nnodes", "--node-rank", "--rdzv-endpoint", "--rdzv-backend", "--rdzv-id")
@@ -63,15 +63,28 @@ def torchrun_args(spec: LaunchSpec, run_argv: list[str]) -> list[str]:
 
 def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
     """Run ``blitz run <run_argv>`` under torchrun; a failed rank raises BlitzError."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main as torchrun_main
 
     args = torchrun_args(spec, run_argv)
     try:
         torchrun_main(args)
+    except SignalException as exc:  # Ctrl-C or SIGTERM reached the launcher; workers save and stop
+        raise Interrupted(
+            f"The DDP job was stopped by {exc.sigval.name}; the ranks stopped at the same step and rank 0 "
+            "saved a checkpoint: resume with blitz run --resume RUN (the run directory printed above).",
+            int(exc.sigval),
+        ) from None
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
         code = failure.exitcode
+        if code in (130, 143):
+            raise Interrupted(
+                f"The DDP job was stopped by a signal at rank {rank}; resume with blitz run --resume RUN "
+                "(the run directory printed above).",
+                code - 128,
+            ) from None
         raise BlitzError(
             f"DDP job failed: rank {rank} exited with code {code} (its error is printed above); "
             "the other ranks were stopped."

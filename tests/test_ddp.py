@@ -118,3 +118,31 @@ def test_a_killed_rank_fails_the_job_fast_with_a_clear_message(tmp_path):
     assert proc.returncode == 1
     assert "DDP job failed: rank 1" in stderr, stderr[-2000:]
     assert elapsed < 90
+
+
+def test_sigterm_stops_every_rank_at_the_same_step_and_the_run_resumes(tmp_path):
+    out = tmp_path / "run"
+    args = ["--model", "lenet", "--dataset", "random", "--dataset-arg", "length=20000",
+            "--dataset-arg", "test_length=100", "--batch-size", "4", "--strategy", "ddp", "--nproc-per-node", "2"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "blitz", "run", *args, "--epochs", "3", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").stat().st_size):
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr[-2000:]
+    stops = {line for line in stderr.splitlines() if line.startswith("Error: Stopped by SIGTERM at epoch")}
+    assert len(stops) == 1, stderr[-2000:]  # both ranks report the same epoch and step
+    meta = load_checkpoint(out / "checkpoints" / "last.ckpt").meta
+    assert meta["epoch"] == 1 and 0 < meta["step_in_epoch"] < 2500
+
+    resumed = blitz("run", "--resume", out, "--epochs", "1", "--nproc-per-node", "2")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "Resuming from" in resumed.stdout and "epoch 1/1" in resumed.stdout

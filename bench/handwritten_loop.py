@@ -1,0 +1,113 @@
+"""A hand-written loop doing the same work as `blitz run --recipe tutorial`, for measuring overhead.
+
+The same tensor-resident data path (one uint8 tensor, a per-epoch permutation, normalization as
+one multiply-add per batch), the same LeNet, fused SGD, and a test evaluation per epoch, with
+none of blitz's machinery: no plugins, no progress bar, no logging, no checkpoints.
+`make bench` compares its training time with blitz's (the target: blitz at most 5 % slower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import time
+from pathlib import Path
+
+_WALL_START = time.perf_counter()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(400, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = torch.flatten(x, 1)
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+def load(folder: Path, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = [], []
+    for name in names:
+        with (folder / name).open("rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+        images.append(entry["data"].reshape(-1, 3, 32, 32))
+        labels.append(np.asarray(entry["labels"]))
+    return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels)).long()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", type=Path, required=True)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    folder = args.data_root / "cifar-10-batches-py"
+    train_x, train_y = load(folder, [f"data_batch_{i}" for i in range(1, 6)])
+    test_x, test_y = load(folder, ["test_batch"])
+    scale, shift = 1 / (255 * 0.5), -0.5 / 0.5  # the tutorial's Normalize(0.5, 0.5)
+
+    torch.manual_seed(args.seed)
+    net = Net()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9, fused=True)
+    criterion = nn.CrossEntropyLoss()
+    n, b = len(train_y), args.batch_size
+
+    train_seconds = 0.0
+    for epoch in range(1, args.epochs + 1):
+        start = time.perf_counter()
+        g = torch.Generator().manual_seed(args.seed * 100_003 + epoch)
+        order = torch.randperm(n, generator=g)
+        loss_sum = torch.zeros(())
+        net.train()
+        for i in range(0, n, b):
+            index = order[i : i + b]
+            x = train_x[index].float().mul_(scale).add_(shift)
+            loss = criterion(net(x), train_y[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()
+        train_seconds += time.perf_counter() - start
+        net.eval()
+        correct = 0
+        with torch.inference_mode():
+            for i in range(0, len(test_y), 1000):
+                logits = net(test_x[i : i + 1000].float().mul_(scale).add_(shift))
+                correct += int((logits.argmax(1) == test_y[i : i + 1000]).sum())
+        accuracy = correct / len(test_y)
+        print(f"epoch {epoch}: train loss {float(loss_sum) / (n // b):.3f}  test accuracy {100 * accuracy:.2f} %")
+
+    result = {
+        "name": "handwritten-loop",
+        "images_per_s": n * args.epochs / train_seconds,
+        "train_seconds": train_seconds,
+        "wall_seconds": time.perf_counter() - _WALL_START,
+        "test_accuracy": accuracy,
+        "epochs": args.epochs,
+        "torch": torch.__version__,
+        "device": "cpu",
+    }
+    print(json.dumps(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
