@@ -77,7 +77,15 @@ def augment(images: torch.Tensor, config: AugmentConfig, generator: torch.Genera
 
 
 class TensorBatches:
-    """Training batches drawn from a TensorSplit held on the device."""
+    """Training batches drawn from a TensorSplit held on the device.
+
+    Examples are gathered, augmented and normalized a chunk of steps at a time (about 1024
+    examples): at small batch sizes this per-batch work would otherwise rival the model's. The
+    augmentation of each chunk is seeded by (seed, epoch, rank, chunk), so a run resumed in the
+    middle of an epoch sees exactly the pixels an uninterrupted run would.
+    """
+
+    CHUNK_EXAMPLES = 1024
 
     def __init__(
         self,
@@ -103,9 +111,8 @@ class TensorBatches:
         self.memory_format = memory_format
         self.per_rank = len(split) // world_size
         self.device = device
-        # Augmentation randomness differs per rank and is checkpointed so a resume is exact.
-        self.augment_generator = torch.Generator(device=device)
-        self.augment_generator.manual_seed(seed * 1000 + rank + 1)
+        self.steps_per_chunk = max(1, self.CHUNK_EXAMPLES // batch_size)
+        self.generator = torch.Generator(device=device)
 
     def __len__(self) -> int:
         return -(-self.per_rank // self.batch_size)
@@ -123,18 +130,24 @@ class TensorBatches:
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
         order = self.order(epoch)
-        for step in range(start_step, len(self)):
-            index = order[step * self.batch_size : (step + 1) * self.batch_size]
+        b, k = self.batch_size, self.steps_per_chunk
+        for chunk_start in range(start_step - start_step % k, len(self), k):
+            index = order[chunk_start * b : (chunk_start + k) * b]
             images = self.images[index]
             if self.augments:
-                images = augment(images, self.augment_config, self.augment_generator)
-            yield self.normalize(images, self.memory_format), self.labels[index]
+                self.generator.manual_seed(((self.seed * 1_000_003 + epoch) * 1_009 + self.rank) * 1_000_003 + chunk_start)
+                images = augment(images, self.augment_config, self.generator)
+            images = self.normalize(images, self.memory_format)
+            labels = self.labels[index]
+            for step in range(max(chunk_start, start_step), min(chunk_start + k, len(self))):
+                offset = (step - chunk_start) * b
+                yield images[offset : offset + b], labels[offset : offset + b]
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"augment_generator": self.augment_generator.get_state()}
+        return {}  # the data order and augmentation follow from (seed, epoch, step) alone
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.augment_generator.set_state(state["augment_generator"])
+        pass
 
 
 class LoaderBatches:

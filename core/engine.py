@@ -383,6 +383,8 @@ class Trainer:
     def _fit(self, strategy: Strategy) -> TrainResult:
         config, c = self.config, self.components
         seed_everything(config.seed, config.deterministic, strategy.device)
+        if config.cpu_threads is not None:
+            torch.set_num_threads(config.cpu_threads)
         self.say(f"Strategy: {strategy.describe()}")
 
         # One process per machine prepares the data first (a download must happen once per
@@ -608,8 +610,9 @@ class Trainer:
     ) -> tuple[int, int, float]:
         config, device = self.config, self.strategy.device
         model.train()
-        loss_sum = torch.zeros((), device=device)
+        loss_total = 0.0
         window_sum = torch.zeros((), device=device)
+        use_scaler = scaler.is_enabled()
         window_steps, window_images, images = 0, 0, 0
         window_start = time.perf_counter()
         steps_done = first_step
@@ -621,13 +624,15 @@ class Trainer:
             with precision:
                 loss = loss_fn(model(inputs), labels)
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            if use_scaler:  # fp16: scale the loss so small gradients survive, unscale before the step
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
             scheduler.step()
-            detached = loss.detach()
-            loss_sum += detached
-            window_sum += detached
+            window_sum += loss.detach()
             steps_done += 1
             run.global_step += 1
             window_steps += 1
@@ -638,6 +643,7 @@ class Trainer:
             alone_stopping = self.strategy.world_size == 1 and self.stop.signal_number is not None
             if window_steps == config.log_every or steps_done == steps or alone_stopping:
                 window_loss = float(window_sum) / window_steps  # the only host sync: every log_every steps
+                loss_total += window_loss * window_steps
                 if not math.isfinite(window_loss):
                     raise TrainingDivergedError(
                         f"The loss became {window_loss} by step {run.global_step} (epoch {epoch}, "
@@ -661,7 +667,7 @@ class Trainer:
                     break
         progress.stop()
         count = max(steps_done - first_step, 1)
-        return steps_done, images, float(loss_sum) / count
+        return steps_done, images, loss_total / count
 
     def _prepare_run_dir(self, strategy: Strategy) -> Path | None:
         if not self.write_run:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -27,15 +29,21 @@ class EpochProgress:
             TimeRemainingColumn(),
             console=self.console,
             transient=True,
+            auto_refresh=False,  # a refresh thread would contend for the GIL with tiny training steps
         )
+        self._last_refresh = 0.0
         self._progress.start()
         self._task = self._progress.add_task("train", total=total_steps, completed=done, stats="")
 
     def update(self, steps_done: int, loss: float, images_per_s: float) -> None:
         if self._progress is None:
             return
+        now = time.monotonic()
+        if now - self._last_refresh < 0.25:  # at most four redraws a second
+            return
+        self._last_refresh = now
         stats = f"loss {loss:.3f} · {images_per_s:,.0f} img/s"
-        self._progress.update(self._task, completed=steps_done, stats=stats)
+        self._progress.update(self._task, completed=steps_done, stats=stats, refresh=True)
 
     def stop(self) -> None:
         if self._progress is not None:

@@ -7,13 +7,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from blitz import hookimpl
+from blitz.plugins import lenet_cpu_kernel
 
 
 class LeNet(nn.Module):
     """The tutorial's ``Net``, generalized to any input channels, size and number of classes."""
 
-    def __init__(self, *, num_classes: int = 10, in_chans: int = 3, image_size: int = 32, width: int = 1) -> None:
+    def __init__(
+        self, *, num_classes: int = 10, in_chans: int = 3, image_size: int = 32, width: int = 1,
+        fused_cpu_step: bool = True,
+    ) -> None:
         super().__init__()
+        self.fused_cpu_step = fused_cpu_step  # the same math as one autograd node on CPUs (see lenet_cpu_kernel)
         c1, c2 = 6 * width, 16 * width
         self.conv1 = nn.Conv2d(in_chans, c1, 5)
         self.pool = nn.MaxPool2d(2, 2)
@@ -27,6 +32,10 @@ class LeNet(nn.Module):
         self.fc3 = nn.Linear(84 * width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        params = [self.conv1.weight, self.conv1.bias, self.conv2.weight, self.conv2.bias, self.fc1.weight,
+                  self.fc1.bias, self.fc2.weight, self.fc2.bias, self.fc3.weight, self.fc3.bias]
+        if self.training and self.fused_cpu_step and lenet_cpu_kernel.usable(x, params):
+            return lenet_cpu_kernel.LeNetTrainStep.apply(x, *params)
         x = self.pool(F.relu(self.conv1(x)))
         x = self.pool(F.relu(self.conv2(x)))
         x = torch.flatten(x, 1)
@@ -35,11 +44,19 @@ class LeNet(nn.Module):
         return self.fc3(x)
 
 
-def build_lenet(*, num_classes: int, input_shape: tuple[int, ...], width: int = 1) -> LeNet:
-    """LeNet for ``input_shape`` (C, H, W); ``width`` multiplies every layer's width."""
+def build_lenet(
+    *, num_classes: int, input_shape: tuple[int, ...], width: int = 1, fused_cpu_step: bool = True
+) -> LeNet:
+    """LeNet for ``input_shape`` (C, H, W); ``width`` multiplies every layer's width.
+
+    ``fused_cpu_step`` trains on CPUs through one hand-written autograd node with the same math.
+    """
     if len(input_shape) != 3 or input_shape[1] != input_shape[2]:
         raise ValueError(f"LeNet takes square images (C, H, W), not inputs of shape {tuple(input_shape)}")
-    return LeNet(num_classes=num_classes, in_chans=input_shape[0], image_size=input_shape[1], width=width)
+    return LeNet(
+        num_classes=num_classes, in_chans=input_shape[0], image_size=input_shape[1], width=width,
+        fused_cpu_step=fused_cpu_step,
+    )
 
 
 @hookimpl

@@ -1,0 +1,129 @@
+"""`make bench`: blitz against the tutorial's own loop, side by side, in one run on one machine.
+
+Runs, each in a fresh process, and prints one table (also written as JSON):
+  (a) tutorial-loop     bench/tutorial_loop.py: the tutorial's loop in its own style (baseline)
+  (d) handwritten-loop  bench/handwritten_loop.py: blitz's tutorial work without blitz (overhead)
+  (b) blitz tutorial    `blitz run --recipe tutorial`
+  (c) blitz fast        `blitz run --recipe lenet_fast` on a CPU, `--recipe airbench94` on a GPU
+Ratios are images/s and wall time against (a); overhead is blitz's training time against (d).
+On a GPU, blitz's airbench-style time (CUDA events around training and the final evaluation)
+is reported too. Times from a shared, noisy machine: repeat with --repeat and read medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+
+def run_script(script: str, data_root: Path, epochs: int, workdir: Path) -> dict[str, Any]:
+    out = workdir / f"{script}-{time.monotonic_ns()}.json"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, str(HERE / script), "--data-root", str(data_root), "--epochs", str(epochs),
+                    "--json", str(out)], check=True, stdout=subprocess.DEVNULL)
+    result = json.loads(out.read_text())
+    result["wall_seconds"] = time.perf_counter() - start
+    return result
+
+
+def run_blitz(name: str, args: list[str], data_root: Path, workdir: Path) -> dict[str, Any]:
+    run_dir = workdir / f"{name}-{time.monotonic_ns()}"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "blitz", "run", *args, "--data-root", str(data_root),
+                    "--out", str(run_dir)], check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    summary = json.loads((run_dir / "summary.json").read_text())
+    epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+              if '"event": "epoch"' in line]
+    train_seconds = sum(e["seconds"] for e in epochs)
+    images = sum(e["images_per_s"] * e["seconds"] for e in epochs)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    return {
+        "name": name,
+        "images_per_s": images / train_seconds if train_seconds else 0.0,
+        "train_seconds": train_seconds,
+        "timed_seconds": summary.get("timed_seconds"),
+        "wall_seconds": wall,
+        "test_accuracy": summary["last_accuracy"],
+        "epochs": len(epochs),
+        "device": manifest["device"],
+        "torch": manifest["torch"],
+    }
+
+
+def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
+    merged = dict(results[0])
+    for key in ("images_per_s", "train_seconds", "timed_seconds", "wall_seconds", "test_accuracy"):
+        values = [r[key] for r in results if r.get(key) is not None]
+        merged[key] = statistics.median(values) if values else None
+    merged["runs"] = len(results)
+    merged["all_accuracies"] = [r["test_accuracy"] for r in results]
+    merged["all_timed_seconds"] = [r.get("timed_seconds") for r in results]
+    return merged
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", type=Path, required=True, help="folder holding cifar-10-batches-py/")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each entry; medians are reported")
+    parser.add_argument("--fast-repeat", type=int, default=None, help="runs of the fast recipe (default --repeat)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs for (a), (b) and (d)")
+    parser.add_argument("--only", nargs="*", help="entries to run: tutorial-loop handwritten blitz-tutorial blitz-fast")
+    parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for the JSON result")
+    args = parser.parse_args()
+
+    import torch
+
+    gpu = torch.cuda.is_available()
+    fast_recipe = "airbench94" if gpu else "lenet_fast"
+    entries = {
+        "tutorial-loop": lambda w: run_script("tutorial_loop.py", args.data_root, args.epochs, w),
+        "handwritten": lambda w: run_script("handwritten_loop.py", args.data_root, args.epochs, w),
+        "blitz-tutorial": lambda w: run_blitz("blitz tutorial", ["--recipe", "tutorial", "--epochs", str(args.epochs)], args.data_root, w),
+        "blitz-fast": lambda w: run_blitz(f"blitz {fast_recipe}", ["--recipe", fast_recipe], args.data_root, w),
+    }
+    chosen = args.only or list(entries)
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="blitz-bench-") as tmp:
+        workdir = Path(tmp)
+        for key in chosen:
+            repeat = (args.fast_repeat or args.repeat) if key == "blitz-fast" else args.repeat
+            runs = []
+            for i in range(repeat):
+                print(f"running {key} ({i + 1}/{repeat}) ...", flush=True)
+                runs.append(entries[key](workdir))
+            results[key] = median_of(runs)
+
+    base = results.get("tutorial-loop")
+    hand = results.get("handwritten")
+    print()
+    print(f"{'entry':<22}{'images/s':>11}{'train s':>9}{'timed s':>9}{'wall s':>8}{'accuracy':>10}{'x img/s (a)':>13}{'x wall (a)':>12}")
+    for key, r in results.items():
+        speed = f"{r['images_per_s'] / base['images_per_s']:.2f}" if base else "-"
+        wall = f"{base['wall_seconds'] / r['wall_seconds']:.2f}" if base else "-"
+        timed = f"{r['timed_seconds']:.2f}" if r.get("timed_seconds") else "-"
+        print(f"{r['name']:<22}{r['images_per_s']:>11,.0f}{r['train_seconds']:>9.1f}{timed:>9}{r['wall_seconds']:>8.1f}"
+              f"{100 * r['test_accuracy']:>9.2f}%{speed:>13}{wall:>12}")
+    if hand and "blitz-tutorial" in results:
+        overhead = results["blitz-tutorial"]["train_seconds"] / hand["train_seconds"] - 1
+        print(f"\nframework overhead (blitz tutorial vs hand-written loop, training time): {100 * overhead:+.1f} %")
+        results["overhead"] = {"blitz_vs_handwritten_train_time": overhead}
+    results["machine"] = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if gpu else None,
+                          "cpus": __import__("os").cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()
