@@ -27,8 +27,18 @@ class _Warmup:
         return 1 - (1 - self.final) * progress  # linear decay
 
 
+class ConstantLR(LRScheduler):
+    """The learning rate as set; ``step`` only counts (it runs every step, so it is kept cheap)."""
+
+    def get_lr(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def step(self, epoch: int | None = None) -> None:
+        self.last_epoch += 1
+
+
 def build_constant(optimizer: torch.optim.Optimizer, *, total_steps: int) -> LRScheduler:
-    return LambdaLR(optimizer, lambda step: 1.0)
+    return ConstantLR(optimizer)
 
 
 def build_cosine(optimizer: torch.optim.Optimizer, *, total_steps: int, warmup: float = 0.0, final: float = 0.0) -> LRScheduler:
