@@ -412,4 +412,18 @@ def data_verify(
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("BLITZ_COMMAND_LINE", " ".join(["blitz", *sys.argv[1:]]))
-    app()
+    from blitz.plugins.strategy_ddp import launched_by_torchrun
+
+    if not launched_by_torchrun():
+        app()
+        return
+    # A DDP worker ends without running static destructors: gloo in torch 2.14 sometimes
+    # aborts in them (SIGABRT after a clean teardown), which would fail a finished job.
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -37,6 +37,7 @@ from blitz.errors import (
     DataError,
     IncompatibleError,
     Interrupted,
+    OutputError,
     TrainingDivergedError,
     UsageError,
 )
@@ -491,7 +492,14 @@ class Trainer:
                 "batches": train_batches.state_dict(),
                 "rng": rng_state(),
             }
-            ckpt.save_checkpoint(run_dir / "checkpoints" / f"{name}.ckpt", ckpt.Checkpoint(meta, model.state_dict(), training))
+            path = run_dir / "checkpoints" / f"{name}.ckpt"
+            try:
+                ckpt.save_checkpoint(path, ckpt.Checkpoint(meta, model.state_dict(), training))
+            except OSError as exc:  # a full disk or a vanished folder: say so, keep the old file
+                raise OutputError(
+                    f"Could not write the checkpoint '{path}': {exc.strerror or exc}. The previous "
+                    "checkpoint, if any, is intact; free space or fix the folder, then resume."
+                ) from None
 
         progress = EpochProgress(self.console, enabled=strategy.is_main)
         loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)

@@ -7,6 +7,7 @@ machines, and ends the whole job when any rank fails.
 
 from __future__ import annotations
 
+import signal
 import sys
 from dataclasses import dataclass
 
@@ -79,19 +80,29 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
         code = failure.exitcode
-        if code in (130, 143):
+        if code in (130, 143) and all(f.exitcode in (130, 143) for f in exc.failures.values()):
             raise Interrupted(
                 f"The DDP job was stopped by a signal at rank {rank}; resume with blitz run --resume RUN "
                 "(the run directory printed above).",
                 code - 128,
             ) from None
+        # Every failed rank is named: the one a collective lost its peer in often fails first.
+        failed = ", ".join(_describe_exit(r, f.exitcode) for r, f in sorted(exc.failures.items()))
         raise BlitzError(
-            f"DDP job failed: rank {rank} exited with code {code} (its error is printed above); "
-            "the other ranks were stopped."
+            f"DDP job failed: {failed} (errors are printed above); the other ranks were stopped."
         ) from None
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise BlitzError(f"torchrun could not start the job (exit {exc.code}).") from None
+
+
+def _describe_exit(rank: int, code: int) -> str:
+    if code < 0:
+        try:
+            return f"rank {rank} was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            pass
+    return f"rank {rank} exited with code {code}"
 
 
 def argv_after_run() -> list[str]:

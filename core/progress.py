@@ -13,7 +13,8 @@ class EpochProgress:
 
     def __init__(self, console: Console, enabled: bool = True) -> None:
         self.console = console
-        self.enabled = enabled
+        # A bar only makes sense on a terminal; in logs and pipes the epoch lines say it all.
+        self.enabled = enabled and console.is_terminal
         self._progress: Progress | None = None
         self._task = None
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from blitz import hookimpl
+from blitz.errors import OutputError
 
 
 class JSONLLogger:
@@ -20,7 +21,10 @@ class JSONLLogger:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     def log(self, record: dict[str, Any]) -> None:
-        os.write(self._fd, (json.dumps(record) + "\n").encode("utf-8"))
+        try:
+            os.write(self._fd, (json.dumps(record) + "\n").encode("utf-8"))
+        except OSError as exc:
+            raise OutputError(f"Could not append to '{self.path}': {exc.strerror or exc}.") from None
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -216,3 +216,14 @@ def test_corrupted_batch_files_load_or_fail_with_a_data_error(tmp_path_factory, 
     else:  # a flip inside the pixel bytes leaves a valid file
         assert images.dtype == np.uint8 and images.shape[1:] == (3, 32, 32)
         assert labels.min() >= 0 and labels.max() <= 9
+
+
+def test_a_full_disk_while_checkpointing_is_a_clear_error(tmp_path, monkeypatch):
+    import blitz.checkpoint as checkpoint_module
+
+    def full(path, checkpoint):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module, "save_checkpoint", full)
+    with pytest.raises(OutputError, match=r"Could not write the checkpoint '.*last\.ckpt': No space left on device"):
+        Trainer(tiny(tmp_path)).fit()

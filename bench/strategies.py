@@ -1,0 +1,76 @@
+"""The device-strategy matrix for docs/benchmarks.md (needs a CUDA GPU).
+
+Runs `blitz run` for each strategy (cuda, dataparallel, ddp with one process) x workload (the
+tutorial recipe; timm resnet18) x precision (32, bf16), and prints and saves images/s and test
+accuracy for each, with the card and torch version. One GPU cannot show multi-GPU scaling:
+dataparallel runs as cuda there, and ddp as one process.
+
+    python bench/strategies.py --data-root /root/cifar10 [--tutorial-epochs 2] [--resnet-epochs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", type=Path, required=True)
+    parser.add_argument("--tutorial-epochs", type=int, default=2)
+    parser.add_argument("--resnet-epochs", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+
+    import torch
+
+    if not torch.cuda.is_available():
+        sys.exit("bench/strategies.py needs a CUDA GPU")
+    workloads = {
+        "tutorial": ["--recipe", "tutorial", "--epochs", str(args.tutorial_epochs)],
+        "resnet18": ["--model", "resnet18", "--dataset", "cifar10", "--optimizer", "sgd", "--lr", "0.1",
+                     "--momentum", "0.9", "--weight-decay", "5e-4", "--schedule", "onecycle", "--batch-size", "256",
+                     "--epochs", str(args.resnet_epochs), "--flip", "--translate", "4", "--channels-last",
+                     "--eval-batch-size", "2000", "--log-every", "100"],
+    }
+    strategies = {"cuda": ["--strategy", "cuda"], "dataparallel": ["--strategy", "dataparallel"],
+                  "ddp": ["--strategy", "ddp", "--nproc-per-node", "1"]}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for workload, wargs in workloads.items():
+            for strategy, sargs in strategies.items():
+                for precision in ("32", "bf16"):
+                    out = Path(tmp) / f"{workload}-{strategy}-{precision}"
+                    start = time.perf_counter()
+                    proc = subprocess.run([sys.executable, "-m", "blitz", "run", *wargs, *sargs, "--precision", precision,
+                                           "--data-root", str(args.data_root), "--out", str(out)],
+                                          capture_output=True, text=True)
+                    wall = time.perf_counter() - start
+                    row = {"workload": workload, "strategy": strategy, "precision": precision, "wall_seconds": wall,
+                           "exit": proc.returncode}
+                    if proc.returncode == 0:
+                        summary = json.loads((out / "summary.json").read_text())
+                        epochs = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines() if '"epoch"' in l and '"event": "epoch"' in l]
+                        seconds = sum(e["seconds"] for e in epochs)
+                        row.update(images_per_s=sum(e["images_per_s"] * e["seconds"] for e in epochs) / seconds,
+                                   test_accuracy=summary["last_accuracy"], train_seconds=seconds)
+                    else:
+                        row["error"] = proc.stderr[-500:]
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+    result = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "rows": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"strategies-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()
