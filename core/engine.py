@@ -398,10 +398,16 @@ class Trainer:
             bundle = load_data(c.dataset, config)
         info = with_normalization(bundle.info, config)
         bundle.info = info
+        self.say(
+            f"Data: {c.dataset.name}, {len(bundle.train):,} train and {len(bundle.test):,} test examples, "
+            f"{info.num_classes} classes, input {tuple(info.input_shape)}"
+        )
 
         torch.manual_seed(config.seed)  # identical initial weights on every rank
         model = build_model(c.model, info, config)
         check_fit(model, info, c.model.name, c.dataset.name)
+        parameters = sum(p.numel() for p in model.parameters())
+        self.say(f"Model: {c.model.name}, {parameters:,} parameters")
 
         memory_format = torch.channels_last if config.channels_last and info.is_image else torch.contiguous_format
         train_batches = self._train_batches(bundle, strategy, memory_format)
