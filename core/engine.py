@@ -408,6 +408,7 @@ class Trainer:
         check_fit(model, info, c.model.name, c.dataset.name)
         parameters = sum(p.numel() for p in model.parameters())
         self.say(f"Model: {c.model.name}, {parameters:,} parameters")
+        torch.manual_seed(config.seed + strategy.rank)  # each rank draws its own dropout noise
 
         memory_format = torch.channels_last if config.channels_last and info.is_image else torch.contiguous_format
         train_batches = self._train_batches(bundle, strategy, memory_format)
