@@ -127,6 +127,7 @@ def run(
     translate: Annotated[Optional[int], typer.Option(help="Random translation, pixels.")] = None,
     cutout: Annotated[Optional[int], typer.Option(help="Cutout square side, pixels (0 = off).")] = None,
     limit_steps: Annotated[Optional[int], typer.Option(help="Stop each epoch after this many steps (quick checks).")] = None,
+    compile_mode: Annotated[Optional[str], typer.Option(help="torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune.")] = None,
     cpu_threads: Annotated[Optional[int], typer.Option(help="PyTorch CPU threads (default: PyTorch's choice).")] = None,
     eval_every: Annotated[Optional[int], typer.Option(help="Epochs between test evaluations (0 = only at the end).")] = None,
     num_workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes (Dataset sources).")] = None,
@@ -158,6 +159,7 @@ def run(
         "shuffle": shuffle, "limit_steps": limit_steps, "log_every": log_every,
         "loggers": list(dict.fromkeys(["jsonl", *logger])) if logger else None,
         "eval_every": eval_every, "num_workers": num_workers, "cpu_threads": cpu_threads,
+        "compile_mode": compile_mode,
         "mean": parse_floats(mean, "--mean"), "std": parse_floats(std, "--std"),
     }
     augment = {"flip": flip, "translate": translate, "cutout": cutout}

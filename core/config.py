@@ -62,6 +62,9 @@ class RunConfig(BaseModel):
     precision: Precision = Field("32", description="32, bf16 (autocast) or 16-mixed (fp16 + scaler)")
     channels_last: bool = Field(False, description="channels-last memory format for image models")
     compile: bool = Field(False, description="torch.compile the model")
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = Field(
+        "default", description="torch.compile mode; reduce-overhead replays CUDA graphs on GPUs"
+    )
     cpu_threads: int | None = Field(None, ge=1, le=1024, description="PyTorch CPU threads; default: PyTorch's choice")
 
     data_root: Path | None = Field(None, description=f"data folder; default ${DATA_ROOT_ENV} or ./data")

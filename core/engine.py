@@ -437,7 +437,7 @@ class Trainer:
         scaler = torch.amp.GradScaler(strategy.device.type, enabled=config.precision == "16-mixed")
         train_model = strategy.wrap(model)
         if config.compile:
-            train_model = torch.compile(train_model)
+            train_model = torch.compile(train_model, mode=config.compile_mode)
 
         run = TrainingRun(config, info, model, strategy, None, c)
         start_epoch, start_step = 1, 0

@@ -192,3 +192,15 @@ def test_data_verify(cifar_root, tmp_path):
     broken = blitz("data", "verify", "cifar10", "--data-root", cifar_root)
     assert broken.exit_code == 1
     assert "data_batch_3" in broken.output
+
+
+def test_compile_trains_and_evaluates(tmp_path):
+    out = tmp_path / "run"
+    result = blitz("run", "--recipe", "randomdemo", "--compile", "--epochs", "2", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "summary.json").read_text())["epochs_done"] == 2
+
+
+def test_bad_compile_mode_is_named():
+    result = blitz("run", "--compile", "--compile-mode", "turbo")
+    assert result.exit_code == 2 and "'compile_mode'" in result.output
