@@ -365,3 +365,20 @@ def test_registration():
     assert found["models"] == {"airbench": airbench.build_airbench}
     assert found["optimizers"] == {"airbench_sgd": airbench.build_airbench_sgd}
     assert found["schedules"] == {"airbench": airbench.build_airbench_schedule}
+
+
+def test_the_airbench94_recipe_runs_end_to_end_on_the_cpu(cifar_root, tmp_path):
+    """The speed recipe through the CLI on a few batches of a CIFAR-format fixture (fp32 here)."""
+    from typer.testing import CliRunner
+
+    from blitz.cli import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "run", "--recipe", "airbench94", "--data-root", str(cifar_root), "--precision", "32",
+        "--no-channels-last", "--batch-size", "25", "--epochs", "2", "--limit-steps", "2", "--out", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    assert "Model: airbench" in result.output and "on the 40 test images" in result.output
+    summary = (out / "summary.json").read_text()
+    assert '"status": "finished"' in summary
