@@ -400,7 +400,7 @@ def data_verify(
 ) -> None:
     from blitz.catalog import resolve
     from blitz.config import RunConfig
-    from blitz.engine import load_data
+    from blitz.build import load_data
 
     config = RunConfig(dataset=name, data_root=data_root, dataset_args=parse_assignments(dataset_arg, "--dataset-arg"))
     bundle = load_data(resolve("datasets", name), config)

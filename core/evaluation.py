@@ -75,7 +75,7 @@ def info_from_meta(meta: dict[str, Any], path: Path) -> DataInfo:
 
 def load_run(run_name: str | Path, which: str = "best") -> LoadedRun:
     """Find a run, load its checkpoint and rebuild the model with the saved weights (strictly)."""
-    from blitz.engine import build_model  # the engine imports plenty; load it only when needed
+    from blitz.build import build_model  # imports torch and the registries: only when needed
 
     run_dir = runs.find_run(run_name)
     path = checkpoint_path(run_dir, which)
@@ -103,7 +103,7 @@ def load_run(run_name: str | Path, which: str = "best") -> LoadedRun:
 
 def eval_strategy(name: str | None) -> Strategy:
     """A single-process strategy for evaluation: cpu, cuda, or auto (cuda when available)."""
-    from blitz.engine import call_factory
+    from blitz.build import call_factory
 
     name = name or "auto"
     if name not in EVAL_STRATEGIES:
@@ -147,7 +147,8 @@ def evaluate_run(
     console: Console | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run's checkpoint on its test data (or another data source); print and save it."""
-    from blitz.engine import evaluate, load_data
+    from blitz.build import load_data
+    from blitz.engine import evaluate
     from blitz.report import accuracy_lines, confusion_csv, eval_results
 
     console = console or Console()

@@ -129,7 +129,7 @@ def predict_samples(result: TrainResult, trainer: Trainer, n: int) -> Samples:
         model = load_run(result.run_dir, "last").model
     split = getattr(result, "test_split", None)
     if split is None:
-        from blitz.engine import load_data
+        from blitz.build import load_data
 
         split = load_data(trainer.components.dataset, trainer.config).test
     inputs, display, labels = first_examples(split, result.info, n)

@@ -10,7 +10,8 @@ from blitz.batches import TensorBatches, augment, eval_batches
 from blitz.checkpoint import load_checkpoint
 from blitz.components import Strategy
 from blitz.config import AugmentConfig, RunConfig
-from blitz.engine import StopRequest, Trainer, check_fit, evaluate
+from blitz.build import check_fit
+from blitz.engine import StopRequest, Trainer, evaluate
 from blitz.errors import IncompatibleError, Interrupted
 from blitz.hookspecs import hookimpl
 from blitz.plugin_host import PluginHost, discover, local_source

@@ -1,0 +1,161 @@
+"""Building what a config names: resolving names, calling factories, checking they fit.
+
+Every factory call goes through ``call_factory``, so that a wrong keyword or a factory's own
+ValueError becomes one clear error naming the component, before any training starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from blitz.catalog import Resolved, load_catalog, resolve
+from blitz.components import DataBundle, DataInfo, TensorSplit
+from blitz.config import RunConfig
+from blitz.errors import DataError, IncompatibleError, UsageError
+from blitz.plugin_host import PluginHost, get_host
+
+
+@dataclass
+class Components:
+    """The registry entries a config names, resolved once."""
+
+    model: Resolved
+    dataset: Resolved
+    optimizer: Resolved
+    schedule: Resolved
+    strategy: Resolved
+    loggers: list[Resolved]
+
+
+def resolve_components(config: RunConfig, host: PluginHost | None = None) -> Components:
+    """Resolve every name in ``config``; an unknown one raises UnknownNameError (exit 2)."""
+    host = host or get_host()
+    catalog = load_catalog()
+    return Components(
+        model=resolve("models", config.model, catalog, host),
+        dataset=resolve("datasets", config.dataset, catalog, host),
+        optimizer=resolve("optimizers", config.optimizer, catalog, host),
+        schedule=resolve("schedules", config.schedule, catalog, host),
+        strategy=resolve("strategies", config.strategy, catalog, host),
+        loggers=[resolve("loggers", name, catalog, host) for name in config.loggers],
+    )
+
+
+def call_factory(resolved: Resolved, what: str, *args: Any, **kwargs: Any) -> Any:
+    """Call a component factory, turning a wrong keyword into a clear usage error."""
+    if resolved.entry.variant is not None:
+        kwargs["variant"] = resolved.entry.variant
+    try:
+        signature = inspect.signature(resolved.entry.factory)
+    except (TypeError, ValueError):
+        signature = None
+    if signature is not None and not any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()
+    ):
+        accepted = set(signature.parameters)
+        unknown = sorted(set(kwargs) - accepted)
+        if unknown:
+            options = sorted(
+                n for n, p in signature.parameters.items()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in kwargs
+            )
+            raise UsageError(
+                f"{what} '{resolved.name}' takes no argument '{unknown[0]}'"
+                + (f"; it takes: {', '.join(options)}." if options else ".")
+            )
+    return resolved.entry.factory(*args, **kwargs)
+
+
+def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
+    args = {**resolved.defaults, **config.dataset_args}
+    try:
+        bundle = call_factory(
+            resolved, "Dataset", root=config.resolved_data_root(), download=config.download, **args
+        )
+    except (ValueError, TypeError) as exc:  # the factory's own check of its options
+        raise UsageError(f"Dataset '{resolved.name}' rejected its options {args}: {exc}") from None
+    if not isinstance(bundle, DataBundle):
+        raise DataError(f"Dataset '{resolved.name}' returned {type(bundle).__name__}, not a DataBundle.")
+    for split_name, split in (("train", bundle.train), ("test", bundle.test)):
+        if isinstance(split, TensorSplit) and len(split):
+            low, high = int(split.labels.min()), int(split.labels.max())
+            if low < 0 or high >= bundle.info.num_classes:
+                raise DataError(
+                    f"Dataset '{resolved.name}' {split_name} labels range {low}..{high}, outside "
+                    f"0..{bundle.info.num_classes - 1} for its {bundle.info.num_classes} classes."
+                )
+        if len(split) == 0:
+            raise DataError(f"Dataset '{resolved.name}' has an empty {split_name} split.")
+    return bundle
+
+
+def with_normalization(info: DataInfo, config: RunConfig) -> DataInfo:
+    """The data's DataInfo with the config's mean/std override, if any."""
+    if config.mean is None and config.std is None:
+        return info
+    channels = info.input_shape[0] if info.is_image else 0
+    mean = tuple(config.mean if config.mean is not None else info.mean)
+    std = tuple(config.std if config.std is not None else info.std)
+    if len(mean) != channels or len(std) != channels:
+        raise UsageError(
+            f"mean/std need one value per channel ({channels} for input shape {tuple(info.input_shape)}), "
+            f"got {len(mean)} and {len(std)}."
+        )
+    if any(s <= 0 for s in std):
+        raise UsageError(f"std values must be positive, got {list(std)}.")
+    return dataclasses.replace(info, mean=mean, std=std)
+
+
+def build_model(resolved: Resolved, info: DataInfo, config: RunConfig) -> nn.Module:
+    args = {**resolved.defaults, **config.model_args}
+    try:
+        model = call_factory(
+            resolved, "Model", num_classes=info.num_classes, input_shape=info.input_shape, **args
+        )
+    except TypeError as exc:
+        if "unexpected keyword argument" not in str(exc):
+            raise IncompatibleError(
+                f"Model '{resolved.name}' does not fit dataset '{config.dataset}': it cannot be built for "
+                f"inputs of shape {tuple(info.input_shape)} with {info.num_classes} classes ({exc})."
+            ) from None
+        raise UsageError(f"Model '{resolved.name}' rejected its arguments {args}: {exc}.") from None
+    except ValueError as exc:  # the factory's own check of shapes or arguments
+        raise IncompatibleError(
+            f"Model '{resolved.name}' does not fit dataset '{config.dataset}': it cannot be built for "
+            f"inputs of shape {tuple(info.input_shape)} with {info.num_classes} classes ({exc})."
+        ) from None
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"Model '{resolved.name}' returned {type(model).__name__}, not an nn.Module.")
+    return model
+
+
+def check_fit(model: nn.Module, info: DataInfo, model_name: str, dataset_name: str) -> None:
+    """Run two fake examples through the model, so a mismatch fails now with both names."""
+    shape = (2, *info.input_shape)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(shape))
+    except (RuntimeError, ValueError, AssertionError, TypeError, IndexError) as exc:
+        detail = str(exc).strip().splitlines()[0][:160]
+        raise IncompatibleError(
+            f"Model '{model_name}' does not fit dataset '{dataset_name}': inputs of shape "
+            f"{tuple(info.input_shape)} with {info.num_classes} classes fail in the model ({detail}). "
+            "Pick a model made for this input size, or pass model arguments with --model-arg."
+        ) from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, info.num_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise IncompatibleError(
+            f"Model '{model_name}' does not fit dataset '{dataset_name}': it maps inputs of shape "
+            f"{tuple(info.input_shape)} to {got}, but the dataset has {info.num_classes} classes "
+            f"(expected (N, {info.num_classes}))."
+        )
