@@ -227,3 +227,34 @@ def test_a_full_disk_while_checkpointing_is_a_clear_error(tmp_path, monkeypatch)
     monkeypatch.setattr(checkpoint_module, "save_checkpoint", full)
     with pytest.raises(OutputError, match=r"Could not write the checkpoint '.*last\.ckpt': No space left on device"):
         Trainer(tiny(tmp_path)).fit()
+
+
+@pytest.mark.parametrize(("signum", "code"), [(2, 130), (15, 143)])
+def test_a_signal_saves_a_resumable_checkpoint_and_exits_128_plus_n(tmp_path, signum, code):
+    import signal as signals
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "blitz", "run", "--model", "lenet", "--dataset", "random", "--dataset-arg", "length=200000",
+         "--epochs", "3", "--batch-size", "4", "--strategy", "cpu", "--log-every", "10", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").stat().st_size):
+            time.sleep(0.2)
+        before = digest(out)
+        proc.send_signal(signals.Signals(signum))
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, stderr[-1500:]
+    assert f"Stopped by {signals.Signals(signum).name} at epoch 1" in stderr and "--resume" in stderr
+    assert "Traceback" not in stderr
+    assert load_checkpoint(out / "checkpoints" / "last.ckpt").meta["step_in_epoch"] > 0
+    assert (out / "config.toml").read_bytes() and {k: v for k, v in digest(out).items() if k == "config.toml"} == {
+        k: v for k, v in before.items() if k == "config.toml"}
