@@ -160,6 +160,9 @@ def _known_keys(field: str) -> list[str]:
 
 
 def to_toml_dict(config: RunConfig) -> dict[str, Any]:
-    """The config as TOML-ready data (no None values, paths as strings), rerunnable with --config."""
-    data = config.model_dump(mode="json", exclude_none=True)
+    """The config as TOML-ready data (no None values, paths as strings), rerunnable with --config.
+
+    ``out`` is left out: rerunning a config starts a new run rather than reusing the old folder.
+    """
+    data = config.model_dump(mode="json", exclude_none=True, exclude={"out"})
     return {key: value for key, value in data.items() if value != {} or key == "augment"}

@@ -204,3 +204,12 @@ def test_compile_trains_and_evaluates(tmp_path):
 def test_bad_compile_mode_is_named():
     result = blitz("run", "--compile", "--compile-mode", "turbo")
     assert result.exit_code == 2 and "'compile_mode'" in result.output
+
+
+def test_a_runs_saved_config_reruns_the_same_training(tmp_path):
+    first = tmp_path / "first"
+    assert blitz("run", "--recipe", "randomdemo", "--epochs", "2", "--deterministic", "--out", first).exit_code == 0
+    again = blitz("run", "--config", first / "config.toml", "--out", tmp_path / "again")
+    assert again.exit_code == 0, again.output
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (first, tmp_path / "again"))
+    assert (a["last_accuracy"], a["epochs_done"], a["recipe"]) == (b["last_accuracy"], b["epochs_done"], "randomdemo")
