@@ -303,6 +303,7 @@ class Trainer:
             train_model = torch.compile(train_model, mode=config.compile_mode)
 
         run = TrainingRun(config, info, model, strategy, None, c)
+        saved_total_steps = total_steps  # the schedule's length, kept across resumes
         start_epoch, start_step = 1, 0
         best_accuracy = -1.0
         if self.resume_from is not None:
@@ -321,6 +322,13 @@ class Trainer:
                 start_epoch, start_step = start_epoch + 1, 0
             run.global_step = int(state.meta["global_step"])
             self.say(f"Resuming from {self.resume_from} at epoch {start_epoch}, step {start_step}")
+            saved_total = state.meta.get("total_steps")
+            saved_total_steps = saved_total if saved_total is not None else total_steps
+            if saved_total is not None and saved_total != total_steps and c.schedule.name != "constant":
+                self.warn_all([
+                    f"the '{c.schedule.name}' schedule keeps its original length ({saved_total} steps); "
+                    f"steps beyond it run at its final learning rate"
+                ])
 
         run_dir = self._prepare_run_dir(strategy)
         run.run_dir = run_dir
@@ -351,6 +359,7 @@ class Trainer:
                 "epoch": epoch,
                 "step_in_epoch": step_in_epoch,
                 "global_step": run.global_step,
+                "total_steps": saved_total_steps,
                 "best_accuracy": best_accuracy,
                 "history": run.history,
                 "blitz_checkpoint": True,
