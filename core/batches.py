@@ -21,6 +21,14 @@ from blitz.config import AugmentConfig
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
+def mix_seed(*parts: int) -> int:
+    """One generator seed from several integers (seed, epoch, rank, ...), within int64."""
+    value = 0
+    for part in parts:
+        value = (value * 1_000_003 + part) % (2**63 - 1)
+    return value
+
+
 class Normalizer:
     """Maps stored examples (uint8 pixels or float features) to the model's float input."""
 
@@ -122,7 +130,7 @@ class TensorBatches:
         n = len(self.labels)
         if self.shuffle:
             g = torch.Generator(device="cpu")
-            g.manual_seed(self.seed * 100_003 + epoch)
+            g.manual_seed(mix_seed(self.seed, epoch))
             perm = torch.randperm(n, generator=g)
         else:
             perm = torch.arange(n)
@@ -135,7 +143,7 @@ class TensorBatches:
             index = order[chunk_start * b : (chunk_start + k) * b]
             images = self.images[index]
             if self.augments:
-                self.generator.manual_seed(((self.seed * 1_000_003 + epoch) * 1_009 + self.rank) * 1_000_003 + chunk_start)
+                self.generator.manual_seed(mix_seed(self.seed, epoch, self.rank, chunk_start))
                 images = augment(images, self.augment_config, self.generator)
             images = self.normalize(images, self.memory_format)
             labels = self.labels[index]
@@ -148,6 +156,9 @@ class TensorBatches:
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         pass
+
+    def reseed(self, *parts: int) -> None:
+        pass  # its randomness is a function of (seed, epoch, rank, chunk) already
 
 
 class LoaderBatches:
@@ -177,9 +188,9 @@ class LoaderBatches:
         self.augment_config = augment
         self.augments = info.is_image and (augment.flip or augment.translate > 0 or augment.cutout > 0)
         self.augment_generator = torch.Generator(device=device)
-        self.augment_generator.manual_seed(seed * 1000 + rank + 1)
+        self.augment_generator.manual_seed(mix_seed(seed, rank, 1))
         self.sampler = DistributedSampler(
-            dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=True
+            dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=mix_seed(seed), drop_last=True
         )
         self.loader = DataLoader(
             dataset,
@@ -207,7 +218,14 @@ class LoaderBatches:
         return {"augment_generator": self.augment_generator.get_state()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.augment_generator.set_state(state["augment_generator"])
+        try:
+            self.augment_generator.set_state(state["augment_generator"])
+        except RuntimeError:  # saved on another device type: the stream restarts, deterministically
+            pass
+
+    def reseed(self, *parts: int) -> None:
+        """A fresh stream for this rank (after a resume, where only rank 0's state was saved)."""
+        self.augment_generator.manual_seed(mix_seed(*parts))
 
 
 def eval_batches(

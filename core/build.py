@@ -72,6 +72,15 @@ def call_factory(resolved: Resolved, what: str, *args: Any, **kwargs: Any) -> An
     return resolved.entry.factory(*args, **kwargs)
 
 
+def call_with_options(resolved: Resolved, what: str, *args: Any, **kwargs: Any) -> Any:
+    """``call_factory`` for optimizers and schedules: a factory's rejection of a value is a usage error."""
+    try:
+        return call_factory(resolved, what, *args, **kwargs)
+    except (ValueError, TypeError) as exc:
+        options = {k: v for k, v in kwargs.items() if k not in ("total_steps",)}
+        raise UsageError(f"{what} '{resolved.name}' rejected its options {options}: {exc}") from None
+
+
 def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
     args = {**resolved.defaults, **config.dataset_args}
     try:
@@ -99,7 +108,12 @@ def with_normalization(info: DataInfo, config: RunConfig) -> DataInfo:
     """The data's DataInfo with the config's mean/std override, if any."""
     if config.mean is None and config.std is None:
         return info
-    channels = info.input_shape[0] if info.is_image else 0
+    if not info.is_image:
+        raise UsageError(
+            f"mean/std overrides apply to image data only; dataset '{config.dataset}' gives inputs of "
+            f"shape {tuple(info.input_shape)}."
+        )
+    channels = info.input_shape[0]
     mean = tuple(config.mean if config.mean is not None else info.mean)
     std = tuple(config.std if config.std is not None else info.std)
     if len(mean) != channels or len(std) != channels:
@@ -110,6 +124,19 @@ def with_normalization(info: DataInfo, config: RunConfig) -> DataInfo:
     if any(s <= 0 for s in std):
         raise UsageError(f"std values must be positive, got {list(std)}.")
     return dataclasses.replace(info, mean=mean, std=std)
+
+
+def check_augment(info: DataInfo, config: RunConfig) -> None:
+    """Augmentation sizes must fit the images (reflect padding needs translate < side)."""
+    if not info.is_image:
+        return
+    side = min(info.input_shape[1:])
+    if config.augment.translate >= side or config.augment.cutout > side:
+        raise IncompatibleError(
+            f"--translate {config.augment.translate} / --cutout {config.augment.cutout} do not fit "
+            f"dataset '{config.dataset}' images of {info.input_shape[1]}x{info.input_shape[2]} pixels: "
+            f"use translate below {side} and cutout up to {side}."
+        )
 
 
 def build_model(resolved: Resolved, info: DataInfo, config: RunConfig) -> nn.Module:

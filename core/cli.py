@@ -357,8 +357,10 @@ def show(run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run direct
             table.add_column(column)
         for r in epochs:
             table.add_row(
-                str(r["epoch"]), f"{r['train_loss']:.3f}", f"{r['test_loss']:.3f}",
-                f"{100 * r['test_accuracy']:.2f} %", f"{r['images_per_s']:,.0f}", f"{r['seconds']:.1f}",
+                str(r["epoch"]), f"{r['train_loss']:.3f}",
+                "–" if r.get("test_loss") is None else f"{r['test_loss']:.3f}",
+                "–" if r.get("test_accuracy") is None else f"{100 * r['test_accuracy']:.2f} %",
+                f"{r['images_per_s']:,.0f}", f"{r['seconds']:.1f}",
             )
         console.print(table)
 

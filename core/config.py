@@ -57,7 +57,7 @@ class RunConfig(BaseModel):
     num_workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes (Dataset sources only)")
     limit_steps: int | None = Field(None, ge=1, description="stop each epoch after this many steps")
 
-    seed: int = Field(0, ge=0, description="seed for weights, shuffling and augmentation")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="seed for weights, shuffling and augmentation")
     deterministic: bool = Field(False, description="deterministic kernels: bit-identical reruns")
     precision: Precision = Field("32", description="32, bf16 (autocast) or 16-mixed (fp16 + scaler)")
     channels_last: bool = Field(False, description="channels-last memory format for image models")

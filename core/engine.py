@@ -26,11 +26,13 @@ from torch import nn
 
 from blitz import checkpoint as ckpt
 from blitz import runs
-from blitz.batches import LoaderBatches, TensorBatches, eval_batches
+from blitz.batches import LoaderBatches, TensorBatches, eval_batches, mix_seed
 from blitz.build import (
     Components,
     build_model,
     call_factory,
+    call_with_options,
+    check_augment,
     check_fit,
     load_data,
     resolve_components,
@@ -43,6 +45,7 @@ from blitz.errors import (
     Interrupted,
     OutputError,
     TrainingDivergedError,
+    UsageError,
 )
 from blitz.plugin_host import PluginHost, get_host
 from blitz.progress import EpochProgress
@@ -170,7 +173,9 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # The run may resume with fewer GPUs visible than it was saved with.
+        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
 
 
 class Clock:
@@ -260,6 +265,7 @@ class Trainer:
         if not first:
             bundle = load_data(c.dataset, config)
         info = with_normalization(bundle.info, config)
+        check_augment(info, config)
         bundle.info = info
         self.say(
             f"Data: {c.dataset.name}, {len(bundle.train):,} train and {len(bundle.test):,} test examples, "
@@ -271,7 +277,7 @@ class Trainer:
         check_fit(model, info, c.model.name, c.dataset.name)
         parameters = sum(p.numel() for p in model.parameters())
         self.say(f"Model: {c.model.name}, {parameters:,} parameters")
-        torch.manual_seed(config.seed + strategy.rank)  # each rank draws its own dropout noise
+        torch.manual_seed(mix_seed(config.seed, strategy.rank))  # each rank draws its own dropout noise
 
         memory_format = torch.channels_last if config.channels_last and info.is_image else torch.contiguous_format
         train_batches = self._train_batches(bundle, strategy, memory_format)
@@ -284,7 +290,7 @@ class Trainer:
         if isinstance(test_split, TensorSplit):  # keep it resident too: evaluation is a hot path on GPUs
             test_split = TensorSplit(test_split.images.to(strategy.device), test_split.labels.to(strategy.device))
 
-        optimizer = call_factory(
+        optimizer = call_with_options(
             c.optimizer, "Optimizer", model,
             lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
             **{**c.optimizer.defaults, **config.optimizer_args},
@@ -293,7 +299,7 @@ class Trainer:
         if config.limit_steps:
             steps_per_epoch = min(steps_per_epoch, config.limit_steps)
         total_steps = max(1, steps_per_epoch * config.epochs)
-        scheduler = call_factory(
+        scheduler = call_with_options(
             c.schedule, "Schedule", optimizer, total_steps=total_steps,
             **{**c.schedule.defaults, **config.schedule_args},
         )
@@ -303,7 +309,6 @@ class Trainer:
             train_model = torch.compile(train_model, mode=config.compile_mode)
 
         run = TrainingRun(config, info, model, strategy, None, c)
-        saved_total_steps = total_steps  # the schedule's length, kept across resumes
         start_epoch, start_step = 1, 0
         best_accuracy = -1.0
         if self.resume_from is not None:
@@ -315,6 +320,9 @@ class Trainer:
             scaler.load_state_dict(training["scaler"])
             train_batches.load_state_dict(training["batches"])
             set_rng_state(training["rng"])
+            if strategy.world_size > 1:  # only rank 0's random state was saved: give each rank its own
+                torch.manual_seed(mix_seed(config.seed, strategy.rank, int(state.meta["global_step"])))
+                train_batches.reseed(config.seed, strategy.rank, int(state.meta["global_step"]))
             run.history = list(state.meta.get("history", []))
             best_accuracy = float(state.meta.get("best_accuracy", -1.0))
             start_epoch, start_step = int(state.meta["epoch"]), int(state.meta["step_in_epoch"])
@@ -323,12 +331,12 @@ class Trainer:
             run.global_step = int(state.meta["global_step"])
             self.say(f"Resuming from {self.resume_from} at epoch {start_epoch}, step {start_step}")
             saved_total = state.meta.get("total_steps")
-            saved_total_steps = saved_total if saved_total is not None else total_steps
             if saved_total is not None and saved_total != total_steps and c.schedule.name != "constant":
-                self.warn_all([
-                    f"the '{c.schedule.name}' schedule keeps its original length ({saved_total} steps); "
-                    f"steps beyond it run at its final learning rate"
-                ])
+                raise UsageError(
+                    f"The '{c.schedule.name}' schedule of this run was built for {saved_total} steps, and "
+                    f"--epochs/--nproc-per-node now make {total_steps}: resume with the run's own "
+                    "--epochs and process count, or start a new run (only 'constant' can be extended)."
+                )
 
         run_dir = self._prepare_run_dir(strategy)
         run.run_dir = run_dir
@@ -359,7 +367,7 @@ class Trainer:
                 "epoch": epoch,
                 "step_in_epoch": step_in_epoch,
                 "global_step": run.global_step,
-                "total_steps": saved_total_steps,
+                "total_steps": total_steps,
                 "best_accuracy": best_accuracy,
                 "history": run.history,
                 "blitz_checkpoint": True,
@@ -394,13 +402,9 @@ class Trainer:
                     run, train_model, train_batches, optimizer, scheduler, scaler, loss_fn,
                     epoch, first, steps_per_epoch, progress, loggers,
                 )
-                if self.stop_agreed():
+                if steps_done < steps_per_epoch and self.stop_agreed():
                     save("last", epoch, steps_done)
-                    raise Interrupted(
-                        f"Stopped by {signal.Signals(self.stop.signal_number).name} at epoch {epoch}, "
-                        f"step {steps_done}; resume with: blitz run --resume {run_dir}",
-                        self.stop.signal_number,
-                    )
+                    raise self._interrupted(f"at epoch {epoch}, step {steps_done}", run_dir)
                 epoch_seconds = time.perf_counter() - epoch_start
                 train_seconds += epoch_seconds
                 images_seen += images
@@ -436,6 +440,8 @@ class Trainer:
                 if strategy.is_main:
                     self.warn_all(self.host.call_lifecycle("on_epoch_end", run=run, epoch=epoch, metrics=metrics))
                     self._write_summary(run, "running", best_accuracy, final)
+                if epoch < config.epochs and self.stop_agreed():  # a signal during evaluation or hooks
+                    raise self._interrupted(f"after epoch {epoch}", run_dir)
         finally:
             progress.stop()
             for logger in loggers:
@@ -463,6 +469,11 @@ class Trainer:
             test_split=test_split,
             timed_seconds=timed_seconds,
         )
+
+    def _interrupted(self, where: str, run_dir: Path | None) -> Interrupted:
+        signum = self.stop.signal_number or signal.SIGTERM
+        resume = f"; resume with: blitz run --resume {run_dir}" if run_dir is not None else ""
+        return Interrupted(f"Stopped by {signal.Signals(signum).name} {where}{resume}", signum)
 
     def stop_agreed(self) -> bool:
         """Whether to stop now. With several processes every rank must agree, at the same step,

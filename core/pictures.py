@@ -187,10 +187,11 @@ def curves_figure(history: list[dict[str, Any]]) -> Figure | None:
     figure = new_figure(CURVES_SIZE)
     loss_ax, accuracy_ax = figure.subplots(1, 2)
     loss_ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
-    loss_ax.plot(epochs, [h["test_loss"] for h in history], marker="o", label="test")
+    tested = [h for h in history if h.get("test_loss") is not None]  # eval_every may skip epochs
+    loss_ax.plot([h["epoch"] for h in tested], [h["test_loss"] for h in tested], marker="o", label="test")
     loss_ax.set(title="loss", xlabel="epoch")
     loss_ax.legend()
-    accuracy_ax.plot(epochs, [100 * h["test_accuracy"] for h in history], marker="o", color="tab:green")
+    accuracy_ax.plot([h["epoch"] for h in tested], [100 * h["test_accuracy"] for h in tested], marker="o", color="tab:green")
     accuracy_ax.set(title="test accuracy (%)", xlabel="epoch")
     for ax in (loss_ax, accuracy_ax):
         ax.grid(alpha=0.3)

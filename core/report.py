@@ -29,6 +29,11 @@ if TYPE_CHECKING:
     from blitz.engine import EvalResult, Trainer, TrainResult
 
 
+def _number(value: float | None, spec: str) -> str:
+    """A figure, or a dash for an epoch that was not evaluated (``eval_every``)."""
+    return "–" if value is None else format(value, spec)
+
+
 def accuracy_lines(per_class: dict[str, float]) -> list[str]:
     """``Accuracy of plane : 53 %``, one line per class, as the tutorial prints them."""
     width = max((len(name) for name in per_class), default=0)
@@ -96,7 +101,8 @@ def markdown_report(result: TrainResult, trainer: Trainer, pictures: list[Path])
               "|---:|---:|---:|---:|---:|---:|"]
     for h in result.history:
         lines.append(
-            f"| {h['epoch']} | {h['train_loss']:.4f} | {h['test_loss']:.4f} | {100 * h['test_accuracy']:.2f} % "
+            f"| {h['epoch']} | {h['train_loss']:.4f} | {_number(h['test_loss'], '.4f')} "
+            f"| {_number(h['test_accuracy'], '.2%')} "
             f"| {h.get('images_per_s', 0):,.0f} | {h.get('seconds', 0):.1f} |"
         )
     if pictures:

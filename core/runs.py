@@ -44,6 +44,11 @@ def new_run_dir(config: RunConfig) -> Path:
                 f"'{path}' already holds a run; use --resume {path} to continue it, "
                 "or choose another --out."
             )
+        if (path / "config.toml").exists():  # a run that stopped before its first checkpoint
+            raise UsageError(
+                f"'{path}' already holds a run (with no checkpoint to resume from); choose another "
+                "--out, or delete that folder first."
+            )
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         name = (config.recipe or config.model).replace("/", "_")

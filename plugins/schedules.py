@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from blitz import hookimpl
 
@@ -51,13 +51,35 @@ def build_linear(optimizer: torch.optim.Optimizer, *, total_steps: int, warmup: 
     return LambdaLR(optimizer, _Warmup("linear", total_steps, warmup, final))
 
 
-def build_onecycle(optimizer: torch.optim.Optimizer, *, total_steps: int, pct_start: float = 0.25, div_factor: float = 25.0) -> LRScheduler:
+class _OneCycle:
+    """Smith's one-cycle as a multiplier of lr: cosine up from 1/div_factor to 1, then cosine down
+    to 1/(div_factor * final_div_factor). Written out (not OneCycleLR) so that it also works for
+    runs of a handful of steps, and so that its state is plain numbers."""
+
+    def __init__(self, total_steps: int, pct_start: float, div_factor: float, final_div_factor: float) -> None:
+        if not 0 < pct_start < 1:
+            raise ValueError(f"pct_start must be between 0 and 1, got {pct_start}")
+        if div_factor < 1 or final_div_factor < 1:
+            raise ValueError("div_factor and final_div_factor must be at least 1")
+        self.total = max(total_steps, 1)
+        self.up = max(pct_start * self.total, 1.0)
+        self.start, self.end = 1 / div_factor, 1 / (div_factor * final_div_factor)
+
+    def __call__(self, step: int) -> float:
+        def cosine(a: float, b: float, fraction: float) -> float:
+            return b + (a - b) * 0.5 * (1 + math.cos(math.pi * min(max(fraction, 0.0), 1.0)))
+
+        if step < self.up:
+            return cosine(self.start, 1.0, step / self.up)
+        return cosine(1.0, self.end, (step - self.up) / max(self.total - self.up, 1.0))
+
+
+def build_onecycle(
+    optimizer: torch.optim.Optimizer, *, total_steps: int, pct_start: float = 0.25,
+    div_factor: float = 25.0, final_div_factor: float = 1e4,
+) -> LRScheduler:
     """One-cycle: up from lr/div_factor to lr over ``pct_start`` of the steps, then down."""
-    max_lr = [group["lr"] for group in optimizer.param_groups]
-    return OneCycleLR(
-        optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct_start,
-        div_factor=div_factor, cycle_momentum=False,
-    )
+    return LambdaLR(optimizer, _OneCycle(total_steps, pct_start, div_factor, final_div_factor))
 
 
 @hookimpl

@@ -6,9 +6,9 @@ import os
 
 import torch
 
-from blitz import Strategy, hookimpl
+from blitz import Strategy, UsageError, hookimpl
 from blitz.plugins.strategy_cpu import CPUStrategy
-from blitz.plugins.strategy_cuda import CUDAStrategy
+from blitz.plugins.strategy_cuda import CUDAStrategy, cuda_device
 from blitz.plugins.strategy_ddp import DDPStrategy, launched_by_torchrun
 
 
@@ -16,18 +16,20 @@ def build_auto(*, device: str | None = None) -> Strategy:
     if launched_by_torchrun():
         strategy: Strategy = DDPStrategy()
         reason = f"started by torchrun with WORLD_SIZE={os.environ.get('WORLD_SIZE')}"
+    elif device is not None and not device.startswith(("cpu", "cuda")):
+        raise UsageError(f"--device '{device}' is neither 'cpu' nor a CUDA device such as 'cuda:0'.")
     elif device is not None and device.startswith("cpu"):
         strategy = CPUStrategy("cpu")
         reason = "--device cpu was given"
     elif torch.cuda.is_available():
-        strategy = CUDAStrategy(device or "cuda:0")
+        strategy = CUDAStrategy(cuda_device(device))
         count = torch.cuda.device_count()
         reason = "a CUDA GPU is available" + (
             f" ({count} GPUs: use --strategy ddp --nproc-per-node {count} to use them all)" if count > 1 else ""
         )
     else:
         strategy = CPUStrategy("cpu")
-        reason = "no GPU is available"
+        reason = "no GPU is available" + (f" (so --device {device} cannot be used)" if device else "")
     describe = strategy.describe
     strategy.describe = lambda: f"auto picked {describe()}: {reason}"  # type: ignore[method-assign]
     return strategy

@@ -25,7 +25,10 @@ def cuda_device(device: str | None) -> torch.device:
     """A validated CUDA device; StrategyUnavailableError where there is none."""
     if not torch.cuda.is_available():
         raise StrategyUnavailableError("No CUDA GPU is available here; use --strategy cpu.")
-    dev = torch.device(device or "cuda:0")
+    try:
+        dev = torch.device(device or "cuda:0")
+    except RuntimeError:
+        raise StrategyUnavailableError(f"--device '{device}' is not a device name; use e.g. cuda:0.") from None
     if dev.type != "cuda":
         raise StrategyUnavailableError(f"--device '{device}' is not a CUDA device; use e.g. cuda:0.")
     index = dev.index or 0

@@ -224,3 +224,23 @@ def test_dataset_path_normalizes_and_augments_uint8_items_like_the_tensor_path()
     assert (same | mirrored).all() and mirrored.any()
     evaluated = torch.cat([x for x, _ in eval_batches(dataset, INFO, device=torch.device("cpu"), batch_size=5)])
     torch.testing.assert_close(evaluated, plain)
+
+
+@pytest.mark.parametrize("total", [1, 2, 4, 1000])
+def test_onecycle_rises_then_falls_for_any_length(total):
+    from blitz.plugins.schedules import build_onecycle
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=0.1)
+    schedule = build_onecycle(optimizer, total_steps=total)
+    lrs = []
+    for _ in range(total):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert lrs[0] == pytest.approx(0.1 / 25)
+    assert max(lrs) <= 0.1 + 1e-12
+    if total >= 4:
+        peak = lrs.index(max(lrs))
+        assert lrs[: peak + 1] == sorted(lrs[: peak + 1]) and lrs[peak:] == sorted(lrs[peak:], reverse=True)
+        assert max(lrs) == pytest.approx(0.1, rel=0.05)

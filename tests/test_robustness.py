@@ -258,3 +258,51 @@ def test_a_signal_saves_a_resumable_checkpoint_and_exits_128_plus_n(tmp_path, si
     assert load_checkpoint(out / "checkpoints" / "last.ckpt").meta["step_in_epoch"] > 0
     assert (out / "config.toml").read_bytes() and {k: v for k, v in digest(out).items() if k == "config.toml"} == {
         k: v for k, v in before.items() if k == "config.toml"}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected", "code"),
+    [
+        (["--seed", "20240101", "--flip", "--translate", "2"], None, 0),
+        (["--seed", str(2**63)], "'seed'", 2),
+        (["--schedule", "onecycle", "--schedule-arg", "pct_start=2"], "Schedule 'onecycle' rejected its options", 2),
+        (["--optimizer", "adam", "--optimizer-arg", "beta2=1.5"], "Optimizer 'adam' rejected its options", 2),
+        (["--schedule", "cosine", "--schedule-arg", "warmup='abc'"], "Schedule 'cosine' rejected its options", 2),
+        (["--dataset-arg", "shape=[3,16,16]", "--model", "linear", "--translate", "16"], "--translate 16", 2),
+        (["--device", "banana"], "--device 'banana'", 2),
+        (["--recipe", "randomdemo", "--mean", "0.5"], "image data only", 2),
+    ],
+)
+def test_hostile_run_options(tmp_path, args, expected, code):
+    base = [] if "--recipe" in args else ["--dataset", "random", "--dataset-arg", "length=40", "--dataset-arg", "test_length=10"]
+    result = runner.invoke(app, ["run", *base, "--epochs", "1", "--batch-size", "10", *args, "--out", str(tmp_path / "run")])
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    if expected:
+        assert expected in " ".join(result.output.split())
+
+
+def test_eval_every_zero_keeps_report_and_show_working(tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", "--recipe", "randomdemo", "--epochs", "3", "--eval-every", "0", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Warning" not in result.output
+    assert "| 1 |" in (out / "report.md").read_text() and "–" in (out / "report.md").read_text()
+    shown = runner.invoke(app, ["show", str(out)])
+    assert shown.exit_code == 0 and "–" in shown.output
+
+
+def test_resume_that_would_stretch_a_decaying_schedule_is_refused(tmp_path):
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["run", "--recipe", "randomdemo", "--schedule", "onecycle", "--out", str(out)]).exit_code == 0
+    refused = runner.invoke(app, ["run", "--resume", str(out), "--epochs", "2"])
+    assert refused.exit_code == 2 and "built for 4 steps" in refused.output and "Traceback" not in refused.output
+
+
+def test_out_folder_of_a_run_without_checkpoint_is_not_reused(tmp_path):
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["run", "--recipe", "randomdemo", "--epochs", "0", "--out", str(out)]).exit_code == 0
+    before = digest(out)
+    again = runner.invoke(app, ["run", "--recipe", "randomdemo", "--out", str(out)])
+    assert again.exit_code == 2 and "already holds a run" in again.output
+    assert digest(out) == before

@@ -123,7 +123,7 @@ def register_models(register):
 @hookimpl
 def on_epoch_end(run, epoch: int, metrics: dict[str, Any]) -> None:
     """Append one line per epoch to ``<run_dir>/example-plugin.log`` (nothing when no run dir)."""
-    if run.run_dir is None:
+    if run.run_dir is None or metrics["test_accuracy"] is None:  # no run dir, or not evaluated
         return
     line = f"epoch {epoch} test_accuracy {metrics['test_accuracy']:.4f} model {run.config.model}\n"
     with open(Path(run.run_dir) / LOG_NAME, "a", encoding="utf-8") as log:
