@@ -41,6 +41,11 @@ def run_blitz(name: str, args: list[str], data_root: Path, workdir: Path) -> dic
     subprocess.run([sys.executable, "-m", "blitz", "run", *args, "--data-root", str(data_root),
                     "--out", str(run_dir)], check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
+    return {"name": name, "wall_seconds": wall, **run_figures(run_dir)}
+
+
+def run_figures(run_dir: Path) -> dict[str, Any]:
+    """Training images/s and seconds, timed seconds and final accuracy of a finished blitz run."""
     summary = json.loads((run_dir / "summary.json").read_text())
     epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
               if '"event": "epoch"' in line]
@@ -48,11 +53,9 @@ def run_blitz(name: str, args: list[str], data_root: Path, workdir: Path) -> dic
     images = sum(e["images_per_s"] * e["seconds"] for e in epochs)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     return {
-        "name": name,
         "images_per_s": images / train_seconds if train_seconds else 0.0,
         "train_seconds": train_seconds,
         "timed_seconds": summary.get("timed_seconds"),
-        "wall_seconds": wall,
         "test_accuracy": summary["last_accuracy"],
         "epochs": len(epochs),
         "device": manifest["device"],

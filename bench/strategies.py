@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench import run_figures  # noqa: E402  (bench/bench.py, beside this file)
 
 
 def main() -> None:
@@ -56,11 +58,7 @@ def main() -> None:
                     row = {"workload": workload, "strategy": strategy, "precision": precision, "wall_seconds": wall,
                            "exit": proc.returncode}
                     if proc.returncode == 0:
-                        summary = json.loads((out / "summary.json").read_text())
-                        epochs = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines() if '"epoch"' in l and '"event": "epoch"' in l]
-                        seconds = sum(e["seconds"] for e in epochs)
-                        row.update(images_per_s=sum(e["images_per_s"] * e["seconds"] for e in epochs) / seconds,
-                                   test_accuracy=summary["last_accuracy"], train_seconds=seconds)
+                        row.update(run_figures(out))
                     else:
                         row["error"] = proc.stderr[-500:]
                     rows.append(row)

@@ -91,33 +91,51 @@ def _local_rank(pid: int) -> str | None:
     return None
 
 
-def test_a_killed_rank_fails_the_job_fast_with_a_clear_message(tmp_path):
-    out = tmp_path / "run"
+def _signal_rank_1_while_training(out: Path, signum: int, env: dict[str, str] | None = None) -> tuple[int, str, float, int]:
+    """Start a long 2-process job, send ``signum`` to rank 1 once it trains; return
+    (exit code, stderr, seconds from the signal to the job's end, rank 1's pid)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "blitz", "run", "--model", "lenet", "--dataset", "random",
          "--dataset-arg", "length=50000", "--epochs", "50", "--batch-size", "4",
          "--strategy", "ddp", "--nproc-per-node", "2", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
     )
+    victim = None
     try:
         deadline = time.monotonic() + 120
-        victim = None
         while time.monotonic() < deadline and victim is None:
             if (out / "metrics.jsonl").exists() and (out / "metrics.jsonl").stat().st_size > 0:
                 workers = [pid for child in _children(proc.pid) for pid in [child, *_children(child)]]
                 victim = next((pid for pid in workers if _local_rank(pid) == "1"), None)
             time.sleep(0.5)
         assert victim is not None, "the DDP workers never started training"
-        killed_at = time.monotonic()
-        os.kill(victim, signal.SIGKILL)
-        stdout, stderr = proc.communicate(timeout=120)
-        elapsed = time.monotonic() - killed_at
+        signalled_at = time.monotonic()
+        os.kill(victim, signum)
+        _, stderr = proc.communicate(timeout=180)
+        return proc.returncode, stderr, time.monotonic() - signalled_at, victim
     finally:
+        if victim is not None:
+            try:
+                os.kill(victim, signal.SIGKILL)  # a stopped (SIGSTOP) rank would linger
+            except ProcessLookupError:
+                pass
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 1
+
+
+def test_a_killed_rank_fails_the_job_fast_with_a_clear_message(tmp_path):
+    code, stderr, elapsed, _ = _signal_rank_1_while_training(tmp_path / "run", signal.SIGKILL)
+    assert code == 1
     assert "DDP job failed:" in stderr and "rank 1 was killed by SIGKILL" in stderr, stderr[-2000:]
     assert elapsed < 90
+
+
+def test_a_hung_rank_fails_the_job_within_the_collective_timeout(tmp_path):
+    # SIGSTOP: alive but silent, a hang rather than a crash
+    code, stderr, elapsed, _ = _signal_rank_1_while_training(tmp_path / "run", signal.SIGSTOP, {"BLITZ_DDP_TIMEOUT": "10"})
+    assert code == 1, stderr[-2000:]
+    assert "DDP job failed:" in stderr and "rank 0" in stderr
+    assert elapsed < 120
 
 
 def test_sigterm_stops_every_rank_at_the_same_step_and_the_run_resumes(tmp_path):
@@ -147,37 +165,3 @@ def test_sigterm_stops_every_rank_at_the_same_step_and_the_run_resumes(tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "Resuming from" in resumed.stdout and "epoch 1/1" in resumed.stdout
 
-
-def test_a_hung_rank_fails_the_job_within_the_collective_timeout(tmp_path):
-    out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "blitz", "run", "--model", "lenet", "--dataset", "random",
-         "--dataset-arg", "length=50000", "--epochs", "50", "--batch-size", "4",
-         "--strategy", "ddp", "--nproc-per-node", "2", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "BLITZ_DDP_TIMEOUT": "10"},
-    )
-    victim = None
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and victim is None:
-            if (out / "metrics.jsonl").exists() and (out / "metrics.jsonl").stat().st_size > 0:
-                workers = [pid for child in _children(proc.pid) for pid in [child, *_children(child)]]
-                victim = next((pid for pid in workers if _local_rank(pid) == "1"), None)
-            time.sleep(0.5)
-        assert victim is not None, "the DDP workers never started training"
-        hung_at = time.monotonic()
-        os.kill(victim, signal.SIGSTOP)  # alive but silent: a hang, not a crash
-        stdout, stderr = proc.communicate(timeout=180)
-        elapsed = time.monotonic() - hung_at
-    finally:
-        if victim is not None:
-            try:
-                os.kill(victim, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 1, stderr[-2000:]
-    assert "DDP job failed:" in stderr and "rank 0" in stderr
-    assert elapsed < 120
