@@ -114,7 +114,7 @@ class TensorBatches:
         self.normalize = Normalizer(info, device)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.augment_config = augment
-        self.augments = info.is_image and (augment.flip or augment.translate > 0 or augment.cutout > 0)
+        self.augments = info.is_image and augment.active
         self.rank, self.world_size = rank, world_size
         self.memory_format = memory_format
         self.per_rank = len(split) // world_size
@@ -186,7 +186,7 @@ class LoaderBatches:
         self.device, self.memory_format = device, memory_format
         self.normalize = Normalizer(info, device)
         self.augment_config = augment
-        self.augments = info.is_image and (augment.flip or augment.translate > 0 or augment.cutout > 0)
+        self.augments = info.is_image and augment.active
         self.augment_generator = torch.Generator(device=device)
         self.augment_generator.manual_seed(mix_seed(seed, rank, 1))
         self.sampler = DistributedSampler(

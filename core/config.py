@@ -28,6 +28,11 @@ class AugmentConfig(BaseModel):
     translate: int = Field(0, ge=0, le=16, description="random translation, pixels (reflect padding)")
     cutout: int = Field(0, ge=0, le=32, description="side of a zeroed random square, pixels; 0 = off")
 
+    @property
+    def active(self) -> bool:
+        """Whether any augmentation is on."""
+        return self.flip or self.translate > 0 or self.cutout > 0
+
 
 class RunConfig(BaseModel):
     """Everything one training run needs. Unknown keys are errors."""
