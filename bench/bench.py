@@ -36,12 +36,15 @@ def run_script(script: str, data_root: Path, epochs: int, workdir: Path) -> dict
 
 
 def run_blitz(name: str, args: list[str], data_root: Path, workdir: Path) -> dict[str, Any]:
-    run_dir = workdir / f"{name}-{time.monotonic_ns()}"
+    """One `blitz run`; wall time is from the command's start to its exit (start-up included)."""
+    run_dir = workdir / f"{name.replace(' ', '-')}-{time.monotonic_ns()}"
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "blitz", "run", *args, "--data-root", str(data_root),
-                    "--out", str(run_dir)], check=True, stdout=subprocess.DEVNULL)
+    proc = subprocess.run([sys.executable, "-m", "blitz", "run", *args, "--data-root", str(data_root),
+                           "--out", str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wall = time.perf_counter() - start
-    return {"name": name, "wall_seconds": wall, **run_figures(run_dir)}
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}")
+    return {"name": name, "wall_seconds": wall, **run_figures(run_dir), "output_tail": proc.stdout[-1200:]}
 
 
 def run_figures(run_dir: Path) -> dict[str, Any]:
@@ -71,6 +74,8 @@ def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
     merged["runs"] = len(results)
     merged["all_accuracies"] = [r["test_accuracy"] for r in results]
     merged["all_timed_seconds"] = [r.get("timed_seconds") for r in results]
+    merged["all_wall_seconds"] = [r["wall_seconds"] for r in results]
+    merged["mean_accuracy"] = statistics.fmean(merged["all_accuracies"])
     return merged
 
 
@@ -81,6 +86,7 @@ def main() -> None:
     parser.add_argument("--fast-repeat", type=int, default=None, help="runs of the fast recipe (default --repeat)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs for (a), (b) and (d)")
     parser.add_argument("--only", nargs="*", help="entries to run: tutorial-loop handwritten blitz-tutorial blitz-fast")
+    parser.add_argument("--fast-args", default="", help="more `blitz run` options for the fast recipe, e.g. '--compile'")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for the JSON result")
     args = parser.parse_args()
 
@@ -89,10 +95,12 @@ def main() -> None:
     gpu = torch.cuda.is_available()
     fast_recipe = "airbench94" if gpu else "lenet_fast"
     entries = {
-        "tutorial-loop": lambda w: run_script("tutorial_loop.py", args.data_root, args.epochs, w),
-        "handwritten": lambda w: run_script("handwritten_loop.py", args.data_root, args.epochs, w),
-        "blitz-tutorial": lambda w: run_blitz("blitz tutorial", ["--recipe", "tutorial", "--epochs", str(args.epochs)], args.data_root, w),
-        "blitz-fast": lambda w: run_blitz(f"blitz {fast_recipe}", ["--recipe", fast_recipe], args.data_root, w),
+        "tutorial-loop": lambda w, i: run_script("tutorial_loop.py", args.data_root, args.epochs, w),
+        "handwritten": lambda w, i: run_script("handwritten_loop.py", args.data_root, args.epochs, w),
+        "blitz-tutorial": lambda w, i: run_blitz("blitz tutorial", ["--recipe", "tutorial", "--epochs", str(args.epochs)], args.data_root, w),
+        # each run of the fast recipe has its own seed, so the repeats sample run-to-run variance
+        "blitz-fast": lambda w, i: run_blitz(f"blitz {fast_recipe}", ["--recipe", fast_recipe, "--seed", str(i),
+                                             *args.fast_args.split()], args.data_root, w),
     }
     chosen = args.only or list(entries)
     results: dict[str, dict[str, Any]] = {}
@@ -103,8 +111,14 @@ def main() -> None:
             runs = []
             for i in range(repeat):
                 print(f"running {key} ({i + 1}/{repeat}) ...", flush=True)
-                runs.append(entries[key](workdir))
-            results[key] = median_of(runs)
+                try:
+                    runs.append(entries[key](workdir, i))
+                except (RuntimeError, subprocess.CalledProcessError) as exc:  # keep the other runs' figures
+                    print(exc, flush=True)
+                    continue
+                print("  " + json.dumps({k: runs[-1].get(k) for k in ("test_accuracy", "timed_seconds", "wall_seconds")}), flush=True)
+            if runs:
+                results[key] = median_of(runs)
 
     base = results.get("tutorial-loop")
     hand = results.get("handwritten")
@@ -116,6 +130,12 @@ def main() -> None:
         timed = f"{r['timed_seconds']:.2f}" if r.get("timed_seconds") else "-"
         print(f"{r['name']:<22}{r['images_per_s']:>11,.0f}{r['train_seconds']:>9.1f}{timed:>9}{r['wall_seconds']:>8.1f}"
               f"{100 * r['test_accuracy']:>9.2f}%{speed:>13}{wall:>12}")
+    fast = results.get("blitz-fast")
+    if fast and fast["runs"] > 1:
+        timed = [t for t in fast["all_timed_seconds"] if t]
+        print(f"\n{fast['name']}: mean accuracy {100 * fast['mean_accuracy']:.2f} % over {fast['runs']} runs "
+              f"(seeds 0-{fast['runs'] - 1}), min {100 * min(fast['all_accuracies']):.2f} %; "
+              f"median timed {statistics.median(timed) if timed else float('nan'):.2f} s")
     if hand and "blitz-tutorial" in results:
         overhead = results["blitz-tutorial"]["train_seconds"] / hand["train_seconds"] - 1
         print(f"\nframework overhead (blitz tutorial vs hand-written loop, training time): {100 * overhead:+.1f} %")

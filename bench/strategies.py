@@ -12,15 +12,49 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench import run_figures  # noqa: E402  (bench/bench.py, beside this file)
+
+
+def run_bounded(command: list[str], timeout: float) -> tuple[int, str]:
+    """Run ``command``; past ``timeout`` seconds send its whole process group SIGTERM (blitz then
+    checkpoints and exits, torchrun's workers included), and SIGKILL 20 s later."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=timeout)
+        return proc.returncode, stderr
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+        return proc.returncode, f"stopped after {timeout:.0f} s"
+
+
+def partial_figures(run_dir: Path) -> dict[str, Any]:
+    """Training speed of a run that did not finish, from the step records it logged."""
+    metrics = run_dir / "metrics.jsonl"
+    if not metrics.exists():
+        return {}
+    steps = [r for r in map(json.loads, metrics.read_text().splitlines()) if r.get("event") == "step"]
+    if len(steps) < 2:
+        return {}
+    rates = [r["images_per_s"] for r in steps[1:]]  # the first window holds the start-up
+    return {"images_per_s": statistics.median(rates), "steps_done": steps[-1]["step"], "partial": True}
 
 
 def main() -> None:
@@ -29,6 +63,8 @@ def main() -> None:
     parser.add_argument("--tutorial-epochs", type=int, default=2)
     parser.add_argument("--resnet-epochs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds before a run is given up")
+    parser.add_argument("--workloads", nargs="*", default=["resnet18", "tutorial"], help="which workloads to run")
     args = parser.parse_args()
 
     import torch
@@ -36,31 +72,32 @@ def main() -> None:
     if not torch.cuda.is_available():
         sys.exit("bench/strategies.py needs a CUDA GPU")
     workloads = {
-        "tutorial": ["--recipe", "tutorial", "--epochs", str(args.tutorial_epochs)],
         "resnet18": ["--model", "resnet18", "--dataset", "cifar10", "--optimizer", "sgd", "--lr", "0.1",
                      "--momentum", "0.9", "--weight-decay", "5e-4", "--schedule", "onecycle", "--batch-size", "256",
                      "--epochs", str(args.resnet_epochs), "--flip", "--translate", "4", "--channels-last",
                      "--eval-batch-size", "2000", "--log-every", "100"],
+        "tutorial": ["--recipe", "tutorial", "--epochs", str(args.tutorial_epochs)],
     }
     strategies = {"cuda": ["--strategy", "cuda"], "dataparallel": ["--strategy", "dataparallel"],
                   "ddp": ["--strategy", "ddp", "--nproc-per-node", "1"]}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for workload, wargs in workloads.items():
+        for workload, wargs in ((w, workloads[w]) for w in args.workloads):
             for strategy, sargs in strategies.items():
                 for precision in ("32", "bf16"):
                     out = Path(tmp) / f"{workload}-{strategy}-{precision}"
                     start = time.perf_counter()
-                    proc = subprocess.run([sys.executable, "-m", "blitz", "run", *wargs, *sargs, "--precision", precision,
-                                           "--data-root", str(args.data_root), "--out", str(out)],
-                                          capture_output=True, text=True)
+                    command = [sys.executable, "-m", "blitz", "run", *wargs, *sargs, "--precision", precision,
+                               "--data-root", str(args.data_root), "--out", str(out)]
+                    exit_code, stderr = run_bounded(command, args.timeout)
                     wall = time.perf_counter() - start
                     row = {"workload": workload, "strategy": strategy, "precision": precision, "wall_seconds": wall,
-                           "exit": proc.returncode}
-                    if proc.returncode == 0:
+                           "exit": exit_code}
+                    if exit_code == 0:
                         row.update(run_figures(out))
                     else:
-                        row["error"] = proc.stderr[-500:]
+                        row["error"] = stderr[-500:]
+                        row.update(partial_figures(out))
                     rows.append(row)
                     print(json.dumps(row), flush=True)
     result = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "rows": rows}

@@ -1,8 +1,8 @@
 """Batches for training and evaluation.
 
 The fast path keeps a whole split as one uint8 tensor on the training device: each epoch is an
-index permutation, and flip/translate/cutout plus normalization run batched on that device, so
-the hot loop has no per-sample Python. Data sources that only offer a ``Dataset`` go through a
+index permutation, and flip (random or alternating)/translate/cutout plus normalization run
+batched on that device, so the hot loop has no per-sample Python. Data sources that only offer a ``Dataset`` go through a
 classic ``DataLoader`` instead. With several processes each rank takes every ``world_size``-th
 index of the same permutation (the DistributedSampler scheme), truncated so all ranks take the
 same number of steps.
@@ -56,13 +56,19 @@ class Normalizer:
         return x
 
 
-def augment(images: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
-    """Random flip, translate and cutout of a uint8 (N, C, H, W) batch, all batched on its device."""
+def augment(
+    images: torch.Tensor, config: AugmentConfig, generator: torch.Generator, flips: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Flip, random translate and cutout of a uint8 (N, C, H, W) batch, all batched on its device.
+
+    ``flips`` (N booleans) says which images to mirror; without it each is mirrored at random.
+    """
     n, _, h, w = images.shape
     device = images.device
     if config.flip:
-        flip = torch.rand(n, device=device, generator=generator) < 0.5
-        images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+        if flips is None:
+            flips = torch.rand(n, device=device, generator=generator) < 0.5
+        images = torch.where(flips.view(-1, 1, 1, 1), images.flip(-1), images)
     if config.translate:
         t = config.translate
         padded = torch.nn.functional.pad(images.float(), (t, t, t, t), mode="reflect").to(images.dtype)
@@ -117,10 +123,16 @@ class TensorBatches:
         self.augments = info.is_image and augment.active
         self.rank, self.world_size = rank, world_size
         self.memory_format = memory_format
-        self.per_rank = len(split) // world_size
+        self.per_rank = len(split) // world_size  # examples per epoch on this rank
         self.device = device
         self.steps_per_chunk = max(1, self.CHUNK_EXAMPLES // batch_size)
         self.generator = torch.Generator(device=device)
+        self.first_flips: torch.Tensor | None = None
+        if self.augments and augment.flip and augment.flip_mode == "alternate":
+            # Each example's flip in epoch 1, drawn once per run (the same on every rank); later
+            # epochs alternate from it, so every image is seen both ways in any two epochs.
+            g = torch.Generator(device="cpu").manual_seed(mix_seed(seed, 2))
+            self.first_flips = (torch.rand(len(self.labels), generator=g) < 0.5).to(device)
 
     def __len__(self) -> int:
         return -(-self.per_rank // self.batch_size)
@@ -144,7 +156,10 @@ class TensorBatches:
             images = self.images[index]
             if self.augments:
                 self.generator.manual_seed(mix_seed(self.seed, epoch, self.rank, chunk_start))
-                images = augment(images, self.augment_config, self.generator)
+                flips = None
+                if self.first_flips is not None:
+                    flips = self.first_flips[index] ^ (epoch % 2 == 0)  # epochs count from 1
+                images = augment(images, self.augment_config, self.generator, flips)
             images = self.normalize(images, self.memory_format)
             labels = self.labels[index]
             for step in range(max(chunk_start, start_step), min(chunk_start + k, len(self))):
@@ -164,8 +179,9 @@ class TensorBatches:
 class LoaderBatches:
     """Training batches from a Dataset through a DataLoader (data that does not fit in memory).
 
-    Items that are uint8 pixels are augmented and normalized per batch on the device, exactly
-    as on the tensor path; float items are used as they are.
+    Items that are uint8 pixels are augmented and normalized per batch on the device, as on the
+    tensor path, except that flips are always random (a batch does not say which examples it
+    holds, which alternating flips need); float items are used as they are.
     """
 
     def __init__(
@@ -200,6 +216,7 @@ class LoaderBatches:
             pin_memory=device.type == "cuda",
             persistent_workers=num_workers > 0,
         )
+        self.per_rank = len(self.sampler)  # examples per epoch on this rank
 
     def __len__(self) -> int:
         return len(self.loader)

@@ -124,12 +124,14 @@ def run(
     deterministic: Annotated[Optional[bool], typer.Option("--deterministic/--no-deterministic", help="Deterministic kernels (bit-identical reruns).")] = None,
     shuffle: Annotated[Optional[bool], typer.Option("--shuffle/--no-shuffle", help="Reshuffle the training set each epoch.")] = None,
     flip: Annotated[Optional[bool], typer.Option("--flip/--no-flip", help="Random horizontal flips.")] = None,
+    flip_mode: Annotated[Optional[str], typer.Option(help="Flip scheme: random, or alternate (random in epoch 1, then each image the other way round every epoch).")] = None,
     translate: Annotated[Optional[int], typer.Option(help="Random translation, pixels.")] = None,
     cutout: Annotated[Optional[int], typer.Option(help="Cutout square side, pixels (0 = off).")] = None,
     limit_steps: Annotated[Optional[int], typer.Option(help="Stop each epoch after this many steps (quick checks).")] = None,
     compile_mode: Annotated[Optional[str], typer.Option(help="torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune.")] = None,
     cpu_threads: Annotated[Optional[int], typer.Option(help="PyTorch CPU threads (default: PyTorch's choice).")] = None,
     eval_every: Annotated[Optional[int], typer.Option(help="Epochs between test evaluations (0 = only at the end).")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help="Epochs between checkpoints (0 = only at the end and when stopped).")] = None,
     num_workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes (Dataset sources).")] = None,
     mean: Annotated[Optional[str], typer.Option(help="Override the data's per-channel mean, e.g. 0.5,0.5,0.5.")] = None,
     std: Annotated[Optional[str], typer.Option(help="Override the data's per-channel std, e.g. 0.5,0.5,0.5.")] = None,
@@ -158,11 +160,11 @@ def run(
         "channels_last": channels_last, "compile": compile, "deterministic": deterministic,
         "shuffle": shuffle, "limit_steps": limit_steps, "log_every": log_every,
         "loggers": list(dict.fromkeys(["jsonl", *logger])) if logger else None,
-        "eval_every": eval_every, "num_workers": num_workers, "cpu_threads": cpu_threads,
+        "eval_every": eval_every, "checkpoint_every": checkpoint_every, "num_workers": num_workers, "cpu_threads": cpu_threads,
         "compile_mode": compile_mode,
         "mean": parse_floats(mean, "--mean"), "std": parse_floats(std, "--std"),
     }
-    augment = {"flip": flip, "translate": translate, "cutout": cutout}
+    augment = {"flip": flip, "flip_mode": flip_mode, "translate": translate, "cutout": cutout}
     overrides = CLIOverrides(
         values={k: v for k, v in flags.items() if v is not None},
         augment={k: v for k, v in augment.items() if v is not None},

@@ -25,6 +25,11 @@ class AugmentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     flip: bool = Field(False, description="random horizontal flip, probability 0.5")
+    flip_mode: Literal["random", "alternate"] = Field(
+        "random",
+        description="'random': each image flipped with probability 0.5 every epoch; 'alternate': at random "
+        "in the first epoch, then every image the other way round each epoch (airbench's scheme)",
+    )
     translate: int = Field(0, ge=0, le=16, description="random translation, pixels (reflect padding)")
     cutout: int = Field(0, ge=0, le=32, description="side of a zeroed random square, pixels; 0 = off")
 
@@ -51,6 +56,9 @@ class RunConfig(BaseModel):
     batch_size: int = Field(4, ge=1, description="training examples per step, per process")
     eval_batch_size: int = Field(1000, ge=1, description="examples per evaluation batch")
     eval_every: int = Field(1, ge=0, description="epochs between test evaluations; 0 = only after the last")
+    checkpoint_every: int = Field(
+        1, ge=0, description="epochs between checkpoints; 0 = only after the last (and when stopped)"
+    )
     lr: float = Field(0.001, gt=0, le=1e4, description="learning rate")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum / Adam beta1")
     weight_decay: float = Field(0.0, ge=0, description="L2 weight decay")

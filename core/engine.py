@@ -179,22 +179,38 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 class Clock:
-    """Wall time of a stretch of work: CUDA events on a GPU (the work is asynchronous), else perf_counter."""
+    """Summed duration of stretches of work (``resume`` ... ``pause``): CUDA events on a GPU, where
+    the work is asynchronous and a host timer would measure only the launches; else perf_counter."""
 
     def __init__(self, device: torch.device) -> None:
         self.cuda = device.type == "cuda"
-        if self.cuda:
-            self.start_event = torch.cuda.Event(enable_timing=True)
-            self.end_event = torch.cuda.Event(enable_timing=True)
-            self.start_event.record()
-        self.start = time.perf_counter()
+        self.spans: list[tuple[Any, Any]] = []
+        self.started: Any = None
 
-    def stop(self) -> float:
+    def _now(self) -> Any:
         if self.cuda:
-            self.end_event.record()
-            self.end_event.synchronize()
-            return self.start_event.elapsed_time(self.end_event) / 1000
-        return time.perf_counter() - self.start
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def resume(self) -> None:
+        if self.started is None:
+            self.started = self._now()
+
+    def pause(self) -> None:
+        if self.started is not None:
+            self.spans.append((self.started, self._now()))
+            self.started = None
+
+    def total(self) -> float:
+        """Seconds in all stretches so far (waits for the GPU to finish them)."""
+        self.pause()
+        if not self.cuda:
+            return sum(end - start for start, end in self.spans)
+        if self.spans:
+            self.spans[-1][1].synchronize()
+        return sum(start.elapsed_time(end) for start, end in self.spans) / 1000
 
 
 @dataclass
@@ -281,10 +297,20 @@ class Trainer:
 
         memory_format = torch.channels_last if config.channels_last and info.is_image else torch.contiguous_format
         train_batches = self._train_batches(bundle, strategy, memory_format)
+        if isinstance(train_batches, LoaderBatches) and config.augment.flip and config.augment.flip_mode == "alternate":
+            self.warn_all([
+                f"--flip-mode alternate needs data held as tensors; '{c.dataset.name}' is read through a "
+                "DataLoader, so its flips are random."
+            ])
+        # airbench-style time: fitting the model to the data, training steps and evaluations
+        # (not warm-up, checkpoints, logs or hooks)
+        clock = Clock(strategy.device)
         init_from_data = getattr(model, "init_from_data", None)
         if callable(init_from_data) and isinstance(train_batches, TensorBatches):
+            clock.resume()
             sample = train_batches.normalize(train_batches.images[:5000], torch.contiguous_format)
-            init_from_data(sample.cpu())
+            init_from_data(sample)  # on the training device, where the images are
+            clock.pause()
         model = model.to(strategy.device, memory_format=memory_format)
         test_split = bundle.test
         if isinstance(test_split, TensorSplit):  # keep it resident too: evaluation is a hot path on GPUs
@@ -390,12 +416,14 @@ class Trainer:
 
         progress = EpochProgress(self.console, enabled=strategy.is_main)
         loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        if strategy.device.type == "cuda" or config.compile:
+            self._warm_up(train_model, model, info, train_batches, test_split, loss_fn, memory_format)
         train_seconds, images_seen = 0.0, 0
         final: EvalResult | None = None
-        clock = Clock(strategy.device)  # airbench-style: training plus final evaluation, nothing else
         try:
             for epoch in range(start_epoch, config.epochs + 1):
                 run.epoch = epoch
+                clock.resume()
                 first = start_step if epoch == start_epoch else 0
                 epoch_start = time.perf_counter()
                 steps_done, images, loss_avg = self._train_epoch(
@@ -410,6 +438,7 @@ class Trainer:
                 images_seen += images
                 due = epoch == config.epochs or (config.eval_every > 0 and epoch % config.eval_every == 0)
                 result = evaluate(train_model, test_split, info, strategy, config, memory_format) if due else None
+                clock.pause()
                 final = result or final
                 metrics = {
                     "event": "epoch",
@@ -432,15 +461,20 @@ class Trainer:
                 improved = result is not None and result.accuracy > best_accuracy
                 if result is not None:
                     best_accuracy = max(best_accuracy, result.accuracy)
-                save("last", epoch + 1, 0)
-                if improved:
-                    save("best", epoch + 1, 0)
+                every = config.checkpoint_every
+                checkpoint_due = epoch == config.epochs or (every > 0 and epoch % every == 0)
+                if checkpoint_due:
+                    save("last", epoch + 1, 0)
+                    if improved:
+                        save("best", epoch + 1, 0)
                 for logger in loggers:
                     logger.log(metrics)
                 if strategy.is_main:
                     self.warn_all(self.host.call_lifecycle("on_epoch_end", run=run, epoch=epoch, metrics=metrics))
                     self._write_summary(run, "running", best_accuracy, final)
                 if epoch < config.epochs and self.stop_agreed():  # a signal during evaluation or hooks
+                    if not checkpoint_due:
+                        save("last", epoch + 1, 0)
                     raise self._interrupted(f"after epoch {epoch}", run_dir)
         finally:
             progress.stop()
@@ -448,8 +482,9 @@ class Trainer:
                 logger.close()
 
         if final is None:  # nothing left to train (epochs 0, or a finished run resumed)
+            clock.resume()
             final = evaluate(train_model, test_split, info, strategy, config, memory_format)
-        timed_seconds = clock.stop()
+        timed_seconds = clock.total()
         per_class = final.per_class(info.class_names)
         if strategy.is_main:
             self._write_summary(run, "finished", max(best_accuracy, final.accuracy), final, timed_seconds)
@@ -469,6 +504,50 @@ class Trainer:
             test_split=test_split,
             timed_seconds=timed_seconds,
         )
+
+    def _warm_up(
+        self, train_model: nn.Module, model: nn.Module, info: DataInfo, batches: TensorBatches | LoaderBatches,
+        test_split: Any, loss_fn: nn.Module, memory_format: torch.memory_format,
+    ) -> None:
+        """Run each batch shape of the run once, forward and backward, and each evaluation shape
+        forward, before the clock starts: cuDNN's autotuning (and torch.compile's compilation)
+        happen on the first batch of each shape, and would otherwise be timed as training.
+        Nothing of it stays: weights, buffers, gradients and random state are put back.
+        """
+        config, device = self.config, self.strategy.device
+        start = time.perf_counter()
+        saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        random_state = rng_state()
+        b = config.batch_size
+        train_sizes = {min(b, batches.per_rank)}
+        if not config.limit_steps or config.limit_steps >= len(batches):
+            train_sizes.add(batches.per_rank % b)
+        eval_count = len(range(self.strategy.rank, len(test_split), self.strategy.world_size))
+        eval_sizes = {min(config.eval_batch_size, eval_count), eval_count % config.eval_batch_size}
+
+        def inputs(n: int) -> torch.Tensor:
+            x = torch.randn(n, *info.input_shape, device=device)
+            return x.contiguous(memory_format=memory_format) if x.dim() == 4 else x
+
+        precision = autocast(config, device)
+        train_model.train()
+        for n in sorted(train_sizes - {0}):
+            with precision:
+                loss = loss_fn(train_model(inputs(n)), torch.zeros(n, dtype=torch.long, device=device))
+            loss.backward()
+        train_model.eval()
+        with torch.inference_mode(), precision:
+            for n in sorted(eval_sizes - {0}):
+                train_model(inputs(n))
+        train_model.train()
+        for p in model.parameters():
+            p.grad = None
+        model.load_state_dict(saved)
+        set_rng_state(random_state)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        what = " and ".join(w for w, on in (("compiling", config.compile), ("cuDNN autotuning", device.type == "cuda")) if on)
+        self.say(f"Warm-up ({what}, not timed): {time.perf_counter() - start:.1f} s")
 
     def _interrupted(self, where: str, run_dir: Path | None) -> Interrupted:
         signum = self.stop.signal_number or signal.SIGTERM

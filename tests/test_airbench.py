@@ -382,3 +382,18 @@ def test_the_airbench94_recipe_runs_end_to_end_on_the_cpu(cifar_root, tmp_path):
     assert "Model: airbench" in result.output and "on the 40 test images" in result.output
     summary = (out / "summary.json").read_text()
     assert '"status": "finished"' in summary
+
+
+def test_compiled_bf16_backward_stays_finite():
+    """Regression: with amax as the global pool, torch.compile + bf16 autocast gave NaN gradients
+    (its backward found no position equal to the differently rounded max); the H100 run of
+    `--compile` diverged in its first epoch."""
+    images, labels = fake_data(32)
+    model = small_model(tta_level=0)
+    model.init_from_data(images)
+    compiled = torch.compile(model)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = F.cross_entropy(compiled(images), labels, label_smoothing=0.2)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)

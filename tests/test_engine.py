@@ -10,7 +10,7 @@ from blitz.batches import TensorBatches, augment, eval_batches
 from blitz.checkpoint import load_checkpoint
 from blitz.components import Strategy
 from blitz.config import AugmentConfig, RunConfig
-from blitz.build import check_fit
+from blitz.build import call_factory, check_fit
 from blitz.engine import StopRequest, Trainer, evaluate
 from blitz.errors import IncompatibleError, Interrupted
 from blitz.hookspecs import hookimpl
@@ -244,3 +244,94 @@ def test_onecycle_rises_then_falls_for_any_length(total):
         peak = lrs.index(max(lrs))
         assert lrs[: peak + 1] == sorted(lrs[: peak + 1]) and lrs[peak:] == sorted(lrs[peak:], reverse=True)
         assert max(lrs) == pytest.approx(0.1, rel=0.05)
+
+
+def test_alternate_flip_mirrors_each_image_every_other_epoch():
+    data = split(64)
+    alternating = batches(data, shuffle=False, batch_size=64, augment=AugmentConfig(flip=True, flip_mode="alternate"))
+    plain = batches(data, shuffle=False, batch_size=64)
+    original = next(plain.epoch(1))[0]
+
+    def mirrored(epoch: int) -> torch.Tensor:
+        images = next(alternating.epoch(epoch))[0]
+        is_mirror = torch.isclose(images, original.flip(-1)).flatten(1).all(1)
+        assert (is_mirror | torch.isclose(images, original).flatten(1).all(1)).all()  # only flips
+        return is_mirror
+
+    first, second, third = mirrored(1), mirrored(2), mirrored(3)
+    assert 10 < first.sum() < 54  # random in the first epoch
+    assert torch.equal(second, ~first) and torch.equal(third, first)  # then the other way round
+
+
+def test_alternate_flip_follows_the_example_not_its_position():
+    data = split(64)
+    alternating = batches(data, batch_size=64, augment=AugmentConfig(flip=True, flip_mode="alternate"))
+    for epoch in (1, 2):  # shuffled: each example keeps its own flip sequence
+        order = alternating.order(epoch)
+        images = next(alternating.epoch(epoch))[0]
+        expected = alternating.normalize(data.images[order], torch.contiguous_format)
+        flips = alternating.first_flips[order] ^ (epoch == 2)
+        expected = torch.where(flips.view(-1, 1, 1, 1), expected.flip(-1), expected)
+        assert torch.allclose(images, expected)
+
+
+def test_checkpoint_every_zero_writes_only_the_final_checkpoint(tmp_path, monkeypatch):
+    from blitz import checkpoint
+
+    saved = []
+    original = checkpoint.save_checkpoint
+    monkeypatch.setattr(checkpoint, "save_checkpoint", lambda path, state: (saved.append((path.stem, state.meta["epoch"])), original(path, state)))
+    Trainer(tiny_config(tmp_path, checkpoint_every=0)).fit()
+    assert [epoch for name, epoch in saved if name == "last"] == [4]  # once, after epoch 3
+    assert all(epoch == 4 for _, epoch in saved)  # best.ckpt too, if epoch 3 was the best
+    saved.clear()
+    Trainer(tiny_config(tmp_path, out=tmp_path / "two", checkpoint_every=2)).fit()
+    assert [epoch for name, epoch in saved if name == "last"] == [3, 4]  # after epochs 2 and 3
+
+
+def test_stop_between_epochs_checkpoints_even_when_none_is_due(tmp_path):
+    stops: list[StopRequest] = []
+    trainer = Trainer(tiny_config(tmp_path, checkpoint_every=0), host=host_with(StopAfterEpoch(1, stops)))
+    stops.append(trainer.stop)
+    with pytest.raises(Interrupted):
+        trainer.fit()
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").meta["epoch"] == 2
+
+
+def test_clock_sums_only_the_resumed_stretches():
+    import time
+
+    from blitz.engine import Clock
+
+    clock = Clock(torch.device("cpu"))
+    clock.resume()
+    time.sleep(0.05)
+    clock.pause()
+    time.sleep(0.3)  # paused: not counted
+    clock.resume()
+    time.sleep(0.05)
+    assert 0.09 < clock.total() < 0.25
+
+
+def test_warm_up_leaves_no_trace(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, batch_size=40, eval_batch_size=16))
+    trainer.strategy = call_factory(trainer.components.strategy, "Strategy", device=None)
+    model = build_lenet(num_classes=10, input_shape=(3, 32, 32))
+    model.fc1.register_buffer("seen", torch.zeros(1))  # a buffer each forward pass changes
+
+    sizes = []
+
+    def count(module, args):
+        module.seen.add_(1)
+        sizes.append(args[0].shape[0])
+
+    model.fc1.register_forward_pre_hook(count)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    random_before = torch.get_rng_state()
+    data = batches(split(100), batch_size=40)
+    trainer._warm_up(model, model, INFO, data, split(40), torch.nn.CrossEntropyLoss(), torch.contiguous_format)
+    assert sorted(sizes) == [8, 16, 20, 40]  # each batch shape of training and evaluation, once
+    assert model.fc1.seen.item() == 0  # and what they changed is undone
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+    assert torch.equal(torch.get_rng_state(), random_before)
