@@ -1,11 +1,11 @@
 """Batches for training and evaluation.
 
 The fast path keeps a whole split as one uint8 tensor on the training device: each epoch is an
-index permutation, and flip (random or alternating)/translate/cutout plus normalization run
-batched on that device, so the hot loop has no per-sample Python. Data sources that only offer a ``Dataset`` go through a
-classic ``DataLoader`` instead. With several processes each rank takes every ``world_size``-th
-index of the same permutation (the DistributedSampler scheme), truncated so all ranks take the
-same number of steps.
+index permutation, and flips (random or alternating), translation, cutout and normalization
+run batched on that device, so the hot loop has no per-sample Python. Data sources that only
+offer a ``Dataset`` go through a classic ``DataLoader`` instead. With several processes each
+rank takes every ``world_size``-th index of the same permutation (the DistributedSampler
+scheme), truncated so all ranks take the same number of steps.
 """
 
 from __future__ import annotations

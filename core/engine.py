@@ -221,7 +221,7 @@ class TrainResult:
     info: DataInfo
     train_seconds: float
     images_per_s: float
-    timed_seconds: float = 0.0  # training plus final evaluation (CUDA events on a GPU)
+    timed_seconds: float = 0.0  # airbench-style: data fitting, steps and evaluations (CUDA events on a GPU)
     model: nn.Module | None = None  # the trained model, unwrapped
     test_split: Any = None  # the test split as evaluated (for the report's pictures)
 
