@@ -2,23 +2,32 @@
 # The GPU measurements for docs/benchmarks.md, as one prepared run on a lent H100 (see
 # docs/benchmarks.md for how the data and the wheels get there). Writes logs and JSON under $OUT
 # (or bench/results); each part has its own time limit, and a failing part does not stop the rest.
-#   bash bench/gpu_check.sh [DATA_ROOT]      (about 8 minutes)
+#   bash bench/gpu_check.sh [DATA_ROOT [PART ...]]
+# Parts (default: all, about 11 minutes): airbench (airbench94, 5 seeds, ~2 min), compile (the
+# same with --compile, 3 seeds, ~2 min), resnet18 and tutorial (the strategy matrix, ~3 and ~5 min).
 set -uo pipefail
 DATA_ROOT=${1:-/root/cifar10}
+shift || true
+PARTS=${*:-airbench compile resnet18 tutorial}
 OUT=${OUT:-bench/results}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
+wants() { [[ " $PARTS " == *" $1 "* ]]; }
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   python3 -c "import torch, timm; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'timm', timm.__version__)"
   nproc
 } 2>&1 | tee "$OUT/gpu.txt"
-# 1. airbench94, five seeds: accuracy, airbench-style time (CUDA events) and end-to-end wall time
-timeout 160 python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 5 --out "$OUT" 2>&1 \
-  | tee "$OUT/airbench.log"
-# 2. the same with torch.compile (its compilation is warm-up: outside the timed region, inside wall time)
-timeout 100 python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 2 --fast-args=--compile \
-  --out "$OUT/compile" 2>&1 | tee "$OUT/airbench-compile.log"
-# 3. the strategy matrix: cuda / dataparallel / ddp x resnet18 / tutorial x fp32 / bf16
-timeout 220 python3 bench/strategies.py --data-root "$DATA_ROOT" --tutorial-epochs 2 --resnet-epochs 3 --timeout 60 \
-  --out "$OUT" 2>&1 | tee "$OUT/strategies.log"
+# airbench94, five seeds: accuracy, airbench-style time (CUDA events) and end-to-end wall time
+wants airbench && timeout 160 python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 5 \
+  --out "$OUT" 2>&1 | tee "$OUT/airbench.log"
+# the same with torch.compile (compilation is warm-up: outside the timed region, inside wall time)
+wants compile && timeout 150 python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 3 \
+  --fast-args=--compile --out "$OUT/compile" 2>&1 | tee "$OUT/airbench-compile.log"
+# the strategy matrix: cuda / dataparallel / ddp x workload x fp32 / bf16
+wants resnet18 && timeout 220 python3 bench/strategies.py --data-root "$DATA_ROOT" --workloads resnet18 \
+  --resnet-epochs 3 --timeout 60 --out "$OUT" 2>&1 | tee "$OUT/strategies-resnet18.log"
+# batch 4 on a GPU is launch-bound: a run takes about a minute; cut runs still report images/s
+wants tutorial && timeout 330 python3 bench/strategies.py --data-root "$DATA_ROOT" --workloads tutorial \
+  --tutorial-epochs 2 --timeout 50 --out "$OUT" 2>&1 | tee "$OUT/strategies-tutorial.log"
+exit 0

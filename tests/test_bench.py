@@ -1,0 +1,37 @@
+"""The benchmark scripts' own logic (the benchmarks themselves are not tests: `make bench`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from strategies import partial_figures, run_bounded  # noqa: E402
+
+
+def test_run_bounded_stops_the_whole_process_group():
+    start = time.perf_counter()
+    code, message = run_bounded(["sh", "-c", "sleep 60 & sleep 60; wait"], timeout=1)
+    assert time.perf_counter() - start < 15  # neither sleep kept it waiting
+    assert code != 0 and "stopped after 1 s" in message
+
+
+def test_a_cut_blitz_run_still_reports_its_speed(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "blitz", "run", "--dataset", "random", "--epochs", "10000",
+               "--strategy", "cpu", "--log-every", "20", "--out", str(out)]
+    code, _ = run_bounded(command, timeout=8)
+    assert code == 143  # blitz's own SIGTERM exit: it checkpointed first
+    assert (out / "checkpoints" / "last.ckpt").exists()
+    figures = partial_figures(out)
+    assert figures["partial"] and figures["images_per_s"] > 0 and figures["steps_done"] >= 40
+
+
+def test_partial_figures_skip_the_first_window_and_tolerate_missing_files(tmp_path):
+    records = [{"event": "step", "step": 20 * i, "images_per_s": rate} for i, rate in enumerate([10, 500, 700, 600], 1)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert partial_figures(tmp_path) == {"images_per_s": 600, "steps_done": 80, "partial": True}
+    assert partial_figures(tmp_path / "nothing") == {}
