@@ -213,3 +213,10 @@ def test_a_runs_saved_config_reruns_the_same_training(tmp_path):
     assert again.exit_code == 0, again.output
     a, b = (json.loads((d / "summary.json").read_text()) for d in (first, tmp_path / "again"))
     assert (a["last_accuracy"], a["epochs_done"], a["recipe"]) == (b["last_accuracy"], b["epochs_done"], "randomdemo")
+
+
+@pytest.mark.parametrize("flags, field", [(["--flip-mode", "sideways"], "'augment.flip_mode'"),
+                                          (["--checkpoint-every", "-1"], "'checkpoint_every'")])
+def test_bad_flip_mode_and_checkpoint_interval_are_named(flags, field):
+    result = blitz("run", *flags)
+    assert result.exit_code == 2 and field in result.output
