@@ -23,11 +23,11 @@ def test_a_cut_blitz_run_still_reports_its_speed(tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "blitz", "run", "--dataset", "random", "--epochs", "10000",
                "--strategy", "cpu", "--log-every", "20", "--out", str(out)]
-    code, _ = run_bounded(command, timeout=8)
+    code, _ = run_bounded(command, timeout=15)  # start-up alone can take seconds on a busy machine
     assert code == 143  # blitz's own SIGTERM exit: it checkpointed first
     assert (out / "checkpoints" / "last.ckpt").exists()
-    figures = partial_figures(out)
-    assert figures["partial"] and figures["images_per_s"] > 0 and figures["steps_done"] >= 40
+    figures = partial_figures(out)  # needs two step records: one past the start-up window
+    assert figures.get("partial") and figures["images_per_s"] > 0 and figures["steps_done"] > 20
 
 
 def test_partial_figures_skip_the_first_window_and_tolerate_missing_files(tmp_path):
