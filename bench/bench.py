@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -64,6 +65,15 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
         "device": manifest["device"],
         "torch": manifest["torch"],
     }
+
+
+def write_result(out: Path, prefix: str, result: dict[str, Any]) -> Path:
+    """Save ``result`` as ``<out>/<prefix>-<time>.json`` and say where."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written {path}")
+    return path
 
 
 def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -141,11 +151,8 @@ def main() -> None:
         print(f"\nframework overhead (blitz tutorial vs hand-written loop, training time): {100 * overhead:+.1f} %")
         results["overhead"] = {"blitz_vs_handwritten_train_time": overhead}
     results["machine"] = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if gpu else None,
-                          "cpus": __import__("os").cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written {path}")
+                          "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    write_result(args.out, "bench", results)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench import run_figures  # noqa: E402  (bench/bench.py, beside this file)
+from bench import run_figures, write_result  # noqa: E402  (bench/bench.py, beside this file)
 
 
 def run_bounded(command: list[str], timeout: float) -> tuple[int, str]:
@@ -100,11 +100,7 @@ def main() -> None:
                         row.update(partial_figures(out))
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-    result = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "rows": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"strategies-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written {path}")
+    write_result(args.out, "strategies", {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "rows": rows})
 
 
 if __name__ == "__main__":

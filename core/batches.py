@@ -128,7 +128,7 @@ class TensorBatches:
         self.steps_per_chunk = max(1, self.CHUNK_EXAMPLES // batch_size)
         self.generator = torch.Generator(device=device)
         self.first_flips: torch.Tensor | None = None
-        if self.augments and augment.flip and augment.flip_mode == "alternate":
+        if self.augments and augment.alternates_flips:
             # Each example's flip in epoch 1, drawn once per run (the same on every rank); later
             # epochs alternate from it, so every image is seen both ways in any two epochs.
             g = torch.Generator(device="cpu").manual_seed(mix_seed(seed, 2))

@@ -38,6 +38,11 @@ class AugmentConfig(BaseModel):
         """Whether any augmentation is on."""
         return self.flip or self.translate > 0 or self.cutout > 0
 
+    @property
+    def alternates_flips(self) -> bool:
+        """Whether flips follow the alternating scheme (which needs to know each example)."""
+        return self.flip and self.flip_mode == "alternate"
+
 
 class RunConfig(BaseModel):
     """Everything one training run needs. Unknown keys are errors."""

@@ -297,7 +297,7 @@ class Trainer:
 
         memory_format = torch.channels_last if config.channels_last and info.is_image else torch.contiguous_format
         train_batches = self._train_batches(bundle, strategy, memory_format)
-        if isinstance(train_batches, LoaderBatches) and config.augment.flip and config.augment.flip_mode == "alternate":
+        if isinstance(train_batches, LoaderBatches) and config.augment.alternates_flips:
             self.warn_all([
                 f"--flip-mode alternate needs data held as tensors; '{c.dataset.name}' is read through a "
                 "DataLoader, so its flips are random."
