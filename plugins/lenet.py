@@ -32,16 +32,27 @@ class LeNet(nn.Module):
         self.fc3 = nn.Linear(84 * width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        params = [self.conv1.weight, self.conv1.bias, self.conv2.weight, self.conv2.bias, self.fc1.weight,
-                  self.fc1.bias, self.fc2.weight, self.fc2.bias, self.fc3.weight, self.fc3.bias]
-        if self.training and self.fused_cpu_step and lenet_cpu_kernel.usable(x, params):
-            return lenet_cpu_kernel.LeNetTrainStep.apply(x, *params)
+        if self.training and self.fused_cpu_step:
+            params = self._layer_params()
+            if lenet_cpu_kernel.usable(x, params):
+                return lenet_cpu_kernel.LeNetTrainStep.apply(x, *params)
         x = self.pool(F.relu(self.conv1(x)))
         x = self.pool(F.relu(self.conv2(x)))
         x = torch.flatten(x, 1)
         x = F.relu(self.fc1(x))
         x = F.relu(self.fc2(x))
         return self.fc3(x)
+
+
+    def _layer_params(self) -> tuple[torch.Tensor, ...]:
+        """Weight and bias of each layer in order, read from the module dicts directly.
+
+        Called every step: ``self.conv1.weight`` goes through ``nn.Module.__getattr__`` twice,
+        and ten of those cost ~10 us, over 1 % of a batch-4 step.
+        """
+        c1, c2, f1, f2, f3 = (self._modules[name]._parameters for name in ("conv1", "conv2", "fc1", "fc2", "fc3"))
+        return (c1["weight"], c1["bias"], c2["weight"], c2["bias"], f1["weight"], f1["bias"],
+                f2["weight"], f2["bias"], f3["weight"], f3["bias"])
 
 
 def build_lenet(

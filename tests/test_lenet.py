@@ -24,6 +24,7 @@ def test_fused_step_matches_autograd(batch, shape, width):
     plain.load_state_dict(fused.state_dict())
     x = torch.randn(batch, *shape)
     x[0] = 0.0  # flat regions tie in max-pooling: gradients must still go where autograd sends them
+    x[1] = torch.randint(0, 2, shape).float()  # two-level pixels: repeated patches, ties everywhere
     y = torch.randint(0, 5, (batch,))
     outputs = []
     for net in (fused, plain):

@@ -1,0 +1,100 @@
+"""The optimizer plugins: LeanSGD's short path gives exactly what torch.optim.SGD gives."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from blitz.plugins.optimizers import LeanSGD, build_sgd
+
+
+def _model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+
+
+def _train(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int, scaler: torch.amp.GradScaler | None = None) -> None:
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        x = torch.randn(4, 6, generator=generator)
+        loss = model(x).square().mean()
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"momentum": 0.9},
+        {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4},
+        {"momentum": 0.8, "dampening": 0.1, "maximize": True},
+        {"momentum": 0.0, "weight_decay": 1e-3},
+    ],
+)
+def test_lean_sgd_equals_fused_sgd(options):
+    ours, theirs = _model(), _model()
+    lean = LeanSGD(ours.parameters(), lr=0.05, fused=True, **options)
+    plain = torch.optim.SGD(theirs.parameters(), lr=0.05, fused=True, **options)
+    _train(ours, lean, 6)
+    _train(theirs, plain, 6)
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        assert torch.equal(a, b)
+    for a, b in zip(lean.state.values(), plain.state.values()):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_lean_sgd_takes_the_general_path_when_a_gradient_is_missing():
+    ours, theirs = _model(), _model()
+    lean = LeanSGD(ours.parameters(), lr=0.1, momentum=0.9, fused=True)
+    plain = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9, fused=True)
+    _train(ours, lean, 2)
+    _train(theirs, plain, 2)
+    for model, optimizer in ((ours, lean), (theirs, plain)):
+        model[0].weight.requires_grad_(False)  # frozen: no gradient, SGD skips it
+        _train(model, optimizer, 2)
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_lean_sgd_under_a_gradient_scaler_matches_sgd():
+    ours, theirs = _model(), _model()
+    lean = LeanSGD(ours.parameters(), lr=0.1, momentum=0.9, fused=True)
+    plain = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9, fused=True)
+    _train(ours, lean, 4, torch.amp.GradScaler("cpu", init_scale=1024.0))
+    _train(theirs, plain, 4, torch.amp.GradScaler("cpu", init_scale=1024.0))
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_lean_sgd_checkpoints_load_into_sgd_and_back():
+    model = _model()
+    lean = build_sgd(model, lr=0.1, momentum=0.9)
+    assert isinstance(lean, LeanSGD)
+    _train(model, lean, 3)
+    plain = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, fused=True)
+    plain.load_state_dict(lean.state_dict())
+    again = LeanSGD(model.parameters(), lr=0.1, momentum=0.9, fused=True)
+    again.load_state_dict(plain.state_dict())
+    for p in model.parameters():
+        assert torch.equal(again.state[p]["momentum_buffer"], lean.state[p]["momentum_buffer"])
+
+
+def test_lean_sgd_runs_step_hooks_and_zero_grad_keeps_zeros_on_request():
+    model = _model()
+    torch.optim.SGD(model.parameters(), lr=0.1)  # torch.optim wraps SGD.step in its hook runner on first use
+    optimizer = LeanSGD(model.parameters(), lr=0.1, momentum=0.9, fused=True)
+    calls = []
+    optimizer.register_step_post_hook(lambda *_: calls.append("post"))
+    _train(model, optimizer, 3)
+    assert calls == ["post"] * 3
+    optimizer.zero_grad(set_to_none=False)
+    assert all(torch.count_nonzero(p.grad) == 0 for p in model.parameters())
+    optimizer.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
