@@ -1,7 +1,7 @@
 """A hand-written loop doing the same work as `blitz run --recipe tutorial`, for measuring overhead.
 
 The same work: one uint8 tensor, a per-epoch permutation, normalization as one multiply-add per
-batch, blitz's LeNet module (with its fused CPU step), fused SGD, one CPU thread as the recipe
+batch, blitz's LeNet module (with its fused CPU step) and SGD class, one CPU thread as the recipe
 sets, and a test evaluation per epoch; none of blitz's machinery: no plugins, no config, no
 progress bar, no logging, no checkpoints, no report.
 `make bench` compares its training time with blitz's (the target: blitz at most 5 % slower).
@@ -22,6 +22,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
 from blitz.plugins.lenet import LeNet  # noqa: E402
+from blitz.plugins.optimizers import LeanSGD  # noqa: E402
 
 
 def load(folder: Path, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,7 +52,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
     net = LeNet()
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9, fused=True)
+    optimizer = LeanSGD(net.parameters(), lr=0.001, momentum=0.9, fused=True)
     criterion = nn.CrossEntropyLoss()
     n, b = len(train_y), args.batch_size
 
