@@ -35,3 +35,17 @@ def test_partial_figures_skip_the_first_window_and_tolerate_missing_files(tmp_pa
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     assert partial_figures(tmp_path) == {"images_per_s": 600, "steps_done": 80, "partial": True}
     assert partial_figures(tmp_path / "nothing") == {}
+
+
+def test_the_step_benchmark_runs_every_variant(capsys, monkeypatch):
+    import lenet_step
+
+    monkeypatch.setattr(sys, "argv", ["lenet_step.py", "--rounds", "1", "--steps", "12", "--threads", "2"])
+    threads = lenet_step.torch.get_num_threads()
+    try:
+        lenet_step.main()
+    finally:
+        lenet_step.torch.set_num_threads(threads)  # the benchmark leaves the last variant's count
+    rows = {line.split(" x")[0] + " x" + line.split(" x")[1].split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert set(rows) == {f"{name} x{t}" for name in ("fused", "modules", "torch-sgd") for t in (1, 2)}
+    assert float(rows["fused x1"].split()[-1]) == 1.0
