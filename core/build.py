@@ -47,6 +47,15 @@ def resolve_components(config: RunConfig, host: PluginHost | None = None) -> Com
     )
 
 
+# Keywords blitz itself passes to factories (from the data, flags or the run), not --*-arg options:
+# left out of the "it takes: ..." list, which lists what a user can set.
+_SUPPLIED_BY_BLITZ = {
+    "Dataset": {"root", "download"}, "Model": {"num_classes", "input_shape"},
+    "Optimizer": {"lr", "momentum", "weight_decay"}, "Schedule": {"total_steps"},
+    "Strategy": {"device"}, "Logger": {"run_dir"},
+}
+
+
 def call_factory(resolved: Resolved, what: str, *args: Any, **kwargs: Any) -> Any:
     """Call a component factory, turning a wrong keyword into a clear usage error."""
     if resolved.entry.variant is not None:
@@ -63,7 +72,7 @@ def call_factory(resolved: Resolved, what: str, *args: Any, **kwargs: Any) -> An
         if unknown:
             options = sorted(
                 n for n, p in signature.parameters.items()
-                if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in kwargs
+                if p.kind is inspect.Parameter.KEYWORD_ONLY and n != "variant" and n not in _SUPPLIED_BY_BLITZ.get(what, ())
             )
             raise UsageError(
                 f"{what} '{resolved.name}' takes no argument '{unknown[0]}'"

@@ -75,10 +75,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"'{path}' is not a readable blitz checkpoint (truncated, corrupt, or another format): "
-            f"{reason[:200]}"
+            f"'{path}' is not a readable blitz checkpoint: {_load_failure(exc)}. Use another checkpoint "
+            "(checkpoints/best.ckpt or last.ckpt of the run), or start a new run."
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"'{path}' is not a blitz checkpoint (no '{FORMAT}' marker).")
@@ -93,6 +92,17 @@ def load_checkpoint(path: Path) -> Checkpoint:
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"'{path}' is a damaged blitz checkpoint: {exc}.") from None
     return Checkpoint(meta=meta, model=model, training=training)
+
+
+def _load_failure(exc: Exception) -> str:
+    """torch.load's error in a few words (its own text runs long and suggests unsafe options)."""
+    text = str(exc).strip()
+    if "weights_only" in text or "pickle" in type(exc).__name__.lower():
+        return "it holds pickled objects, not only tensors (another format, or damaged)"
+    if "zip archive" in text or "central directory" in text or isinstance(exc, EOFError):
+        return "truncated or not a zip archive (damaged, or still being written)"
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first if len(first) <= 100 else first[:first.rfind(" ", 0, 100)] + " ..."
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

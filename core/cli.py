@@ -179,16 +179,19 @@ def run(
         show_config(resolved.config, resolved.provenance)
         return
 
-    from blitz.plugins.strategy_ddp import launched_by_torchrun
+    from blitz.plugins.strategy_ddp import check_ddp_device, launched_by_torchrun
 
     wants_launch = any(v is not None for v in (nproc_per_node, nnodes, node_rank, rdzv_endpoint))
     if wants_launch and resolved.config.strategy != "ddp":
         raise UsageError("--nproc-per-node, --nnodes, --node-rank and --rdzv-endpoint go with --strategy ddp.")
+    if resolved.config.strategy == "ddp":
+        check_ddp_device(resolved.config.device)  # before starting processes that would each refuse it
     if resolved.config.strategy == "ddp" and not launched_by_torchrun():
         from blitz.launch import LaunchSpec, argv_after_run, launch, strip_launch_options
 
         spec = LaunchSpec(
-            nproc_per_node=nproc_per_node or 1, nnodes=nnodes or 1, node_rank=node_rank or 0,
+            nproc_per_node=1 if nproc_per_node is None else nproc_per_node,  # 0 is an error, not "default"
+            nnodes=1 if nnodes is None else nnodes, node_rank=0 if node_rank is None else node_rank,
             rdzv_endpoint=rdzv_endpoint, rdzv_backend=rdzv_backend, rdzv_id=rdzv_id,
         )
         launch(spec, strip_launch_options(argv_after_run()))
@@ -418,7 +421,7 @@ def data_verify(
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("BLITZ_COMMAND_LINE", " ".join(["blitz", *sys.argv[1:]]))
-    from blitz.plugins.strategy_ddp import launched_by_torchrun
+    from blitz.plugins.strategy_ddp import check_ddp_device, launched_by_torchrun
 
     if not launched_by_torchrun():
         app()

@@ -19,10 +19,15 @@ DATA_ROOT_ENV = "BLITZ_DATA_ROOT"
 Precision = Literal["32", "bf16", "16-mixed"]
 
 
+# Strict: a config file's `epochs = true` or `shuffle = 1` is refused, not read as 1 or true;
+# and no setting takes NaN or infinity (they only surface later as a diverged loss).
+_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
 class AugmentConfig(BaseModel):
     """Batched augmentation applied on the training device (image data only)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     flip: bool = Field(False, description="random horizontal flip, probability 0.5")
     flip_mode: Literal["random", "alternate"] = Field(
@@ -47,7 +52,7 @@ class AugmentConfig(BaseModel):
 class RunConfig(BaseModel):
     """Everything one training run needs. Unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(**_STRICT, validate_assignment=True)
 
     model: str = Field("lenet", description="model name; see `blitz list models`")
     dataset: str = Field("cifar10", description="data source name; see `blitz list datasets`")
@@ -85,9 +90,9 @@ class RunConfig(BaseModel):
     )
     cpu_threads: int | None = Field(None, ge=1, le=1024, description="PyTorch CPU threads; default: PyTorch's choice")
 
-    data_root: Path | None = Field(None, description=f"data folder; default ${DATA_ROOT_ENV} or ./data")
+    data_root: Path | None = Field(None, strict=False, description=f"data folder; default ${DATA_ROOT_ENV} or ./data")
     download: bool = Field(False, description="download the data set if missing (needs a network)")
-    out: Path | None = Field(None, description="run directory; default runs/<time>-<name>-<dataset>")
+    out: Path | None = Field(None, strict=False, description="run directory; default runs/<time>-<name>-<dataset>")
     log_every: int = Field(50, ge=1, description="steps between progress updates and step logs")
 
     model_args: dict[str, Any] = Field(default_factory=dict, description="extra model factory arguments")

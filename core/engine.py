@@ -355,6 +355,13 @@ class Trainer:
             if start_step >= steps_per_epoch:
                 start_epoch, start_step = start_epoch + 1, 0
             run.global_step = int(state.meta["global_step"])
+            done, in_progress = start_epoch - 1, start_step > 0
+            if config.epochs < done + in_progress:  # would rewrite the run's record to fewer epochs
+                raise UsageError(
+                    f"--epochs {config.epochs} is below the {done} epoch(s) this run has done"
+                    f"{' and the one in progress' if in_progress else ''}; resume with --epochs "
+                    f"{done + in_progress} or more."
+                )
             self.say(f"Resuming from {self.resume_from} at epoch {start_epoch}, step {start_step}")
             saved_total = state.meta.get("total_steps")
             if saved_total is not None and saved_total != total_steps and c.schedule.name != "constant":
@@ -622,11 +629,14 @@ class Trainer:
                 window_loss = float(window_sum) / window_steps  # the only host sync: every log_every steps
                 loss_total += window_loss * window_steps
                 if not math.isfinite(window_loss):
+                    kept = run.run_dir / "checkpoints" if run.run_dir else None
+                    saved = (
+                        f"The last good checkpoint is kept in {kept}." if kept and (kept / "last.ckpt").exists()
+                        else "No checkpoint had been saved yet."
+                    )
                     raise TrainingDivergedError(
                         f"The loss became {window_loss} by step {run.global_step} (epoch {epoch}, "
-                        f"lr {optimizer.param_groups[0]['lr']:.3g}); stopped. The last good checkpoint "
-                        f"is kept{' in ' + str(run.run_dir / 'checkpoints') if run.run_dir else ''}. "
-                        "Try a lower --lr."
+                        f"lr {optimizer.param_groups[0]['lr']:.3g}); stopped. {saved} Try a lower --lr."
                     )
                 now = time.perf_counter()
                 rate = window_images / max(now - window_start, 1e-9)

@@ -224,6 +224,8 @@ def read_image(path: Path, info: DataInfo) -> torch.Tensor:
     from PIL import Image, UnidentifiedImageError
 
     channels, height, width = info.input_shape
+    if path.is_dir():
+        raise UsageError(f"'{path}' is a folder; give image files (e.g. {path}/*.png).")
     if not path.is_file():
         raise UsageError(f"No image file '{path}'.")
     try:

@@ -46,6 +46,8 @@ def strip_launch_options(argv: list[str]) -> list[str]:
 def torchrun_args(spec: LaunchSpec, run_argv: list[str]) -> list[str]:
     if spec.nproc_per_node < 1 or spec.nnodes < 1:
         raise UsageError("--nproc-per-node and --nnodes must be at least 1.")
+    if not 0 <= spec.node_rank < spec.nnodes:
+        raise UsageError(f"--node-rank must be from 0 to --nnodes minus 1 ({spec.nnodes - 1}), got {spec.node_rank}.")
     args = [f"--nproc-per-node={spec.nproc_per_node}", "--max-restarts=0"]
     if spec.nnodes == 1 and spec.rdzv_endpoint is None:
         args.append("--standalone")  # a free local port; no rendezvous server needed

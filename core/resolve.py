@@ -73,7 +73,12 @@ def resolve_config(
         if recipe_name is not None:
             if not isinstance(recipe_name, str):
                 raise ConfigError(f"'recipe' in '{config_file}' must be a string.")
-            values = catalog.recipe_values(recipe_name)
+            try:
+                values = catalog.recipe_values(recipe_name)
+            except UnknownNameError as exc:
+                if not recipe:  # from the config file, not the command line: say so, as check_names does
+                    exc.args = (f"{exc.args[0]} (from config {config_file})",)
+                raise
             values["recipe"] = recipe_name
             layers.append(Layer(f"recipe {recipe_name}", values))
         if config_file is not None:

@@ -49,6 +49,10 @@ def new_run_dir(config: RunConfig) -> Path:
                 f"'{path}' already holds a run (with no checkpoint to resume from); choose another "
                 "--out, or delete that folder first."
             )
+        if path.is_dir() and any(path.iterdir()):  # the user's own files: never write among them
+            raise UsageError(f"--out '{path}' is a folder that is not empty and holds no blitz run; choose a new or empty folder.")
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"--out '{path}' is a file, not a folder; choose a new or empty folder.")
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         name = (config.recipe or config.model).replace("/", "_")
@@ -57,11 +61,12 @@ def new_run_dir(config: RunConfig) -> Path:
         while path.exists():
             suffix += 1
             path = runs_root() / f"{stamp}-{name}-{config.dataset}-{suffix}"
-    check_writable(path)
+    check_writable(path, "Choose another with --out." if config.out is not None else
+                   f"Choose another with --out, or another runs folder with {RUNS_DIR_ENV}.")
     return path
 
 
-def check_writable(path: Path) -> None:
+def check_writable(path: Path, advice: str = "Choose another with --out.") -> None:
     """Fail before training if the run directory cannot be created and written."""
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -69,10 +74,7 @@ def check_writable(path: Path) -> None:
         probe.write_bytes(b"x")
         probe.unlink()
     except OSError as exc:
-        raise OutputError(
-            f"Cannot write the run directory '{path}': {exc.strerror or exc}. "
-            "Choose another with --out."
-        ) from None
+        raise OutputError(f"Cannot write the run directory '{path}': {exc.strerror or exc}. {advice}") from None
 
 
 def git_commit() -> str | None:
@@ -123,8 +125,14 @@ def find_run(name: str | Path) -> Path:
 
 
 def list_runs(root: Path | None = None) -> list[dict[str, Any]]:
+    """The runs under ``root`` (default: the runs folder, which may not exist yet)."""
+    explicit = root is not None
     root = root or runs_root()
     if not root.is_dir():
+        if explicit:
+            raise UsageError(f"--root '{root}' is not a folder; give the folder that holds the run directories.")
+        if root.exists():
+            raise UsageError(f"The runs folder '{root}' ({RUNS_DIR_ENV} or ./runs) is a file; point {RUNS_DIR_ENV} at a folder.")
         return []
     rows = []
     for path in sorted(p for p in root.iterdir() if (p / "config.toml").is_file()):
@@ -142,7 +150,9 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         return []
     for line in lines:
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(record, dict):  # anything else is not a record this version wrote
+            records.append(record)
     return records

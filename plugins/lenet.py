@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blitz import hookimpl
+from blitz import UsageError, hookimpl
 from blitz.plugins import lenet_cpu_kernel
 
 
@@ -62,6 +62,8 @@ def build_lenet(
 
     ``fused_cpu_step`` trains on CPUs through one hand-written autograd node with the same math.
     """
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise UsageError(f"Model 'lenet': --model-arg width must be a whole number of at least 1, got {width!r}.")
     if len(input_shape) != 3 or input_shape[1] != input_shape[2]:
         raise ValueError(f"LeNet takes square images (C, H, W), not inputs of shape {tuple(input_shape)}")
     return LeNet(

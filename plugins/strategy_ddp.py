@@ -83,7 +83,17 @@ class DDPStrategy(Strategy):
         return f"ddp rank {self.rank}/{self.world_size} on {self.device} ({self.backend})"
 
 
+def check_ddp_device(device: str | None) -> None:
+    """ddp puts process k on GPU k (LOCAL_RANK); --device can only say 'cpu' (gloo on CPUs)."""
+    if device not in (None, "cpu"):
+        raise UsageError(
+            f"--strategy ddp takes no --device '{device}': each process uses the GPU of its local rank "
+            "(choose GPUs with CUDA_VISIBLE_DEVICES), or give --device cpu to run on CPUs."
+        )
+
+
 def build_ddp(*, device: str | None = None) -> DDPStrategy:
+    check_ddp_device(device)
     return DDPStrategy(device)
 
 

@@ -6,6 +6,7 @@ There is no network at run time: pretrained weights load only from a local file
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 from torch import nn
@@ -51,9 +52,23 @@ def build_timm(
             f"timm/{variant}: pretrained weights need a local file (there is no download): pass "
             "--model-arg pretrained_file=PATH to a .safetensors/.pth file."
         )
-    return timm.create_model(
-        variant, num_classes=num_classes, in_chans=input_shape[0], drop_rate=drop_rate, **options, **kwargs
-    )
+    try:
+        return timm.create_model(
+            variant, num_classes=num_classes, in_chans=input_shape[0], drop_rate=drop_rate, **options, **kwargs
+        )
+    except (RuntimeError, OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as exc:
+        if pretrained_file is None:
+            raise
+        # torch.load's and safetensors' own messages run to dozens of lines and suggest unsafe options
+        text = str(exc).strip()
+        if "weights_only" in text or isinstance(exc, pickle.UnpicklingError):
+            reason = "it is not a state dict that loads without running pickled code"
+        else:
+            reason = (text.splitlines()[0] if text else type(exc).__name__)[:100]
+        raise UsageError(
+            f"Pretrained weights file '{pretrained_file}' cannot be loaded into timm/{variant} ({reason}); "
+            "give a .safetensors or .pth state dict saved for this model."
+        ) from None
 
 
 @hookimpl

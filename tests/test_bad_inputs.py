@@ -1,0 +1,173 @@
+"""Bad inputs found by a review: each is refused in one line with exit 2, and nothing is lost."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from blitz.cli import app
+from blitz.runs import read_metrics
+
+runner = CliRunner()
+TINY = ("--dataset", "random", "--strategy", "cpu", "--epochs", "1", "--limit-steps", "2", "--log-every", "1")
+
+
+def blitz(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line(result) -> str:
+    return " ".join(result.output.split())
+
+
+def test_out_never_writes_into_a_folder_of_the_users_files(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "report.md").write_text("my notes")
+    result = blitz("run", *TINY, "--out", folder)
+    assert result.exit_code == 2, result.output
+    assert f"--out '{folder}' is a folder that is not empty and holds no blitz run" in one_line(result)
+    assert sorted(p.name for p in folder.iterdir()) == ["report.md"]
+    assert (folder / "report.md").read_text() == "my notes"
+
+
+def test_out_that_is_a_file_is_refused_and_an_empty_folder_is_used(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    result = blitz("run", *TINY, "--out", afile)
+    assert result.exit_code == 2 and "is a file, not a folder" in one_line(result)
+    assert afile.read_text() == "x"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert blitz("run", *TINY, "--out", empty).exit_code == 0
+    assert (empty / "config.toml").is_file()
+
+
+def test_resume_with_fewer_epochs_than_done_keeps_the_runs_record(tmp_path):
+    run = tmp_path / "run"
+    assert blitz("run", "--dataset", "random", "--strategy", "cpu", "--epochs", "2", "--limit-steps", "2",
+                 "--out", run).exit_code == 0
+    before = {name: (run / name).read_bytes() for name in ("config.toml", "summary.json")}
+    result = blitz("run", "--resume", run, "--epochs", "1")
+    assert result.exit_code == 2, result.output
+    assert "--epochs 1 is below the 2 epoch(s) this run has done; resume with --epochs 2 or more." in one_line(result)
+    assert {name: (run / name).read_bytes() for name in before} == before
+
+
+@pytest.mark.parametrize(
+    ("toml", "field", "got"),
+    [("epochs = true", "epochs", "True"), ("shuffle = 1", "shuffle", "1"), ("lr = true", "lr", "True"),
+     ("batch_size = 2.0", "batch_size", "2.0")],
+)
+def test_config_file_values_of_the_wrong_type_are_refused(tmp_path, toml, field, got):
+    path = tmp_path / "c.toml"
+    path.write_text(toml + "\n")
+    result = blitz("run", "--config", path, "--print-config")
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{field}' (from config {path})" in one_line(result) and f"got {got}." in one_line(result)
+
+
+@pytest.mark.parametrize(
+    ("flags", "field"),
+    [(["--lr", "nan"], "lr"), (["--weight-decay", "inf"], "weight_decay"), (["--mean", "nan,0,0"], "mean.0"),
+     (["--std", "1,inf,1"], "std.1")],
+)
+def test_nan_and_infinity_are_refused_up_front(flags, field):
+    result = blitz("run", "--dataset", "random", *flags, "--print-config")
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{field}' (from command line): Input should be a finite number" in one_line(result)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--nproc-per-node", "0"], "--nproc-per-node and --nnodes must be at least 1."),
+     (["--nnodes", "0"], "--nproc-per-node and --nnodes must be at least 1."),
+     (["--node-rank", "3"], "--node-rank must be from 0 to --nnodes minus 1 (0), got 3.")],
+)
+def test_ddp_launch_numbers_out_of_range_are_refused(flags, message):
+    result = blitz("run", *TINY, "--strategy", "ddp", *flags)
+    assert result.exit_code == 2, result.output
+    assert message in one_line(result)
+
+
+def test_runs_root_that_is_not_a_folder_is_an_error(tmp_path, monkeypatch):
+    result = blitz("runs", "--root", tmp_path / "nowhere")
+    assert result.exit_code == 2 and "--root" in one_line(result) and "is not a folder" in one_line(result)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    monkeypatch.setenv("BLITZ_RUNS_DIR", str(afile))
+    listing = blitz("runs")
+    assert listing.exit_code == 2 and "BLITZ_RUNS_DIR" in one_line(listing)
+    run = blitz("run", *TINY)
+    assert run.exit_code != 0 and "BLITZ_RUNS_DIR" in one_line(run)
+
+
+def test_metrics_lines_that_are_not_records_are_skipped(tmp_path: Path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("[1, 2]\n" + json.dumps({"event": "step", "step": 1}) + "\n\"text\"\n{\"event\": \"ep")
+    assert read_metrics(path) == [{"event": "step", "step": 1}]
+
+
+@pytest.mark.parametrize("width", ["-1", "0", "abc", "true", "2.5"])
+def test_a_bad_lenet_width_names_the_argument_not_the_data(width):
+    result = blitz("run", *TINY, "--model-arg", f"width={width}")
+    assert result.exit_code == 2, result.output
+    assert "Model 'lenet': --model-arg width must be a whole number of at least 1" in one_line(result)
+    assert "Traceback" not in result.output and "does not fit" not in result.output
+
+
+def test_a_pretrained_file_that_is_not_weights_is_one_line(tmp_path):
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"\x80\x04not a checkpoint at all" * 10)
+    result = blitz("run", *TINY, "--model", "resnet18", "--model-arg", f"pretrained_file={junk}")
+    assert result.exit_code == 2, result.output
+    assert f"Pretrained weights file '{junk}' cannot be loaded into timm/resnet18" in one_line(result)
+    assert "Traceback" not in result.output and "weights_only" not in result.output
+
+
+def test_a_good_pretrained_file_still_loads(tmp_path):
+    import timm
+    import torch
+
+    from blitz.plugins.timm_models import build_timm
+
+    saved = timm.create_model("resnet18", num_classes=10)
+    path = tmp_path / "r18.pth"
+    torch.save(saved.state_dict(), path)
+    model = build_timm(variant="resnet18", num_classes=10, input_shape=(3, 32, 32), pretrained_file=str(path))
+    assert torch.equal(model.conv1.weight, saved.conv1.weight)
+
+
+def test_the_list_of_accepted_arguments_includes_those_already_given():
+    result = blitz("run", *TINY, "--dataset-arg", "length=64", "--dataset-arg", "test_length=32", "--dataset-arg", "foo=1")
+    assert result.exit_code == 2
+    assert "Dataset 'random' takes no argument 'foo'; it takes: length, num_classes, seed, shape, test_length." in one_line(result)
+
+
+def test_predict_input_that_is_a_folder_is_named_as_such(tmp_path):
+    from blitz.components import DataInfo
+    from blitz.errors import UsageError
+    from blitz.evaluation import read_image
+
+    info = DataInfo(num_classes=2, input_shape=(3, 8, 8), class_names=("a", "b"))
+    with pytest.raises(UsageError, match="is a folder; give image files"):
+        read_image(tmp_path, info)
+    with pytest.raises(UsageError, match="No image file"):
+        read_image(tmp_path / "missing.png", info)
+
+
+def test_ddp_refuses_a_device_other_than_cpu_before_starting_processes():
+    result = blitz("run", *TINY, "--strategy", "ddp", "--device", "cuda:0")
+    assert result.exit_code == 2, result.output
+    assert "--strategy ddp takes no --device 'cuda:0'" in one_line(result) and "CUDA_VISIBLE_DEVICES" in one_line(result)
+
+
+def test_an_unknown_recipe_in_a_config_file_says_where_it_came_from(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('recipe = "tutoral"\n')
+    result = blitz("run", "--config", path, "--print-config")
+    assert result.exit_code == 2
+    assert f"Unknown recipe 'tutoral'. Did you mean 'tutorial'? See 'blitz list recipes'. (from config {path})" in one_line(result)
