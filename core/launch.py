@@ -7,6 +7,7 @@ machines, and ends the whole job when any rank fails.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -71,6 +72,10 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
     from torch.distributed.run import main as torchrun_main
 
     args = torchrun_args(spec, run_argv)
+    if spec.nproc_per_node > 1:
+        # torchrun's own default for several processes per machine, set here so that it does not
+        # print a four-line warning about choosing it; --cpu-threads still sets each process's count.
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         torchrun_main(args)
     except SignalException as exc:  # Ctrl-C or SIGTERM reached the launcher; workers save and stop
