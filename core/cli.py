@@ -421,7 +421,7 @@ def data_verify(
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("BLITZ_COMMAND_LINE", " ".join(["blitz", *sys.argv[1:]]))
-    from blitz.plugins.strategy_ddp import check_ddp_device, launched_by_torchrun
+    from blitz.plugins.strategy_ddp import launched_by_torchrun
 
     if not launched_by_torchrun():
         app()
