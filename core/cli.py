@@ -240,10 +240,14 @@ def _list_kind(kind: str, pattern: str, as_json: bool) -> None:
             rows.append({"name": name, "description": recipe.description, "measured": recipe.measured})
     else:
         registry = get_host().registries[kind]
+        aliases = catalog.entries(kind)
         for entry in registry.entries():
             name = entry.name.replace("/*", "/<name>")
-            rows.append({"name": name, "description": entry.description, "plugin": entry.plugin})
-        for name, alias in sorted(catalog.entries(kind).items()):
+            # registry.toml's own entry for the same name, where it has one, says more
+            same = aliases.get(entry.name)
+            description = same.description if same is not None and same.description else entry.description
+            rows.append({"name": name, "description": description, "plugin": entry.plugin})
+        for name, alias in sorted(aliases.items()):
             if alias.component and alias.component != name:
                 rows.append({
                     "name": name, "description": alias.description or f"= {alias.component}",

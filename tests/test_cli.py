@@ -219,3 +219,9 @@ def test_a_runs_saved_config_reruns_the_same_training(tmp_path):
 def test_bad_flip_mode_and_checkpoint_interval_are_named(flags, field):
     result = blitz("run", *flags)
     assert result.exit_code == 2 and field in result.output
+
+
+def test_list_shows_the_catalogs_description_for_a_plugins_own_name():
+    rows = {r["name"]: r for r in json.loads(blitz("list", "models", "--json").output)}
+    assert rows["lenet"]["description"].startswith("The tutorial's LeNet: conv 3-6-16 5x5")  # registry.toml's text
+    assert rows["lenet"]["plugin"] == "lenet"
