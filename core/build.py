@@ -162,9 +162,11 @@ def build_model(resolved: Resolved, info: DataInfo, config: RunConfig) -> nn.Mod
             ) from None
         raise UsageError(f"Model '{resolved.name}' rejected its arguments {args}: {exc}.") from None
     except ValueError as exc:  # the factory's own check of shapes or arguments
+        given = f" with --model-arg {config.model_args}" if config.model_args else ""
         raise IncompatibleError(
             f"Model '{resolved.name}' does not fit dataset '{config.dataset}': it cannot be built for "
-            f"inputs of shape {tuple(info.input_shape)} with {info.num_classes} classes ({exc})."
+            f"inputs of shape {tuple(info.input_shape)} with {info.num_classes} classes{given} ({exc})."
+            + (" Check those arguments too." if given else "")
         ) from None
     if not isinstance(model, nn.Module):
         raise UsageError(f"Model '{resolved.name}' returned {type(model).__name__}, not an nn.Module.")
