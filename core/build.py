@@ -17,7 +17,7 @@ from torch import nn
 from blitz.catalog import Resolved, load_catalog, resolve
 from blitz.components import DataBundle, DataInfo, TensorSplit
 from blitz.config import RunConfig
-from blitz.errors import DataError, IncompatibleError, UsageError
+from blitz.errors import DataError, IncompatibleError, PluginError, UsageError
 from blitz.plugin_host import PluginHost, get_host
 
 
@@ -69,6 +69,13 @@ def call_factory(resolved: Resolved, what: str, *args: Any, **kwargs: Any) -> An
     ):
         accepted = set(signature.parameters)
         unknown = sorted(set(kwargs) - accepted)
+        ours = [k for k in unknown if k == "variant" or k in _SUPPLIED_BY_BLITZ.get(what, ())]
+        if ours:
+            raise PluginError(
+                f"{what} '{resolved.name}' of plugin '{resolved.entry.plugin}' does not accept '{ours[0]}', "
+                f"which blitz passes to every {what.lower()} factory: the factory's signature is wrong "
+                "(see 'Factory contracts' in docs/plugins.md)."
+            )
         if unknown:
             options = sorted(
                 n for n, p in signature.parameters.items()
@@ -96,12 +103,22 @@ def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
         bundle = call_factory(
             resolved, "Dataset", root=config.resolved_data_root(), download=config.download, **args
         )
-    except (ValueError, TypeError) as exc:  # the factory's own check of its options
-        raise UsageError(f"Dataset '{resolved.name}' rejected its options {args}: {exc}") from None
+    except (ValueError, TypeError) as exc:  # the factory's own check of its options (or of its tensors)
+        given = f" with options {args}" if args else ""
+        raise UsageError(f"Dataset '{resolved.name}' could not be built{given}: {exc}") from None
     if not isinstance(bundle, DataBundle):
         raise DataError(f"Dataset '{resolved.name}' returned {type(bundle).__name__}, not a DataBundle.")
+    info = bundle.info
+    if info.is_image and info.mean and (
+        len(info.mean) != info.input_shape[0] or any(not s > 0 for s in info.std)
+    ):
+        raise DataError(
+            f"Dataset '{resolved.name}' declares mean {list(info.mean)} and std {list(info.std)} for "
+            f"{info.input_shape[0]} channels: a plugin bug (one value per channel, std above 0)."
+        )
     for split_name, split in (("train", bundle.train), ("test", bundle.test)):
         if isinstance(split, TensorSplit) and len(split):
+            _check_tensor_split(resolved.name, split_name, split, info)
             low, high = int(split.labels.min()), int(split.labels.max())
             if low < 0 or high >= bundle.info.num_classes:
                 raise DataError(
@@ -111,6 +128,21 @@ def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
         if len(split) == 0:
             raise DataError(f"Dataset '{resolved.name}' has an empty {split_name} split.")
     return bundle
+
+
+def _check_tensor_split(name: str, split_name: str, split: TensorSplit, info: DataInfo) -> None:
+    """A data source's tensors against its own DataInfo (a plugin bug caught now, not mid-training)."""
+    images = split.images
+    if tuple(images.shape[1:]) != tuple(info.input_shape):
+        raise DataError(
+            f"Dataset '{name}' {split_name} images have shape {tuple(images.shape[1:])} each, but its "
+            f"DataInfo says input_shape {tuple(info.input_shape)}: a plugin bug."
+        )
+    if images.dtype != torch.uint8 and not images.dtype.is_floating_point:
+        raise DataError(
+            f"Dataset '{name}' {split_name} images are {images.dtype}: give uint8 pixels (normalized and "
+            "augmented by blitz) or float features, not another integer type."
+        )
 
 
 def with_normalization(info: DataInfo, config: RunConfig) -> DataInfo:
@@ -197,3 +229,19 @@ def check_fit(model: nn.Module, info: DataInfo, model_name: str, dataset_name: s
             f"{tuple(info.input_shape)} to {got}, but the dataset has {info.num_classes} classes "
             f"(expected (N, {info.num_classes}))."
         )
+
+
+def check_returned(resolved: Resolved, what: str, value: Any, wanted: type | tuple[str, ...]) -> Any:
+    """A factory's result, if it is what blitz needs: an instance of ``wanted``, or an object
+    with the methods named in it. Anything else is the plugin's bug, said before training."""
+    if isinstance(wanted, type):
+        ok, needs = isinstance(value, wanted), f"a {wanted.__module__}.{wanted.__qualname__}"
+    else:
+        ok, needs = all(callable(getattr(value, m, None)) for m in wanted), "an object with " + ", ".join(f"{m}()" for m in wanted)
+    if not ok:
+        raise PluginError(
+            f"{what} '{resolved.name}' of plugin '{resolved.entry.plugin}' returned {type(value).__name__}, "
+            f"not {needs}."
+        )
+    return value
+

@@ -14,7 +14,7 @@ import random
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from blitz.build import (
     call_with_options,
     check_augment,
     check_fit,
+    check_returned,
     load_data,
     resolve_components,
     with_normalization,
@@ -106,6 +107,29 @@ def evaluate(
         confusion=matrix,
         count=count,
     )
+
+
+class GuardedLogger:
+    """A logger plugin's ``log``/``close``, each protected: a logger's bug must not end hours of
+    training (nor keep the loggers after it from closing). It is turned off at its first error."""
+
+    def __init__(self, name: str, logger: Any, warn: Callable[[list[str]], None]) -> None:
+        self.name, self.logger, self.warn, self.failed = name, logger, warn, False
+
+    def log(self, record: dict[str, Any]) -> None:
+        self._call("log", record)
+
+    def close(self) -> None:
+        self._call("close")
+
+    def _call(self, method: str, *args: Any) -> None:
+        if self.failed:
+            return
+        try:
+            getattr(self.logger, method)(*args)
+        except Exception as exc:
+            self.failed = True
+            self.warn([f"logger '{self.name}' raised in {method}(): {type(exc).__name__}: {exc}; it is off for the rest of this run."])
 
 
 @dataclass
@@ -256,7 +280,9 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         config, c = self.config, self.components
-        strategy: Strategy = call_factory(c.strategy, "Strategy", device=config.device)
+        strategy: Strategy = check_returned(
+            c.strategy, "Strategy", call_factory(c.strategy, "Strategy", device=config.device), Strategy
+        )
         self.strategy = strategy
         strategy.setup()
         try:
@@ -316,19 +342,19 @@ class Trainer:
         if isinstance(test_split, TensorSplit):  # keep it resident too: evaluation is a hot path on GPUs
             test_split = TensorSplit(test_split.images.to(strategy.device), test_split.labels.to(strategy.device))
 
-        optimizer = call_with_options(
+        optimizer = check_returned(c.optimizer, "Optimizer", call_with_options(
             c.optimizer, "Optimizer", model,
             lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
             **{**c.optimizer.defaults, **config.optimizer_args},
-        )
+        ), torch.optim.Optimizer)
         steps_per_epoch = len(train_batches)
         if config.limit_steps:
             steps_per_epoch = min(steps_per_epoch, config.limit_steps)
         total_steps = max(1, steps_per_epoch * config.epochs)
-        scheduler = call_with_options(
+        scheduler = check_returned(c.schedule, "Schedule", call_with_options(
             c.schedule, "Schedule", optimizer, total_steps=total_steps,
             **{**c.schedule.defaults, **config.schedule_args},
-        )
+        ), ("step", "state_dict", "load_state_dict"))
         scaler = torch.amp.GradScaler(strategy.device.type, enabled=config.precision == "16-mixed")
         train_model = strategy.wrap(model)
         if config.compile:
@@ -674,7 +700,10 @@ class Trainer:
     def _start_loggers(self, run_dir: Path | None) -> list[Any]:
         if run_dir is None:
             return []
-        return [call_factory(r, "Logger", run_dir=run_dir) for r in self.components.loggers]
+        return [
+            GuardedLogger(r.name, check_returned(r, "Logger", call_factory(r, "Logger", run_dir=run_dir), ("log", "close")), self.warn_all)
+            for r in self.components.loggers
+        ]
 
     def _write_summary(self, run: TrainingRun, status: str, best: float, last: EvalResult | None, timed: float | None = None) -> None:
         if run.run_dir is None:

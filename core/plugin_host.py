@@ -85,20 +85,23 @@ class PluginSource:
 
 
 def discover() -> list[PluginSource]:
-    """The installed plugins: built-ins first, then the rest by name."""
-    sources: dict[str, PluginSource] = {}
+    """The installed plugins: built-ins first, then the rest by name.
+
+    Two entry points with one name are both returned (the host loads the first and reports the
+    second), so a package cannot silently replace a built-in plugin by reusing its name; the same
+    entry point seen twice (a distribution on ``sys.path`` twice) counts once.
+    """
+    sources: dict[tuple[str, str, str], PluginSource] = {}
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = getattr(ep, "dist", None)
-        sources.setdefault(
-            ep.name,
-            PluginSource(
-                name=ep.name,
-                load=ep.load,
-                module=ep.value,
-                distribution=dist.name if dist else "unknown",
-                version=dist.version if dist else "unknown",
-            ),
+        source = PluginSource(
+            name=ep.name,
+            load=ep.load,
+            module=ep.value,
+            distribution=dist.name if dist else "unknown",
+            version=dist.version if dist else "unknown",
         )
+        sources.setdefault((source.name, source.module, source.distribution), source)
     return sorted(sources.values(), key=lambda s: (not s.builtin, s.name))
 
 
@@ -131,6 +134,7 @@ class PluginHost:
         self._reject_unknown_hooks()
         for kind in KINDS:
             self._collect(kind)
+        self._reject_catalog_clashes()
 
     def _load(self, source: PluginSource, allowed: set[str] | None) -> None:
         if source.name in self.records:
@@ -153,7 +157,7 @@ class PluginHost:
         try:
             plugin = source.load()
             self.pm.register(plugin, name=source.name)
-        except Exception as exc:  # a broken plugin must never stop the CLI
+        except (Exception, SystemExit) as exc:  # a broken plugin must never stop the CLI (sys.exit included)
             record.errors.append(f"failed to load: {_short_error(exc)}")
             return
         record.loaded = True
@@ -194,6 +198,34 @@ class PluginHost:
                 impl.function(**({"register": register} if impl.argnames else {}))
             except Exception as exc:
                 record.errors.append(f"raised in register_{kind}: {_short_error(exc)}")
+
+    def _reject_catalog_clashes(self) -> None:
+        """A third-party name that registry.toml already gives to another component is refused.
+
+        The catalog's alias wins when a name is resolved, so such a registration could never be
+        used; it would only show up in `blitz list` looking like the alias.
+        """
+        from blitz.catalog import load_catalog
+        from blitz.errors import BlitzError
+
+        try:
+            catalog = load_catalog()
+        except BlitzError:
+            return  # a broken catalog is reported where it is used
+        for kind, registry in self.registries.items():
+            for name, alias in catalog.entries(kind).items():
+                if not alias.component or alias.component == name or name not in registry.names():
+                    continue
+                entry = registry.get(name)
+                record = self.records.get(entry.plugin)
+                if record is None or record.builtin:
+                    continue
+                registry.remove(name)
+                record.registers[kind].remove(name)
+                record.errors.append(
+                    f"registers {registry.kind} '{name}', a name registry.toml gives to '{alias.component}'; "
+                    "the catalog's entry is kept: register another name"
+                )
 
     def start_run(self) -> None:
         """Forget lifecycle hooks disabled during an earlier run in this process."""

@@ -67,6 +67,10 @@ class Registry:
             )
         self._entries[entry.name] = entry
 
+    def remove(self, name: str) -> None:
+        """Drop the entry registered under exactly ``name``."""
+        del self._entries[name]
+
     def get(self, name: str) -> Entry:
         """The entry for ``name``, resolving families; unknown names raise UnknownNameError."""
         entry = self._entries.get(name)

@@ -1,0 +1,171 @@
+"""A plugin author's mistakes, found by a review: each is named as the plugin's, before training,
+and never breaks blitz's own components."""
+
+from __future__ import annotations
+
+from io import StringIO
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+from rich.console import Console
+from torch import nn
+
+from blitz import DataBundle, DataInfo, TensorSplit, hookimpl
+from blitz.config import RunConfig
+from blitz.engine import Trainer
+from blitz.errors import DataError, PluginError, UsageError
+from blitz.plugin_host import PluginHost, PluginSource, discover, local_source
+from blitz.runs import read_json
+
+
+def builtins() -> list[PluginSource]:
+    return [s for s in discover() if s.builtin]
+
+
+def host_with(plugin: object, name: str = "mine") -> PluginHost:
+    return PluginHost([*builtins(), local_source(plugin, name)])
+
+
+def config(tmp_path: Path, **changes: Any) -> RunConfig:
+    values: dict[str, Any] = dict(
+        model="lenet", dataset="random", epochs=1, batch_size=50, strategy="cpu",
+        dataset_args={"length": 100, "test_length": 50}, out=tmp_path / "run",
+    )
+    values.update(changes)
+    return RunConfig(**values)
+
+
+def fit(tmp_path: Path, plugin: object, **changes: Any):
+    console = Console(file=StringIO(), width=300)
+    trainer = Trainer(config(tmp_path, **changes), host=host_with(plugin), console=console)
+    return trainer.fit(), console.file.getvalue()
+
+
+def test_an_entry_point_reusing_a_builtin_name_is_reported_not_swapped_in(monkeypatch):
+    from blitz import plugin_host
+
+    def entry_point(name: str, value: str, dist: str) -> SimpleNamespace:
+        return SimpleNamespace(name=name, value=value, dist=SimpleNamespace(name=dist, version="1"), load=lambda: object())
+
+    points = [entry_point("optimizers", "myopt", "evil"), entry_point("optimizers", "blitz.plugins.optimizers", "blitz"),
+              entry_point("optimizers", "blitz.plugins.optimizers", "blitz")]  # the same one seen twice
+    monkeypatch.setattr(plugin_host.importlib.metadata, "entry_points", lambda group: points)
+    sources = discover()
+    assert [(s.name, s.distribution) for s in sources] == [("optimizers", "blitz"), ("optimizers", "evil")]
+    host = PluginHost(sources)
+    record = host.records["optimizers"]
+    assert record.builtin and any("a second plugin named 'optimizers' (myopt from evil) was not loaded" in e for e in record.errors)
+
+
+def test_sys_exit_while_importing_a_plugin_is_caught():
+    def load() -> object:
+        raise SystemExit("need a GPU")
+
+    host = PluginHost([*builtins(), PluginSource("exits", load, "exits_module", "exits-dist", "1")])
+    assert host.records["exits"].errors == ["failed to load: SystemExit: need a GPU (test_plugin_mistakes.py:70)"] or \
+        host.records["exits"].errors[0].startswith("failed to load: SystemExit: need a GPU")
+    assert "sgd" in host.registries["optimizers"].names()
+
+
+def test_a_name_the_catalog_gives_to_another_component_is_refused():
+    class Shadow:
+        @hookimpl
+        def register_models(self, register):
+            register("resnet18", lambda *, num_classes, input_shape: nn.Linear(1, num_classes), description="mine")
+
+    host = host_with(Shadow(), "shadow")
+    assert "resnet18" not in host.registries["models"].names()
+    assert any("registers model 'resnet18', a name registry.toml gives to 'timm/resnet18'" in e for e in host.records["shadow"].errors)
+
+
+class Plugin:
+    """Registers whatever the test puts in ``models``, ``datasets``, ``optimizers``, ``loggers``."""
+
+    def __init__(self, **kinds: dict[str, Any]) -> None:
+        self.kinds = kinds
+
+    def _register(self, kind: str, register) -> None:
+        for name, factory in self.kinds.get(kind, {}).items():
+            register(name, factory, description=name)
+
+    @hookimpl
+    def register_models(self, register):
+        self._register("models", register)
+
+    @hookimpl
+    def register_datasets(self, register):
+        self._register("datasets", register)
+
+    @hookimpl
+    def register_optimizers(self, register):
+        self._register("optimizers", register)
+
+    @hookimpl
+    def register_loggers(self, register):
+        self._register("loggers", register)
+
+
+def test_a_factory_missing_a_keyword_blitz_passes_is_the_plugins_bug(tmp_path):
+    plugin = Plugin(models={"wrongsig": lambda *, num_classes, shape=None: nn.Linear(1, 1)})
+    with pytest.raises(PluginError, match="Model 'wrongsig' of plugin 'mine' does not accept 'input_shape', which blitz passes"):
+        fit(tmp_path, plugin, model="wrongsig")
+
+
+def test_an_optimizer_factory_returning_none_is_named(tmp_path):
+    plugin = Plugin(optimizers={"nothing": lambda model, *, lr, momentum, weight_decay: None})
+    with pytest.raises(PluginError, match=r"Optimizer 'nothing' of plugin 'mine' returned NoneType, not a torch\.optim\.optimizer\.Optimizer"):
+        fit(tmp_path, plugin, optimizer="nothing")
+
+
+class RaisingLogger:
+    def __init__(self, *, run_dir: Path) -> None:
+        self.run_dir = run_dir
+
+    def log(self, record: dict[str, Any]) -> None:
+        raise RuntimeError("disk on fire")
+
+    def close(self) -> None:
+        raise RuntimeError("cannot close")
+
+
+def test_a_logger_that_raises_is_turned_off_and_the_run_finishes(tmp_path):
+    plugin = Plugin(loggers={"fragile": RaisingLogger})
+    result, output = fit(tmp_path, plugin, loggers=["fragile", "jsonl"], epochs=2, log_every=1)
+    assert len(result.history) == 2
+    text = " ".join(output.split())
+    assert "logger 'fragile' raised in log(): RuntimeError: disk on fire; it is off for the rest of this run." in text
+    assert "cannot close" not in text  # off after its first error
+    run = tmp_path / "run"
+    assert read_json(run / "summary.json")["status"] == "finished"
+    assert (run / "metrics.jsonl").read_text().count('"event": "epoch"') == 2  # the logger after it still ran
+
+
+def _source(info: DataInfo, images: torch.Tensor, labels: torch.Tensor):
+    def build(*, root, download):
+        return DataBundle(TensorSplit(images, labels), TensorSplit(images, labels), info)
+
+    return build
+
+
+@pytest.mark.parametrize(
+    ("info", "images", "labels", "message"),
+    [
+        (DataInfo(num_classes=2, class_names=("a", "b"), input_shape=(3, 8, 8)), torch.zeros(4, 3, 16, 16, dtype=torch.uint8),
+         torch.zeros(4, dtype=torch.long), r"images have shape \(3, 16, 16\) each, but its DataInfo says input_shape \(3, 8, 8\)"),
+        (DataInfo(num_classes=2, class_names=("a", "b"), input_shape=(3, 8, 8)), torch.zeros(4, 3, 8, 8, dtype=torch.int64),
+         torch.zeros(4, dtype=torch.long), "images are torch.int64: give uint8 pixels"),
+        (DataInfo(num_classes=2, class_names=("a", "b"), input_shape=(3, 8, 8)), torch.zeros(4, 3, 8, 8, dtype=torch.uint8),
+         torch.zeros(4), "could not be built: TensorSplit labels must be integer class indices, not torch.float32"),
+        (DataInfo(num_classes=2, class_names=("a", "b"), input_shape=(3, 8, 8), mean=(0.5,), std=(0.2,)), torch.zeros(4, 3, 8, 8, dtype=torch.uint8),
+         torch.zeros(4, dtype=torch.long), r"declares mean \[0.5\] and std \[0.2\] for 3 channels"),
+        (DataInfo(num_classes=2, class_names=("a", "b"), input_shape=(3, 8, 8), mean=(0.5,) * 3, std=(0.2, 0.0, 0.2)), torch.zeros(4, 3, 8, 8, dtype=torch.uint8),
+         torch.zeros(4, dtype=torch.long), "std above 0"),
+    ],
+)
+def test_a_data_source_inconsistent_with_its_own_datainfo_fails_before_training(tmp_path, info, images, labels, message):
+    plugin = Plugin(datasets={"odd": _source(info, images, labels)}, models={"small": lambda *, num_classes, input_shape: nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, num_classes))})
+    with pytest.raises((DataError, UsageError), match=message):
+        fit(tmp_path, plugin, dataset="odd", model="small", dataset_args={}, batch_size=2)
