@@ -113,6 +113,8 @@ def _allowed_third_party() -> set[str] | None:
 
 
 def _short_error(exc: BaseException) -> str:
+    if isinstance(exc, SyntaxError) and exc.filename:  # the plugin's own line, not importlib's
+        return f"{type(exc).__name__}: {exc.msg} ({exc.filename.rsplit('/', 1)[-1]}:{exc.lineno})"
     last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" ({last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""
     return f"{type(exc).__name__}: {exc}{where}"
