@@ -43,6 +43,7 @@ from blitz.components import DataBundle, DataInfo, Strategy, TensorSplit
 from blitz.config import RunConfig
 from blitz.errors import (
     BlitzError,
+    DataError,
     Interrupted,
     OutputError,
     TrainingDivergedError,
@@ -632,7 +633,16 @@ class Trainer:
             if steps_done >= steps:
                 break
             with precision:
-                loss = loss_fn(model(inputs), labels)
+                try:
+                    loss = loss_fn(model(inputs), labels)
+                except IndexError as exc:  # cross-entropy's "Target 7 is out of bounds" (CPU)
+                    if "out of bounds" not in str(exc):
+                        raise
+                    raise DataError(
+                        f"Dataset '{config.dataset}' gave a label outside 0..{run.info.num_classes - 1} at step "
+                        f"{steps_done} of epoch {epoch} ({exc}): a data-source bug (its labels must be class "
+                        "indices below DataInfo.num_classes)."
+                    ) from None
             optimizer.zero_grad(set_to_none=True)
             if use_scaler:  # fp16: scale the loss so small gradients survive, unscale before the step
                 scaler.scale(loss).backward()

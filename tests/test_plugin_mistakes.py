@@ -186,3 +186,21 @@ def test_a_syntax_error_in_a_plugin_names_the_plugins_file_and_line(tmp_path):
     host = PluginHost([PluginSource("syntaxbad", load, "syntaxbad", "syntaxbad-dist", "1")])
     (error,) = host.records["syntaxbad"].errors
     assert error.startswith("failed to load: SyntaxError: ") and error.endswith("(syntaxbad.py:3)")
+
+
+class LabelledDataset(torch.utils.data.Dataset):
+    """A Dataset (not a TensorSplit) whose labels run past num_classes."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int):
+        return torch.zeros(3, 8, 8, dtype=torch.uint8), i % 5  # 0..4, for 3 classes
+
+
+def test_a_dataset_split_with_labels_past_num_classes_is_a_data_error_not_a_traceback(tmp_path):
+    info = DataInfo(num_classes=3, class_names=("a", "b", "c"), input_shape=(3, 8, 8))
+    source = lambda *, root, download: DataBundle(LabelledDataset(), LabelledDataset(), info)  # noqa: E731
+    plugin = Plugin(datasets={"loose": source}, models={"small": lambda *, num_classes, input_shape: nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, num_classes))})
+    with pytest.raises(DataError, match=r"Dataset 'loose' gave a label outside 0\.\.2 at step \d+ of epoch 1"):
+        fit(tmp_path, plugin, dataset="loose", model="small", dataset_args={}, batch_size=8)
