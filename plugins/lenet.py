@@ -43,7 +43,6 @@ class LeNet(nn.Module):
         x = F.relu(self.fc2(x))
         return self.fc3(x)
 
-
     def _layer_params(self) -> tuple[torch.Tensor, ...]:
         """Weight and bias of each layer in order, read from the module dicts directly.
 
