@@ -94,7 +94,7 @@ def call_with_options(resolved: Resolved, what: str, *args: Any, **kwargs: Any) 
         return call_factory(resolved, what, *args, **kwargs)
     except (ValueError, TypeError) as exc:
         options = {k: v for k, v in kwargs.items() if k not in ("total_steps",)}
-        raise UsageError(f"{what} '{resolved.name}' rejected its options {options}: {exc}") from None
+        raise UsageError(f"{what} '{resolved.name}' rejected its options {options}: {exc}") from exc  # --debug shows the factory's own traceback
 
 
 def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
@@ -105,7 +105,7 @@ def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
         )
     except (ValueError, TypeError) as exc:  # the factory's own check of its options (or of its tensors)
         given = f" with options {args}" if args else ""
-        raise UsageError(f"Dataset '{resolved.name}' could not be built{given}: {exc}") from None
+        raise UsageError(f"Dataset '{resolved.name}' could not be built{given}: {exc}") from exc  # --debug shows the factory's own traceback
     if not isinstance(bundle, DataBundle):
         raise DataError(f"Dataset '{resolved.name}' returned {type(bundle).__name__}, not a DataBundle.")
     info = bundle.info
@@ -191,15 +191,15 @@ def build_model(resolved: Resolved, info: DataInfo, config: RunConfig) -> nn.Mod
             raise IncompatibleError(
                 f"Model '{resolved.name}' does not fit dataset '{config.dataset}': it cannot be built for "
                 f"inputs of shape {tuple(info.input_shape)} with {info.num_classes} classes ({exc})."
-            ) from None
-        raise UsageError(f"Model '{resolved.name}' rejected its arguments {args}: {exc}.") from None
+            ) from exc  # --debug shows the factory's own traceback
+        raise UsageError(f"Model '{resolved.name}' rejected its arguments {args}: {exc}.") from exc  # --debug shows the factory's own traceback
     except ValueError as exc:  # the factory's own check of shapes or arguments
         given = f" with --model-arg {config.model_args}" if config.model_args else ""
         raise IncompatibleError(
             f"Model '{resolved.name}' does not fit dataset '{config.dataset}': it cannot be built for "
             f"inputs of shape {tuple(info.input_shape)} with {info.num_classes} classes{given} ({exc})."
             + (" Check those arguments too." if given else "")
-        ) from None
+        ) from exc  # --debug shows the factory's own traceback
     if not isinstance(model, nn.Module):
         raise UsageError(f"Model '{resolved.name}' returned {type(model).__name__}, not an nn.Module.")
     return model
@@ -219,7 +219,7 @@ def check_fit(model: nn.Module, info: DataInfo, model_name: str, dataset_name: s
             f"Model '{model_name}' does not fit dataset '{dataset_name}': inputs of shape "
             f"{tuple(info.input_shape)} with {info.num_classes} classes fail in the model ({detail}). "
             "Pick a model made for this input size, or pass model arguments with --model-arg."
-        ) from None
+        ) from exc  # --debug shows the model's own traceback
     finally:
         model.train(was_training)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, info.num_classes):
