@@ -76,7 +76,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(
-            f"'{path}' is not a readable blitz checkpoint: {_load_failure(exc)}. Use another checkpoint "
+            f"'{path}' is not a readable blitz checkpoint: {describe_load_failure(exc)}. Use another checkpoint "
             "(checkpoints/best.ckpt or last.ckpt of the run), or start a new run."
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -94,8 +94,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
     return Checkpoint(meta=meta, model=model, training=training)
 
 
-def _load_failure(exc: Exception) -> str:
-    """torch.load's error in a few words (its own text runs long and suggests unsafe options)."""
+def describe_load_failure(exc: BaseException) -> str:
+    """torch.load's (or safetensors') error in a few words: their own text runs long and
+    suggests unsafe options. Used for checkpoints and for pretrained weight files."""
     text = str(exc).strip()
     if "weights_only" in text or "pickle" in type(exc).__name__.lower():
         return "it holds pickled objects, not only tensors (another format, or damaged)"

@@ -12,6 +12,7 @@ from pathlib import Path
 from torch import nn
 
 from blitz import UsageError, hookimpl
+from blitz.checkpoint import describe_load_failure
 
 
 def _is_timm_model(name: str) -> bool:
@@ -59,14 +60,9 @@ def build_timm(
     except (RuntimeError, OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as exc:
         if pretrained_file is None:
             raise
-        # torch.load's and safetensors' own messages run to dozens of lines and suggest unsafe options
-        text = str(exc).strip()
-        if "weights_only" in text or isinstance(exc, pickle.UnpicklingError):
-            reason = "it is not a state dict that loads without running pickled code"
-        else:
-            reason = (text.splitlines()[0] if text else type(exc).__name__)[:100]
         raise UsageError(
-            f"Pretrained weights file '{pretrained_file}' cannot be loaded into timm/{variant} ({reason}); "
+            f"Pretrained weights file '{pretrained_file}' cannot be loaded into timm/{variant} "
+            f"({describe_load_failure(exc)}); "
             "give a .safetensors or .pth state dict saved for this model."
         ) from None
 

@@ -14,33 +14,20 @@ from rich.console import Console
 from torch import nn
 
 from blitz import DataBundle, DataInfo, TensorSplit, hookimpl
-from blitz.config import RunConfig
 from blitz.engine import Trainer
 from blitz.errors import DataError, PluginError, UsageError
 from blitz.plugin_host import PluginHost, PluginSource, discover, local_source
 from blitz.runs import read_json
-
-
-def builtins() -> list[PluginSource]:
-    return [s for s in discover() if s.builtin]
+from tests.test_plugins import builtins, tiny_config
 
 
 def host_with(plugin: object, name: str = "mine") -> PluginHost:
     return PluginHost([*builtins(), local_source(plugin, name)])
 
 
-def config(tmp_path: Path, **changes: Any) -> RunConfig:
-    values: dict[str, Any] = dict(
-        model="lenet", dataset="random", epochs=1, batch_size=50, strategy="cpu",
-        dataset_args={"length": 100, "test_length": 50}, out=tmp_path / "run",
-    )
-    values.update(changes)
-    return RunConfig(**values)
-
-
 def fit(tmp_path: Path, plugin: object, **changes: Any):
     console = Console(file=StringIO(), width=300)
-    trainer = Trainer(config(tmp_path, **changes), host=host_with(plugin), console=console)
+    trainer = Trainer(tiny_config(tmp_path, **changes), host=host_with(plugin), console=console)
     return trainer.fit(), console.file.getvalue()
 
 
