@@ -251,6 +251,29 @@ class TrainResult:
     test_split: Any = None  # the test split as evaluated (for the report's pictures)
 
 
+@dataclass
+class _Session:
+    """What one training run works with, built once by ``Trainer._start_session`` and handed to
+    each phase of the run (resume, epochs, checkpoints, finish)."""
+
+    run: TrainingRun
+    model: nn.Module  # the bare model: checkpoints hold its weights
+    train_model: nn.Module  # as the strategy wraps it (and --compile compiles it)
+    batches: TensorBatches | LoaderBatches
+    test_split: Any
+    memory_format: torch.memory_format
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    steps_per_epoch: int
+    total_steps: int
+    clock: Clock  # airbench-style time: fitting to the data, training steps, evaluations
+    loggers: list[Any] = field(default_factory=list)
+    best_accuracy: float = -1.0  # -1: no evaluation yet
+    start_epoch: int = 1  # where training (re)starts
+    start_step: int = 0
+
+
 class Trainer:
     """Trains one config end to end. ``console`` receives everything printed."""
 
@@ -293,12 +316,89 @@ class Trainer:
             strategy.teardown()
 
     def _fit(self, strategy: Strategy) -> TrainResult:
-        config, c = self.config, self.components
+        config = self.config
         seed_everything(config.seed, config.deterministic, strategy.device)
         if config.cpu_threads is not None:
             torch.set_num_threads(config.cpu_threads)
         self.say(f"Strategy: {strategy.describe()}")
+        session = self._start_session(strategy)
+        if self.resume_from is not None:
+            self._resume(session)
+        self._open_run(session)
+        if strategy.is_main:
+            self.host.start_run()
+            self.warn_all(self.host.call_lifecycle("on_train_start", run=session.run))
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        if strategy.device.type == "cuda" or config.compile:
+            self._warm_up(
+                session.train_model, session.model, session.run.info, session.batches, session.test_split,
+                loss_fn, session.memory_format,
+            )
+        train_seconds, images_seen, final = self._train_epochs(session, loss_fn)
+        return self._finish(session, final, train_seconds, images_seen)
 
+    def _start_session(self, strategy: Strategy) -> _Session:
+        """Data, model, batches, optimizer and schedule, in the order that keeps runs reproducible
+        (the seeds set here decide the initial weights and each rank's random stream)."""
+        config, c = self.config, self.components
+        bundle = self._load_data(strategy)
+        info = bundle.info
+        torch.manual_seed(config.seed)  # identical initial weights on every rank
+        model = build_model(c.model, info, config)
+        check_fit(model, info, c.model.name, c.dataset.name)
+        parameters = sum(p.numel() for p in model.parameters())
+        self.say(f"Model: {c.model.name}, {parameters:,} parameters")
+        torch.manual_seed(mix_seed(config.seed, strategy.rank))  # each rank draws its own dropout noise
+
+        memory_format = torch.channels_last if config.channels_last and info.is_image else torch.contiguous_format
+        batches = self._train_batches(bundle, strategy, memory_format)
+        # airbench-style time: fitting the model to the data, training steps and evaluations
+        # (not warm-up, checkpoints, logs or hooks)
+        clock = Clock(strategy.device)
+        init_from_data = getattr(model, "init_from_data", None)
+        if callable(init_from_data) and isinstance(batches, TensorBatches):
+            clock.resume()
+            sample = batches.normalize(batches.images[:5000], torch.contiguous_format)
+            init_from_data(sample)  # on the training device, where the images are
+            clock.pause()
+        model = model.to(strategy.device, memory_format=memory_format)
+        test_split = bundle.test
+        if isinstance(test_split, TensorSplit):  # keep it resident too: evaluation is a hot path on GPUs
+            test_split = TensorSplit(test_split.images.to(strategy.device), test_split.labels.to(strategy.device))
+
+        optimizer = check_returned(c.optimizer, "Optimizer", call_with_options(
+            c.optimizer, "Optimizer", model,
+            lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+            **{**c.optimizer.defaults, **config.optimizer_args},
+        ), torch.optim.Optimizer)
+        steps_per_epoch = len(batches)
+        if config.limit_steps:
+            steps_per_epoch = min(steps_per_epoch, config.limit_steps)
+        total_steps = max(1, steps_per_epoch * config.epochs)
+        scheduler = check_returned(c.schedule, "Schedule", call_with_options(
+            c.schedule, "Schedule", optimizer, total_steps=total_steps,
+            **{**c.schedule.defaults, **config.schedule_args},
+        ), ("step", "state_dict", "load_state_dict"))
+        train_model = strategy.wrap(model)
+        if config.compile:
+            train_model = torch.compile(train_model, mode=config.compile_mode)
+        return _Session(
+            run=TrainingRun(config, info, model, strategy, None, c),
+            model=model,
+            train_model=train_model,
+            batches=batches,
+            test_split=test_split,
+            memory_format=memory_format,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scaler=torch.amp.GradScaler(strategy.device.type, enabled=config.precision == "16-mixed"),
+            steps_per_epoch=steps_per_epoch,
+            total_steps=total_steps,
+            clock=clock,
+        )
+
+    def _load_data(self, strategy: Strategy) -> DataBundle:
+        config, c = self.config, self.components
         # One process per machine prepares the data first (a download must happen once per
         # file system), the others wait and then read what it wrote.
         first = strategy.local_rank == 0
@@ -314,230 +414,214 @@ class Trainer:
             f"Data: {c.dataset.name}, {len(bundle.train):,} train and {len(bundle.test):,} test examples, "
             f"{info.num_classes} classes, input {tuple(info.input_shape)}"
         )
+        return bundle
 
-        torch.manual_seed(config.seed)  # identical initial weights on every rank
-        model = build_model(c.model, info, config)
-        check_fit(model, info, c.model.name, c.dataset.name)
-        parameters = sum(p.numel() for p in model.parameters())
-        self.say(f"Model: {c.model.name}, {parameters:,} parameters")
-        torch.manual_seed(mix_seed(config.seed, strategy.rank))  # each rank draws its own dropout noise
+    def _resume(self, session: _Session) -> None:
+        """Load the checkpoint ``resume_from`` into the session: weights, optimizer, schedule,
+        scaler, data order, random state and where to start."""
+        assert self.resume_from is not None
+        config, strategy, run = self.config, session.run.strategy, session.run
+        state = ckpt.load_checkpoint(self.resume_from)
+        ckpt.load_weights(session.model, state.model, str(self.resume_from))
+        training = state.training
+        session.optimizer.load_state_dict(training["optimizer"])
+        session.scheduler.load_state_dict(training["scheduler"])
+        session.scaler.load_state_dict(training["scaler"])
+        session.batches.load_state_dict(training["batches"])
+        set_rng_state(training["rng"])
+        global_step = int(state.meta["global_step"])
+        if strategy.world_size > 1:  # only rank 0's random state was saved: give each rank its own
+            torch.manual_seed(mix_seed(config.seed, strategy.rank, global_step))
+            session.batches.reseed(config.seed, strategy.rank, global_step)
+        run.history = list(state.meta.get("history", []))
+        session.best_accuracy = float(state.meta.get("best_accuracy", -1.0))
+        start_epoch, start_step = int(state.meta["epoch"]), int(state.meta["step_in_epoch"])
+        if start_step >= session.steps_per_epoch:
+            start_epoch, start_step = start_epoch + 1, 0
+        session.start_epoch, session.start_step = start_epoch, start_step
+        run.global_step = global_step
+        done, in_progress = start_epoch - 1, start_step > 0
+        if config.epochs < done + in_progress:  # would rewrite the run's record to fewer epochs
+            raise UsageError(
+                f"--epochs {config.epochs} is below the {done} epoch(s) this run has done"
+                f"{' and the one in progress' if in_progress else ''}; resume with --epochs "
+                f"{done + in_progress} or more."
+            )
+        self.say(f"Resuming from {self.resume_from} at epoch {start_epoch}, step {start_step}")
+        saved_total = state.meta.get("total_steps")
+        schedule = self.components.schedule.name
+        if saved_total is not None and saved_total != session.total_steps and schedule != "constant":
+            raise UsageError(
+                f"The '{schedule}' schedule of this run was built for {saved_total} steps, and "
+                f"--epochs/--nproc-per-node now make {session.total_steps}: resume with the run's own "
+                "--epochs and process count, or start a new run (only 'constant' can be extended)."
+            )
 
-        memory_format = torch.channels_last if config.channels_last and info.is_image else torch.contiguous_format
-        train_batches = self._train_batches(bundle, strategy, memory_format)
-        if isinstance(train_batches, LoaderBatches) and config.augment.alternates_flips:
-            self.warn_all([
-                f"--flip-mode alternate needs data held as tensors; '{c.dataset.name}' is read through a "
-                "DataLoader, so its flips are random."
-            ])
-        # airbench-style time: fitting the model to the data, training steps and evaluations
-        # (not warm-up, checkpoints, logs or hooks)
-        clock = Clock(strategy.device)
-        init_from_data = getattr(model, "init_from_data", None)
-        if callable(init_from_data) and isinstance(train_batches, TensorBatches):
-            clock.resume()
-            sample = train_batches.normalize(train_batches.images[:5000], torch.contiguous_format)
-            init_from_data(sample)  # on the training device, where the images are
-            clock.pause()
-        model = model.to(strategy.device, memory_format=memory_format)
-        test_split = bundle.test
-        if isinstance(test_split, TensorSplit):  # keep it resident too: evaluation is a hot path on GPUs
-            test_split = TensorSplit(test_split.images.to(strategy.device), test_split.labels.to(strategy.device))
-
-        optimizer = check_returned(c.optimizer, "Optimizer", call_with_options(
-            c.optimizer, "Optimizer", model,
-            lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
-            **{**c.optimizer.defaults, **config.optimizer_args},
-        ), torch.optim.Optimizer)
-        steps_per_epoch = len(train_batches)
-        if config.limit_steps:
-            steps_per_epoch = min(steps_per_epoch, config.limit_steps)
-        total_steps = max(1, steps_per_epoch * config.epochs)
-        scheduler = check_returned(c.schedule, "Schedule", call_with_options(
-            c.schedule, "Schedule", optimizer, total_steps=total_steps,
-            **{**c.schedule.defaults, **config.schedule_args},
-        ), ("step", "state_dict", "load_state_dict"))
-        scaler = torch.amp.GradScaler(strategy.device.type, enabled=config.precision == "16-mixed")
-        train_model = strategy.wrap(model)
-        if config.compile:
-            train_model = torch.compile(train_model, mode=config.compile_mode)
-
-        run = TrainingRun(config, info, model, strategy, None, c)
-        start_epoch, start_step = 1, 0
-        best_accuracy = -1.0
-        if self.resume_from is not None:
-            state = ckpt.load_checkpoint(self.resume_from)
-            ckpt.load_weights(model, state.model, str(self.resume_from))
-            training = state.training
-            optimizer.load_state_dict(training["optimizer"])
-            scheduler.load_state_dict(training["scheduler"])
-            scaler.load_state_dict(training["scaler"])
-            train_batches.load_state_dict(training["batches"])
-            set_rng_state(training["rng"])
-            if strategy.world_size > 1:  # only rank 0's random state was saved: give each rank its own
-                torch.manual_seed(mix_seed(config.seed, strategy.rank, int(state.meta["global_step"])))
-                train_batches.reseed(config.seed, strategy.rank, int(state.meta["global_step"]))
-            run.history = list(state.meta.get("history", []))
-            best_accuracy = float(state.meta.get("best_accuracy", -1.0))
-            start_epoch, start_step = int(state.meta["epoch"]), int(state.meta["step_in_epoch"])
-            if start_step >= steps_per_epoch:
-                start_epoch, start_step = start_epoch + 1, 0
-            run.global_step = int(state.meta["global_step"])
-            done, in_progress = start_epoch - 1, start_step > 0
-            if config.epochs < done + in_progress:  # would rewrite the run's record to fewer epochs
-                raise UsageError(
-                    f"--epochs {config.epochs} is below the {done} epoch(s) this run has done"
-                    f"{' and the one in progress' if in_progress else ''}; resume with --epochs "
-                    f"{done + in_progress} or more."
-                )
-            self.say(f"Resuming from {self.resume_from} at epoch {start_epoch}, step {start_step}")
-            saved_total = state.meta.get("total_steps")
-            if saved_total is not None and saved_total != total_steps and c.schedule.name != "constant":
-                raise UsageError(
-                    f"The '{c.schedule.name}' schedule of this run was built for {saved_total} steps, and "
-                    f"--epochs/--nproc-per-node now make {total_steps}: resume with the run's own "
-                    "--epochs and process count, or start a new run (only 'constant' can be extended)."
-                )
-
+    def _open_run(self, session: _Session) -> None:
+        """The run folder (rank 0 writes its start files) and the loggers, on the main rank."""
+        strategy = session.run.strategy
         run_dir = self._prepare_run_dir(strategy)
-        run.run_dir = run_dir
+        session.run.run_dir = run_dir
         try:
-            loggers = self._start_loggers(run_dir) if strategy.is_main else []
+            session.loggers = self._start_loggers(run_dir) if strategy.is_main else []
         except BlitzError:
             if run_dir is not None and self.resume_from is None:
                 shutil.rmtree(run_dir, ignore_errors=True)  # it holds only the start files
             raise
-        if strategy.is_main:
-            self.host.start_run()
-            self.warn_all(self.host.call_lifecycle("on_train_start", run=run))
 
-        def save(name: str, epoch: int, step_in_epoch: int) -> None:
-            if run_dir is None or not strategy.is_main:
-                return
-            meta = {
-                "model": c.model.name,
-                "model_component": c.model.entry.name,
-                "model_args": {**c.model.defaults, **config.model_args},
-                "dataset": c.dataset.name,
-                "dataset_args": {**c.dataset.defaults, **config.dataset_args},
-                "num_classes": info.num_classes,
-                "input_shape": list(info.input_shape),
-                "class_names": list(info.class_names),
-                "mean": list(info.mean),
-                "std": list(info.std),
-                "epoch": epoch,
-                "step_in_epoch": step_in_epoch,
-                "global_step": run.global_step,
-                "total_steps": total_steps,
-                "best_accuracy": best_accuracy,
-                "history": run.history,
-                "blitz_checkpoint": True,
-            }
-            training = {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "batches": train_batches.state_dict(),
-                "rng": rng_state(),
-            }
-            path = run_dir / "checkpoints" / f"{name}.ckpt"
-            try:
-                ckpt.save_checkpoint(path, ckpt.Checkpoint(meta, model.state_dict(), training))
-            except OSError as exc:  # a full disk or a vanished folder: say so, keep the old file
-                raise OutputError(
-                    f"Could not write the checkpoint '{path}': {exc.strerror or exc}. The previous "
-                    "checkpoint, if any, is intact; free space or fix the folder, then resume."
-                ) from None
+    def _train_epochs(self, session: _Session, loss_fn: nn.Module) -> tuple[float, int, EvalResult | None]:
+        """The epochs left to train, each followed by its evaluation, checkpoints, logs and hooks.
 
+        Returns the training seconds, the images trained on and the last evaluation (None if no
+        epoch was due one)."""
+        config, run, strategy = self.config, session.run, session.run.strategy
         progress = EpochProgress(self.console, enabled=strategy.is_main)
-        loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-        if strategy.device.type == "cuda" or config.compile:
-            self._warm_up(train_model, model, info, train_batches, test_split, loss_fn, memory_format)
         train_seconds, images_seen = 0.0, 0
         final: EvalResult | None = None
         try:
-            for epoch in range(start_epoch, config.epochs + 1):
+            for epoch in range(session.start_epoch, config.epochs + 1):
                 run.epoch = epoch
-                clock.resume()
-                first = start_step if epoch == start_epoch else 0
+                session.clock.resume()
+                first = session.start_step if epoch == session.start_epoch else 0
                 epoch_start = time.perf_counter()
-                steps_done, images, loss_avg = self._train_epoch(
-                    run, train_model, train_batches, optimizer, scheduler, scaler, loss_fn,
-                    epoch, first, steps_per_epoch, progress, loggers,
-                )
-                if steps_done < steps_per_epoch and self.stop_agreed():
-                    save("last", epoch, steps_done)
-                    raise self._interrupted(f"at epoch {epoch}, step {steps_done}", run_dir)
+                steps_done, images, loss_avg = self._train_epoch(session, loss_fn, epoch, first, progress)
+                if steps_done < session.steps_per_epoch and self.stop_agreed():
+                    self._save_checkpoint(session, "last", epoch, steps_done)
+                    raise self._interrupted(f"at epoch {epoch}, step {steps_done}", run.run_dir)
                 epoch_seconds = time.perf_counter() - epoch_start
                 train_seconds += epoch_seconds
                 images_seen += images
                 due = epoch == config.epochs or (config.eval_every > 0 and epoch % config.eval_every == 0)
-                result = evaluate(train_model, test_split, info, strategy, config, memory_format) if due else None
-                clock.pause()
+                result = self._evaluate(session) if due else None
+                session.clock.pause()
                 final = result or final
-                metrics = {
-                    "event": "epoch",
-                    "schema": runs.METRICS_SCHEMA,
-                    "epoch": epoch,
-                    "step": run.global_step,
-                    "train_loss": loss_avg,
-                    "test_loss": result.loss if result else None,
-                    "test_accuracy": result.accuracy if result else None,
-                    "images_per_s": images / epoch_seconds if epoch_seconds > 0 else 0.0,
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "seconds": epoch_seconds,
-                }
-                run.history.append({k: v for k, v in metrics.items() if k not in ("event", "schema")})
-                tested = f"  test loss {result.loss:.3f}  test accuracy {100 * result.accuracy:.2f} %" if result else ""
-                self.say(
-                    f"epoch {epoch}/{config.epochs}  train loss {loss_avg:.3f}{tested}  "
-                    f"({metrics['images_per_s']:,.0f} img/s, {epoch_seconds:.1f} s)"
-                )
-                improved = result is not None and result.accuracy > best_accuracy
-                if result is not None:
-                    best_accuracy = max(best_accuracy, result.accuracy)
-                every = config.checkpoint_every
-                checkpoint_due = epoch == config.epochs or (every > 0 and epoch % every == 0)
-                if checkpoint_due:
-                    save("last", epoch + 1, 0)
-                    if improved:
-                        save("best", epoch + 1, 0)
-                for logger in loggers:
-                    logger.log(metrics)
-                if strategy.is_main:
-                    self.warn_all(self.host.call_lifecycle("on_epoch_end", run=run, epoch=epoch, metrics=metrics))
-                    self._write_summary(run, "running", best_accuracy, final)
+                checkpoint_due = self._end_epoch(session, epoch, loss_avg, result, final, images, epoch_seconds)
                 if epoch < config.epochs and self.stop_agreed():  # a signal during evaluation or hooks
                     if not checkpoint_due:
-                        save("last", epoch + 1, 0)
-                    raise self._interrupted(f"after epoch {epoch}", run_dir)
+                        self._save_checkpoint(session, "last", epoch + 1, 0)
+                    raise self._interrupted(f"after epoch {epoch}", run.run_dir)
         finally:
             progress.stop()
-            for logger in loggers:
+            for logger in session.loggers:
                 logger.close()
+        return train_seconds, images_seen, final
 
+    def _end_epoch(
+        self, session: _Session, epoch: int, loss_avg: float, result: EvalResult | None,
+        final: EvalResult | None, images: int, epoch_seconds: float,
+    ) -> bool:
+        """Record, print, checkpoint, log and announce a finished epoch; whether it checkpointed."""
+        config, run = self.config, session.run
+        metrics = {
+            "event": "epoch",
+            "schema": runs.METRICS_SCHEMA,
+            "epoch": epoch,
+            "step": run.global_step,
+            "train_loss": loss_avg,
+            "test_loss": result.loss if result else None,
+            "test_accuracy": result.accuracy if result else None,
+            "images_per_s": images / epoch_seconds if epoch_seconds > 0 else 0.0,
+            "lr": session.optimizer.param_groups[0]["lr"],
+            "seconds": epoch_seconds,
+        }
+        run.history.append({k: v for k, v in metrics.items() if k not in ("event", "schema")})
+        tested = f"  test loss {result.loss:.3f}  test accuracy {100 * result.accuracy:.2f} %" if result else ""
+        self.say(
+            f"epoch {epoch}/{config.epochs}  train loss {loss_avg:.3f}{tested}  "
+            f"({metrics['images_per_s']:,.0f} img/s, {epoch_seconds:.1f} s)"
+        )
+        improved = result is not None and result.accuracy > session.best_accuracy
+        if result is not None:
+            session.best_accuracy = max(session.best_accuracy, result.accuracy)
+        every = config.checkpoint_every
+        checkpoint_due = epoch == config.epochs or (every > 0 and epoch % every == 0)
+        if checkpoint_due:
+            self._save_checkpoint(session, "last", epoch + 1, 0)
+            if improved:
+                self._save_checkpoint(session, "best", epoch + 1, 0)
+        for logger in session.loggers:
+            logger.log(metrics)
+        if run.strategy.is_main:
+            self.warn_all(self.host.call_lifecycle("on_epoch_end", run=run, epoch=epoch, metrics=metrics))
+            self._write_summary(run, "running", session.best_accuracy, final)
+        return checkpoint_due
+
+    def _evaluate(self, session: _Session) -> EvalResult:
+        return evaluate(
+            session.train_model, session.test_split, session.run.info, session.run.strategy, self.config,
+            session.memory_format,
+        )
+
+    def _finish(
+        self, session: _Session, final: EvalResult | None, train_seconds: float, images_seen: int
+    ) -> TrainResult:
+        """The final evaluation if no epoch made one, the finished summary and the end hook."""
+        run, strategy, info = session.run, session.run.strategy, session.run.info
         if final is None:  # nothing left to train (epochs 0, or a finished run resumed)
-            clock.resume()
-            final = evaluate(train_model, test_split, info, strategy, config, memory_format)
-        timed_seconds = clock.total()
+            session.clock.resume()
+            final = self._evaluate(session)
+        timed_seconds = session.clock.total()
         per_class = final.per_class(info.class_names)
         if strategy.is_main:
-            self._write_summary(run, "finished", max(best_accuracy, final.accuracy), final, timed_seconds)
+            self._write_summary(run, "finished", max(session.best_accuracy, final.accuracy), final, timed_seconds)
             self.warn_all(self.host.call_lifecycle(
                 "on_train_end", run=run,
                 metrics={"test_accuracy": final.accuracy, "test_loss": final.loss, "per_class_accuracy": per_class},
             ))
         strategy.barrier()  # every rank done before any tears the process group down
         return TrainResult(
-            run_dir=run_dir,
+            run_dir=run.run_dir,
             final=final,
             history=run.history,
             info=info,
             train_seconds=train_seconds,
             images_per_s=images_seen / train_seconds if train_seconds > 0 else 0.0,
-            model=model,
-            test_split=test_split,
+            model=session.model,
+            test_split=session.test_split,
             timed_seconds=timed_seconds,
         )
+
+    def _save_checkpoint(self, session: _Session, name: str, epoch: int, step_in_epoch: int) -> None:
+        """Write ``<run>/checkpoints/<name>.ckpt`` (main rank only): what a resume needs to go on
+        exactly, and what `blitz eval`/`predict` need to rebuild the model."""
+        run, config, c = session.run, self.config, self.components
+        if run.run_dir is None or not run.strategy.is_main:
+            return
+        info = run.info
+        meta = {
+            "model": c.model.name,
+            "model_component": c.model.entry.name,
+            "model_args": {**c.model.defaults, **config.model_args},
+            "dataset": c.dataset.name,
+            "dataset_args": {**c.dataset.defaults, **config.dataset_args},
+            "num_classes": info.num_classes,
+            "input_shape": list(info.input_shape),
+            "class_names": list(info.class_names),
+            "mean": list(info.mean),
+            "std": list(info.std),
+            "epoch": epoch,
+            "step_in_epoch": step_in_epoch,
+            "global_step": run.global_step,
+            "total_steps": session.total_steps,
+            "best_accuracy": session.best_accuracy,
+            "history": run.history,
+            "blitz_checkpoint": True,
+        }
+        training = {
+            "optimizer": session.optimizer.state_dict(),
+            "scheduler": session.scheduler.state_dict(),
+            "scaler": session.scaler.state_dict(),
+            "batches": session.batches.state_dict(),
+            "rng": rng_state(),
+        }
+        path = run.run_dir / "checkpoints" / f"{name}.ckpt"
+        try:
+            ckpt.save_checkpoint(path, ckpt.Checkpoint(meta, session.model.state_dict(), training))
+        except OSError as exc:  # a full disk or a vanished folder: say so, keep the old file
+            raise OutputError(
+                f"Could not write the checkpoint '{path}': {exc.strerror or exc}. The previous "
+                "checkpoint, if any, is intact; free space or fix the folder, then resume."
+            ) from None
 
     def _warm_up(
         self, train_model: nn.Module, model: nn.Module, info: DataInfo, batches: TensorBatches | LoaderBatches,
@@ -608,6 +692,11 @@ class Trainer:
                 shuffle=config.shuffle, seed=config.seed, augment=config.augment,
                 rank=strategy.rank, world_size=strategy.world_size, memory_format=memory_format,
             )
+        if config.augment.alternates_flips:
+            self.warn_all([
+                f"--flip-mode alternate needs data held as tensors; '{self.components.dataset.name}' is read "
+                "through a DataLoader, so its flips are random."
+            ])
         return LoaderBatches(
             bundle.train, bundle.info, device=strategy.device, batch_size=config.batch_size,
             shuffle=config.shuffle, seed=config.seed, augment=config.augment, rank=strategy.rank,
@@ -615,11 +704,15 @@ class Trainer:
         )
 
     def _train_epoch(
-        self, run: TrainingRun, model: nn.Module, batches: Any, optimizer: Any, scheduler: Any,
-        scaler: Any, loss_fn: nn.Module, epoch: int, first_step: int, steps: int,
-        progress: EpochProgress, loggers: list[Any],
+        self, session: _Session, loss_fn: nn.Module, epoch: int, first_step: int, progress: EpochProgress
     ) -> tuple[int, int, float]:
+        """Train one epoch from ``first_step``; returns (steps done, images, mean loss). Stops early,
+        at a sync point, when a stop is agreed."""
         config, device = self.config, self.strategy.device
+        run, model, optimizer, scheduler, scaler = (
+            session.run, session.train_model, session.optimizer, session.scheduler, session.scaler
+        )
+        steps, loggers = session.steps_per_epoch, session.loggers
         model.train()
         loss_total = 0.0
         window_sum = torch.zeros((), device=device)
@@ -629,7 +722,7 @@ class Trainer:
         steps_done = first_step
         progress.start(epoch, config.epochs, steps, done=first_step)
         precision = autocast(config, device)
-        for inputs, labels in batches.epoch(epoch, first_step):
+        for inputs, labels in session.batches.epoch(epoch, first_step):
             if steps_done >= steps:
                 break
             with precision:

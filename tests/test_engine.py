@@ -189,10 +189,10 @@ def test_stop_mid_epoch_resumes_at_the_same_step(tmp_path):
     trainer = Trainer(tiny_config(tmp_path, out=tmp_path / "cut"), host=host_with(StopMidEpoch()))
     original = trainer._train_epoch
 
-    def stop_during_epoch_two(run, *args, **kwargs):
-        if run.epoch == 2:
+    def stop_during_epoch_two(session, *args, **kwargs):
+        if session.run.epoch == 2:
             trainer.stop(2)  # SIGINT, noticed at the next sync point (log_every=2 steps)
-        return original(run, *args, **kwargs)
+        return original(session, *args, **kwargs)
 
     trainer._train_epoch = stop_during_epoch_two
     with pytest.raises(Interrupted) as info:
