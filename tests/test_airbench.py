@@ -264,13 +264,25 @@ def test_lookahead_ends_on_the_average():
     model = small_model()
     optimizer = airbench.build_airbench_sgd(model)
     scheduler = airbench.build_airbench_schedule(optimizer, total_steps=7)
-    train_steps(model, optimizer, scheduler, images, labels, 7)
-    assert optimizer.steps_taken == 7 and optimizer.ema is not None
-    tracked = [*model.parameters(), *model.buffers()]
-    tracked = [t for t in tracked if t.is_floating_point()]
-    assert len(tracked) == len(optimizer.ema)
-    for slow, fast in zip(optimizer.ema, tracked):  # the model holds the slow weights at the end
-        assert torch.equal(slow, fast)
+    train_steps(model, optimizer, scheduler, images, labels, 6)  # the last sync was at step 5
+    assert optimizer.ema is not None
+    average = [t.clone() for t in optimizer.ema]
+    fast_at_end: list[torch.Tensor] = []
+    sync = optimizer._sync
+
+    def recording_sync(decay: float) -> None:
+        fast_at_end[:] = [t.detach().clone() for t in optimizer._tracked()]
+        sync(decay)
+
+    optimizer._sync = recording_sync
+    train_steps(model, optimizer, scheduler, images, labels, 1, start=6)
+    assert optimizer.steps_taken == 7
+    tracked = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    assert len(tracked) == len(average) == len(fast_at_end)
+    # The model ends on the average as it was (the final sync has decay 1: it does not move the
+    # average), not on the weights the last SGD step produced.
+    assert all(torch.equal(final, slow) for final, slow in zip(tracked, average))
+    assert any(not torch.equal(final, fast) for final, fast in zip(tracked, fast_at_end))
 
 
 def test_without_the_schedule_it_is_plain_nesterov_sgd():
@@ -344,7 +356,13 @@ def test_schedule_works_with_other_optimizers():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = airbench.build_airbench_schedule(optimizer, total_steps=10)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.02)
-    scheduler.load_state_dict(roundtrip(scheduler.state_dict()))
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+    lr = optimizer.param_groups[0]["lr"]
+    restored = airbench.build_airbench_schedule(optimizer, total_steps=10)
+    restored.load_state_dict(roundtrip(scheduler.state_dict()))
+    assert restored.last_epoch == 3 and restored.get_last_lr() == [pytest.approx(lr)]
 
 
 # --- registration --------------------------------------------------------------------------

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from strategies import partial_figures, run_bounded  # noqa: E402
@@ -48,4 +50,7 @@ def test_the_step_benchmark_runs_every_variant(capsys, monkeypatch):
         lenet_step.torch.set_num_threads(threads)  # the benchmark leaves the last variant's count
     rows = {line.split(" x")[0] + " x" + line.split(" x")[1].split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
     assert set(rows) == {f"{name} x{t}" for name in ("fused", "modules", "torch-sgd") for t in (1, 2)}
-    assert float(rows["fused x1"].split()[-1]) == 1.0
+    for row in rows.values():  # median µs/step, min, max, images/s: positive, min <= median <= max
+        median, low, high = (float(v) for v in row.split()[2:5])
+        assert 0 < low <= median <= high
+        assert float(row.split()[5].replace(",", "")) == pytest.approx(4e6 / median, rel=0.01)

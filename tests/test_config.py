@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -157,11 +158,22 @@ def test_catalog_entry_whose_plugin_is_missing_is_named(tmp_path):
     epochs=st.integers(min_value=-10, max_value=1000),
 )
 def test_config_values_are_accepted_or_rejected_with_a_named_field(lr, batch_size, epochs):
+    # The bounds, written out independently of the model: lr finite in (0, 1e4], at least one
+    # example per batch, 0..100,000 epochs.
+    invalid = {
+        field for field, ok in (
+            ("lr", math.isfinite(lr) and 0 < lr <= 1e4),
+            ("batch_size", batch_size >= 1),
+            ("epochs", 0 <= epochs <= 100_000),
+        ) if not ok
+    }
     overrides = CLIOverrides(values={"lr": lr, "batch_size": batch_size, "epochs": epochs})
     try:
         config = resolve_config(overrides=overrides).config
     except ConfigError as exc:
-        assert any(f"'{field}'" in str(exc) for field in ("lr", "batch_size", "epochs"))
+        assert invalid, f"valid values refused: {exc}"
+        assert any(f"'{field}'" in str(exc) for field in invalid), str(exc)
         assert exc.exit_code == 2
     else:
-        assert 0 < config.lr <= 1e4 and config.batch_size >= 1 and config.epochs >= 0
+        assert not invalid, f"accepted invalid {sorted(invalid)}"
+        assert (config.lr, config.batch_size, config.epochs) == (lr, batch_size, epochs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -355,8 +356,10 @@ def test_cifar100_missing_and_corrupt(tmp_path: Path) -> None:
     (folder / "meta").write_bytes(pickle.dumps({"fine_label_names": ["only one"]}))
     with pytest.raises(DataError, match="100 'fine_label_names'"):
         tvd.load_cifar100(root=tmp_path)
+    shutil.rmtree(folder)
+    folder = make_cifar100(tmp_path)  # a good meta again: the truncated split must be what is named
     (folder / "test").write_bytes(b"truncated")
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match=r"cifar-100-python/test"):
         tvd.load_cifar100(root=tmp_path)
 
 

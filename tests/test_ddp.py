@@ -17,9 +17,10 @@ from blitz.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built")
 
+# --device cpu: these are the CPU (gloo) checks, also on a machine with GPUs
 COMMON = [
     "--model", "lenet", "--dataset", "random", "--dataset-arg", "length=64", "--dataset-arg", "test_length=30",
-    "--epochs", "2", "--lr", "0.05", "--no-shuffle", "--log-every", "4",
+    "--epochs", "2", "--lr", "0.05", "--no-shuffle", "--log-every", "4", "--device", "cpu",
 ]
 
 
@@ -73,11 +74,16 @@ def test_two_nodes_on_localhost_train_to_completion(tmp_path):
 
 
 def _children(pid: int) -> list[int]:
-    try:
-        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    except FileNotFoundError:
-        pytest.skip("pgrep is not installed")
-    return [int(x) for x in out.split()]
+    """The live processes whose parent is ``pid`` (from /proc: no dependence on pgrep)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (command)"
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:  # fields: state, ppid, ...
+            children.append(int(stat.parent.name))
+    return children
 
 
 def _local_rank(pid: int) -> str | None:
@@ -97,7 +103,7 @@ def _signal_rank_1_while_training(out: Path, signum: int, env: dict[str, str] | 
     proc = subprocess.Popen(
         [sys.executable, "-m", "blitz", "run", "--model", "lenet", "--dataset", "random",
          "--dataset-arg", "length=50000", "--epochs", "50", "--batch-size", "4",
-         "--strategy", "ddp", "--nproc-per-node", "2", "--out", str(out)],
+         "--strategy", "ddp", "--nproc-per-node", "2", "--device", "cpu", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
     )
     victim = None
@@ -141,7 +147,7 @@ def test_a_hung_rank_fails_the_job_within_the_collective_timeout(tmp_path):
 def test_sigterm_stops_every_rank_at_the_same_step_and_the_run_resumes(tmp_path):
     out = tmp_path / "run"
     args = ["--model", "lenet", "--dataset", "random", "--dataset-arg", "length=20000",
-            "--dataset-arg", "test_length=100", "--batch-size", "4", "--strategy", "ddp", "--nproc-per-node", "2"]
+            "--dataset-arg", "test_length=100", "--batch-size", "4", "--strategy", "ddp", "--nproc-per-node", "2", "--device", "cpu"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "blitz", "run", *args, "--epochs", "3", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -105,7 +105,7 @@ def example_module() -> ModuleType:
 def test_list_plugins_shows_the_example(example_installed: Path, tmp_path: Path) -> None:
     records = plugin_records(tmp_path)
     example = records["example"]
-    assert example["distribution"] == DISTRIBUTION and example["version"] == "0.1.0"
+    assert example["distribution"] == DISTRIBUTION and example["version"] == _declared()[0]
     assert example["module"] == "blitz_example"
     assert example["builtin"] is False and example["loaded"] is True
     assert example["errors"] == [] and example["skipped"] is None
@@ -144,7 +144,7 @@ def test_run_learns_stripes_and_the_hook_logs_each_epoch(example_installed: Path
     assert all(line.endswith("model tiny_cnn") for line in lines)
 
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["plugins"]["example"] == f"{DISTRIBUTION} 0.1.0"
+    assert manifest["plugins"]["example"] == f"{DISTRIBUTION} {_declared()[0]}"
 
 
 @pytest.mark.parametrize(("value", "loaded"), [("", False), ("someone_else", False), ("example", True)])

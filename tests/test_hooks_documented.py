@@ -109,10 +109,20 @@ def collect_test_function_names() -> dict[str, set[str]]:
 def test_hook_has_a_test(hook: str) -> None:
     tested_in = [file for file, names in collect_test_function_names().items() if any(n.startswith(f"test_hook_{hook}") for n in names)]
     assert tested_in, f"add a test named test_hook_{hook}... to a test file under tests/"
-    file_text = {file: (TESTS / file).read_text(encoding="utf-8") for file in tested_in}
-    assert any(hook in text.replace(f"test_hook_{hook}", "") for text in file_text.values()), (
-        f"the test_hook_{hook} test's file must exercise the hook, not only name it"
+    assert any(implements(TESTS / file, hook) for file in tested_in), (
+        f"the test_hook_{hook} test's file must implement the hook (an @hookimpl def {hook}), not only name it"
     )
+
+
+def implements(path: Path, hook: str) -> bool:
+    """Whether ``path`` defines a function ``hook`` decorated with ``hookimpl`` (bare or called)."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == hook:
+            for decorator in node.decorator_list:
+                target = decorator.func if isinstance(decorator, ast.Call) else decorator
+                if ast.unparse(target).split(".")[-1] == "hookimpl":
+                    return True
+    return False
 
 
 def test_worked_example_code_is_the_example_module() -> None:

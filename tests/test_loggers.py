@@ -32,7 +32,6 @@ def test_a_line_cut_short_by_a_crash_is_skipped(tmp_path):
 
 
 def test_tensorboard_logger_writes_scalars(tmp_path):
-    pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "run"

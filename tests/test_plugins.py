@@ -357,7 +357,8 @@ def test_load_plugins_env_limits_third_party_plugins(
 
 
 # --------------------------------------------------------------------------------------------
-# each register_* hook, built through the engine's factory call where it has one
+# each register_* hook: what it registers, called as documented; the end-to-end test below
+# runs all of them through the real Trainer
 
 
 def load_pixels(*, root: Path | None, download: bool, length: int = 20, classes: int = 2) -> DataBundle:
@@ -368,7 +369,10 @@ def load_pixels(*, root: Path | None, download: bool, length: int = 20, classes:
 
 
 class EveryKind:
-    """One plugin implementing every register_* hook."""
+    """One plugin implementing every register_* hook. ``loggers`` keeps the loggers it made."""
+
+    def __init__(self) -> None:
+        self.loggers: list[Any] = []
 
     @hookimpl
     def register_datasets(self, register):
@@ -411,7 +415,11 @@ class EveryKind:
             def close(self) -> None:
                 self.closed = True
 
-        register("memory", lambda *, run_dir: ListLogger(run_dir), description="keeps records in memory")
+        def build(*, run_dir: Path) -> ListLogger:
+            self.loggers.append(ListLogger(run_dir))
+            return self.loggers[-1]
+
+        register("memory", build, description="keeps records in memory")
 
 
 @pytest.fixture(scope="module")
@@ -478,7 +486,8 @@ def test_hook_register_loggers(every_kind_host: PluginHost, tmp_path: Path) -> N
 
 def test_every_kind_trains_end_to_end(tmp_path: Path) -> None:
     """The components of one third-party plugin, used together by the real Trainer."""
-    host = host_with((EveryKind(), "every"), with_builtins=True)
+    plugin = EveryKind()
+    host = host_with((plugin, "every"), with_builtins=True)
     config = tiny_config(
         tmp_path, model="flat", dataset="pixels", optimizer="plain_sgd", schedule="halving",
         strategy="here", loggers=["memory"], epochs=2, batch_size=4, lr=0.01,
@@ -487,6 +496,12 @@ def test_every_kind_trains_end_to_end(tmp_path: Path) -> None:
     result = Trainer(config, host=host, console=quiet()).fit()
     assert len(result.history) == 2 and result.final.count == 12
     assert result.history[-1]["lr"] == pytest.approx(0.01 * 0.25)
+    (logger,) = plugin.loggers  # one logger, given the run folder, fed every record, closed
+    assert logger.run_dir == result.run_dir and logger.closed
+    epochs = [r for r in logger.records if r["event"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    assert [r["test_accuracy"] for r in epochs] == [h["test_accuracy"] for h in result.history]
+    assert any(r["event"] == "step" for r in logger.records)
 
 
 def test_wrong_factory_argument_is_a_usage_error(tmp_path: Path) -> None:
