@@ -116,10 +116,6 @@ def test_missing_data_says_where_it_looked(tmp_path):
     assert "CIFAR-10 not found" in text and "nowhere" in text and "--download" in text
 
 
-NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
-
-
-@NO_GPU
 def test_dataparallel_without_gpu_is_a_clear_error(cifar_root):
     result = blitz("run", "--strategy", "dataparallel", "--data-root", cifar_root, "--epochs", "1")
     assert result.exit_code == 2
@@ -127,7 +123,6 @@ def test_dataparallel_without_gpu_is_a_clear_error(cifar_root):
     assert "dataparallel needs at least one CUDA GPU" in text and "--strategy cpu" in text
 
 
-@NO_GPU
 def test_cuda_without_gpu_is_a_clear_error(cifar_root):
     result = blitz("run", "--strategy", "cuda", "--data-root", cifar_root, "--epochs", "1")
     assert result.exit_code == 2
