@@ -11,6 +11,10 @@ machine's speed drifts by 10-20 % over minutes), and the median per variant is r
 Each runs with 1 thread and with `--threads` threads. A benchmark, not a test:
 
     python bench/lenet_step.py --rounds 12
+
+With ``--batch-sizes 1 2 4 8`` it times blitz's step alone (1 thread) at each batch size instead
+and fits time = fixed + per-image x batch: the fixed part is what a step costs whatever the
+arithmetic (op dispatch, autograd, loss, the optimizer), the floor for the tutorial's batch of 4.
 """
 
 from __future__ import annotations
@@ -45,30 +49,55 @@ def make_step(fused: bool, lean: bool) -> Step:
     return step
 
 
+def interleaved_times(steps: dict[str, tuple[Step, int, int]], rounds: int, count: int) -> dict[str, list[float]]:
+    """µs per step of each (step, threads, batch size), interleaved round by round on fresh batches."""
+    data = {
+        batch: (torch.randn(count, batch, 3, 32, 32), torch.randint(0, 10, (count, batch)))
+        for batch in {b for _, _, b in steps.values()}
+    }
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, (step, threads, batch) in steps.items():
+            images, labels = data[batch]
+            torch.set_num_threads(threads)
+            for i in range(min(10, count)):  # warm caches and the thread pool
+                step(images[i], labels[i])
+            start = time.perf_counter()
+            for i in range(count):
+                step(images[i], labels[i])
+            times[name].append((time.perf_counter() - start) / count * 1e6)
+    return times
+
+
+def sweep(batch_sizes: list[int], rounds: int, count: int) -> None:
+    times = interleaved_times({f"batch {b}": (make_step(True, True), 1, b) for b in batch_sizes}, rounds, count)
+    medians = {b: statistics.median(times[f"batch {b}"]) for b in batch_sizes}
+    print(f"{'batch':>5} {'median µs/step':>15} {'images/s':>9}")
+    for b, median in medians.items():
+        print(f"{b:5} {median:15.1f} {b * 1e6 / median:9,.0f}")
+    if len(medians) >= 2:
+        per_image, fixed = statistics.linear_regression(list(medians), list(medians.values()))
+        print(f"fit: {fixed:.0f} µs fixed + {per_image:.0f} µs per image")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--steps", type=int, default=400, help="steps per variant per round")
     parser.add_argument("--threads", type=int, default=2, help="the second thread count to try")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", metavar="B",
+                        help="instead: blitz's step at these batch sizes, split into fixed and per-image time")
     args = parser.parse_args()
+    if args.batch_sizes:
+        sweep(args.batch_sizes, args.rounds, args.steps)
+        return
 
-    images = torch.randn(args.steps, 4, 3, 32, 32)  # fresh data each step, as in training
-    labels = torch.randint(0, 10, (args.steps, 4))
     variants = {
-        f"{name} x{threads}": (make_step(fused, lean), threads)
+        f"{name} x{threads}": (make_step(fused, lean), threads, 4)
         for name, fused, lean in (("fused", True, True), ("modules", False, True), ("torch-sgd", True, False))
         for threads in sorted({1, args.threads})
     }
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(args.rounds):
-        for name, (step, threads) in variants.items():
-            torch.set_num_threads(threads)
-            for i in range(10):  # warm caches and the thread pool
-                step(images[i], labels[i])
-            start = time.perf_counter()
-            for i in range(args.steps):
-                step(images[i], labels[i])
-            times[name].append((time.perf_counter() - start) / args.steps * 1e6)
+    times = interleaved_times(variants, args.rounds, args.steps)
 
     base = statistics.median(times["fused x1"])
     print(f"{'variant':16} {'median µs/step':>15} {'min':>7} {'max':>7} {'images/s':>9} {'vs fused x1':>12}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -54,3 +55,21 @@ def test_the_step_benchmark_runs_every_variant(capsys, monkeypatch):
         median, low, high = (float(v) for v in row.split()[2:5])
         assert 0 < low <= median <= high
         assert float(row.split()[5].replace(",", "")) == pytest.approx(4e6 / median, rel=0.01)
+
+
+def test_the_step_benchmark_splits_fixed_and_per_image_time(capsys, monkeypatch):
+    import lenet_step
+
+    monkeypatch.setattr(sys, "argv", ["lenet_step.py", "--batch-sizes", "1", "3", "--rounds", "1", "--steps", "8"])
+    threads = lenet_step.torch.get_num_threads()
+    try:
+        lenet_step.main()
+    finally:
+        lenet_step.torch.set_num_threads(threads)
+    lines = capsys.readouterr().out.splitlines()
+    rows = {int(line.split()[0]): float(line.split()[1]) for line in lines[1:3]}
+    assert sorted(rows) == [1, 3] and all(t > 0 for t in rows.values())
+    fixed, per_image = (float(v) for v in re.findall(r"(-?\d+) µs", lines[3]))
+    # two points: the line through them
+    assert per_image == pytest.approx((rows[3] - rows[1]) / 2, abs=1)
+    assert fixed == pytest.approx(rows[1] - (rows[3] - rows[1]) / 2, abs=1)
