@@ -62,9 +62,22 @@ def version_callback(value: bool) -> None:
 @app.callback()
 def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    plugins_dir: Annotated[Optional[list[Path]], typer.Option(
+        "--plugins-dir", metavar="DIR",
+        help="Also load each .py file in DIR as a plugin, without installing it (repeatable; "
+        "the same as BLITZ_PLUGINS_DIR).",
+    )] = None,
     version: Annotated[Optional[bool], typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version.")] = None,
 ) -> None:
     _state["debug"] = debug
+    if plugins_dir:
+        from blitz.plugin_host import PLUGINS_DIR_ENV, reset_host
+
+        # Through the environment, so the processes a ddp run starts load the same files.
+        given = [str(folder.expanduser().absolute()) for folder in plugins_dir]
+        earlier = os.environ.get(PLUGINS_DIR_ENV)
+        os.environ[PLUGINS_DIR_ENV] = os.pathsep.join([*given, *([earlier] if earlier else [])])
+        reset_host()
 
 
 def parse_assignments(items: list[str] | None, flag: str) -> dict[str, Any]:
@@ -315,7 +328,7 @@ def list_plugins(as_json: Annotated[bool, typer.Option("--json", help="Print JSO
             status = "[red]" + " | ".join(r.errors) + "[/]"
         else:
             status = "[green]ok[/]"
-        table.add_row(r.name, f"{r.distribution} {r.version}" + (" (built-in)" if r.builtin else ""), registers, status)
+        table.add_row(r.name, r.origin + (" (built-in)" if r.builtin else ""), registers, status)
     console.print(table)
 
 

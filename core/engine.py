@@ -796,7 +796,7 @@ class Trainer:
             path = None
         path = strategy.broadcast_object(path)
         if strategy.is_main:
-            plugins = {r.name: f"{r.distribution} {r.version}" for r in self.host.records.values() if r.loaded}
+            plugins = {r.name: r.origin for r in self.host.records.values() if r.loaded}
             runs.write_start_files(path, self.config, self.strategy.describe(), plugins)
         return path
 

@@ -5,26 +5,35 @@ group. Built-ins load first, then third-party plugins in name order; that order 
 registration wins when two plugins register the same name (the first one is kept, and the
 second is reported as an error of its plugin). ``BLITZ_LOAD_PLUGINS`` limits which third-party
 plugins load: unset loads all, an empty string loads none, ``a,b`` loads only those.
+
+A plugin can also be a plain ``.py`` file in a folder named by ``BLITZ_PLUGINS_DIR`` (or
+``blitz --plugins-dir``), loaded without being installed: the way to develop one, as
+datasette's ``--plugins-dir``. Such files count as third-party plugins, named after the file.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
+import importlib.util
 import os
+import sys
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pluggy
 
 from blitz import hookspecs
-from blitz.errors import PluginError
+from blitz.errors import PluginError, UsageError
 from blitz.registry import Entry, Registry
 
 ENTRY_POINT_GROUP = "blitz"
 LOAD_PLUGINS_ENV = "BLITZ_LOAD_PLUGINS"
+PLUGINS_DIR_ENV = "BLITZ_PLUGINS_DIR"
 BUILTIN_DISTRIBUTION = "blitz"
 
 # kind -> (singular noun for messages, command that lists them)
@@ -53,6 +62,11 @@ class PluginRecord:
     registers: dict[str, list[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     skipped: str | None = None
+
+    @property
+    def origin(self) -> str:
+        """Where it comes from: ``distribution version`` (``folder PATH`` for a plugins-dir file)."""
+        return " ".join(filter(None, (self.distribution, self.version)))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -85,7 +99,8 @@ class PluginSource:
 
 
 def discover() -> list[PluginSource]:
-    """The installed plugins: built-ins first, then the rest by name.
+    """The installed plugins and those in ``BLITZ_PLUGINS_DIR``: built-ins first, then the rest
+    by name (an installed plugin before a file of the same name).
 
     Two entry points with one name are both returned (the host loads the first and reports the
     second), so a package cannot silently replace a built-in plugin by reusing its name; the same
@@ -102,7 +117,42 @@ def discover() -> list[PluginSource]:
             version=dist.version if dist else "unknown",
         )
         sources.setdefault((source.name, source.module, source.distribution), source)
-    return sorted(sources.values(), key=lambda s: (not s.builtin, s.name))
+    found = [*sources.values(), *folder_sources()]
+    return sorted(found, key=lambda s: (not s.builtin, s.name))  # stable: files after entry points
+
+
+def folder_sources() -> list[PluginSource]:
+    """A plugin per ``*.py`` file (not starting with ``_``) in the folders of ``BLITZ_PLUGINS_DIR``
+    (several are separated by ``os.pathsep``), named after the file."""
+    sources = []
+    for folder in filter(None, os.environ.get(PLUGINS_DIR_ENV, "").split(os.pathsep)):
+        path = Path(folder).expanduser()
+        if not path.is_dir():
+            raise UsageError(
+                f"{PLUGINS_DIR_ENV} (or --plugins-dir) names '{folder}', which is not a folder: "
+                "point it at the folder that holds your plugin .py files."
+            )
+        for file in sorted(path.glob("*.py")):
+            if not file.name.startswith("_"):
+                load = functools.partial(_load_file, file.resolve())
+                sources.append(PluginSource(file.stem, load, str(file), f"folder {path}", ""))
+    return sources
+
+
+def _load_file(path: Path) -> ModuleType:
+    """Import one plugin file under a prefixed module name (a file named ``json.py`` must not
+    shadow the standard library); it is in ``sys.modules`` so what it defines can be pickled."""
+    name = f"blitz_plugins_dir_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None  # a .py path always has one
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
 def _allowed_third_party() -> set[str] | None:

@@ -55,6 +55,7 @@ def isolated_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     runs = tmp_path / "runs"
     monkeypatch.setenv("BLITZ_RUNS_DIR", str(runs))
     monkeypatch.delenv("BLITZ_LOAD_PLUGINS", raising=False)
+    monkeypatch.setenv("BLITZ_PLUGINS_DIR", "")  # none; and `--plugins-dir` changes are undone
     monkeypatch.delenv("BLITZ_DATA_ROOT", raising=False)
     return runs
 

@@ -171,3 +171,15 @@ def test_sigterm_stops_every_rank_at_the_same_step_and_the_run_resumes(tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "Resuming from" in resumed.stdout and "epoch 1/1" in resumed.stdout
 
+
+
+def test_every_process_loads_the_plugins_dir(tmp_path):
+    from tests.test_plugins_dir import WIDENET
+
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "widenet.py").write_text(WIDENET)
+    result = blitz("--plugins-dir", folder, "run", "--model", "widenet", *COMMON[2:], "--strategy", "ddp",
+                   "--nproc-per-node", "2", "--batch-size", "4", "--out", tmp_path / "run")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").meta["model"] == "widenet"

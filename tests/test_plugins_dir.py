@@ -1,0 +1,101 @@
+"""Plugins as plain .py files in a folder (`blitz --plugins-dir DIR`, BLITZ_PLUGINS_DIR), not installed."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from blitz.checkpoint import load_checkpoint
+from blitz.cli import app
+from blitz.plugin_host import PLUGINS_DIR_ENV, reset_host
+
+runner = CliRunner()
+
+WIDENET = '''
+from torch import nn
+from blitz import hookimpl
+
+
+def build(*, num_classes, input_shape, hidden: int = 16):
+    c, h, w = input_shape
+    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+
+
+@hookimpl
+def register_models(register):
+    register("widenet", build, description="flatten + 2 linear layers")
+'''
+TINY_RUN = ["--dataset", "random", "--dataset-arg", "length=40", "--dataset-arg", "test_length=20",
+            "--epochs", "1", "--batch-size", "10"]
+
+
+@pytest.fixture
+def plugins_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "widenet.py").write_text(WIDENET)
+    (folder / "broken.py").write_text('raise RuntimeError("oops")\n')
+    (folder / "_helpers.py").write_text("raise SystemExit('a helper module is not a plugin')\n")
+    (folder / "notes.txt").write_text("not python")
+    return folder
+
+
+def plugins(*options: str) -> dict[str, dict]:
+    result = runner.invoke(app, [*options, "list-plugins", "--json"])
+    assert result.exit_code == 0, result.output
+    return {p["name"]: p for p in json.loads(result.output)}
+
+
+def test_each_py_file_is_a_plugin_named_after_it(plugins_dir: Path) -> None:
+    listed = plugins("--plugins-dir", str(plugins_dir))
+    widenet = listed["widenet"]
+    assert widenet["loaded"] and widenet["registers"] == {"models": ["widenet"]} and not widenet["builtin"]
+    assert widenet["distribution"] == f"folder {plugins_dir}" and widenet["module"] == str(plugins_dir / "widenet.py")
+    # a broken file is reported, not fatal; files starting with "_" and non-.py files are not plugins
+    assert listed["broken"]["errors"] == ["failed to load: RuntimeError: oops (broken.py:1)"]
+    assert "_helpers" not in listed and "notes" not in listed
+    assert listed["lenet"]["loaded"]
+
+
+def test_a_folder_plugin_trains_and_is_in_the_manifest(plugins_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["--plugins-dir", str(plugins_dir), "run", "--model", "widenet", *TINY_RUN, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(out / "checkpoints" / "last.ckpt").meta["model"] == "widenet"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["plugins"]["widenet"] == f"folder {plugins_dir}"
+
+
+def test_the_environment_variable_does_the_same(plugins_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PLUGINS_DIR_ENV, os.pathsep.join([str(plugins_dir), ""]))
+    assert plugins()["widenet"]["loaded"]
+    monkeypatch.setenv("BLITZ_LOAD_PLUGINS", "")  # folder plugins are third-party plugins
+    reset_host()  # plugins load once per process
+    assert plugins()["widenet"]["skipped"] == "not in BLITZ_LOAD_PLUGINS"
+
+
+def test_a_file_reusing_an_installed_plugins_name_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "lenet.py").write_text(WIDENET)
+    lenet = plugins("--plugins-dir", str(tmp_path))["lenet"]
+    assert lenet["distribution"] == "blitz" and lenet["loaded"]  # the built-in stays
+    assert any("a second plugin named 'lenet'" in e and "lenet.py" in e for e in lenet["errors"])
+
+
+def test_a_file_named_like_a_standard_module_does_not_shadow_it(tmp_path: Path) -> None:
+    (tmp_path / "json.py").write_text(WIDENET.replace('"widenet"', '"jsonnet"'))
+    assert plugins("--plugins-dir", str(tmp_path))["json"]["registers"] == {"models": ["jsonnet"]}
+    assert sys.modules["json"].__file__ != str(tmp_path / "json.py")
+
+
+def test_a_missing_folder_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PLUGINS_DIR_ENV, str(tmp_path / "nowhere"))
+    result = runner.invoke(app, ["list", "models"])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert f"BLITZ_PLUGINS_DIR (or --plugins-dir) names '{tmp_path / 'nowhere'}', which is not a folder" in text
+    assert "Traceback" not in result.output
