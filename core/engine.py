@@ -253,8 +253,8 @@ class TrainResult:
 
 @dataclass
 class _Session:
-    """What one training run works with, built once by ``Trainer._start_session`` and handed to
-    each phase of the run (resume, epochs, checkpoints, finish)."""
+    """What one training run works with: built by ``Trainer._start_session``, then handed to (and
+    advanced by) each phase of the run: resume, epochs, checkpoints, finish."""
 
     run: TrainingRun
     model: nn.Module  # the bare model: checkpoints hold its weights
@@ -325,17 +325,21 @@ class Trainer:
         if self.resume_from is not None:
             self._resume(session)
         self._open_run(session)
-        if strategy.is_main:
-            self.host.start_run()
-            self.warn_all(self.host.call_lifecycle("on_train_start", run=session.run))
-        loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-        if strategy.device.type == "cuda" or config.compile:
-            self._warm_up(
-                session.train_model, session.model, session.run.info, session.batches, session.test_split,
-                loss_fn, session.memory_format,
-            )
-        train_seconds, images_seen, final = self._train_epochs(session, loss_fn)
-        return self._finish(session, final, train_seconds, images_seen)
+        try:
+            if strategy.is_main:
+                self.host.start_run()
+                self.warn_all(self.host.call_lifecycle("on_train_start", run=session.run))
+            loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+            if strategy.device.type == "cuda" or config.compile:
+                self._warm_up(
+                    session.train_model, session.model, session.run.info, session.batches, session.test_split,
+                    loss_fn, session.memory_format,
+                )
+            train_seconds, images_seen, latest = self._train_epochs(session, loss_fn)
+        finally:  # also when warm-up, training or a hook fails: files flushed, writers stopped
+            for logger in session.loggers:
+                logger.close()
+        return self._finish(session, latest, train_seconds, images_seen)
 
     def _start_session(self, strategy: Strategy) -> _Session:
         """Data, model, batches, optimizer and schedule, in the order that keeps runs reproducible
@@ -477,7 +481,7 @@ class Trainer:
         config, run, strategy = self.config, session.run, session.run.strategy
         progress = EpochProgress(self.console, enabled=strategy.is_main)
         train_seconds, images_seen = 0.0, 0
-        final: EvalResult | None = None
+        latest: EvalResult | None = None
         try:
             for epoch in range(session.start_epoch, config.epochs + 1):
                 run.epoch = epoch
@@ -494,21 +498,19 @@ class Trainer:
                 due = epoch == config.epochs or (config.eval_every > 0 and epoch % config.eval_every == 0)
                 result = self._evaluate(session) if due else None
                 session.clock.pause()
-                final = result or final
-                checkpoint_due = self._end_epoch(session, epoch, loss_avg, result, final, images, epoch_seconds)
+                latest = result or latest
+                checkpoint_due = self._end_epoch(session, epoch, loss_avg, result, latest, images, epoch_seconds)
                 if epoch < config.epochs and self.stop_agreed():  # a signal during evaluation or hooks
                     if not checkpoint_due:
                         self._save_checkpoint(session, "last", epoch + 1, 0)
                     raise self._interrupted(f"after epoch {epoch}", run.run_dir)
         finally:
             progress.stop()
-            for logger in session.loggers:
-                logger.close()
-        return train_seconds, images_seen, final
+        return train_seconds, images_seen, latest
 
     def _end_epoch(
         self, session: _Session, epoch: int, loss_avg: float, result: EvalResult | None,
-        final: EvalResult | None, images: int, epoch_seconds: float,
+        latest: EvalResult | None, images: int, epoch_seconds: float,
     ) -> bool:
         """Record, print, checkpoint, log and announce a finished epoch; whether it checkpointed."""
         config, run = self.config, session.run
@@ -531,19 +533,21 @@ class Trainer:
             f"({metrics['images_per_s']:,.0f} img/s, {epoch_seconds:.1f} s)"
         )
         improved = result is not None and result.accuracy > session.best_accuracy
-        if result is not None:
-            session.best_accuracy = max(session.best_accuracy, result.accuracy)
+        if result is not None and improved:
+            session.best_accuracy = result.accuracy  # before saving: last.ckpt carries it to a resume
         every = config.checkpoint_every
         checkpoint_due = epoch == config.epochs or (every > 0 and epoch % every == 0)
         if checkpoint_due:
             self._save_checkpoint(session, "last", epoch + 1, 0)
-            if improved:
-                self._save_checkpoint(session, "best", epoch + 1, 0)
+        if improved:
+            # The model to use (`blitz eval` and `predict` default to it), whatever
+            # checkpoint_every says: that spacing is for resuming, from last.ckpt.
+            self._save_checkpoint(session, "best", epoch + 1, 0)
         for logger in session.loggers:
             logger.log(metrics)
         if run.strategy.is_main:
             self.warn_all(self.host.call_lifecycle("on_epoch_end", run=run, epoch=epoch, metrics=metrics))
-            self._write_summary(run, "running", session.best_accuracy, final)
+            self._write_summary(run, "running", session.best_accuracy, latest)
         return checkpoint_due
 
     def _evaluate(self, session: _Session) -> EvalResult:
@@ -553,10 +557,11 @@ class Trainer:
         )
 
     def _finish(
-        self, session: _Session, final: EvalResult | None, train_seconds: float, images_seen: int
+        self, session: _Session, latest: EvalResult | None, train_seconds: float, images_seen: int
     ) -> TrainResult:
         """The final evaluation if no epoch made one, the finished summary and the end hook."""
         run, strategy, info = session.run, session.run.strategy, session.run.info
+        final = latest
         if final is None:  # nothing left to train (epochs 0, or a finished run resumed)
             session.clock.resume()
             final = self._evaluate(session)

@@ -87,7 +87,9 @@ def load_run(run_name: str | Path, which: str = "best") -> LoadedRun:
     # The checkpoint, not config.toml, is the authority on the model: its meta holds the
     # arguments the weights were built with (catalog defaults already merged in).
     config = config.model_copy(update={"model": state.meta["model"], "model_args": dict(state.meta.get("model_args", {}))})
-    resolved = resolve("models", state.meta["model"])
+    # The component the weights were built with, not the name's meaning today: registry.toml (or
+    # BLITZ_REGISTRY) may have pointed an alias elsewhere since. Older checkpoints lack it.
+    resolved = resolve("models", state.meta.get("model_component") or state.meta["model"])
     try:
         model = build_model(resolved, info, config)
     except BlitzError:

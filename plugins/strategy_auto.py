@@ -9,12 +9,13 @@ import torch
 from blitz import Strategy, UsageError, hookimpl
 from blitz.plugins.strategy_cpu import CPUStrategy
 from blitz.plugins.strategy_cuda import CUDAStrategy, cuda_device
-from blitz.plugins.strategy_ddp import DDPStrategy, launched_by_torchrun
+from blitz.plugins.strategy_ddp import DDPStrategy, check_ddp_device, launched_by_torchrun
 
 
 def build_auto(*, device: str | None = None) -> Strategy:
     if launched_by_torchrun():
-        strategy: Strategy = DDPStrategy()
+        check_ddp_device(device)  # --device cpu: gloo on CPUs, as with --strategy ddp
+        strategy: Strategy = DDPStrategy(device)
         reason = f"started by torchrun with WORLD_SIZE={os.environ.get('WORLD_SIZE')}"
     elif device is not None and not device.startswith(("cpu", "cuda")):
         raise UsageError(f"--device '{device}' is neither 'cpu' nor a CUDA device such as 'cuda:0'.")

@@ -183,3 +183,15 @@ def test_every_process_loads_the_plugins_dir(tmp_path):
                    "--nproc-per-node", "2", "--batch-size", "4", "--out", tmp_path / "run")
     assert result.returncode == 0, result.stderr[-2000:]
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").meta["model"] == "widenet"
+
+
+def test_auto_under_torchrun_takes_the_device_as_ddp_does(monkeypatch):
+    from blitz import UsageError
+    from blitz.plugins.strategy_auto import build_auto
+
+    for name, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}.items():
+        monkeypatch.setenv(name, value)
+    strategy = build_auto(device="cpu")
+    assert strategy.name == "ddp" and strategy.device.type == "cpu" and strategy.backend == "gloo"
+    with pytest.raises(UsageError, match="--strategy ddp takes no --device 'cuda:1'"):
+        build_auto(device="cuda:1")

@@ -335,3 +335,43 @@ def test_warm_up_leaves_no_trace(tmp_path):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
     assert torch.equal(torch.get_rng_state(), random_before)
+
+
+def test_best_checkpoint_follows_every_improvement_whatever_checkpoint_every(tmp_path):
+    # Accuracies 0.5, 0.7, 0.4: the best model is epoch 2's, and checkpoint_every=0 only
+    # checkpoints the last epoch; best.ckpt must still hold epoch 2's weights.
+    trainer = Trainer(tiny_config(tmp_path, checkpoint_every=0, augment=AugmentConfig()))
+    accuracies = iter([0.5, 0.7, 0.4])
+    weights_at_eval = []
+    real_evaluate = trainer._evaluate
+
+    def evaluate_with_made_up_accuracy(session):
+        result = real_evaluate(session)
+        weights_at_eval.append({k: v.clone() for k, v in session.model.state_dict().items()})
+        result.accuracy = next(accuracies)
+        return result
+
+    trainer._evaluate = evaluate_with_made_up_accuracy
+    trainer.fit()
+    best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt")
+    assert best.meta["best_accuracy"] == 0.7 and best.meta["epoch"] == 3  # saved after epoch 2
+    assert all(torch.equal(best.model[k], weights_at_eval[1][k]) for k in best.model)
+    last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert last.meta["best_accuracy"] == 0.7 and last.meta["epoch"] == 4
+
+
+def test_loggers_are_closed_when_warm_up_fails(tmp_path):
+    from tests.test_plugins import EveryKind
+
+    plugin = EveryKind()
+    host = PluginHost([*(s for s in discover() if s.builtin), local_source(plugin, "every")])
+    trainer = Trainer(tiny_config(tmp_path, compile=True, loggers=["memory"]), host=host)
+
+    def failing_warm_up(*args, **kwargs):
+        raise RuntimeError("compiler exploded")
+
+    trainer._warm_up = failing_warm_up
+    with pytest.raises(RuntimeError, match="compiler exploded"):
+        trainer.fit()
+    (logger,) = plugin.loggers
+    assert logger.closed

@@ -234,3 +234,19 @@ def test_predict_non_image_file(trained: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["predict", str(trained), str(text)])
     assert result.exit_code == 2
     assert str(text) in result.stderr and "Traceback" not in result.output
+
+
+def test_eval_rebuilds_the_component_the_run_used_not_what_its_alias_means_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = tmp_path / "registry.toml"
+    catalog.write_text('[models.mynet]\nplugin = "lenet"\ncomponent = "lenet"\ndefaults = { width = 2 }\n')
+    monkeypatch.setenv("BLITZ_REGISTRY", str(catalog))
+    out = tmp_path / "run"
+    trained = runner.invoke(app, [*TRAIN_ARGS, "--model", "mynet", "--out", str(out)])
+    assert trained.exit_code == 0, trained.output
+    catalog.write_text('[models.mynet]\nplugin = "linear"\ncomponent = "linear"\n')  # the alias now names another model
+    result = runner.invoke(app, ["eval", str(out), "--strategy", "cpu"])
+    assert result.exit_code == 0, result.output  # a linear model could not load LeNet's weights
+    final = json.loads((out / "results.json").read_text())
+    assert json.loads((out / "eval-random.json").read_text())["accuracy"] == final["accuracy"]
