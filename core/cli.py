@@ -13,10 +13,11 @@ from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from blitz import __version__
-from blitz.errors import BlitzError, ConfigError, UsageError
+from blitz.errors import BlitzError, ConfigError, Interrupted, UsageError
 
 app = typer.Typer(
     name="blitz",
@@ -47,7 +48,9 @@ def reports_errors(func: F) -> F:
         except BlitzError as exc:
             if _state["debug"] or os.environ.get("BLITZ_DEBUG"):
                 raise
-            err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+            # A stop is agreed by every rank of a ddp job at the same step: rank 0 tells it once.
+            if not (isinstance(exc, Interrupted) and os.environ.get("RANK", "0") != "0"):
+                err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -192,7 +195,7 @@ def run(
         show_config(resolved.config, resolved.provenance)
         return
 
-    from blitz.plugins.strategy_ddp import check_ddp_device, launched_by_torchrun
+    from blitz.launch import check_ddp_device, launched_by_torchrun
 
     wants_launch = any(v is not None for v in (nproc_per_node, nnodes, node_rank, rdzv_endpoint))
     if wants_launch and resolved.config.strategy != "ddp":
@@ -200,8 +203,16 @@ def run(
     if resolved.config.strategy == "ddp":
         check_ddp_device(resolved.config.device)  # before starting processes that would each refuse it
     if resolved.config.strategy == "ddp" and not launched_by_torchrun():
-        from blitz.launch import LaunchSpec, argv_after_run, launch, strip_launch_options
+        from blitz.launch import LaunchSpec, argv_after_run, launch, strip_launch_options, saved_process_count
+        from blitz.runs import check_out_dir
 
+        if resolved.resume_checkpoint is not None:
+            if nproc_per_node is None and nnodes is None:  # as many processes as the run had
+                nproc_per_node = saved_process_count(resolved.resume_checkpoint)
+                if nproc_per_node > 1:
+                    console.print(f"Resuming with --nproc-per-node {nproc_per_node}, as the run was saved.", highlight=False)
+        elif resolved.config.out is not None:
+            check_out_dir(resolved.config.out)  # refused here, before any process starts
         spec = LaunchSpec(
             nproc_per_node=1 if nproc_per_node is None else nproc_per_node,  # 0 is an error, not "default"
             nnodes=1 if nnodes is None else nnodes, node_rank=0 if node_rank is None else node_rank,
@@ -438,7 +449,7 @@ def data_verify(
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("BLITZ_COMMAND_LINE", " ".join(["blitz", *sys.argv[1:]]))
-    from blitz.plugins.strategy_ddp import launched_by_torchrun
+    from blitz.launch import launched_by_torchrun
 
     if not launched_by_torchrun():
         app()

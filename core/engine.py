@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from rich.console import Console
+from rich.markup import escape
 from torch import nn
 
 from blitz import checkpoint as ckpt
@@ -49,6 +50,7 @@ from blitz.errors import (
     TrainingDivergedError,
     UsageError,
 )
+from blitz.launch import launched_by_torchrun
 from blitz.plugin_host import PluginHost, get_host
 from blitz.progress import EpochProgress
 
@@ -299,8 +301,8 @@ class Trainer:
             self.console.print(message, highlight=False)
 
     def warn_all(self, warnings: list[str]) -> None:
-        for warning in warnings:
-            self.say(f"[yellow]Warning:[/] {warning}")
+        for warning in warnings:  # plugin text: "[x]" in it is not markup
+            self.say(f"[yellow]Warning:[/] {escape(warning)}")
 
     def fit(self) -> TrainResult:
         config, c = self.config, self.components
@@ -308,6 +310,12 @@ class Trainer:
             c.strategy, "Strategy", call_factory(c.strategy, "Strategy", device=config.device), Strategy
         )
         self.strategy = strategy
+        started = int(os.environ.get("WORLD_SIZE", "1")) if launched_by_torchrun() else 1
+        if started > 1 and strategy.world_size == 1:  # each process would train alone, on all the data
+            raise UsageError(
+                f"torchrun started {started} processes, but --strategy {config.strategy} trains in one; "
+                "use --strategy ddp (or auto) under torchrun."
+            )
         strategy.setup()
         try:
             with self.stop.installed():
@@ -450,6 +458,15 @@ class Trainer:
                 f"--epochs {config.epochs} is below the {done} epoch(s) this run has done"
                 f"{' and the one in progress' if in_progress else ''}; resume with --epochs "
                 f"{done + in_progress} or more."
+            )
+        saved_world = int(state.meta.get("world_size", strategy.world_size))
+        if start_step > 0 and saved_world != strategy.world_size:
+            # step_in_epoch counts each rank's steps through its share of the epoch's permutation:
+            # with another process count the shares differ, and examples would be seen twice.
+            raise UsageError(
+                f"This run stopped in the middle of epoch {start_epoch} with {saved_world} process(es), "
+                f"and would resume with {strategy.world_size}: finish that epoch with the same count "
+                f"(--nproc-per-node x --nnodes = {saved_world}), or resume from the end of an epoch."
             )
         self.say(f"Resuming from {self.resume_from} at epoch {start_epoch}, step {start_step}")
         saved_total = state.meta.get("total_steps")
@@ -608,6 +625,8 @@ class Trainer:
             "step_in_epoch": step_in_epoch,
             "global_step": run.global_step,
             "total_steps": session.total_steps,
+            "world_size": run.strategy.world_size,  # processes; a partial epoch resumes only with as many
+            "local_world_size": int(os.environ.get("LOCAL_WORLD_SIZE", run.strategy.world_size)),
             "best_accuracy": session.best_accuracy,
             "history": run.history,
             "blitz_checkpoint": True,
@@ -675,6 +694,13 @@ class Trainer:
     def _interrupted(self, where: str, run_dir: Path | None) -> Interrupted:
         signum = self.stop.signal_number or signal.SIGTERM
         resume = f"; resume with: blitz run --resume {run_dir}" if run_dir is not None else ""
+        world = self.strategy.world_size
+        if resume and world > 1:
+            per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+            resume += (
+                f" (which starts the same {world} processes)" if per_node == world
+                else f" --nproc-per-node {per_node} and the same --nnodes/--rdzv-* options on every machine"
+            )
         return Interrupted(f"Stopped by {signal.Signals(signum).name} {where}{resume}", signum)
 
     def stop_agreed(self) -> bool:
@@ -718,6 +744,7 @@ class Trainer:
             session.run, session.train_model, session.optimizer, session.scheduler, session.scaler
         )
         steps, loggers = session.steps_per_epoch, session.loggers
+        world = self.strategy.world_size
         model.train()
         loss_total = 0.0
         window_sum = torch.zeros((), device=device)
@@ -754,13 +781,15 @@ class Trainer:
             steps_done += 1
             run.global_step += 1
             window_steps += 1
-            n = labels.shape[0]
+            n = labels.shape[0] * world  # every rank trains on as many: images/s is the whole job's
             window_images += n
             images += n
             # Sync points are at the same steps on every rank; alone, a stop request is one too.
-            alone_stopping = self.strategy.world_size == 1 and self.stop.signal_number is not None
+            alone_stopping = world == 1 and self.stop.signal_number is not None
             if window_steps == config.log_every or steps_done == steps or alone_stopping:
-                window_loss = float(window_sum) / window_steps  # the only host sync: every log_every steps
+                # The mean over all ranks (the loss of the global batch), read back every
+                # log_every steps: the loop's only host sync.
+                window_loss = float(self.strategy.all_reduce_sum(window_sum)) / (window_steps * world)
                 loss_total += window_loss * window_steps
                 if not math.isfinite(window_loss):
                     kept = run.run_dir / "checkpoints" if run.run_dir else None

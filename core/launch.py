@@ -11,11 +11,26 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from blitz.errors import BlitzError, Interrupted, UsageError
 
 # blitz run options that belong to the launcher, not to the training processes
 LAUNCH_OPTIONS = ("--nproc-per-node", "--nnodes", "--node-rank", "--rdzv-endpoint", "--rdzv-backend", "--rdzv-id")
+
+
+def launched_by_torchrun() -> bool:
+    """Whether this process is a rank that torchrun (or blitz's launcher) started."""
+    return all(key in os.environ for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR"))
+
+
+def check_ddp_device(device: str | None) -> None:
+    """ddp puts process k on GPU k (LOCAL_RANK); --device can only say 'cpu' (gloo on CPUs)."""
+    if device not in (None, "cpu"):
+        raise UsageError(
+            f"--strategy ddp takes no --device '{device}': each process uses the GPU of its local rank "
+            "(choose GPUs with CUDA_VISIBLE_DEVICES), or give --device cpu to run on CPUs."
+        )
 
 
 @dataclass(frozen=True)
@@ -72,6 +87,10 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
     from torch.distributed.run import main as torchrun_main
 
     args = torchrun_args(spec, run_argv)
+    again = (
+        " with the same --nproc-per-node, --nnodes and --rdzv-* options on every machine" if spec.nnodes > 1
+        else ""
+    )
     if spec.nproc_per_node > 1:
         # torchrun's own default for several processes per machine, set here so that it does not
         # print a four-line warning about choosing it; --cpu-threads still sets each process's count.
@@ -81,7 +100,7 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
     except SignalException as exc:  # Ctrl-C or SIGTERM reached the launcher; workers save and stop
         raise Interrupted(
             f"The DDP job was stopped by {exc.sigval.name}; the ranks stopped at the same step and rank 0 "
-            "saved a checkpoint: resume with blitz run --resume RUN (the run directory printed above).",
+            f"saved a checkpoint: resume with blitz run --resume RUN{again} (the run directory printed above).",
             int(exc.sigval),
         ) from None
     except ChildFailedError as exc:
@@ -89,15 +108,16 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
         code = failure.exitcode
         if code in (130, 143) and all(f.exitcode in (130, 143) for f in exc.failures.values()):
             raise Interrupted(
-                f"The DDP job was stopped by a signal at rank {rank}; resume with blitz run --resume RUN "
+                f"The DDP job was stopped by a signal at rank {rank}; resume with blitz run --resume RUN{again} "
                 "(the run directory printed above).",
                 code - 128,
             ) from None
         # Every failed rank is named: the one a collective lost its peer in often fails first.
         failed = ", ".join(_describe_exit(r, f.exitcode) for r, f in sorted(exc.failures.items()))
-        raise BlitzError(
-            f"DDP job failed: {failed} (errors are printed above); the other ranks were stopped."
-        ) from None
+        message = f"DDP job failed: {failed} (errors are printed above); the other ranks were stopped."
+        if all(f.exitcode == UsageError.exit_code for f in exc.failures.values()):
+            raise UsageError(message) from None  # the ranks refused the command line: exit 2, as alone
+        raise BlitzError(message) from None
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise BlitzError(f"torchrun could not start the job (exit {exc.code}).") from None
@@ -110,6 +130,16 @@ def _describe_exit(rank: int, code: int) -> str:
         except ValueError:
             pass
     return f"rank {rank} exited with code {code}"
+
+
+def saved_process_count(checkpoint: Path) -> int:
+    """The processes per machine a run's checkpoint was saved by, when it ran on one machine
+    (1 for older checkpoints and for runs across machines, whose options must be given again)."""
+    from blitz.checkpoint import load_checkpoint
+
+    meta = load_checkpoint(checkpoint).meta
+    world, per_node = int(meta.get("world_size", 1)), int(meta.get("local_world_size", 1))
+    return world if world == per_node else 1
 
 
 def argv_after_run() -> list[str]:

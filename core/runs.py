@@ -39,20 +39,7 @@ def new_run_dir(config: RunConfig) -> Path:
     """The run directory for ``config``: ``--out`` or a fresh timestamped folder under runs/."""
     if config.out is not None:
         path = config.out
-        if (path / "checkpoints" / "last.ckpt").exists():
-            raise UsageError(
-                f"'{path}' already holds a run; use --resume {path} to continue it, "
-                "or choose another --out."
-            )
-        if (path / "config.toml").exists():  # a run that stopped before its first checkpoint
-            raise UsageError(
-                f"'{path}' already holds a run (with no checkpoint to resume from); choose another "
-                "--out, or delete that folder first."
-            )
-        if path.is_dir() and any(path.iterdir()):  # the user's own files: never write among them
-            raise UsageError(f"--out '{path}' is a folder that is not empty and holds no blitz run; choose a new or empty folder.")
-        if path.exists() and not path.is_dir():
-            raise UsageError(f"--out '{path}' is a file, not a folder; choose a new or empty folder.")
+        check_out_dir(path)
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         name = (config.recipe or config.model).replace("/", "_")
@@ -64,6 +51,25 @@ def new_run_dir(config: RunConfig) -> Path:
     check_writable(path, "Choose another with --out." if config.out is not None else
                    f"Choose another with --out, or another runs folder with {RUNS_DIR_ENV}.")
     return path
+
+
+def check_out_dir(path: Path) -> None:
+    """Refuse an ``--out`` that holds a run or the user's own files (also checked before a ddp
+    launch, so that no process is started for nothing)."""
+    if (path / "checkpoints" / "last.ckpt").exists():
+        raise UsageError(
+            f"'{path}' already holds a run; use --resume {path} to continue it, "
+            "or choose another --out."
+        )
+    if (path / "config.toml").exists():  # a run that stopped before its first checkpoint
+        raise UsageError(
+            f"'{path}' already holds a run (with no checkpoint to resume from); choose another "
+            "--out, or delete that folder first."
+        )
+    if path.is_dir() and any(path.iterdir()):  # the user's own files: never write among them
+        raise UsageError(f"--out '{path}' is a folder that is not empty and holds no blitz run; choose a new or empty folder.")
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out '{path}' is a file, not a folder; choose a new or empty folder.")
 
 
 def check_writable(path: Path, advice: str = "Choose another with --out.") -> None:

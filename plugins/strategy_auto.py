@@ -9,7 +9,8 @@ import torch
 from blitz import Strategy, UsageError, hookimpl
 from blitz.plugins.strategy_cpu import CPUStrategy
 from blitz.plugins.strategy_cuda import CUDAStrategy, cuda_device
-from blitz.plugins.strategy_ddp import DDPStrategy, check_ddp_device, launched_by_torchrun
+from blitz.launch import check_ddp_device, launched_by_torchrun
+from blitz.plugins.strategy_ddp import DDPStrategy
 
 
 def build_auto(*, device: str | None = None) -> Strategy:

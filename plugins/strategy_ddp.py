@@ -17,12 +17,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from blitz import Strategy, UsageError, hookimpl
+from blitz.launch import check_ddp_device, launched_by_torchrun
 
 TIMEOUT_ENV = "BLITZ_DDP_TIMEOUT"  # seconds a collective may wait before the job fails
-
-
-def launched_by_torchrun() -> bool:
-    return all(key in os.environ for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR"))
 
 
 class DDPStrategy(Strategy):
@@ -81,15 +78,6 @@ class DDPStrategy(Strategy):
 
     def describe(self) -> str:
         return f"ddp rank {self.rank}/{self.world_size} on {self.device} ({self.backend})"
-
-
-def check_ddp_device(device: str | None) -> None:
-    """ddp puts process k on GPU k (LOCAL_RANK); --device can only say 'cpu' (gloo on CPUs)."""
-    if device not in (None, "cpu"):
-        raise UsageError(
-            f"--strategy ddp takes no --device '{device}': each process uses the GPU of its local rank "
-            "(choose GPUs with CUDA_VISIBLE_DEVICES), or give --device cpu to run on CPUs."
-        )
 
 
 def build_ddp(*, device: str | None = None) -> DDPStrategy:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from blitz import runs
 from blitz.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built")
@@ -53,6 +54,14 @@ def test_two_processes_with_half_batches_equal_one_process(tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
     # Evaluation covered the 30 test images once, not once per rank.
     assert "on the 30 test images" in ddp.stdout
+    # The logged loss is the global batch's (all ranks), and images count every rank's.
+    records = [runs.read_metrics(tmp_path / name / "metrics.jsonl") for name in ("single", "ddp")]
+    steps = [[r["loss"] for r in rs if r["event"] == "step"] for rs in records]
+    assert len(steps[0]) == len(steps[1]) > 2
+    torch.testing.assert_close(steps[0], steps[1], rtol=1e-5, atol=1e-6)
+    for rs in records:
+        epochs = [r for r in rs if r["event"] == "epoch"]
+        assert [round(r["images_per_s"] * r["seconds"]) for r in epochs] == [64, 64]
 
 
 def test_two_nodes_on_localhost_train_to_completion(tmp_path):
@@ -162,13 +171,19 @@ def test_sigterm_stops_every_rank_at_the_same_step_and_the_run_resumes(tmp_path)
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 143, stderr[-2000:]
-    stops = {line for line in stderr.splitlines() if line.startswith("Error: Stopped by SIGTERM at epoch")}
-    assert len(stops) == 1, stderr[-2000:]  # both ranks report the same epoch and step
+    stops = [line for line in stderr.splitlines() if line.startswith("Error: Stopped by SIGTERM at epoch")]
+    assert len(stops) == 1, stderr[-2000:]  # the ranks agreed on the step; rank 0 says so, once
+    assert f"resume with: blitz run --resume {out} (which starts the same 2 processes)" in stops[0]
     meta = load_checkpoint(out / "checkpoints" / "last.ckpt").meta
-    assert meta["epoch"] == 1 and 0 < meta["step_in_epoch"] < 2500
+    assert meta["epoch"] == 1 and 0 < meta["step_in_epoch"] < 2500 and meta["world_size"] == 2
 
-    resumed = blitz("run", "--resume", out, "--epochs", "1", "--nproc-per-node", "2")
+    # Another process count would take other shares of the epoch: refused, exit 2.
+    other = blitz("run", "--resume", out, "--epochs", "1", "--nproc-per-node", "1")
+    assert other.returncode == 2, other.stderr[-2000:]
+    assert "stopped in the middle of epoch 1 with 2 process(es), and would resume with 1" in " ".join(other.stderr.split())
+    resumed = blitz("run", "--resume", out, "--epochs", "1")  # the saved count, by itself
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "Resuming with --nproc-per-node 2" in resumed.stdout and "ddp rank 0/2" in resumed.stdout
     assert "Resuming from" in resumed.stdout and "epoch 1/1" in resumed.stdout
 
 
@@ -195,3 +210,29 @@ def test_auto_under_torchrun_takes_the_device_as_ddp_does(monkeypatch):
     assert strategy.name == "ddp" and strategy.device.type == "cpu" and strategy.backend == "gloo"
     with pytest.raises(UsageError, match="--strategy ddp takes no --device 'cuda:1'"):
         build_auto(device="cuda:1")
+
+
+def test_a_single_process_strategy_under_torchrun_is_refused(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "blitz", "run", *COMMON, "--strategy", "cpu", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode != 0
+    text = " ".join(result.stderr.split())
+    assert "torchrun started 2 processes, but --strategy cpu trains in one; use --strategy ddp" in text
+    assert not (tmp_path / "run" / "config.toml").exists()
+
+
+def test_usage_errors_exit_2_before_and_after_the_launch(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("my own file")
+    started = time.monotonic()
+    refused = blitz("run", *COMMON, "--strategy", "ddp", "--nproc-per-node", "2", "--out", tmp_path / "mine")
+    assert refused.returncode == 2 and "is a folder that is not empty" in refused.stderr
+    assert "rank" not in refused.stderr and time.monotonic() - started < 60  # no process was started
+    # a usage error that only the ranks can see (the model's own argument check): still exit 2
+    ranks = blitz("run", *COMMON, "--strategy", "ddp", "--nproc-per-node", "2", "--model-arg", "width=0",
+                  "--out", tmp_path / "run")
+    assert ranks.returncode == 2, ranks.stderr[-2000:]
+    assert "--model-arg width must be a whole number" in ranks.stderr and "DDP job failed" in ranks.stderr
