@@ -222,8 +222,11 @@ def confusion_table(confusion: torch.Tensor, class_names: tuple[str, ...], max_c
 
 
 def read_image(path: Path, info: DataInfo) -> torch.Tensor:
-    """One image file as the uint8 (C, H, W) tensor training stored: the model's mode and size."""
-    from PIL import Image, UnidentifiedImageError
+    """One image file as the uint8 (C, H, W) tensor training stored: the model's mode and size,
+    decoded as the imagefolder data source decodes its files."""
+    from PIL import UnidentifiedImageError
+
+    from blitz.images import decode_image
 
     channels, height, width = info.input_shape
     if path.is_dir():
@@ -231,15 +234,11 @@ def read_image(path: Path, info: DataInfo) -> torch.Tensor:
     if not path.is_file():
         raise UsageError(f"No image file '{path}'.")
     try:
-        with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
-            image = image.resize((width, height), Image.Resampling.BILINEAR)
-            pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+        pixels = decode_image(path, height, width, "L" if channels == 1 else "RGB")
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         reason = "not a readable image" if isinstance(exc, UnidentifiedImageError) else str(exc)
         raise UsageError(f"Cannot read '{path}': {reason}. Give PNG or JPEG files.") from None
-    # PIL's bytes are H x W x C (interleaved); training data is C x H x W.
-    return pixels.view(height, width, channels).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(pixels)
 
 
 def predict_images(

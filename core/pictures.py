@@ -147,14 +147,14 @@ def first_examples(split: Any, info: DataInfo, n: int) -> tuple[torch.Tensor, to
     if isinstance(split, TensorSplit):
         pixels = split.images[:count].cpu()
         labels = split.labels[:count].cpu().tolist()
-        inputs = Normalizer(info, torch.device("cpu"))(pixels, torch.contiguous_format)
-        # Stored pixels are the undistorted image: show them, not the normalized tensor.
-        display = pixels.float() / 255.0 if pixels.dtype == torch.uint8 else pixels.float().clamp(0, 1)
-        return inputs, display, labels
-    items = [split[i] for i in range(count)]  # a Dataset yields (model-ready floats, label)
-    inputs = torch.stack([torch.as_tensor(image).float() for image, _ in items])
-    labels = [int(label) for _, label in items]
-    return inputs, denormalize(inputs, info), labels
+    else:  # a Dataset yields (uint8 pixels or float features, label), as training reads them
+        items = [split[i] for i in range(count)]
+        pixels = torch.stack([torch.as_tensor(image) for image, _ in items])
+        labels = [int(label) for _, label in items]
+    inputs = Normalizer(info, torch.device("cpu"))(pixels, torch.contiguous_format)
+    # Stored pixels are the undistorted image: show them, not the normalized tensor.
+    display = pixels.float() / 255.0 if pixels.dtype == torch.uint8 else denormalize(inputs, info)
+    return inputs, display, labels
 
 
 def denormalize(inputs: torch.Tensor, info: DataInfo) -> torch.Tensor:

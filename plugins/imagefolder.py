@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from blitz import DataBundle, DataError, DataInfo, DataNotFoundError, TensorSplit, hookimpl
 from blitz.errors import ConfigError
+from blitz.images import decode_image
 
 # torchvision's IMG_EXTENSIONS, so a folder that works with ImageFolder works here.
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -135,22 +135,10 @@ def stratified_split(files: FileList, num_classes: int, fraction: float, seed: i
     return take(train_idx), take(test_idx)
 
 
-def decode(path: Path, size: int, mode: str) -> np.ndarray:
-    """One image as uint8 (C, size, size); PIL's exceptions pass through."""
-    with Image.open(path) as img:
-        # JPEG can decode straight at a reduced scale (>= size): much faster for big photos.
-        img.draft(mode, (size, size))
-        img = img.convert(mode)  # palette, RGBA (alpha dropped), CMYK, 16-bit, ... -> RGB or L
-        if img.size != (size, size):
-            img = img.resize((size, size), Image.Resampling.BILINEAR)
-        array = np.array(img, dtype=np.uint8)  # a writable copy: torch warns on read-only arrays
-    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-
-
 def try_decode(path: Path, size: int, mode: str) -> np.ndarray | str:
     """The pixels, or why the file cannot be read (so one bad file does not stop the pool)."""
     try:
-        return decode(path, size, mode)
+        return decode_image(path, size, size, mode)
     except Exception as exc:  # UnidentifiedImageError, truncated files, decompression bombs, ...
         return f"{type(exc).__name__}: {exc}"
 
@@ -258,7 +246,7 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path = self.files.paths[index]
         try:
-            pixels = decode(path, self.size, self.mode)
+            pixels = decode_image(path, self.size, self.size, self.mode)
         except Exception as exc:  # it decoded at load time; it changed on disk since
             raise DataError(f"Cannot read image '{path}' ({type(exc).__name__}: {exc}).") from None
         # uint8 pixels: blitz normalizes (and augments) whole batches on the training device

@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -250,3 +251,48 @@ def test_eval_rebuilds_the_component_the_run_used_not_what_its_alias_means_now(
     assert result.exit_code == 0, result.output  # a linear model could not load LeNet's weights
     final = json.loads((out / "results.json").read_text())
     assert json.loads((out / "eval-random.json").read_text())["accuracy"] == final["accuracy"]
+
+
+def test_pictures_normalize_a_datasets_uint8_pixels_as_training_does() -> None:
+    from torch.utils.data import Dataset
+
+    from blitz.batches import Normalizer
+    from blitz.components import TensorSplit
+
+    info = DataInfo(num_classes=3, input_shape=(3, 8, 8), class_names=("a", "b", "c"), mean=(0.5,) * 3, std=(0.25,) * 3)
+    images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 2, 0, 1])
+
+    class Pixels(Dataset):
+        def __len__(self) -> int:
+            return 5
+
+        def __getitem__(self, i: int):
+            return images[i], int(labels[i])
+
+    expected = Normalizer(info, torch.device("cpu"))(images[:4], torch.contiguous_format)
+    for split in (Pixels(), TensorSplit(images, labels)):  # the same pictures either way
+        inputs, display, got = pictures.first_examples(split, info, 4)
+        torch.testing.assert_close(inputs, expected)
+        torch.testing.assert_close(display, images[:4].float() / 255)
+        assert got == [0, 1, 2, 0]
+
+
+def test_predict_reads_a_photo_as_imagefolder_training_did(tmp_path: Path) -> None:
+    """A big JPEG: training's decoder uses JPEG's reduced-scale decoding; predict must too."""
+    from blitz.evaluation import read_image
+    from blitz.plugins.imagefolder import load_imagefolder
+
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for i in range(3):
+            pixels = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "photos" / name / f"{i}.jpg", quality=90)
+    bundle = load_imagefolder(root=tmp_path, path="photos", test_fraction=0.5)
+    photo = sorted((tmp_path / "photos").rglob("*.jpg"))
+    stored_images = torch.cat([bundle.train.images, bundle.test.images])
+    assert len(photo) == len(stored_images) == 6
+    for stored in stored_images:  # the stored pixels of every file, as predict reads that file
+        matches = [p for p in photo if torch.equal(read_image(p, bundle.info), stored)]
+        assert len(matches) == 1
