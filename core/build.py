@@ -106,8 +106,7 @@ def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
     except (ValueError, TypeError) as exc:  # the factory's own check of its options (or of its tensors)
         given = f" with options {args}" if args else ""
         raise UsageError(f"Dataset '{resolved.name}' could not be built{given}: {exc}") from exc  # --debug shows the factory's own traceback
-    if not isinstance(bundle, DataBundle):
-        raise DataError(f"Dataset '{resolved.name}' returned {type(bundle).__name__}, not a DataBundle.")
+    check_returned(resolved, "Dataset", bundle, DataBundle)
     info = bundle.info
     if info.is_image and info.mean and (
         len(info.mean) != info.input_shape[0] or any(not s > 0 for s in info.std)
@@ -200,9 +199,7 @@ def build_model(resolved: Resolved, info: DataInfo, config: RunConfig) -> nn.Mod
             f"inputs of shape {tuple(info.input_shape)} with {info.num_classes} classes{given} ({exc})."
             + (" Check those arguments too." if given else "")
         ) from exc  # --debug shows the factory's own traceback
-    if not isinstance(model, nn.Module):
-        raise UsageError(f"Model '{resolved.name}' returned {type(model).__name__}, not an nn.Module.")
-    return model
+    return check_returned(resolved, "Model", model, nn.Module)
 
 
 def check_fit(model: nn.Module, info: DataInfo, model_name: str, dataset_name: str) -> None:

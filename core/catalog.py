@@ -31,7 +31,6 @@ NAME_FIELDS = {
     "schedule": "schedules",
     "strategy": "strategies",
 }
-ARGS_FIELD = {"models": "model_args", "datasets": "dataset_args", "optimizers": "optimizer_args", "schedules": "schedule_args"}
 
 
 class CatalogEntry(BaseModel):

@@ -95,7 +95,8 @@ def on_epoch_end(run: TrainingRun, epoch: int, metrics: dict[str, Any]) -> None:
     :param run: the training run.
     :param epoch: the epoch that ended, counting from 1.
     :param metrics: this epoch's figures: ``train_loss``, ``test_loss``, ``test_accuracy``,
-        ``images_per_s``, ``lr``, ``seconds``.
+        ``images_per_s``, ``lr``, ``seconds``; ``test_loss`` and ``test_accuracy`` are None after
+        an epoch that was not evaluated (``--eval-every``).
     """
 
 

@@ -327,8 +327,3 @@ def reset_host(host: PluginHost | None = None) -> None:
     """Forget the loaded plugins (or install ``host``), so the next use loads afresh."""
     global _host
     _host = host
-
-
-def registry(kind: str) -> Registry:
-    """The registry of one kind (``models``, ``datasets``, ...)."""
-    return get_host().registries[kind]

@@ -83,7 +83,7 @@ class Registry:
                 validate = family.metadata.get("validate_variant")
                 if validate is not None and not validate(variant):
                     raise UnknownNameError(
-                        self.kind, name, self._variant_suggestions(family, variant), self.list_command
+                        self.kind, name, self._variant_suggestions(family), self.list_command
                     )
                 return Entry(
                     name=name,
@@ -95,7 +95,7 @@ class Registry:
                 )
         raise UnknownNameError(self.kind, name, self._entries, self.list_command)
 
-    def _variant_suggestions(self, family: Entry, variant: str) -> list[str]:
+    def _variant_suggestions(self, family: Entry) -> list[str]:
         prefix = family.name[:-2]
         known = family.metadata.get("list_variants", lambda: [])()
         return [f"{prefix}/{v}" for v in known]

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
-from blitz import hookimpl
+from blitz import Register, hookimpl
 
 # --------------------------------------------------------------------------------------------
 # Hyperparameters: airbench94's values, all in one place. The recipe (registry.toml) repeats
@@ -512,7 +512,7 @@ def build_airbench_schedule(
 
 
 @hookimpl
-def register_models(register):
+def register_models(register: Register) -> None:
     register(
         "airbench", build_airbench,
         description="airbench94 (Jordan 2024): whitened 2x2 stem, conv groups 64-256-256, GELU, "
@@ -521,7 +521,7 @@ def register_models(register):
 
 
 @hookimpl
-def register_optimizers(register):
+def register_optimizers(register: Register) -> None:
     register(
         "airbench_sgd", build_airbench_sgd,
         description="airbench94's Nesterov SGD: decoupled per-1024-example lr/wd, 64x BatchNorm-bias "
@@ -530,7 +530,7 @@ def register_optimizers(register):
 
 
 @hookimpl
-def register_schedules(register):
+def register_schedules(register: Register) -> None:
     register(
         "airbench", build_airbench_schedule,
         description="airbench94's schedule: 0.2x -> 1x over 23 % of the steps, then down to 0.07x",

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from blitz import DataBundle, DataError, DataInfo, DataNotFoundError, TensorSplit, hookimpl
+from blitz import DataBundle, DataError, DataInfo, DataNotFoundError, Register, TensorSplit, hookimpl
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -69,7 +69,8 @@ def locate(root: Path) -> Path:
     return root / FOLDER
 
 
-def download(root: Path) -> None:
+def fetch_archive(root: Path) -> None:
+    """Download and unpack the official archive into ``root`` (where a network exists)."""
     root.mkdir(parents=True, exist_ok=True)
     archive = root / "cifar-10-python.tar.gz"
     try:
@@ -90,7 +91,7 @@ def load_cifar10(*, root: Path | None, download: bool = False) -> DataBundle:
     folder = locate(root)
     missing = [name for name in (*TRAIN_FILES, *TEST_FILES) if not (folder / name).is_file()]
     if missing and download:
-        globals()["download"](root)
+        fetch_archive(root)
         folder = locate(root)
         missing = [name for name in (*TRAIN_FILES, *TEST_FILES) if not (folder / name).is_file()]
     if missing:
@@ -106,5 +107,5 @@ def load_cifar10(*, root: Path | None, download: bool = False) -> DataBundle:
 
 
 @hookimpl
-def register_datasets(register):
+def register_datasets(register: Register) -> None:
     register("cifar10", load_cifar10, description="CIFAR-10: 60,000 32x32 colour images in 10 classes")

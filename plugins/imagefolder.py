@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from blitz import DataBundle, DataError, DataInfo, DataNotFoundError, TensorSplit, hookimpl
+from blitz import DataBundle, DataError, DataInfo, DataNotFoundError, Register, TensorSplit, hookimpl
 from blitz.errors import ConfigError
 from blitz.images import decode_image
 
@@ -233,12 +233,8 @@ class ImageFolderDataset(Dataset):
     Plain attributes only, so it pickles into DataLoader worker processes.
     """
 
-    def __init__(
-        self, files: FileList, *, size: int, mode: str, mean: Sequence[float], std: Sequence[float]
-    ) -> None:
-        self.files, self.size, self.mode = files, size, mode
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    def __init__(self, files: FileList, *, size: int, mode: str) -> None:
+        self.files, self.size, self.mode = files, size, mode  # normalizing is blitz's, per batch
 
     def __len__(self) -> int:
         return len(self.files)
@@ -350,8 +346,8 @@ def load_imagefolder(
         test = check_pass(test, image_size, mode, bad, None)
         n_train, n_test = len(train), len(test)
         mean, std = stats.result() if stats is not None and n_train else (HALF[:channels], HALF[:channels])
-        train_split = ImageFolderDataset(train, size=image_size, mode=mode, mean=mean, std=std)
-        test_split = ImageFolderDataset(test, size=image_size, mode=mode, mean=mean, std=std)
+        train_split = ImageFolderDataset(train, size=image_size, mode=mode)
+        test_split = ImageFolderDataset(test, size=image_size, mode=mode)
     bad.warn()
     if not n_train or not n_test:
         raise DataError(
@@ -371,7 +367,7 @@ def load_imagefolder(
 
 
 @hookimpl
-def register_datasets(register):
+def register_datasets(register: Register) -> None:
     register(
         "imagefolder",
         load_imagefolder,

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from blitz import hookimpl
+from blitz import Register, hookimpl
 from blitz.errors import OutputError
 
 
@@ -37,5 +37,5 @@ def build_jsonl(*, run_dir: Path) -> JSONLLogger:
 
 
 @hookimpl
-def register_loggers(register):
+def register_loggers(register: Register) -> None:
     register("jsonl", build_jsonl, description="metrics.jsonl in the run directory (always on by default)")

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blitz import UsageError, hookimpl
+from blitz import Register, UsageError, hookimpl
 from blitz.plugins import lenet_cpu_kernel
 
 
@@ -72,5 +72,5 @@ def build_lenet(
 
 
 @hookimpl
-def register_models(register):
+def register_models(register: Register) -> None:
     register("lenet", build_lenet, description="The tutorial's LeNet: 2 conv + 3 linear layers, 62k parameters")

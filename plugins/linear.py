@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from blitz import hookimpl
+from blitz import Register, hookimpl
 
 
 class LinearModel(nn.Module):
@@ -24,5 +24,5 @@ def build_linear(*, num_classes: int, input_shape: tuple[int, ...]) -> LinearMod
 
 
 @hookimpl
-def register_models(register):
+def register_models(register: Register) -> None:
     register("linear", build_linear, description="One linear layer over flattened inputs (the tutorial's DataParallel demo)")

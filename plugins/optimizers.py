@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from blitz import hookimpl
+from blitz import Register, hookimpl
 
 
 def _fused_ok(model: nn.Module) -> bool:
@@ -115,7 +115,7 @@ def build_adamw(
 
 
 @hookimpl
-def register_optimizers(register):
+def register_optimizers(register: Register) -> None:
     register("sgd", build_sgd, description="Stochastic gradient descent with momentum, optional Nesterov and weight decay")
     register("adam", build_adam, description="Adam; --momentum sets beta1")
     register("adamw", build_adamw, description="AdamW (decoupled weight decay); --momentum sets beta1")

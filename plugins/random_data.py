@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from blitz import DataBundle, DataInfo, TensorSplit, hookimpl
+from blitz import DataBundle, DataInfo, Register, TensorSplit, hookimpl
 
 
 def load_random(
@@ -50,5 +50,5 @@ def load_random(
 
 
 @hookimpl
-def register_datasets(register):
+def register_datasets(register: Register) -> None:
     register("random", load_random, description="Random tensors of a configurable shape (the tutorial's RandomDataset)")

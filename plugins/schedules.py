@@ -7,7 +7,7 @@ import math
 import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
-from blitz import hookimpl
+from blitz import Register, hookimpl
 
 
 class _Warmup:
@@ -27,7 +27,7 @@ class _Warmup:
         return 1 - (1 - self.final) * progress  # linear decay
 
 
-class ConstantLR(LRScheduler):
+class ConstantSchedule(LRScheduler):
     """The learning rate as set; ``step`` only counts (it runs every step, so it is kept cheap)."""
 
     def get_lr(self) -> list[float]:
@@ -37,16 +37,16 @@ class ConstantLR(LRScheduler):
         self.last_epoch += 1
 
 
-def build_constant(optimizer: torch.optim.Optimizer, *, total_steps: int) -> LRScheduler:
-    return ConstantLR(optimizer)
+def build_constant_schedule(optimizer: torch.optim.Optimizer, *, total_steps: int) -> LRScheduler:
+    return ConstantSchedule(optimizer)
 
 
-def build_cosine(optimizer: torch.optim.Optimizer, *, total_steps: int, warmup: float = 0.0, final: float = 0.0) -> LRScheduler:
+def build_cosine_schedule(optimizer: torch.optim.Optimizer, *, total_steps: int, warmup: float = 0.0, final: float = 0.0) -> LRScheduler:
     """Cosine decay to ``final`` x lr after ``warmup`` (a fraction of all steps, or a step count)."""
     return LambdaLR(optimizer, _Warmup("cosine", total_steps, warmup, final))
 
 
-def build_linear(optimizer: torch.optim.Optimizer, *, total_steps: int, warmup: float = 0.2, final: float = 0.0) -> LRScheduler:
+def build_linear_schedule(optimizer: torch.optim.Optimizer, *, total_steps: int, warmup: float = 0.2, final: float = 0.0) -> LRScheduler:
     """Linear warm-up for ``warmup`` of the steps, then linear decay to ``final`` x lr."""
     return LambdaLR(optimizer, _Warmup("linear", total_steps, warmup, final))
 
@@ -74,7 +74,7 @@ class _OneCycle:
         return cosine(1.0, self.end, (step - self.up) / max(self.total - self.up, 1.0))
 
 
-def build_onecycle(
+def build_onecycle_schedule(
     optimizer: torch.optim.Optimizer, *, total_steps: int, pct_start: float = 0.25,
     div_factor: float = 25.0, final_div_factor: float = 1e4,
 ) -> LRScheduler:
@@ -83,8 +83,8 @@ def build_onecycle(
 
 
 @hookimpl
-def register_schedules(register):
-    register("constant", build_constant, description="The same learning rate throughout")
-    register("cosine", build_cosine, description="Cosine decay, with optional linear warm-up")
-    register("linear", build_linear, description="Linear warm-up, then linear decay (a triangle)")
-    register("onecycle", build_onecycle, description="One-cycle policy (Smith), without momentum cycling")
+def register_schedules(register: Register) -> None:
+    register("constant", build_constant_schedule, description="The same learning rate throughout")
+    register("cosine", build_cosine_schedule, description="Cosine decay, with optional linear warm-up")
+    register("linear", build_linear_schedule, description="Linear warm-up, then linear decay (a triangle)")
+    register("onecycle", build_onecycle_schedule, description="One-cycle policy (Smith), without momentum cycling")

@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from blitz import Strategy, UsageError, hookimpl
+from blitz import Register, Strategy, UsageError, hookimpl
 from blitz.plugins.strategy_cpu import CPUStrategy
 from blitz.plugins.strategy_cuda import CUDAStrategy, cuda_device
 from blitz.launch import check_ddp_device, launched_by_torchrun
@@ -38,5 +38,5 @@ def build_auto(*, device: str | None = None) -> Strategy:
 
 
 @hookimpl
-def register_strategies(register):
+def register_strategies(register: Register) -> None:
     register("auto", build_auto, description="Pick ddp under torchrun, else cuda if a GPU exists, else cpu")

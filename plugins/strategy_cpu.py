@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from blitz import Strategy, UsageError, hookimpl
+from blitz import Register, Strategy, UsageError, hookimpl
 
 
 class CPUStrategy(Strategy):
@@ -16,5 +16,5 @@ def build_cpu(*, device: str | None = None) -> CPUStrategy:
 
 
 @hookimpl
-def register_strategies(register):
+def register_strategies(register: Register) -> None:
     register("cpu", build_cpu, description="One process on the CPU")

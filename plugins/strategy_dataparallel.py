@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from blitz import hookimpl
+from blitz import Register, hookimpl
 from blitz.errors import StrategyUnavailableError
 from blitz.plugins.strategy_cuda import CUDAStrategy
 
@@ -42,5 +42,5 @@ def build_dataparallel(*, device: str | None = None) -> DataParallelStrategy:
 
 
 @hookimpl
-def register_strategies(register):
+def register_strategies(register: Register) -> None:
     register("dataparallel", build_dataparallel, description="nn.DataParallel over all visible GPUs (one process, threads)")

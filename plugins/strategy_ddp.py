@@ -16,8 +16,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from blitz import Strategy, UsageError, hookimpl
+from blitz import Register, Strategy, UsageError, hookimpl
 from blitz.launch import check_ddp_device, launched_by_torchrun
+from blitz.plugins.strategy_cuda import use_gpu
 
 TIMEOUT_ENV = "BLITZ_DDP_TIMEOUT"  # seconds a collective may wait before the job fails
 
@@ -40,9 +41,7 @@ class DDPStrategy(Strategy):
 
     def setup(self) -> None:
         if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+            use_gpu(self.device)
         if not dist.is_initialized():
             timeout = timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, "600")))
             dist.init_process_group(
@@ -86,5 +85,5 @@ def build_ddp(*, device: str | None = None) -> DDPStrategy:
 
 
 @hookimpl
-def register_strategies(register):
+def register_strategies(register: Register) -> None:
     register("ddp", build_ddp, description="DistributedDataParallel, one process per device (torchrun; nccl or gloo)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from blitz import UsageError, hookimpl
+from blitz import Register, UsageError, hookimpl
 
 
 class TensorBoardLogger:
@@ -34,5 +34,5 @@ def build_tensorboard(*, run_dir: Path) -> TensorBoardLogger:
 
 
 @hookimpl
-def register_loggers(register):
+def register_loggers(register: Register) -> None:
     register("tensorboard", build_tensorboard, description="TensorBoard event files (needs the tensorboard package)")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from torch import nn
 
-from blitz import UsageError, hookimpl
+from blitz import Register, UsageError, hookimpl
 from blitz.checkpoint import describe_load_failure
 
 
@@ -68,7 +68,7 @@ def build_timm(
 
 
 @hookimpl
-def register_models(register):
+def register_models(register: Register) -> None:
     register(
         "timm/*",
         build_timm,

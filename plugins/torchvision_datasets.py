@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from blitz import DataBundle, DataError, DataInfo, DataNotFoundError, TensorSplit, hookimpl
+from blitz import DataBundle, DataError, DataInfo, DataNotFoundError, Register, TensorSplit, hookimpl
 from blitz.plugins.cifar10 import read_batch
 
 WHERE = "the data root (--data-root DIR or $BLITZ_DATA_ROOT)"
@@ -387,7 +387,7 @@ def load_svhn(*, root: Path | None, download: bool = False, extra: bool = False)
 
 
 @hookimpl
-def register_datasets(register):
+def register_datasets(register: Register) -> None:
     for fmt, factory in zip(MNIST_LIKE.values(), (load_mnist, load_fashionmnist, load_kmnist)):
         register(fmt.name, factory, description=f"{fmt.title}: 70,000 28x28 grayscale images in 10 classes ({fmt.folder}/raw/ idx files)")
     register("cifar100", load_cifar100, description="CIFAR-100: 60,000 32x32 colour images in 100 classes (cifar-100-python/)")

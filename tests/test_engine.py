@@ -228,11 +228,11 @@ def test_dataset_path_normalizes_and_augments_uint8_items_like_the_tensor_path()
 
 @pytest.mark.parametrize("total", [1, 2, 4, 1000])
 def test_onecycle_rises_then_falls_for_any_length(total):
-    from blitz.plugins.schedules import build_onecycle
+    from blitz.plugins.schedules import build_onecycle_schedule
 
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=0.1)
-    schedule = build_onecycle(optimizer, total_steps=total)
+    schedule = build_onecycle_schedule(optimizer, total_steps=total)
     lrs = []
     for _ in range(total):
         lrs.append(optimizer.param_groups[0]["lr"])
