@@ -359,7 +359,9 @@ def runs_command(
         console.print("No runs yet. Start one with 'blitz run'.")
         return
     table = Table(title=f"runs ({len(rows)})")
-    for column in ("run", "model", "dataset", "epochs", "best acc", "time", "status"):
+    # never shortened: it is what show, eval, predict and --resume take
+    table.add_column("run", no_wrap=True, min_width=max(len(r["run"]) for r in rows))
+    for column in ("model", "dataset", "epochs", "best acc", "time", "status"):
         table.add_column(column)
     for r in rows:
         best = r.get("best_accuracy")
@@ -374,14 +376,15 @@ def runs_command(
 
 @app.command("show", help="Show one run: config, summary and per-epoch metrics.")
 @reports_errors
-def show(run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run directory or name.")]) -> None:
+def show(run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run directory, run name, the start of a name, or 'latest'.")]) -> None:
     from blitz.runs import find_run, read_json, read_metrics
 
     path = find_run(run_name)
     summary = read_json(path / "summary.json")
     console.print(f"[bold]{path}[/]")
     for key, value in summary.items():
-        console.print(f"  {key}: {value}", highlight=False)
+        shown = f"{value:.4g}" if isinstance(value, float) else value  # seconds: 23.6, not 23.644509513997036
+        console.print(f"  {key}: {shown}", highlight=False)
     console.print((path / "config.toml").read_text(encoding="utf-8"), highlight=False, markup=False)
     epochs = [r for r in read_metrics(path / "metrics.jsonl") if r.get("event") == "epoch"]
     if epochs:
@@ -401,7 +404,7 @@ def show(run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run direct
 @app.command("eval", help="Evaluate a run's checkpoint: accuracy, per-class accuracy, confusion matrix.")
 @reports_errors
 def eval_command(
-    run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run directory or name.")],
+    run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run directory, run name, the start of a name, or 'latest'.")],
     checkpoint: Annotated[str, typer.Option(help="Which checkpoint: best or last.")] = "best",
     dataset: Annotated[Optional[str], typer.Option(help="Evaluate on another data source.")] = None,
     data_root: Annotated[Optional[Path], typer.Option(help="Data folder.")] = None,
@@ -415,7 +418,7 @@ def eval_command(
 @app.command("predict", help="Classify image files with a trained run: top-k classes with probabilities.")
 @reports_errors
 def predict(
-    run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run directory or name.")],
+    run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run directory, run name, the start of a name, or 'latest'.")],
     images: Annotated[list[Path], typer.Argument(help="PNG or JPEG files.")],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="How many classes to show.")] = 3,
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from blitz.errors import ConfigError
 
@@ -102,10 +102,16 @@ class RunConfig(BaseModel):
 
     recipe: str | None = Field(None, description="the registry.toml recipe this run started from")
 
+    @field_validator("data_root", "out")
+    @classmethod
+    def _expand_home(cls, path: Path | None) -> Path | None:
+        # "~/data" as the docs write it, also from a config file or a quoted flag (no shell expansion)
+        return path.expanduser() if path is not None else None
+
     def resolved_data_root(self) -> Path:
         if self.data_root is not None:
             return self.data_root
-        return Path(os.environ.get(DATA_ROOT_ENV, "data"))
+        return Path(os.environ.get(DATA_ROOT_ENV, "data")).expanduser()
 
 
 _NESTED = {"augment", "model_args", "dataset_args", "optimizer_args", "schedule_args"}

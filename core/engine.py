@@ -75,6 +75,10 @@ def autocast(config: RunConfig, device: torch.device) -> contextlib.AbstractCont
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+class EvaluationStopped(Exception):
+    """A stop request arrived during an evaluation, which was abandoned."""
+
+
 def evaluate(
     model: nn.Module,
     split: TensorSplit | Any,
@@ -82,8 +86,13 @@ def evaluate(
     strategy: Strategy,
     config: RunConfig,
     memory_format: torch.memory_format = torch.contiguous_format,
+    should_stop: Callable[[], bool] | None = None,
 ) -> EvalResult:
-    """Loss, accuracy and confusion over the whole split, each example counted exactly once."""
+    """Loss, accuracy and confusion over the whole split, each example counted exactly once.
+
+    ``should_stop`` is asked before each batch; when it says yes, EvaluationStopped is raised
+    (one process only: ranks that left a collective early would leave the others waiting).
+    """
     k = info.num_classes
     device = strategy.device
     confusion = torch.zeros(k * k, dtype=torch.long, device=device)
@@ -96,6 +105,9 @@ def evaluate(
             rank=strategy.rank, world_size=strategy.world_size, memory_format=memory_format,
             num_workers=config.num_workers,
         ):
+            if should_stop is not None and should_stop():
+                model.train(was_training)
+                raise EvaluationStopped
             logits = model(images).float()
             loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
             confusion += torch.bincount(labels * k + logits.argmax(dim=1), minlength=k * k)
@@ -272,6 +284,7 @@ class _Session:
     clock: Clock  # airbench-style time: fitting to the data, training steps, evaluations
     loggers: list[Any] = field(default_factory=list)
     best_accuracy: float = -1.0  # -1: no evaluation yet
+    latest: EvalResult | None = None  # the last evaluation
     start_epoch: int = 1  # where training (re)starts
     start_step: int = 0
 
@@ -329,25 +342,43 @@ class Trainer:
         if config.cpu_threads is not None:
             torch.set_num_threads(config.cpu_threads)
         self.say(f"Strategy: {strategy.describe()}")
+        state = self._resumable_state() if self.resume_from is not None else None  # before any work
         session = self._start_session(strategy)
-        if self.resume_from is not None:
-            self._resume(session)
+        if state is not None:
+            self._resume(session, state)
         self._open_run(session)
+        with self._outcome_recorded(session):
+            try:
+                if strategy.is_main:
+                    self.host.start_run()
+                    self.warn_all(self.host.call_lifecycle("on_train_start", run=session.run))
+                loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+                if strategy.device.type == "cuda" or config.compile:
+                    self._warm_up(
+                        session.train_model, session.model, session.run.info, session.batches,
+                        session.test_split, loss_fn, session.memory_format,
+                    )
+                train_seconds, images_seen, latest = self._train_epochs(session, loss_fn)
+            finally:  # also when warm-up, training or a hook fails: files flushed, writers stopped
+                for logger in session.loggers:
+                    logger.close()
+            return self._finish(session, latest, train_seconds, images_seen)
+
+    @contextlib.contextmanager
+    def _outcome_recorded(self, session: _Session) -> Iterator[None]:
+        """summary.json says how a run ended early: ``stopped`` (by a signal; resumable from
+        last.ckpt) or ``failed``. It says ``running`` from the start, so `blitz runs` lists
+        a run that ends in its first epoch too."""
+        if session.run.strategy.is_main:
+            self._write_summary(session.run, "running", session.best_accuracy, session.latest)
         try:
-            if strategy.is_main:
-                self.host.start_run()
-                self.warn_all(self.host.call_lifecycle("on_train_start", run=session.run))
-            loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-            if strategy.device.type == "cuda" or config.compile:
-                self._warm_up(
-                    session.train_model, session.model, session.run.info, session.batches, session.test_split,
-                    loss_fn, session.memory_format,
-                )
-            train_seconds, images_seen, latest = self._train_epochs(session, loss_fn)
-        finally:  # also when warm-up, training or a hook fails: files flushed, writers stopped
-            for logger in session.loggers:
-                logger.close()
-        return self._finish(session, latest, train_seconds, images_seen)
+            yield
+        except BaseException as exc:
+            if session.run.strategy.is_main:
+                status = "stopped" if isinstance(exc, (Interrupted, KeyboardInterrupt)) else "failed"
+                with contextlib.suppress(Exception):  # the error at hand is the one to report
+                    self._write_summary(session.run, status, session.best_accuracy, session.latest)
+            raise
 
     def _start_session(self, strategy: Strategy) -> _Session:
         """Data, model, batches, optimizer and schedule, in the order that keeps runs reproducible
@@ -428,12 +459,23 @@ class Trainer:
         )
         return bundle
 
-    def _resume(self, session: _Session) -> None:
-        """Load the checkpoint ``resume_from`` into the session: weights, optimizer, schedule,
-        scaler, data order, random state and where to start."""
+    def _resumable_state(self) -> ckpt.Checkpoint:
+        """The checkpoint to resume from, refused at once if it has nothing left to train."""
+        assert self.resume_from is not None
+        state = ckpt.load_checkpoint(self.resume_from)
+        done, in_progress = int(state.meta["epoch"]) - 1, int(state.meta["step_in_epoch"]) > 0
+        if done == self.config.epochs and not in_progress:
+            raise UsageError(
+                f"This run has finished its {done} epoch(s): nothing to resume. To train it further, "
+                f"add --epochs N with N above {done} (its schedule must be 'constant'), or start a new run."
+            )
+        return state
+
+    def _resume(self, session: _Session, state: ckpt.Checkpoint) -> None:
+        """Load ``state`` (the checkpoint ``resume_from``) into the session: weights, optimizer,
+        schedule, scaler, data order, random state and where to start."""
         assert self.resume_from is not None
         config, strategy, run = self.config, session.run.strategy, session.run
-        state = ckpt.load_checkpoint(self.resume_from)
         ckpt.load_weights(session.model, state.model, str(self.resume_from))
         training = state.training
         session.optimizer.load_state_dict(training["optimizer"])
@@ -513,9 +555,13 @@ class Trainer:
                 train_seconds += epoch_seconds
                 images_seen += images
                 due = epoch == config.epochs or (config.eval_every > 0 and epoch % config.eval_every == 0)
-                result = self._evaluate(session) if due else None
+                try:
+                    result = self._evaluate(session) if due else None
+                except EvaluationStopped:  # Ctrl-C need not wait for a long evaluation
+                    self._save_checkpoint(session, "last", epoch, session.steps_per_epoch)
+                    raise self._interrupted(f"during the evaluation after epoch {epoch}", run.run_dir) from None
                 session.clock.pause()
-                latest = result or latest
+                latest = session.latest = result or latest
                 checkpoint_due = self._end_epoch(session, epoch, loss_avg, result, latest, images, epoch_seconds)
                 if epoch < config.epochs and self.stop_agreed():  # a signal during evaluation or hooks
                     if not checkpoint_due:
@@ -568,9 +614,10 @@ class Trainer:
         return checkpoint_due
 
     def _evaluate(self, session: _Session) -> EvalResult:
+        alone = session.run.strategy.world_size == 1
         return evaluate(
             session.train_model, session.test_split, session.run.info, session.run.strategy, self.config,
-            session.memory_format,
+            session.memory_format, should_stop=(lambda: self.stop.signal_number is not None) if alone else None,
         )
 
     def _finish(
@@ -579,9 +626,12 @@ class Trainer:
         """The final evaluation if no epoch made one, the finished summary and the end hook."""
         run, strategy, info = session.run, session.run.strategy, session.run.info
         final = latest
-        if final is None:  # nothing left to train (epochs 0, or a finished run resumed)
+        if final is None:  # nothing left to train (epochs 0, or a run stopped right after its last step)
             session.clock.resume()
-            final = self._evaluate(session)
+            try:
+                final = self._evaluate(session)
+            except EvaluationStopped:
+                raise self._interrupted("during the final evaluation", run.run_dir) from None
         timed_seconds = session.clock.total()
         per_class = final.per_class(info.class_names)
         if strategy.is_main:

@@ -79,6 +79,11 @@ def load_run(run_name: str | Path, which: str = "best") -> LoadedRun:
 
     run_dir = runs.find_run(run_name)
     path = checkpoint_path(run_dir, which)
+    if which == "best" and not path.is_file() and checkpoint_path(run_dir, "last").is_file():
+        raise CheckpointError(
+            f"No checkpoint at '{path}': the run stopped before its first evaluation. Use "
+            "--checkpoint last for the weights it saved when it stopped."
+        )
     state = ckpt.load_checkpoint(path)  # CheckpointError naming the path if missing or invalid
     config = run_config(run_dir)
     info = info_from_meta(state.meta, path)
@@ -122,7 +127,7 @@ def eval_config(loaded: LoadedRun, dataset: str | None, data_root: Path | None, 
         update["dataset"] = dataset
         update["dataset_args"] = {}  # the run's data arguments belong to the run's data source
     if data_root is not None:
-        update["data_root"] = data_root
+        update["data_root"] = data_root.expanduser()  # model_copy does not run the validators
     if device.type == "cpu" and loaded.config.precision != "32":
         update["precision"] = "32"  # half-precision autocast on a CPU is slow and partial
     return loaded.config.model_copy(update=update)

@@ -123,10 +123,21 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def find_run(name: str | Path) -> Path:
-    """A run directory given as a path, or as a name under runs/."""
-    for candidate in (Path(name), runs_root() / str(name)):
+    """A run directory given as a path, as a name under runs/, as the start of one name there,
+    or as ``latest`` (the run there started or resumed last)."""
+    for candidate in (Path(name).expanduser(), runs_root() / str(name)):
         if (candidate / "config.toml").is_file():
             return candidate
+    root = runs_root()
+    there = sorted(p for p in root.iterdir() if (p / "config.toml").is_file()) if root.is_dir() else []
+    if str(name) == "latest" and there:
+        return max(there, key=lambda p: (p / "config.toml").stat().st_mtime)
+    matches = [p for p in there if p.name.startswith(str(name))]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        shown = ", ".join(p.name for p in matches[:3]) + (", ..." if len(matches) > 3 else "")
+        raise UsageError(f"'{name}' starts {len(matches)} run names ({shown}); give more of the name. See 'blitz runs'.")
     raise UsageError(f"No run at '{name}' (looked for config.toml there and under {runs_root()}/). See 'blitz runs'.")
 
 

@@ -97,7 +97,7 @@ def load_cifar10(*, root: Path | None, download: bool = False) -> DataBundle:
     if missing:
         raise DataNotFoundError(
             f"CIFAR-10 not found: looked for '{folder / missing[0]}'. Put the '{FOLDER}' folder under "
-            "the data root (--data-root DIR or $BLITZ_DATA_ROOT), or pass --download where a network exists."
+            "the data root (--data-root DIR or $BLITZ_DATA_ROOT), or add --download to 'blitz run' where a network exists."
         )
     train = read_split(folder, TRAIN_FILES)
     test = read_split(folder, TEST_FILES)

@@ -48,7 +48,7 @@ def download_failed(name: str, exc: BaseException, where: Path) -> DataNotFoundE
 def not_found(name: str, path: Path, folder_hint: str) -> DataNotFoundError:
     return DataNotFoundError(
         f"{name} not found: looked for '{path}'. Put {folder_hint} under {WHERE}, "
-        "or pass --download where a network exists."
+        "or add --download to 'blitz run' where a network exists."
     )
 
 

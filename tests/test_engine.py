@@ -11,6 +11,7 @@ from blitz.checkpoint import load_checkpoint
 from blitz.components import Strategy
 from blitz.config import AugmentConfig, RunConfig
 from blitz.build import call_factory, check_fit
+from blitz import engine
 from blitz.engine import StopRequest, Trainer, evaluate
 from blitz.errors import IncompatibleError, Interrupted
 from blitz.hookspecs import hookimpl
@@ -376,3 +377,61 @@ def test_loggers_are_closed_when_warm_up_fails(tmp_path):
         trainer.fit()
     (logger,) = plugin.loggers
     assert logger.closed
+
+
+def test_summary_says_how_a_run_ended(tmp_path):
+    from blitz.errors import TrainingDivergedError
+    from blitz.runs import read_json
+
+    stops: list[StopRequest] = []
+    trainer = Trainer(tiny_config(tmp_path, out=tmp_path / "stopped"), host=host_with(StopAfterEpoch(1, stops)))
+    stops.append(trainer.stop)
+    with pytest.raises(Interrupted):
+        trainer.fit()
+    summary = read_json(tmp_path / "stopped" / "summary.json")
+    assert summary["status"] == "stopped" and summary["epochs_done"] == 1
+    assert summary["last_accuracy"] == summary["best_accuracy"] >= 0  # what epoch 1's evaluation gave
+
+    with pytest.raises(TrainingDivergedError):
+        Trainer(tiny_config(tmp_path, out=tmp_path / "failed", lr=1e4, augment=AugmentConfig())).fit()
+    summary = read_json(tmp_path / "failed" / "summary.json")
+    assert summary["status"] == "failed" and summary["epochs_done"] == 0
+
+
+def test_a_finished_run_is_not_resumed_and_keeps_its_files(tmp_path):
+    from blitz.errors import UsageError
+
+    Trainer(tiny_config(tmp_path, epochs=1)).fit()
+    files = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    with pytest.raises(UsageError, match=r"finished its 1 epoch\(s\): nothing to resume.*--epochs N with N above 1"):
+        Trainer(tiny_config(tmp_path, epochs=1), resume_from=tmp_path / "run" / "checkpoints" / "last.ckpt").fit()
+    assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == files
+
+
+def test_a_stop_during_an_evaluation_ends_it_and_the_run_resumes_after_it(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, epochs=2, eval_batch_size=8, augment=AugmentConfig()))
+    real_evaluate = engine.evaluate
+    batches_seen = []
+
+    def evaluate_interrupted_in_epoch_1(*args, should_stop=None, **kwargs):
+        if trainer.stop.signal_number is None and not batches_seen:
+            def stop_at_batch_3():
+                batches_seen.append(1)
+                if len(batches_seen) == 3:
+                    trainer.stop(2)  # Ctrl-C, three batches into the evaluation
+                return should_stop()
+            return real_evaluate(*args, should_stop=stop_at_batch_3, **kwargs)
+        return real_evaluate(*args, should_stop=should_stop, **kwargs)
+
+    engine.evaluate = evaluate_interrupted_in_epoch_1
+    try:
+        with pytest.raises(Interrupted, match="during the evaluation after epoch 1"):
+            trainer.fit()
+    finally:
+        engine.evaluate = real_evaluate
+    assert len(batches_seen) == 3  # it did not finish the 5 batches of 40 test images
+    meta = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").meta
+    assert (meta["epoch"], meta["step_in_epoch"]) == (1, 4)  # epoch 1 trained (4 steps of 25)
+    resumed = tiny_config(tmp_path, epochs=2, eval_batch_size=8, augment=AugmentConfig())
+    result = Trainer(resumed, resume_from=tmp_path / "run" / "checkpoints" / "last.ckpt").fit()
+    assert [h["epoch"] for h in result.history] == [2] and result.final.count == 40
