@@ -238,3 +238,34 @@ def test_list_shows_the_catalogs_description_for_a_plugins_own_name():
     rows = {r["name"]: r for r in json.loads(blitz("list", "models", "--json").output)}
     assert rows["lenet"]["description"].startswith("The tutorial's LeNet: conv 3-6-16 5x5")  # registry.toml's text
     assert rows["lenet"]["plugin"] == "lenet"
+
+
+def test_runs_are_found_by_the_start_of_their_name_or_as_latest(tmp_path, monkeypatch):
+    import os
+
+    from blitz.errors import UsageError
+    from blitz.runs import find_run
+
+    root = tmp_path / "runs"
+    monkeypatch.setenv("BLITZ_RUNS_DIR", str(root))
+    for age, name in enumerate(("alpha-1", "alpha-2", "beta")):
+        (root / name).mkdir(parents=True)
+        (root / name / "config.toml").write_text("")
+        os.utime(root / name / "config.toml", (1_000_000 - age, 1_000_000 - age))  # alpha-1 newest
+    assert find_run("beta") == find_run("be") == root / "beta"
+    assert find_run("latest") == root / "alpha-1"
+    with pytest.raises(UsageError, match=r"'alpha' starts 2 run names \(alpha-1, alpha-2\); give more of the name"):
+        find_run("alpha")
+    with pytest.raises(UsageError, match="No run at 'gamma'"):
+        find_run("gamma")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert find_run("~/runs/beta") == root / "beta"
+
+
+def test_home_is_expanded_in_paths():
+    from pathlib import Path
+
+    from blitz.config import RunConfig
+
+    config = RunConfig(data_root="~/data", out="~/runs/x")
+    assert config.data_root == Path.home() / "data" and config.out == Path.home() / "runs" / "x"
