@@ -10,8 +10,6 @@ refuses anything but tensors and primitive containers, so a file can never run c
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +18,9 @@ import torch
 from torch import nn
 
 from blitz.errors import CheckpointError
+from blitz.files import atomic_write
 
 FORMAT = "blitz-checkpoint"
-_UMASK = os.umask(0)  # read once: mkstemp makes 0600 files, and run files should be as readable as any
-os.umask(_UMASK)
 VERSION = 1
 
 
@@ -32,29 +29,6 @@ class Checkpoint:
     meta: dict[str, Any]
     model: dict[str, torch.Tensor]
     training: dict[str, Any]
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``.
-
-    A crash mid-write leaves the previous file intact.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:

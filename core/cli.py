@@ -52,8 +52,16 @@ def reports_errors(func: F) -> F:
             if not (isinstance(exc, Interrupted) and os.environ.get("RANK", "0") != "0"):
                 err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:  # Ctrl-C before training set its own handler, or a second one
+            if _state["debug"] or os.environ.get("BLITZ_DEBUG"):
+                raise
+            err_console.print(INTERRUPTED, highlight=False)
+            raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+INTERRUPTED = "Interrupted by Ctrl-C. A run that had started keeps its last checkpoint: see 'blitz runs'."
 
 
 def version_callback(value: bool) -> None:
@@ -455,7 +463,11 @@ def main() -> None:
     from blitz.launch import launched_by_torchrun
 
     if not launched_by_torchrun():
-        app()
+        try:
+            app()
+        except KeyboardInterrupt:  # while the command line is parsed, before any command runs
+            err_console.print(INTERRUPTED, highlight=False)
+            sys.exit(130)
         return
     # A DDP worker ends without running static destructors: gloo in torch 2.14 sometimes
     # aborts in them (SIGABRT after a clean teardown), which would fail a finished job.

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from blitz.errors import ConfigError
+from blitz.errors import ConfigError, closest_name
 
 DATA_ROOT_ENV = "BLITZ_DATA_ROOT"
 Precision = Literal["32", "bf16", "16-mixed"]
@@ -173,6 +173,10 @@ def describe_validation_error(exc: ValidationError, provenance: dict[str, str]) 
     source = provenance.get(field) or provenance.get(field.split(".")[0])
     where = f" (from {source})" if source else ""
     if error["type"] == "extra_forbidden":
+        close = closest_name(field.rsplit(".", 1)[-1], _known_keys(field))
+        if close is not None:
+            prefix = "augment." if field.startswith("augment.") else ""
+            return f"Unknown config key '{field}'{where}. Did you mean '{prefix}{close}'?"
         known = ", ".join(_known_keys(field))
         return f"Unknown config key '{field}'{where}. Known keys: {known}."
     given = error.get("input")

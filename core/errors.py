@@ -27,14 +27,35 @@ class ConfigError(UsageError):
     """A config value, file or flag is invalid."""
 
 
+# What people coming from other tools type, and blitz's name for it
+SYNONYMS = {"gpu": "cuda", "dp": "dataparallel", "distributed": "ddp", "fsdp": "ddp", "cifar": "cifar10"}
+
+
+def closest_name(name: str, known: Iterable[str]) -> str | None:
+    """The known name ``name`` most likely meant: the same but for case, '-' and '_'
+    (``CIFAR10``, ``SGD``), a common synonym (``gpu``), or a close spelling (``resnt18``)."""
+    known = list(known)
+
+    def squash(text: str) -> str:
+        return text.lower().replace("-", "").replace("_", "")
+
+    by_squashed = {squash(k): k for k in known}
+    if squash(name) in by_squashed:
+        return by_squashed[squash(name)]
+    if SYNONYMS.get(name.lower()) in known:
+        return SYNONYMS[name.lower()]
+    close = difflib.get_close_matches(squash(name), list(by_squashed), n=1, cutoff=0.6)
+    return by_squashed[close[0]] if close else None
+
+
 class UnknownNameError(UsageError, KeyError):
     """A component name that no installed plugin registers."""
 
     def __init__(self, kind: str, name: str, known: Iterable[str], list_command: str) -> None:
         self.kind, self.name = kind, name
         self.known = sorted(known)
-        close = difflib.get_close_matches(name, self.known, n=1, cutoff=0.6)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
+        close = closest_name(name, self.known)
+        hint = f" Did you mean '{close}'?" if close else ""
         message = f"Unknown {kind} '{name}'.{hint} See '{list_command}'."
         super().__init__(message)
 

@@ -28,6 +28,7 @@ from blitz.catalog import resolve
 from blitz.components import DataInfo, Strategy
 from blitz.config import RunConfig, read_toml, validate
 from blitz.errors import BlitzError, CheckpointError, UsageError
+from blitz.files import atomic_write_text
 
 CHECKPOINT_CHOICES = ("best", "last")
 EVAL_STRATEGIES = ("auto", "cpu", "cuda")
@@ -192,8 +193,8 @@ def evaluate_run(
     data = eval_results(result, info.class_names)
     data.update({"run": str(loaded.run_dir), "checkpoint": checkpoint, "dataset": config.dataset})
     stem = f"eval-{safe_name(config.dataset)}"
-    ckpt.atomic_write_text(loaded.run_dir / f"{stem}.json", json.dumps(data, indent=2) + "\n")
-    ckpt.atomic_write_text(loaded.run_dir / f"{stem}-confusion.csv", confusion_csv(result.confusion, info.class_names))
+    atomic_write_text(loaded.run_dir / f"{stem}.json", json.dumps(data, indent=2) + "\n")
+    atomic_write_text(loaded.run_dir / f"{stem}-confusion.csv", confusion_csv(result.confusion, info.class_names))
     console.print(f"Saved {loaded.run_dir / (stem + '.json')} and {stem}-confusion.csv", highlight=False)
     return data
 

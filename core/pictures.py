@@ -21,7 +21,7 @@ import torch
 from rich.markup import escape
 from torch import nn
 
-from blitz.checkpoint import atomic_write
+from blitz.files import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

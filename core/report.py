@@ -23,7 +23,7 @@ import torch
 from rich.console import Console
 from rich.markup import escape
 
-from blitz.checkpoint import atomic_write_text
+from blitz.files import atomic_write_text
 
 if TYPE_CHECKING:
     from blitz.engine import EvalResult, Trainer, TrainResult

@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
-import torch
 
 from blitz import __version__
-from blitz.checkpoint import atomic_write_text
+from blitz.files import atomic_write_text
 from blitz.config import RunConfig, to_toml_dict
 from blitz.errors import OutputError, UsageError
 
@@ -94,6 +93,8 @@ def git_commit() -> str | None:
 
 
 def write_start_files(path: Path, config: RunConfig, device: str, plugins: dict[str, str]) -> None:
+    import torch  # here, not at the top: `blitz runs` and `show` need no torch
+
     atomic_write_text(path / "config.toml", tomli_w.dumps(to_toml_dict(config)))
     manifest = {
         "blitz": __version__,

@@ -7,6 +7,7 @@ import os
 import torch
 
 from blitz import Register, Strategy, UsageError, hookimpl
+from blitz.errors import StrategyUnavailableError
 from blitz.plugins.strategy_cpu import CPUStrategy
 from blitz.plugins.strategy_cuda import CUDAStrategy, cuda_device
 from blitz.launch import check_ddp_device, launched_by_torchrun
@@ -29,9 +30,14 @@ def build_auto(*, device: str | None = None) -> Strategy:
         reason = "a CUDA GPU is available" + (
             f" ({count} GPUs: use --strategy ddp --nproc-per-node {count} to use them all)" if count > 1 else ""
         )
+    elif device is not None:  # asked for a GPU by name: training on the CPU instead would mislead
+        raise StrategyUnavailableError(
+            f"--device {device}: no CUDA GPU is available here; leave --device out (or give --device cpu) "
+            "to train on the CPU."
+        )
     else:
         strategy = CPUStrategy("cpu")
-        reason = "no GPU is available" + (f" (so --device {device} cannot be used)" if device else "")
+        reason = "no GPU is available"
     describe = strategy.describe
     strategy.describe = lambda: f"auto picked {describe()}: {reason}"  # type: ignore[method-assign]
     return strategy

@@ -269,3 +269,31 @@ def test_home_is_expanded_in_paths():
 
     config = RunConfig(data_root="~/data", out="~/runs/x")
     assert config.data_root == Path.home() / "data" and config.out == Path.home() / "runs" / "x"
+
+
+def test_auto_with_a_cuda_device_and_no_gpu_is_refused(tmp_path):
+    result = blitz("run", "--dataset", "random", "--device", "cuda", "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    assert "--device cuda: no CUDA GPU is available here" in " ".join(result.output.split())
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_command_line_starts_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, blitz.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"  # --help, runs and show start fast; Ctrl-C while torch loads is clean
+
+
+def test_ctrl_c_before_training_is_one_line_and_exit_130(monkeypatch):
+    from blitz import resolve
+
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(resolve, "resolve_config", interrupted)  # the run command imports it late
+    result = blitz("run", "--dataset", "random")
+    assert result.exit_code == 130
+    assert "Interrupted by Ctrl-C" in result.output and "Traceback" not in result.output

@@ -177,3 +177,29 @@ def test_config_values_are_accepted_or_rejected_with_a_named_field(lr, batch_siz
     else:
         assert not invalid, f"accepted invalid {sorted(invalid)}"
         assert (config.lr, config.batch_size, config.epochs) == (lr, batch_size, epochs)
+
+
+@pytest.mark.parametrize(
+    ("kind", "typed", "meant"),
+    [
+        ("dataset", "CIFAR10", "cifar10"),  # the tutorial's torchvision.datasets.CIFAR10
+        ("optimizer", "SGD", "sgd"),  # the tutorial's optim.SGD
+        ("strategy", "gpu", "cuda"),  # a synonym
+        ("model", "resnt18", "resnet18"),  # a misspelling
+        ("model", "res_net-18", "resnet18"),  # separators
+    ],
+)
+def test_unknown_names_suggest_what_was_meant(kind: str, typed: str, meant: str) -> None:
+    overrides = CLIOverrides(values={kind: typed})
+    with pytest.raises(UnknownNameError, match=rf"Unknown {kind} '{typed}'\. Did you mean '{meant}'\?"):
+        resolve_config(overrides=overrides)
+
+
+def test_unknown_config_keys_suggest_the_key_meant(tmp_path) -> None:
+    for text, meant in (("epochz = 3", "epochs"), ("batch-size = 3", "batch_size"), ("[augment]\nflips = true", "augment.flip")):
+        path = write(tmp_path / "c.toml", text + "\n")
+        with pytest.raises(ConfigError, match=rf"Did you mean '{meant}'\?"):
+            resolve_config(config_file=path)
+    path = write(tmp_path / "c.toml", "zzzzzz = 1\n")  # nothing close: the list instead
+    with pytest.raises(ConfigError, match=r"Known keys: augment, batch_size, "):
+        resolve_config(config_file=path)
