@@ -119,47 +119,56 @@ def parse_floats(text: str | None, flag: str) -> list[float] | None:
 RUN_HELP = "Train a model. Flags override --config, which overrides --recipe, which overrides defaults."
 
 
+def default(field: str) -> str:
+    """`` (default: X)`` for a run option's help: RunConfig's value, used when no flag, config
+    file or recipe sets it (the option itself defaults to None, to know whether it was given)."""
+    from blitz.config import AugmentConfig, RunConfig
+
+    model, name = (AugmentConfig, field.split(".")[1]) if field.startswith("augment.") else (RunConfig, field)
+    return f" (default: {model.model_fields[name].default})"
+
+
 @app.command(help=RUN_HELP)
 @reports_errors
 def run(
     recipe: Annotated[Optional[str], typer.Option(help="A named setup from registry.toml (see 'blitz list recipes').")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="A TOML config file (keys as in 'blitz run --print-config').")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Model name (see 'blitz list models').")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Data source (see 'blitz list datasets').")] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="Optimizer (see 'blitz list optimizers').")] = None,
-    schedule: Annotated[Optional[str], typer.Option(help="Learning-rate schedule (see 'blitz list schedules').")] = None,
-    strategy: Annotated[Optional[str], typer.Option(help="Device strategy: auto, cpu, cuda, dataparallel, ddp, ...")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model name (see 'blitz list models')." + default("model"))] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Data source (see 'blitz list datasets')." + default("dataset"))] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="Optimizer (see 'blitz list optimizers')." + default("optimizer"))] = None,
+    schedule: Annotated[Optional[str], typer.Option(help="Learning-rate schedule (see 'blitz list schedules')." + default("schedule"))] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="Device strategy: auto, cpu, cuda, dataparallel, ddp, ..." + default("strategy"))] = None,
     device: Annotated[Optional[str], typer.Option(help="Device for cpu/cuda strategies, e.g. cuda:1.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Passes over the training set.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Examples per step (per process).")] = None,
-    eval_batch_size: Annotated[Optional[int], typer.Option(help="Examples per evaluation batch.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate.")] = None,
-    momentum: Annotated[Optional[float], typer.Option(help="SGD momentum / Adam beta1.")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay.")] = None,
-    label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing of the loss.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Passes over the training set." + default("epochs"))] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Examples per step (per process)." + default("batch_size"))] = None,
+    eval_batch_size: Annotated[Optional[int], typer.Option(help="Examples per evaluation batch." + default("eval_batch_size"))] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate." + default("lr"))] = None,
+    momentum: Annotated[Optional[float], typer.Option(help="SGD momentum / Adam beta1." + default("momentum"))] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay." + default("weight_decay"))] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing of the loss." + default("label_smoothing"))] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed." + default("seed"))] = None,
     data_root: Annotated[Optional[Path], typer.Option(help="Data folder (default $BLITZ_DATA_ROOT or ./data).")] = None,
     download: Annotated[Optional[bool], typer.Option("--download/--no-download", help="Download the data if missing (needs a network).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<time>-<name>-<dataset>).")] = None,
     resume: Annotated[Optional[str], typer.Option(help="Continue the run in this directory from its last checkpoint.")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="32, bf16 or 16-mixed.")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="32, bf16 or 16-mixed." + default("precision"))] = None,
     channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="Channels-last memory format.")] = None,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the model.")] = None,
     deterministic: Annotated[Optional[bool], typer.Option("--deterministic/--no-deterministic", help="Deterministic kernels (bit-identical reruns).")] = None,
     shuffle: Annotated[Optional[bool], typer.Option("--shuffle/--no-shuffle", help="Reshuffle the training set each epoch.")] = None,
     flip: Annotated[Optional[bool], typer.Option("--flip/--no-flip", help="Random horizontal flips.")] = None,
-    flip_mode: Annotated[Optional[str], typer.Option(help="Flip scheme: random, or alternate (random in epoch 1, then each image the other way round every epoch).")] = None,
-    translate: Annotated[Optional[int], typer.Option(help="Random translation, pixels.")] = None,
-    cutout: Annotated[Optional[int], typer.Option(help="Cutout square side, pixels (0 = off).")] = None,
+    flip_mode: Annotated[Optional[str], typer.Option(help="Flip scheme: random, or alternate (random in epoch 1, then each image the other way round every epoch)." + default("augment.flip_mode"))] = None,
+    translate: Annotated[Optional[int], typer.Option(help="Random translation, pixels." + default("augment.translate"))] = None,
+    cutout: Annotated[Optional[int], typer.Option(help="Cutout square side, pixels (0 = off)." + default("augment.cutout"))] = None,
     limit_steps: Annotated[Optional[int], typer.Option(help="Stop each epoch after this many steps (quick checks).")] = None,
     compile_mode: Annotated[Optional[str], typer.Option(help="torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune.")] = None,
     cpu_threads: Annotated[Optional[int], typer.Option(help="PyTorch CPU threads (default: PyTorch's choice).")] = None,
-    eval_every: Annotated[Optional[int], typer.Option(help="Epochs between test evaluations (0 = only at the end).")] = None,
-    checkpoint_every: Annotated[Optional[int], typer.Option(help="Epochs between checkpoints (0 = only at the end and when stopped).")] = None,
-    num_workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes (Dataset sources).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help="Epochs between test evaluations (0 = only at the end)." + default("eval_every"))] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help="Epochs between checkpoints (0 = only at the end and when stopped)." + default("checkpoint_every"))] = None,
+    num_workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes (Dataset sources)." + default("num_workers"))] = None,
     mean: Annotated[Optional[str], typer.Option(help="Override the data's per-channel mean, e.g. 0.5,0.5,0.5.")] = None,
     std: Annotated[Optional[str], typer.Option(help="Override the data's per-channel std, e.g. 0.5,0.5,0.5.")] = None,
-    log_every: Annotated[Optional[int], typer.Option(help="Steps between progress updates.")] = None,
+    log_every: Annotated[Optional[int], typer.Option(help="Steps between progress updates." + default("log_every"))] = None,
     logger: Annotated[Optional[list[str]], typer.Option("--logger", help="Another metric logger besides jsonl (repeatable), e.g. tensorboard.")] = None,
     model_arg: Annotated[Optional[list[str]], typer.Option("--model-arg", help="KEY=VALUE for the model factory (repeatable).")] = None,
     dataset_arg: Annotated[Optional[list[str]], typer.Option("--dataset-arg", help="KEY=VALUE for the data source (repeatable).")] = None,
@@ -285,11 +294,27 @@ def _list_kind(kind: str, pattern: str, as_json: bool) -> None:
                     "name": name, "description": alias.description or f"= {alias.component}",
                     "plugin": alias.plugin, "component": alias.component, "defaults": alias.defaults,
                 })
+        # 'timm/<pattern>': the family's own names (timm's architectures), which it can list
+        family = next((e for e in registry.entries() if e.is_family and pattern.startswith(e.name[:-1])), None)
+        if family is not None:
+            prefix = family.name[:-2]
+            rows += [
+                {"name": f"{prefix}/{variant}", "description": f"{prefix}'s {variant}", "plugin": family.plugin}
+                for variant in family.metadata.get("list_variants", lambda: [])()
+            ]
     import fnmatch
 
-    rows = [r for r in rows if fnmatch.fnmatch(r["name"], pattern)]
+    given = pattern
+    if not any(ch in pattern for ch in "*?["):  # a plain word: a substring search, as users expect
+        pattern = f"*{pattern}*"
+    rows = [r for r in rows if fnmatch.fnmatch(r["name"].lower(), pattern.lower())]
     if as_json:
         console.print_json(json.dumps(rows))
+        return
+    if not rows:
+        families = [e.name.replace("/*", "/") for e in get_host().registries[kind].entries() if e.is_family] if kind != "recipes" else []
+        more = f"; a family's own names are listed by its prefix, e.g. blitz list {kind} '{families[0]}*resnet*'" if families else ""
+        console.print(f"No {kind} match '{given}'. 'blitz list {kind}' shows them all{more}.", highlight=False)
         return
     table = Table(title=f"{kind} ({len(rows)})")
     table.add_column("name", style="bold")
@@ -305,7 +330,7 @@ def _make_list_command(kind: str) -> None:
     @list_app.command(name=kind, help=f"List {kind}, optionally filtered by a glob PATTERN.")
     @reports_errors
     def _command(
-        pattern: Annotated[str, typer.Argument(help="Glob filter, e.g. 'timm*'.")] = "*",
+        pattern: Annotated[str, typer.Argument(help="A word to look for, or a glob; 'timm/*resnet*' lists timm's own names.")] = "*",
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         _list_kind(kind, pattern, as_json)

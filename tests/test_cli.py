@@ -297,3 +297,39 @@ def test_ctrl_c_before_training_is_one_line_and_exit_130(monkeypatch):
     result = blitz("run", "--dataset", "random")
     assert result.exit_code == 130
     assert "Interrupted by Ctrl-C" in result.output and "Traceback" not in result.output
+
+
+def test_off_a_terminal_long_epochs_print_a_progress_line_now_and_then(monkeypatch):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from blitz import progress
+
+    clock = iter([0.0, 10.0, 31.0, 40.0, 62.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    out = StringIO()
+    bar = progress.EpochProgress(Console(file=out, width=200), enabled=True)  # a StringIO: no terminal
+    bar.start(1, 2, 1000)  # t=0
+    for step, loss in ((100, 2.3), (300, 2.1), (400, 2.0), (600, 1.9)):  # t=10, 31, 40, 62
+        bar.update(step, loss, 1234.0)
+    bar.stop()
+    assert out.getvalue().splitlines() == [
+        "epoch 1/2  step 300/1,000  loss 2.100  1,234 img/s",
+        "epoch 1/2  step 600/1,000  loss 1.900  1,234 img/s",
+    ]
+    quiet = StringIO()
+    other_rank = progress.EpochProgress(Console(file=quiet), enabled=False)
+    clock = iter([0.0, 100.0])
+    other_rank.start(1, 1, 10)
+    other_rank.update(5, 1.0, 1.0)
+    assert quiet.getvalue() == ""
+
+
+def test_list_takes_a_word_or_a_glob_and_lists_a_familys_own_names():
+    names = lambda *args: [r["name"] for r in json.loads(blitz("list", "models", *args, "--json").output)]  # noqa: E731
+    assert {"resnet18", "resnet50"} <= set(names("resnet")) and "lenet" not in names("resnet")
+    assert names("ResNet") == names("resnet")  # a word: any case, anywhere in the name
+    assert "timm/resnet18" in names("timm/*resnet18*") and "resnet18" not in names("timm/*resnet18*")
+    result = blitz("list", "models", "zzz")
+    assert result.exit_code == 0 and "No models match 'zzz'" in result.output
