@@ -48,14 +48,16 @@ def reports_errors(func: F) -> F:
         except BlitzError as exc:
             if _state["debug"] or os.environ.get("BLITZ_DEBUG"):
                 raise
-            # A stop is agreed by every rank of a ddp job at the same step: rank 0 tells it once.
-            if not (isinstance(exc, Interrupted) and os.environ.get("RANK", "0") != "0"):
+            # A stop is agreed by every rank of a ddp job at the same step: rank 0 tells it once
+            # (and the launcher, which has nothing to add, not at all).
+            if str(exc) and not (isinstance(exc, Interrupted) and os.environ.get("RANK", "0") != "0"):
                 err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:  # Ctrl-C before training set its own handler, or a second one
             if _state["debug"] or os.environ.get("BLITZ_DEBUG"):
                 raise
-            err_console.print(INTERRUPTED, highlight=False)
+            if os.environ.get("RANK", "0") == "0":  # every rank of a ddp job got it: say it once
+                err_console.print(INTERRUPTED, highlight=False)
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
@@ -181,7 +183,9 @@ def run(
     rdzv_backend: Annotated[str, typer.Option(help="ddp: rendezvous backend.")] = "c10d",
     rdzv_id: Annotated[str, typer.Option(help="ddp: job id shared by all machines.")] = "blitz",
     print_config: Annotated[bool, typer.Option("--print-config", help="Show the resolved config and where each value came from, then exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", hidden=True)] = False,  # 'blitz --debug run' typed the other way round
 ) -> None:
+    _state["debug"] = _state["debug"] or debug
     from blitz.resolve import CLIOverrides, resolve_config
 
     flags: dict[str, Any] = {

@@ -7,6 +7,7 @@ machines, and ends the whole job when any rank fails.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -87,31 +88,37 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
     from torch.distributed.run import main as torchrun_main
 
     args = torchrun_args(spec, run_argv)
-    again = (
-        " with the same --nproc-per-node, --nnodes and --rdzv-* options on every machine" if spec.nnodes > 1
-        else ""
-    )
+
+    def stopped(how: str) -> str:
+        # On one machine rank 0 has said where it stopped and how to resume: nothing to add. On
+        # the others, say it here (rank 0 runs elsewhere).
+        if spec.nnodes == 1:
+            return ""
+        return (
+            f"The DDP job was stopped {how}; the ranks stopped at the same step and rank 0 saved a "
+            "checkpoint: resume with blitz run --resume RUN with the same --nproc-per-node, --nnodes "
+            "and --rdzv-* options on every machine."
+        )
+
     if spec.nproc_per_node > 1:
         # torchrun's own default for several processes per machine, set here so that it does not
         # print a four-line warning about choosing it; --cpu-threads still sets each process's count.
         os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # torchrun's own warnings about stopping workers repeat what blitz says: errors only (its
+    # modules set their loggers' levels themselves, when imported above).
+    if not os.environ.get("BLITZ_DEBUG"):
+        for name in list(logging.root.manager.loggerDict):
+            if name.startswith("torch.distributed.elastic"):
+                logging.getLogger(name).setLevel(logging.ERROR)
     try:
         torchrun_main(args)
     except SignalException as exc:  # Ctrl-C or SIGTERM reached the launcher; workers save and stop
-        raise Interrupted(
-            f"The DDP job was stopped by {exc.sigval.name}; the ranks stopped at the same step and rank 0 "
-            f"saved a checkpoint: resume with blitz run --resume RUN{again} (the run directory printed above).",
-            int(exc.sigval),
-        ) from None
+        raise Interrupted(stopped(f"by {exc.sigval.name}"), int(exc.sigval)) from None
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
         code = failure.exitcode
         if code in (130, 143) and all(f.exitcode in (130, 143) for f in exc.failures.values()):
-            raise Interrupted(
-                f"The DDP job was stopped by a signal at rank {rank}; resume with blitz run --resume RUN{again} "
-                "(the run directory printed above).",
-                code - 128,
-            ) from None
+            raise Interrupted(stopped(f"by a signal at rank {rank}"), code - 128) from None
         # Every failed rank is named: the one a collective lost its peer in often fails first.
         failed = ", ".join(_describe_exit(r, f.exitcode) for r, f in sorted(exc.failures.items()))
         message = f"DDP job failed: {failed} (errors are printed above); the other ranks were stopped."
