@@ -1,18 +1,22 @@
 """The example plugin package, installed for real and driven through the ``blitz`` command line.
 
-The session fixture pip-installs examples/blitz-example-plugin (editable, no downloads) unless
-an up-to-date editable install of it is already there, so reruns are fast. It stays installed,
-as a developer's ``pip install -e`` would: it adds the dataset ``stripes``, the model
-``tiny_cnn`` and an ``on_epoch_end`` hook, all harmless to other tests.
+The session fixture pip-installs examples/blitz-example-plugin (a real wheel install, no
+downloads) into a folder of its own under the temp directory, which the ``blitz`` processes
+these tests start get on their PYTHONPATH: blitz finds it through its entry point as any
+installed package, and the environment `make run` uses stays as it was (no ``stripes``,
+``tiny_cnn`` or epoch-end hook in everyone's runs). The folder is keyed by the example's
+contents, so reruns reuse it.
 """
 
 from __future__ import annotations
 
 import fcntl
-import importlib.metadata
+import hashlib
+import importlib
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,42 +42,40 @@ def _declared() -> tuple[str, dict[str, str]]:
     return project["version"], dict(project["entry-points"]["blitz"])
 
 
-def _installed_and_current() -> bool:
-    """Whether an editable install of this very directory, with today's metadata, is present."""
-    try:
-        dist = importlib.metadata.distribution(DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    direct_url = json.loads(dist.read_text("direct_url.json") or "{}")
-    installed = {ep.name: ep.value for ep in dist.entry_points if ep.group == "blitz"}
-    return (
-        direct_url.get("url") == EXAMPLE_DIR.as_uri()
-        and direct_url.get("dir_info", {}).get("editable") is True
-        and (dist.version, installed) == _declared()
-    )
+def _install_dir() -> Path:
+    """Where the example is installed: a folder named after its sources' hash."""
+    digest = hashlib.sha256()
+    for name in ("pyproject.toml", "blitz_example.py"):
+        digest.update((EXAMPLE_DIR / name).read_bytes())
+    return Path(tempfile.gettempdir()) / f"blitz-example-plugin-{digest.hexdigest()[:16]}"
 
 
 @pytest.fixture(scope="session")
 def example_installed() -> Path:
-    """pip install -e the example package once (serialized across pytest-xdist workers)."""
+    """pip install the example package once into its own folder (serialized across pytest-xdist
+    workers); returns that folder."""
+    target = _install_dir()
     lock_path = Path(tempfile.gettempdir()) / "blitz-example-plugin-install.lock"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not _installed_and_current():
+        if not any(target.glob("blitz_example_plugin-*.dist-info")):
+            staging = Path(tempfile.mkdtemp(prefix="blitz-example-plugin-staging-"))
             done = subprocess.run(
                 [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-                 "--disable-pip-version-check", "--no-input", "-q", "-e", str(EXAMPLE_DIR)],
+                 "--disable-pip-version-check", "--no-input", "-q", "--target", str(staging), str(EXAMPLE_DIR)],
                 capture_output=True, text=True, timeout=300, check=False,
             )
             assert done.returncode == 0, f"pip install failed:\n{done.stdout}\n{done.stderr}"
-            importlib.invalidate_caches()
-    return EXAMPLE_DIR
+            shutil.rmtree(target, ignore_errors=True)
+            staging.rename(target)  # whole or not at all: an interrupted install is not reused
+    return target
 
 
 def blitz(*args: str, tmp_path: Path, load_plugins: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run ``python -m blitz ARGS`` in a fresh process, with runs and data kept under ``tmp_path``."""
     env = {k: v for k, v in os.environ.items() if k not in (LOAD_PLUGINS_ENV, "BLITZ_DEBUG")}
     env.update(BLITZ_RUNS_DIR=str(tmp_path / "runs"), BLITZ_DATA_ROOT=str(tmp_path / "data"), COLUMNS="200")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_install_dir()), env.get("PYTHONPATH")]))
     if load_plugins is not None:
         env[LOAD_PLUGINS_ENV] = load_plugins
     return subprocess.run(
@@ -229,7 +231,9 @@ def test_example_uses_only_the_public_api() -> None:
     assert imports == ["from blitz import DataBundle, DataInfo, TensorSplit, UsageError, hookimpl"]
 
 
-def test_discovered_after_install(example_installed: Path) -> None:
-    """In this process too, once installed: discover() finds it after every built-in."""
+def test_discovered_after_install(example_installed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process too, with its folder on sys.path: discover() finds it after every built-in."""
+    monkeypatch.syspath_prepend(str(example_installed))
+    importlib.invalidate_caches()
     sources = {s.name: s for s in discover()}
     assert sources["example"].distribution == DISTRIBUTION and not sources["example"].builtin
