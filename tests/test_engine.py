@@ -435,3 +435,15 @@ def test_a_stop_during_an_evaluation_ends_it_and_the_run_resumes_after_it(tmp_pa
     resumed = tiny_config(tmp_path, epochs=2, eval_batch_size=8, augment=AugmentConfig())
     result = Trainer(resumed, resume_from=tmp_path / "run" / "checkpoints" / "last.ckpt").fit()
     assert [h["epoch"] for h in result.history] == [2] and result.final.count == 40
+
+
+def test_small_cpu_batches_train_on_one_thread_unless_told(tmp_path):
+    before = torch.get_num_threads()
+    try:
+        for out, batch_size, threads, expected in (("a", 8, None, 1), ("b", 32, None, 2), ("c", 8, 2, 2)):
+            torch.set_num_threads(2)
+            config = tiny_config(tmp_path, out=tmp_path / out, batch_size=batch_size, epochs=1, cpu_threads=threads)
+            Trainer(config).fit()
+            assert torch.get_num_threads() == expected, (batch_size, threads)
+    finally:
+        torch.set_num_threads(before)
