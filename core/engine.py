@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import random
 import shutil
 import signal
 import time
@@ -20,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from rich.console import Console
 from rich.markup import escape
 from torch import nn
 
 from blitz import checkpoint as ckpt
 from blitz import runs
-from blitz.batches import LoaderBatches, TensorBatches, eval_batches, mix_seed
+from blitz.batches import LoaderBatches, TensorBatches, mix_seed
 from blitz.build import (
     Components,
     build_model,
@@ -53,75 +51,9 @@ from blitz.errors import (
 from blitz.launch import launched_by_torchrun
 from blitz.plugin_host import PluginHost, get_host
 from blitz.progress import EpochProgress
-
-
-@dataclass
-class EvalResult:
-    loss: float
-    accuracy: float
-    confusion: torch.Tensor  # (K, K) counts, rows = true class, columns = predicted
-    count: int
-
-    def per_class(self, class_names: tuple[str, ...]) -> dict[str, float]:
-        totals = self.confusion.sum(dim=1).clamp(min=1)
-        correct = self.confusion.diagonal()
-        return {name: float(correct[i] / totals[i]) for i, name in enumerate(class_names)}
-
-
-def autocast(config: RunConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    if config.precision == "32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-class EvaluationStopped(Exception):
-    """A stop request arrived during an evaluation, which was abandoned."""
-
-
-def evaluate(
-    model: nn.Module,
-    split: TensorSplit | Any,
-    info: DataInfo,
-    strategy: Strategy,
-    config: RunConfig,
-    memory_format: torch.memory_format = torch.contiguous_format,
-    should_stop: Callable[[], bool] | None = None,
-) -> EvalResult:
-    """Loss, accuracy and confusion over the whole split, each example counted exactly once.
-
-    ``should_stop`` is asked before each batch; when it says yes, EvaluationStopped is raised
-    (one process only: ranks that left a collective early would leave the others waiting).
-    """
-    k = info.num_classes
-    device = strategy.device
-    confusion = torch.zeros(k * k, dtype=torch.long, device=device)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode(), autocast(config, device):
-        for images, labels in eval_batches(
-            split, info, device=device, batch_size=config.eval_batch_size,
-            rank=strategy.rank, world_size=strategy.world_size, memory_format=memory_format,
-            num_workers=config.num_workers,
-        ):
-            if should_stop is not None and should_stop():
-                model.train(was_training)
-                raise EvaluationStopped
-            logits = model(images).float()
-            loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
-            confusion += torch.bincount(labels * k + logits.argmax(dim=1), minlength=k * k)
-    model.train(was_training)
-    confusion = strategy.all_reduce_sum(confusion)
-    loss_sum = strategy.all_reduce_sum(loss_sum)
-    matrix = confusion.view(k, k).cpu()
-    count = int(matrix.sum())
-    return EvalResult(
-        loss=float(loss_sum) / max(count, 1),
-        accuracy=float(matrix.diagonal().sum()) / max(count, 1),
-        confusion=matrix,
-        count=count,
-    )
+from blitz.reproducibility import rng_state, seed_everything, set_rng_state
+from blitz.scoring import EvalResult, EvaluationStopped, autocast, evaluate
+from blitz.timing import Clock
 
 
 class GuardedLogger:
@@ -186,70 +118,6 @@ class StopRequest:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-
-
-def seed_everything(seed: int, deterministic: bool, device: torch.device) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
-    if device.type != "cuda":
-        return  # CPU kernels are already run-to-run deterministic for a fixed thread count
-    if deterministic:
-        # cuBLAS needs this workspace setting for deterministic matmuls.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-    else:
-        torch.backends.cudnn.benchmark = True
-
-
-def rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        # The run may resume with fewer GPUs visible than it was saved with.
-        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(cuda_state, index)
-
-
-class Clock:
-    """Summed duration of stretches of work (``resume`` ... ``pause``): CUDA events on a GPU, where
-    the work is asynchronous and a host timer would measure only the launches; else perf_counter."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-        self.spans: list[tuple[Any, Any]] = []
-        self.started: Any = None
-
-    def _now(self) -> Any:
-        if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            return event
-        return time.perf_counter()
-
-    def resume(self) -> None:
-        if self.started is None:
-            self.started = self._now()
-
-    def pause(self) -> None:
-        if self.started is not None:
-            self.spans.append((self.started, self._now()))
-            self.started = None
-
-    def total(self) -> float:
-        """Seconds in all stretches so far (waits for the GPU to finish them)."""
-        self.pause()
-        if not self.cuda:
-            return sum(end - start for start, end in self.spans)
-        if self.spans:
-            self.spans[-1][1].synchronize()
-        return sum(start.elapsed_time(end) for start, end in self.spans) / 1000
 
 
 @dataclass
@@ -924,4 +792,4 @@ def train(config: RunConfig, **kwargs: Any) -> TrainResult:
     return Trainer(config, **kwargs).fit()
 
 
-__all__ = ["Trainer", "TrainResult", "TrainingRun", "evaluate", "train"]
+__all__ = ["Trainer", "TrainResult", "TrainingRun", "train"]

@@ -156,7 +156,7 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate a run's checkpoint on its test data (or another data source); print and save it."""
     from blitz.build import load_data
-    from blitz.engine import evaluate
+    from blitz.scoring import evaluate
     from blitz.report import accuracy_lines, confusion_csv, eval_results
 
     console = console or Console()

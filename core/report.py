@@ -26,7 +26,8 @@ from rich.markup import escape
 from blitz.files import atomic_write_text
 
 if TYPE_CHECKING:
-    from blitz.engine import EvalResult, Trainer, TrainResult
+    from blitz.engine import Trainer, TrainResult
+    from blitz.scoring import EvalResult
 
 
 def _number(value: float | None, spec: str) -> str:

@@ -12,7 +12,8 @@ from blitz.components import Strategy
 from blitz.config import AugmentConfig, RunConfig
 from blitz.build import call_factory, check_fit
 from blitz import engine
-from blitz.engine import StopRequest, Trainer, evaluate
+from blitz.engine import StopRequest, Trainer
+from blitz.scoring import evaluate
 from blitz.errors import IncompatibleError, Interrupted
 from blitz.hookspecs import hookimpl
 from blitz.plugin_host import PluginHost, discover, local_source
@@ -303,7 +304,7 @@ def test_stop_between_epochs_checkpoints_even_when_none_is_due(tmp_path):
 def test_clock_sums_only_the_resumed_stretches():
     import time
 
-    from blitz.engine import Clock
+    from blitz.timing import Clock
 
     clock = Clock(torch.device("cpu"))
     clock.resume()

@@ -1,0 +1,86 @@
+"""Scoring a model on a split: loss, accuracy and confusion, each example counted exactly once,
+also across the processes of a ddp job; and the precision context forward passes run in."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from blitz.batches import eval_batches
+from blitz.components import DataInfo, Strategy, TensorSplit
+from blitz.config import RunConfig
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    accuracy: float
+    confusion: torch.Tensor  # (K, K) counts, rows = true class, columns = predicted
+    count: int
+
+    def per_class(self, class_names: tuple[str, ...]) -> dict[str, float]:
+        totals = self.confusion.sum(dim=1).clamp(min=1)
+        correct = self.confusion.diagonal()
+        return {name: float(correct[i] / totals[i]) for i, name in enumerate(class_names)}
+
+
+def autocast(config: RunConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    if config.precision == "32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class EvaluationStopped(Exception):
+    """A stop request arrived during an evaluation, which was abandoned."""
+
+
+def evaluate(
+    model: nn.Module,
+    split: TensorSplit | Any,
+    info: DataInfo,
+    strategy: Strategy,
+    config: RunConfig,
+    memory_format: torch.memory_format = torch.contiguous_format,
+    should_stop: Callable[[], bool] | None = None,
+) -> EvalResult:
+    """Loss, accuracy and confusion over the whole split, each example counted exactly once.
+
+    ``should_stop`` is asked before each batch; when it says yes, EvaluationStopped is raised
+    (one process only: ranks that left a collective early would leave the others waiting).
+    """
+    k = info.num_classes
+    device = strategy.device
+    confusion = torch.zeros(k * k, dtype=torch.long, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode(), autocast(config, device):
+        for images, labels in eval_batches(
+            split, info, device=device, batch_size=config.eval_batch_size,
+            rank=strategy.rank, world_size=strategy.world_size, memory_format=memory_format,
+            num_workers=config.num_workers,
+        ):
+            if should_stop is not None and should_stop():
+                model.train(was_training)
+                raise EvaluationStopped
+            logits = model(images).float()
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
+            confusion += torch.bincount(labels * k + logits.argmax(dim=1), minlength=k * k)
+    model.train(was_training)
+    confusion = strategy.all_reduce_sum(confusion)
+    loss_sum = strategy.all_reduce_sum(loss_sum)
+    matrix = confusion.view(k, k).cpu()
+    count = int(matrix.sum())
+    return EvalResult(
+        loss=float(loss_sum) / max(count, 1),
+        accuracy=float(matrix.diagonal().sum()) / max(count, 1),
+        confusion=matrix,
+        count=count,
+    )
