@@ -9,7 +9,7 @@ import sys
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -18,6 +18,10 @@ from rich.table import Table
 
 from blitz import __version__
 from blitz.errors import BlitzError, ConfigError, Interrupted, UsageError
+
+if TYPE_CHECKING:
+    from blitz.launch import LaunchSpec
+    from blitz.resolve import ResolvedConfig
 
 app = typer.Typer(
     name="blitz",
@@ -224,24 +228,38 @@ def run(
     if resolved.config.strategy == "ddp":
         check_ddp_device(resolved.config.device)  # before starting processes that would each refuse it
     if resolved.config.strategy == "ddp" and not launched_by_torchrun():
-        from blitz.launch import LaunchSpec, argv_after_run, launch, strip_launch_options, saved_process_count
-        from blitz.runs import check_out_dir
+        from blitz.launch import LaunchSpec
 
-        if resolved.resume_checkpoint is not None:
-            if nproc_per_node is None and nnodes is None:  # as many processes as the run had
-                nproc_per_node = saved_process_count(resolved.resume_checkpoint)
-                if nproc_per_node > 1:
-                    console.print(f"Resuming with --nproc-per-node {nproc_per_node}, as the run was saved.", highlight=False)
-        elif resolved.config.out is not None:
-            check_out_dir(resolved.config.out)  # refused here, before any process starts
-        spec = LaunchSpec(
-            nproc_per_node=1 if nproc_per_node is None else nproc_per_node,  # 0 is an error, not "default"
-            nnodes=1 if nnodes is None else nnodes, node_rank=0 if node_rank is None else node_rank,
-            rdzv_endpoint=rdzv_endpoint, rdzv_backend=rdzv_backend, rdzv_id=rdzv_id,
-        )
-        launch(spec, strip_launch_options(argv_after_run()))
+        launch_ddp(resolved, LaunchSpec(
+            nproc_per_node=nproc_per_node, nnodes=1 if nnodes is None else nnodes,
+            node_rank=0 if node_rank is None else node_rank, rdzv_endpoint=rdzv_endpoint,
+            rdzv_backend=rdzv_backend, rdzv_id=rdzv_id,
+        ))
         return
+    train_and_report(resolved)
 
+
+def launch_ddp(resolved: ResolvedConfig, spec: LaunchSpec) -> None:
+    """Start the processes of a ddp run through torchrun, after the checks that need none of them."""
+    import dataclasses
+
+    from blitz.launch import argv_after_run, launch, saved_process_count, strip_launch_options
+    from blitz.runs import check_out_dir
+
+    if resolved.resume_checkpoint is not None:
+        if spec.nproc_per_node is None and spec.nnodes == 1:  # as many processes as the run had
+            spec = dataclasses.replace(spec, nproc_per_node=saved_process_count(resolved.resume_checkpoint))
+            if spec.nproc_per_node > 1:
+                console.print(f"Resuming with --nproc-per-node {spec.nproc_per_node}, as the run was saved.", highlight=False)
+    elif resolved.config.out is not None:
+        check_out_dir(resolved.config.out)  # refused here, before any process starts
+    if spec.nproc_per_node is None:
+        spec = dataclasses.replace(spec, nproc_per_node=1)  # 0 is an error, not "default"
+    launch(spec, strip_launch_options(argv_after_run()))
+
+
+def train_and_report(resolved: ResolvedConfig) -> None:
+    """Train in this process, then (on rank 0) print the tutorial-style report and write the run's."""
     from blitz.engine import Trainer
     from blitz.report import print_final_report, write_run_report
 

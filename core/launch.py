@@ -36,7 +36,7 @@ def check_ddp_device(device: str | None) -> None:
 
 @dataclass(frozen=True)
 class LaunchSpec:
-    nproc_per_node: int = 1
+    nproc_per_node: int | None = 1  # None: not given (a resume then takes the run's own count)
     nnodes: int = 1
     node_rank: int = 0
     rdzv_endpoint: str | None = None
