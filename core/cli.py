@@ -168,7 +168,7 @@ def run(
     cutout: Annotated[Optional[int], typer.Option(help="Cutout square side, pixels (0 = off)." + default("augment.cutout"))] = None,
     limit_steps: Annotated[Optional[int], typer.Option(help="Stop each epoch after this many steps (quick checks).")] = None,
     compile_mode: Annotated[Optional[str], typer.Option(help="torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune.")] = None,
-    cpu_threads: Annotated[Optional[int], typer.Option(help="PyTorch CPU threads (default: PyTorch's choice).")] = None,
+    cpu_threads: Annotated[Optional[int], typer.Option(help="PyTorch CPU threads (default: PyTorch's choice; 1 for training steps at batch sizes up to 16, unless OMP_NUM_THREADS is set).")] = None,
     eval_every: Annotated[Optional[int], typer.Option(help="Epochs between test evaluations (0 = only at the end)." + default("eval_every"))] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Epochs between checkpoints (0 = only at the end and when stopped)." + default("checkpoint_every"))] = None,
     num_workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes (Dataset sources)." + default("num_workers"))] = None,
@@ -247,8 +247,13 @@ def launch_ddp(resolved: ResolvedConfig, spec: LaunchSpec) -> None:
     from blitz.runs import check_out_dir
 
     if resolved.resume_checkpoint is not None:
+        from blitz.checkpoint import load_checkpoint
+        from blitz.engine import check_resumable
+
+        meta = load_checkpoint(resolved.resume_checkpoint).meta
+        check_resumable(meta, resolved.config.epochs)  # here, not once per started process
         if spec.nproc_per_node is None and spec.nnodes == 1:  # as many processes as the run had
-            spec = dataclasses.replace(spec, nproc_per_node=saved_process_count(resolved.resume_checkpoint))
+            spec = dataclasses.replace(spec, nproc_per_node=saved_process_count(meta))
             if spec.nproc_per_node > 1:
                 console.print(f"Resuming with --nproc-per-node {spec.nproc_per_node}, as the run was saved.", highlight=False)
     elif resolved.config.out is not None:
@@ -438,7 +443,10 @@ def show(run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run direct
     summary = read_json(path / "summary.json")
     console.print(f"[bold]{path}[/]")
     for key, value in summary.items():
-        shown = f"{value:.4g}" if isinstance(value, float) else value  # seconds: 23.6, not 23.644509513997036
+        if isinstance(value, float):  # 23.6 s, not 23.644509513997036; accuracies as fractions
+            shown: Any = f"{value:.4f}" if key.endswith("accuracy") else f"{value:,.1f}"
+        else:
+            shown = value
         console.print(f"  {key}: {shown}", highlight=False)
     console.print((path / "config.toml").read_text(encoding="utf-8"), highlight=False, markup=False)
     epochs = [r for r in read_metrics(path / "metrics.jsonl") if r.get("event") == "epoch"]

@@ -88,7 +88,7 @@ class RunConfig(BaseModel):
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = Field(
         "default", description="torch.compile mode; reduce-overhead replays CUDA graphs on GPUs"
     )
-    cpu_threads: int | None = Field(None, ge=1, le=1024, description="PyTorch CPU threads; default: PyTorch's choice")
+    cpu_threads: int | None = Field(None, ge=1, le=1024, description="PyTorch CPU threads; default: PyTorch's (1 for training steps of batches up to 16)")
 
     data_root: Path | None = Field(None, strict=False, description=f"data folder; default ${DATA_ROOT_ENV} or ./data")
     download: bool = Field(False, description="download the data set if missing (needs a network)")

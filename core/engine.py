@@ -155,11 +155,37 @@ class _Session:
     latest: EvalResult | None = None  # the last evaluation
     start_epoch: int = 1  # where training (re)starts
     start_step: int = 0
+    evaluation_pending: bool = False  # the last epoch's evaluation was abandoned (Ctrl-C)
 
 
-# Up to this batch size a CPU run defaults to one thread: a second one gains ~15 % on an idle
-# 2-core machine and loses up to 4x when other work shares the cores (measured at batch 4).
+# Up to this batch size a CPU run trains on one thread by default: a second one gains ~15 % on
+# an idle 2-core machine and loses up to 4x when other work shares the cores (batch 4, measured).
 SMALL_CPU_BATCH = 16
+
+
+def check_resumable(meta: dict[str, Any], epochs: int) -> None:
+    """Refuse to resume a run that has nothing left to do at ``epochs`` epochs (its files stay
+    as they are: a resume would only rewrite its report)."""
+    done, in_progress = int(meta["epoch"]) - 1, int(meta["step_in_epoch"]) > 0
+    if done == epochs and not in_progress and not meta.get("evaluation_pending"):
+        raise UsageError(
+            f"This run has finished its {done} epoch(s): nothing to resume. To train it further, "
+            f"add --epochs N with N above {done} (its schedule must be 'constant'), or start a new run."
+        )
+
+
+@contextlib.contextmanager
+def threads_for(count: int | None) -> Iterator[None]:
+    """PyTorch's intra-op thread count set to ``count`` inside, put back after (None: unchanged)."""
+    if count is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class Trainer:
@@ -181,6 +207,7 @@ class Trainer:
         self.write_run = write_run
         self.stop = StopRequest()
         self.components = resolve_components(config, self.host)
+        self.train_threads: int | None = None  # set by fit: the CPU threads of training steps
 
     def say(self, message: str) -> None:
         if self.strategy.is_main:
@@ -203,22 +230,34 @@ class Trainer:
                 "use --strategy ddp (or auto) under torchrun."
             )
         strategy.setup()
+        threads = torch.get_num_threads()
         try:
             with self.stop.installed():
                 return self._fit(strategy)
         finally:
+            torch.set_num_threads(threads)  # the run's thread count is the run's, not the caller's
             strategy.teardown()
 
     def _fit(self, strategy: Strategy) -> TrainResult:
         config = self.config
         seed_everything(config.seed, config.deterministic, strategy.device)
-        threads = config.cpu_threads
-        if threads is None and strategy.device.type == "cpu" and config.batch_size <= SMALL_CPU_BATCH:
-            threads = 1
-        if threads is not None:
-            torch.set_num_threads(threads)
-        on_cpu = f", {torch.get_num_threads()} CPU thread(s)" if strategy.device.type == "cpu" else ""
-        self.say(f"Strategy: {strategy.describe()}{on_cpu}")
+        if config.cpu_threads is not None:
+            torch.set_num_threads(config.cpu_threads)
+        on_cpu = strategy.device.type == "cpu"
+        # Training steps of small CPU batches: one thread, unless --cpu-threads or OMP_NUM_THREADS
+        # says otherwise (evaluation batches are large and keep the process's threads).
+        self.train_threads = (
+            1 if on_cpu and config.cpu_threads is None and "OMP_NUM_THREADS" not in os.environ
+            and config.batch_size <= SMALL_CPU_BATCH else None
+        )
+        threads = torch.get_num_threads()
+        if not on_cpu:
+            threads_text = ""
+        elif self.train_threads is None or self.train_threads == threads:
+            threads_text = f", {threads} CPU thread(s)"
+        else:
+            threads_text = f", {self.train_threads} CPU thread(s) for training steps ({threads} for evaluation)"
+        self.say(f"Strategy: {strategy.describe()}{threads_text}")
         state = self._resumable_state() if self.resume_from is not None else None  # before any work
         session = self._start_session(strategy)
         if state is not None:
@@ -337,15 +376,10 @@ class Trainer:
         return bundle
 
     def _resumable_state(self) -> ckpt.Checkpoint:
-        """The checkpoint to resume from, refused at once if it has nothing left to train."""
+        """The checkpoint to resume from, refused at once if it has nothing left to do."""
         assert self.resume_from is not None
         state = ckpt.load_checkpoint(self.resume_from)
-        done, in_progress = int(state.meta["epoch"]) - 1, int(state.meta["step_in_epoch"]) > 0
-        if done == self.config.epochs and not in_progress:
-            raise UsageError(
-                f"This run has finished its {done} epoch(s): nothing to resume. To train it further, "
-                f"add --epochs N with N above {done} (its schedule must be 'constant'), or start a new run."
-            )
+        check_resumable(state.meta, self.config.epochs)
         return state
 
     def _resume(self, session: _Session, state: ckpt.Checkpoint) -> None:
@@ -367,6 +401,16 @@ class Trainer:
         run.history = list(state.meta.get("history", []))
         session.best_accuracy = float(state.meta.get("best_accuracy", -1.0))
         start_epoch, start_step = int(state.meta["epoch"]), int(state.meta["step_in_epoch"])
+        saved_world = int(state.meta.get("world_size", strategy.world_size))
+        if start_step > 0 and saved_world != strategy.world_size:
+            # step_in_epoch counts each rank's steps through its share of the epoch's permutation:
+            # with another process count the shares differ (examples would be seen twice, or the
+            # rest of the epoch skipped). Checked on the saved position, before it is normalised.
+            raise UsageError(
+                f"This run stopped in the middle of epoch {start_epoch} with {saved_world} process(es), "
+                f"and would resume with {strategy.world_size}: finish that epoch with the same count "
+                f"(--nproc-per-node x --nnodes = {saved_world}), or resume from the end of an epoch."
+            )
         if start_step >= session.steps_per_epoch:
             start_epoch, start_step = start_epoch + 1, 0
         session.start_epoch, session.start_step = start_epoch, start_step
@@ -377,15 +421,6 @@ class Trainer:
                 f"--epochs {config.epochs} is below the {done} epoch(s) this run has done"
                 f"{' and the one in progress' if in_progress else ''}; resume with --epochs "
                 f"{done + in_progress} or more."
-            )
-        saved_world = int(state.meta.get("world_size", strategy.world_size))
-        if start_step > 0 and saved_world != strategy.world_size:
-            # step_in_epoch counts each rank's steps through its share of the epoch's permutation:
-            # with another process count the shares differ, and examples would be seen twice.
-            raise UsageError(
-                f"This run stopped in the middle of epoch {start_epoch} with {saved_world} process(es), "
-                f"and would resume with {strategy.world_size}: finish that epoch with the same count "
-                f"(--nproc-per-node x --nnodes = {saved_world}), or resume from the end of an epoch."
             )
         self.say(f"Resuming from {self.resume_from} at epoch {start_epoch}, step {start_step}")
         saved_total = state.meta.get("total_steps")
@@ -424,7 +459,8 @@ class Trainer:
                 session.clock.resume()
                 first = session.start_step if epoch == session.start_epoch else 0
                 epoch_start = time.perf_counter()
-                steps_done, images, loss_avg = self._train_epoch(session, loss_fn, epoch, first, progress)
+                with threads_for(self.train_threads):
+                    steps_done, images, loss_avg = self._train_epoch(session, loss_fn, epoch, first, progress)
                 if steps_done < session.steps_per_epoch and self.stop_agreed():
                     self._save_checkpoint(session, "last", epoch, steps_done)
                     raise self._interrupted(f"at epoch {epoch}, step {steps_done}", run.run_dir)
@@ -432,18 +468,21 @@ class Trainer:
                 train_seconds += epoch_seconds
                 images_seen += images
                 due = epoch == config.epochs or (config.eval_every > 0 and epoch % config.eval_every == 0)
+                abandoned = False
                 try:
                     result = self._evaluate(session) if due else None
                 except EvaluationStopped:  # Ctrl-C need not wait for a long evaluation
-                    self._save_checkpoint(session, "last", epoch, session.steps_per_epoch)
-                    raise self._interrupted(f"during the evaluation after epoch {epoch}", run.run_dir) from None
+                    result, abandoned = None, True
+                # a last epoch whose evaluation was abandoned is evaluated when the run resumes
+                session.evaluation_pending = abandoned and epoch == config.epochs
                 session.clock.pause()
                 latest = session.latest = result or latest
                 checkpoint_due = self._end_epoch(session, epoch, loss_avg, result, latest, images, epoch_seconds)
-                if epoch < config.epochs and self.stop_agreed():  # a signal during evaluation or hooks
+                if abandoned or (epoch < config.epochs and self.stop_agreed()):  # a signal in evaluation or hooks
                     if not checkpoint_due:
                         self._save_checkpoint(session, "last", epoch + 1, 0)
-                    raise self._interrupted(f"after epoch {epoch}", run.run_dir)
+                    where = f"during the evaluation after epoch {epoch}" if abandoned else f"after epoch {epoch}"
+                    raise self._interrupted(where, run.run_dir)
         finally:
             progress.stop()
         return train_seconds, images_seen, latest
@@ -552,6 +591,7 @@ class Trainer:
             "step_in_epoch": step_in_epoch,
             "global_step": run.global_step,
             "total_steps": session.total_steps,
+            "evaluation_pending": session.evaluation_pending,
             "world_size": run.strategy.world_size,  # processes; a partial epoch resumes only with as many
             "local_world_size": int(os.environ.get("LOCAL_WORLD_SIZE", run.strategy.world_size)),
             "best_accuracy": session.best_accuracy,
@@ -620,7 +660,8 @@ class Trainer:
 
     def _interrupted(self, where: str, run_dir: Path | None) -> Interrupted:
         signum = self.stop.signal_number or signal.SIGTERM
-        resume = f"; resume with: blitz run --resume {run_dir}" if run_dir is not None else ""
+        resumable = run_dir is not None and (run_dir / "checkpoints" / "last.ckpt").is_file()
+        resume = f"; resume with: blitz run --resume {run_dir}" if resumable else ""
         world = self.strategy.world_size
         if resume and world > 1:
             per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world))

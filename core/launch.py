@@ -12,9 +12,11 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 from blitz.errors import BlitzError, Interrupted, UsageError
+
+TIMEOUT_ENV = "BLITZ_DDP_TIMEOUT"  # seconds a collective may wait before the job fails
 
 # blitz run options that belong to the launcher, not to the training processes
 LAUNCH_OPTIONS = ("--nproc-per-node", "--nnodes", "--node-rank", "--rdzv-endpoint", "--rdzv-backend", "--rdzv-id")
@@ -100,6 +102,10 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
             "and --rdzv-* options on every machine."
         )
 
+    # On Ctrl-C torchrun forwards the signal, then kills the workers that have not ended after a
+    # grace period (30 s by default): long enough for them to finish a step, not always an
+    # evaluation or a checkpoint. Give them as long as a collective may take.
+    os.environ.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", os.environ.get(TIMEOUT_ENV, "600"))
     if spec.nproc_per_node > 1:
         # torchrun's own default for several processes per machine, set here so that it does not
         # print a four-line warning about choosing it; --cpu-threads still sets each process's count.
@@ -139,12 +145,10 @@ def _describe_exit(rank: int, code: int) -> str:
     return f"rank {rank} exited with code {code}"
 
 
-def saved_process_count(checkpoint: Path) -> int:
-    """The processes per machine a run's checkpoint was saved by, when it ran on one machine
-    (1 for older checkpoints and for runs across machines, whose options must be given again)."""
-    from blitz.checkpoint import load_checkpoint
-
-    meta = load_checkpoint(checkpoint).meta
+def saved_process_count(meta: dict[str, Any]) -> int:
+    """The processes per machine a run's checkpoint (its ``meta``) was saved by, when it ran on
+    one machine (1 for older checkpoints and for runs across machines, whose options must be
+    given again)."""
     world, per_node = int(meta.get("world_size", 1)), int(meta.get("local_world_size", 1))
     return world if world == per_node else 1
 

@@ -17,10 +17,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from blitz import Register, Strategy, UsageError, hookimpl
-from blitz.launch import check_ddp_device, launched_by_torchrun
+from blitz.launch import TIMEOUT_ENV, check_ddp_device, launched_by_torchrun
 from blitz.plugins.strategy_cuda import use_gpu
 
-TIMEOUT_ENV = "BLITZ_DDP_TIMEOUT"  # seconds a collective may wait before the job fails
 
 
 class DDPStrategy(Strategy):

@@ -14,7 +14,7 @@ from blitz.build import call_factory, check_fit
 from blitz import engine
 from blitz.engine import StopRequest, Trainer
 from blitz.scoring import evaluate
-from blitz.errors import IncompatibleError, Interrupted
+from blitz.errors import IncompatibleError, Interrupted, UsageError
 from blitz.hookspecs import hookimpl
 from blitz.plugin_host import PluginHost, discover, local_source
 from blitz.plugins.lenet import build_lenet
@@ -277,7 +277,7 @@ def test_alternate_flip_follows_the_example_not_its_position():
         assert torch.allclose(images, expected)
 
 
-def test_checkpoint_every_zero_writes_only_the_final_checkpoint(tmp_path, monkeypatch):
+def test_checkpoint_every_spaces_last_checkpoints_and_best_follows_improvements(tmp_path, monkeypatch):
     from blitz import checkpoint
 
     saved = []
@@ -409,42 +409,145 @@ def test_a_finished_run_is_not_resumed_and_keeps_its_files(tmp_path):
     assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == files
 
 
-def test_a_stop_during_an_evaluation_ends_it_and_the_run_resumes_after_it(tmp_path):
-    trainer = Trainer(tiny_config(tmp_path, epochs=2, eval_batch_size=8, augment=AugmentConfig()))
+def stop_in_evaluation(trainer: Trainer, epoch: int, monkeypatch) -> list[int]:
+    """Make ``trainer`` get a Ctrl-C three batches into the evaluation after ``epoch``; returns
+    the list that counts the batches that evaluation started."""
     real_evaluate = engine.evaluate
-    batches_seen = []
+    batches: list[int] = []
 
-    def evaluate_interrupted_in_epoch_1(*args, should_stop=None, **kwargs):
-        if trainer.stop.signal_number is None and not batches_seen:
-            def stop_at_batch_3():
-                batches_seen.append(1)
-                if len(batches_seen) == 3:
-                    trainer.stop(2)  # Ctrl-C, three batches into the evaluation
-                return should_stop()
-            return real_evaluate(*args, should_stop=stop_at_batch_3, **kwargs)
-        return real_evaluate(*args, should_stop=should_stop, **kwargs)
+    def evaluate(*args, should_stop=None, **kwargs):
+        if getattr(trainer, "_epoch_now", None) != epoch or batches:
+            return real_evaluate(*args, should_stop=should_stop, **kwargs)
 
-    engine.evaluate = evaluate_interrupted_in_epoch_1
-    try:
-        with pytest.raises(Interrupted, match="during the evaluation after epoch 1"):
-            trainer.fit()
-    finally:
-        engine.evaluate = real_evaluate
-    assert len(batches_seen) == 3  # it did not finish the 5 batches of 40 test images
+        def stop_at_batch_3():
+            batches.append(1)
+            if len(batches) == 3:
+                trainer.stop(2)  # Ctrl-C
+            return should_stop()
+
+        return real_evaluate(*args, should_stop=stop_at_batch_3, **kwargs)
+
+    class EpochNow:
+        @hookimpl
+        def on_train_start(self, run):
+            original = trainer._train_epoch
+
+            def train_epoch(session, loss_fn, e, *rest):
+                trainer._epoch_now = e
+                return original(session, loss_fn, e, *rest)
+
+            trainer._train_epoch = train_epoch
+
+    trainer.host = host_with(EpochNow())
+    monkeypatch.setattr(engine, "evaluate", evaluate)
+    return batches
+
+
+def test_a_stop_during_an_evaluation_ends_it_and_the_run_resumes_after_it(tmp_path, monkeypatch):
+    config = tiny_config(tmp_path, epochs=2, eval_batch_size=8, augment=AugmentConfig())
+    trainer = Trainer(config)
+    batches = stop_in_evaluation(trainer, 1, monkeypatch)
+    with pytest.raises(Interrupted, match="during the evaluation after epoch 1; resume with"):
+        trainer.fit()
+    assert len(batches) == 3  # it did not finish the 5 batches of 40 test images
     meta = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").meta
-    assert (meta["epoch"], meta["step_in_epoch"]) == (1, 4)  # epoch 1 trained (4 steps of 25)
-    resumed = tiny_config(tmp_path, epochs=2, eval_batch_size=8, augment=AugmentConfig())
-    result = Trainer(resumed, resume_from=tmp_path / "run" / "checkpoints" / "last.ckpt").fit()
-    assert [h["epoch"] for h in result.history] == [2] and result.final.count == 40
+    assert (meta["epoch"], meta["step_in_epoch"]) == (2, 0) and not meta["evaluation_pending"]
+    assert [(h["epoch"], h["test_accuracy"]) for h in meta["history"]] == [(1, None)]  # recorded, not scored
+    monkeypatch.undo()  # the real evaluate again
+    result = Trainer(config, resume_from=tmp_path / "run" / "checkpoints" / "last.ckpt").fit()
+    assert [h["epoch"] for h in result.history] == [1, 2] and result.final.count == 40
 
 
-def test_small_cpu_batches_train_on_one_thread_unless_told(tmp_path):
+def test_a_stop_during_the_last_evaluation_is_resumed_to_evaluate(tmp_path, monkeypatch):
+    from blitz.runs import read_json
+
+    config = tiny_config(tmp_path, epochs=2, eval_batch_size=8, augment=AugmentConfig())
+    trainer = Trainer(config)
+    stop_in_evaluation(trainer, 2, monkeypatch)
+    with pytest.raises(Interrupted, match="during the evaluation after epoch 2"):
+        trainer.fit()
+    meta = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").meta
+    assert (meta["epoch"], meta["step_in_epoch"], meta["evaluation_pending"]) == (3, 0, True)
+    assert read_json(tmp_path / "run" / "summary.json")["status"] == "stopped"
+    # not "finished, nothing to resume": the resume runs the evaluation that was stopped
+    result = Trainer(config, resume_from=tmp_path / "run" / "checkpoints" / "last.ckpt").fit()
+    assert result.final.count == 40 and [h["epoch"] for h in result.history] == [1, 2]
+    assert read_json(tmp_path / "run" / "summary.json")["status"] == "finished"
+
+
+def test_a_mid_epoch_stop_resumes_only_with_as_many_processes(tmp_path):
+    """Saved at step 3 of 4 by one process; two processes have 2 steps per epoch, so the saved
+    step is past their epoch's end: refused, not silently skipped to the next epoch."""
+
+    class TwoRanks(Strategy):
+        name = "tworanks"
+
+        def __init__(self) -> None:
+            super().__init__(torch.device("cpu"))
+            self.world_size = 2
+
+    class Plugin:
+        @hookimpl
+        def register_strategies(self, register):
+            register("tworanks", lambda *, device=None: TwoRanks(), description="pretends to be two processes")
+
+    config = tiny_config(tmp_path, epochs=2, augment=AugmentConfig())
+    trainer = Trainer(config)
+    original = trainer._train_epoch
+
+    def stop_in_epoch_two(session, *args, **kwargs):
+        if session.run.epoch == 2:  # SIGTERM as the third batch arrives: it is trained, then the run stops
+            batches = type(session.batches).epoch.__get__(session.batches)
+
+            def epoch_with_stop(epoch, first_step=0):
+                for i, batch in enumerate(batches(epoch, first_step)):
+                    if i == 2:
+                        trainer.stop(15)
+                    yield batch
+
+            session.batches.epoch = epoch_with_stop
+        return original(session, *args, **kwargs)
+
+    trainer._train_epoch = stop_in_epoch_two
+    with pytest.raises(Interrupted):
+        trainer.fit()
+    meta = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").meta
+    assert (meta["epoch"], meta["step_in_epoch"], meta["world_size"]) == (2, 3, 1)
+    two = Trainer(config.model_copy(update={"strategy": "tworanks"}), host=host_with(Plugin()),
+                  resume_from=tmp_path / "run" / "checkpoints" / "last.ckpt")
+    with pytest.raises(UsageError, match=r"stopped in the middle of epoch 2 with 1 process\(es\), and would resume with 2"):
+        two.fit()
+
+
+def test_small_cpu_batches_train_on_one_thread_unless_told(tmp_path, monkeypatch):
+    class ThreadsSeen:
+        """Records (training?, threads) at every forward pass of the run's model."""
+
+        def __init__(self) -> None:
+            self.seen: set[tuple[bool, int]] = set()
+
+        @hookimpl
+        def on_train_start(self, run):
+            run.model.register_forward_pre_hook(lambda m, args: self.seen.add((m.training, torch.get_num_threads())))
+
     before = torch.get_num_threads()
     try:
-        for out, batch_size, threads, expected in (("a", 8, None, 1), ("b", 32, None, 2), ("c", 8, 2, 2)):
+        cases = (  # out, batch, --cpu-threads, OMP_NUM_THREADS, (train, eval) threads seen
+            ("a", 8, None, None, {(True, 1), (False, 2)}),
+            ("b", 32, None, None, {(True, 2), (False, 2)}),
+            ("c", 8, 2, None, {(True, 2), (False, 2)}),
+            ("d", 8, None, "2", {(True, 2), (False, 2)}),
+        )
+        for out, batch_size, threads, omp, expected in cases:
+            if omp is None:
+                monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+            else:
+                monkeypatch.setenv("OMP_NUM_THREADS", omp)
             torch.set_num_threads(2)
+            recorder = ThreadsSeen()
             config = tiny_config(tmp_path, out=tmp_path / out, batch_size=batch_size, epochs=1, cpu_threads=threads)
-            Trainer(config).fit()
-            assert torch.get_num_threads() == expected, (batch_size, threads)
+            Trainer(config, host=host_with(recorder)).fit()
+            assert recorder.seen == expected, out
+            assert torch.get_num_threads() == 2  # the caller's count, back after the run
     finally:
         torch.set_num_threads(before)
