@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 import tomllib
 from collections.abc import Callable
@@ -35,8 +36,8 @@ data_app = typer.Typer(help="Work with data sources.", no_args_is_help=True)
 app.add_typer(list_app, name="list")
 app.add_typer(data_app, name="data")
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(emoji=False)  # ":x:" in a name or path is text, not an emoji
+err_console = Console(stderr=True, emoji=False)
 _state = {"debug": False}
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -67,7 +68,7 @@ def reports_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-INTERRUPTED = "Interrupted by Ctrl-C. A run that had started keeps its last checkpoint: see 'blitz runs'."
+INTERRUPTED = "Interrupted by Ctrl-C. A run that had started keeps the last checkpoint it saved, if any: see 'blitz runs'."
 
 
 def version_callback(value: bool) -> None:
@@ -79,7 +80,7 @@ def version_callback(value: bool) -> None:
 @app.callback()
 def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
-    plugins_dir: Annotated[Optional[list[Path]], typer.Option(
+    plugins_dir: Annotated[Optional[list[str]], typer.Option(
         "--plugins-dir", metavar="DIR",
         help="Also load each .py file in DIR as a plugin, without installing it (repeatable; "
         "the same as BLITZ_PLUGINS_DIR).",
@@ -90,8 +91,11 @@ def main_options(
     if plugins_dir:
         from blitz.plugin_host import PLUGINS_DIR_ENV, reset_host
 
+        if not all(folder.strip() for folder in plugins_dir):  # an unset "$VARIABLE", most likely
+            err_console.print("[bold red]Error:[/] --plugins-dir needs a folder, and was given an empty value.")
+            raise typer.Exit(UsageError.exit_code)
         # Through the environment, so the processes a ddp run starts load the same files.
-        given = [str(folder.expanduser().absolute()) for folder in plugins_dir]
+        given = [str(Path(folder).expanduser().absolute()) for folder in plugins_dir]
         earlier = os.environ.get(PLUGINS_DIR_ENV)
         os.environ[PLUGINS_DIR_ENV] = os.pathsep.join([*given, *([earlier] if earlier else [])])
         reset_host()
@@ -248,14 +252,20 @@ def launch_ddp(resolved: ResolvedConfig, spec: LaunchSpec) -> None:
 
     if resolved.resume_checkpoint is not None:
         from blitz.checkpoint import load_checkpoint
-        from blitz.engine import check_resumable
+        from blitz.engine import check_process_count, check_resumable
+        from blitz.runs import lock_run
 
+        # The checks each process would make, here once, before any starts.
         meta = load_checkpoint(resolved.resume_checkpoint).meta
-        check_resumable(meta, resolved.config.epochs)  # here, not once per started process
+        check_resumable(meta, resolved.config.epochs)
+        lock = lock_run(resolved.resume_checkpoint.parent.parent)  # not being trained right now
+        if lock is not None:
+            lock.close()  # rank 0 takes it again
         if spec.nproc_per_node is None and spec.nnodes == 1:  # as many processes as the run had
             spec = dataclasses.replace(spec, nproc_per_node=saved_process_count(meta))
             if spec.nproc_per_node > 1:
                 console.print(f"Resuming with --nproc-per-node {spec.nproc_per_node}, as the run was saved.", highlight=False)
+        check_process_count(meta, (spec.nproc_per_node or 1) * spec.nnodes)
     elif resolved.config.out is not None:
         check_out_dir(resolved.config.out)  # refused here, before any process starts
     if spec.nproc_per_node is None:
@@ -322,7 +332,7 @@ def _list_kind(kind: str, pattern: str, as_json: bool) -> None:
                     "plugin": alias.plugin, "component": alias.component, "defaults": alias.defaults,
                 })
         # 'timm/<pattern>': the family's own names (timm's architectures), which it can list
-        family = next((e for e in registry.entries() if e.is_family and pattern.startswith(e.name[:-1])), None)
+        family = next((e for e in registry.entries() if e.is_family and pattern.lower().startswith(e.name[:-1].lower())), None)
         if family is not None:
             prefix = family.name[:-2]
             rows += [
@@ -523,6 +533,10 @@ def main() -> None:
         except KeyboardInterrupt:  # while the command line is parsed, before any command runs
             err_console.print(INTERRUPTED, highlight=False)
             sys.exit(130)
+        finally:
+            # The command is over: a Ctrl-C now (a second one on the way out) must not put a
+            # traceback from Python's shutdown after blitz's last line.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         return
     # A DDP worker ends without running static destructors: gloo in torch 2.14 sometimes
     # aborts in them (SIGABRT after a clean teardown), which would fail a finished job.

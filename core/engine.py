@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from rich.console import Console
@@ -174,6 +174,22 @@ def check_resumable(meta: dict[str, Any], epochs: int) -> None:
         )
 
 
+def check_process_count(meta: dict[str, Any], world_size: int) -> None:
+    """Refuse to finish a partial epoch with another number of processes than started it.
+
+    step_in_epoch counts each rank's steps through its share of the epoch's permutation: with
+    another count the shares differ, and examples would be seen twice or the rest of the epoch
+    skipped. From the end of an epoch any count may go on.
+    """
+    saved = int(meta.get("world_size", world_size))
+    if int(meta["step_in_epoch"]) > 0 and saved != world_size:
+        raise UsageError(
+            f"This run stopped in the middle of epoch {meta['epoch']} with {saved} process(es), and would "
+            f"resume with {world_size}: finish that epoch with the same count (--nproc-per-node x "
+            f"--nnodes = {saved}), or resume from the end of an epoch."
+        )
+
+
 @contextlib.contextmanager
 def threads_for(count: int | None) -> Iterator[None]:
     """PyTorch's intra-op thread count set to ``count`` inside, put back after (None: unchanged)."""
@@ -202,12 +218,13 @@ class Trainer:
     ) -> None:
         self.config = config
         self.host = host or get_host()
-        self.console = console or Console()
+        self.console = console or Console(emoji=False)
         self.resume_from = resume_from
         self.write_run = write_run
         self.stop = StopRequest()
         self.components = resolve_components(config, self.host)
         self.train_threads: int | None = None  # set by fit: the CPU threads of training steps
+        self.run_lock: IO[str] | None = None  # held while this process trains in its run folder
 
     def say(self, message: str) -> None:
         if self.strategy.is_main:
@@ -236,6 +253,9 @@ class Trainer:
                 return self._fit(strategy)
         finally:
             torch.set_num_threads(threads)  # the run's thread count is the run's, not the caller's
+            if self.run_lock is not None:
+                self.run_lock.close()
+                self.run_lock = None
             strategy.teardown()
 
     def _fit(self, strategy: Strategy) -> TrainResult:
@@ -376,10 +396,13 @@ class Trainer:
         return bundle
 
     def _resumable_state(self) -> ckpt.Checkpoint:
-        """The checkpoint to resume from, refused at once if it has nothing left to do."""
+        """The checkpoint to resume from, refused at once if it has nothing left to do or if
+        another process is training the run now (this one then holds the run until it ends)."""
         assert self.resume_from is not None
         state = ckpt.load_checkpoint(self.resume_from)
         check_resumable(state.meta, self.config.epochs)
+        if self.write_run and self.strategy.is_main:
+            self.run_lock = runs.lock_run(self.resume_from.parent.parent)  # <run>/checkpoints/last.ckpt
         return state
 
     def _resume(self, session: _Session, state: ckpt.Checkpoint) -> None:
@@ -399,18 +422,10 @@ class Trainer:
             torch.manual_seed(mix_seed(config.seed, strategy.rank, global_step))
             session.batches.reseed(config.seed, strategy.rank, global_step)
         run.history = list(state.meta.get("history", []))
+        session.clock.earlier = float(state.meta.get("timed_seconds", 0.0))
         session.best_accuracy = float(state.meta.get("best_accuracy", -1.0))
         start_epoch, start_step = int(state.meta["epoch"]), int(state.meta["step_in_epoch"])
-        saved_world = int(state.meta.get("world_size", strategy.world_size))
-        if start_step > 0 and saved_world != strategy.world_size:
-            # step_in_epoch counts each rank's steps through its share of the epoch's permutation:
-            # with another process count the shares differ (examples would be seen twice, or the
-            # rest of the epoch skipped). Checked on the saved position, before it is normalised.
-            raise UsageError(
-                f"This run stopped in the middle of epoch {start_epoch} with {saved_world} process(es), "
-                f"and would resume with {strategy.world_size}: finish that epoch with the same count "
-                f"(--nproc-per-node x --nnodes = {saved_world}), or resume from the end of an epoch."
-            )
+        check_process_count(state.meta, strategy.world_size)  # on the saved position, before it is normalised
         if start_step >= session.steps_per_epoch:
             start_epoch, start_step = start_epoch + 1, 0
         session.start_epoch, session.start_step = start_epoch, start_step
@@ -592,6 +607,7 @@ class Trainer:
             "global_step": run.global_step,
             "total_steps": session.total_steps,
             "evaluation_pending": session.evaluation_pending,
+            "timed_seconds": session.clock.total(),  # so far: a resumed run adds to it
             "world_size": run.strategy.world_size,  # processes; a partial epoch resumes only with as many
             "local_world_size": int(os.environ.get("LOCAL_WORLD_SIZE", run.strategy.world_size)),
             "best_accuracy": session.best_accuracy,
@@ -798,6 +814,9 @@ class Trainer:
             path = None
         path = strategy.broadcast_object(path)
         if strategy.is_main:
+            if self.run_lock is None:
+                path.mkdir(parents=True, exist_ok=True)
+                self.run_lock = runs.lock_run(path)
             plugins = {r.name: r.origin for r in self.host.records.values() if r.loaded}
             runs.write_start_files(path, self.config, self.strategy.describe(), plugins)
         return path

@@ -159,7 +159,7 @@ def evaluate_run(
     from blitz.scoring import evaluate
     from blitz.report import accuracy_lines, confusion_csv, eval_results
 
-    console = console or Console()
+    console = console or Console(emoji=False)
     loaded = load_run(run_name, checkpoint)
     device_strategy = eval_strategy(strategy)
     config = eval_config(loaded, dataset, data_root, device_strategy.device)
@@ -257,7 +257,7 @@ def predict_images(
     console: Console | None = None,
 ) -> list[dict[str, Any]]:
     """Classify image files with a run's model: the top ``top_k`` classes of each, with probabilities."""
-    console = console or Console()
+    console = console or Console(emoji=False)
     if not images:
         raise UsageError("Give at least one image file.")
     loaded = load_run(run_name, checkpoint)

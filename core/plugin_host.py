@@ -122,18 +122,23 @@ def discover() -> list[PluginSource]:
 
 
 def folder_sources() -> list[PluginSource]:
-    """A plugin per ``*.py`` file (not starting with ``_``) in the folders of ``BLITZ_PLUGINS_DIR``
-    (several are separated by ``os.pathsep``), named after the file."""
+    """A plugin per ``*.py`` file in the folders of ``BLITZ_PLUGINS_DIR`` (several are separated
+    by ``os.pathsep``; each counts once), named after the file. Files starting with ``_`` (helpers
+    the plugins import) or ``.`` (hidden, editor lock files) are not plugins."""
     sources = []
+    seen: set[Path] = set()
     for folder in filter(None, os.environ.get(PLUGINS_DIR_ENV, "").split(os.pathsep)):
-        path = Path(folder).expanduser()
+        path = Path(folder).expanduser().absolute()
         if not path.is_dir():
             raise UsageError(
                 f"{PLUGINS_DIR_ENV} (or --plugins-dir) names '{folder}', which is not a folder: "
                 "point it at the folder that holds your plugin .py files."
             )
+        if path.resolve() in seen:
+            continue
+        seen.add(path.resolve())
         for file in sorted(path.glob("*.py")):
-            if not file.name.startswith("_"):
+            if not file.name.startswith(("_", ".")) and file.is_file():
                 load = functools.partial(_load_file, file.resolve())
                 sources.append(PluginSource(file.stem, load, str(file), f"folder {path}", ""))
     return sources
@@ -143,6 +148,8 @@ def _load_file(path: Path) -> ModuleType:
     """Import one plugin file under a prefixed module name (a file named ``json.py`` must not
     shadow the standard library); it is in ``sys.modules`` so what it defines can be pickled."""
     name = f"blitz_plugins_dir_{path.stem}"
+    if str(path.parent) not in sys.path:  # so that it can import the helper modules beside it
+        sys.path.append(str(path.parent))
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None  # a .py path always has one
     module = importlib.util.module_from_spec(spec)
@@ -190,9 +197,15 @@ class PluginHost:
 
     def _load(self, source: PluginSource, allowed: set[str] | None) -> None:
         if source.name in self.records:
-            self.records[source.name].errors.append(
-                f"a second plugin named '{source.name}' ({source.module} from {source.distribution}) "
-                "was not loaded: plugin names must be unique"
+            # A row of its own (the first plugin's row stays as it is), named so it cannot clash.
+            first = self.records[source.name]
+            self.records[f"{source.name} [{source.module}]"] = PluginRecord(
+                name=source.name, module=source.module, distribution=source.distribution,
+                version=source.version, builtin=source.builtin,
+                errors=[
+                    f"not loaded: the plugin name '{source.name}' is taken by {first.module} from "
+                    f"{first.origin}; plugin names must be unique, so rename this one"
+                ],
             )
             return
         record = PluginRecord(

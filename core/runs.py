@@ -17,7 +17,7 @@ import platform
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import tomli_w
 
@@ -50,6 +50,38 @@ def new_run_dir(config: RunConfig) -> Path:
     check_writable(path, "Choose another with --out." if config.out is not None else
                    f"Choose another with --out, or another runs folder with {RUNS_DIR_ENV}.")
     return path
+
+
+LOCK_FILE = ".blitz.lock"
+
+
+def lock_run(run_dir: Path) -> IO[str] | None:
+    """Hold ``run_dir`` for this process while it trains there: a second blitz that resumes it
+    (say ``--resume latest`` from another terminal) is refused instead of writing the same files.
+
+    The lock is the operating system's (``flock``): it ends with the process, even a crash. The
+    returned file keeps it; closing the file releases it. None where ``flock`` does not exist.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        return None
+    handle = open(run_dir / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 (held open on purpose)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        raise UsageError(
+            f"'{run_dir}' is being trained right now by another blitz process{f' (pid {holder})' if holder else ''}: "
+            "wait for it to end, or stop it (Ctrl-C) first."
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def check_out_dir(path: Path) -> None:

@@ -12,8 +12,9 @@ class Clock:
     """Summed duration of stretches of work (``resume`` ... ``pause``): CUDA events on a GPU, where
     the work is asynchronous and a host timer would measure only the launches; else perf_counter."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, earlier: float = 0.0) -> None:
         self.cuda = device.type == "cuda"
+        self.earlier = earlier  # seconds timed before (a resumed run's earlier sessions)
         self.spans: list[tuple[Any, Any]] = []
         self.started: Any = None
 
@@ -34,10 +35,10 @@ class Clock:
             self.started = None
 
     def total(self) -> float:
-        """Seconds in all stretches so far (waits for the GPU to finish them)."""
+        """Seconds in all stretches so far, ``earlier`` included (waits for the GPU to finish them)."""
         self.pause()
         if not self.cuda:
-            return sum(end - start for start, end in self.spans)
+            return self.earlier + sum(end - start for start, end in self.spans)
         if self.spans:
             self.spans[-1][1].synchronize()
-        return sum(start.elapsed_time(end) for start, end in self.spans) / 1000
+        return self.earlier + sum(start.elapsed_time(end) for start, end in self.spans) / 1000

@@ -331,5 +331,11 @@ def test_list_takes_a_word_or_a_glob_and_lists_a_familys_own_names():
     assert {"resnet18", "resnet50"} <= set(names("resnet")) and "lenet" not in names("resnet")
     assert names("ResNet") == names("resnet")  # a word: any case, anywhere in the name
     assert "timm/resnet18" in names("timm/*resnet18*") and "resnet18" not in names("timm/*resnet18*")
+    assert names("TIMM/*RESNET18*") == names("timm/*resnet18*")
     result = blitz("list", "models", "zzz")
     assert result.exit_code == 0 and "No models match 'zzz'" in result.output
+
+
+def test_emoji_codes_in_what_the_user_typed_are_kept_as_text():
+    result = blitz("run", "--model", "net:x:", "--print-config")
+    assert "Unknown model 'net:x:'" in result.output

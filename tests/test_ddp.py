@@ -181,6 +181,7 @@ def test_sigterm_stops_every_rank_at_the_same_step_and_the_run_resumes(tmp_path)
     other = blitz("run", "--resume", out, "--epochs", "1", "--nproc-per-node", "1")
     assert other.returncode == 2, other.stderr[-2000:]
     assert "stopped in the middle of epoch 1 with 2 process(es), and would resume with 1" in " ".join(other.stderr.split())
+    assert "DDP job failed" not in other.stderr  # refused before any process started
     resumed = blitz("run", "--resume", out, "--epochs", "1")  # the saved count, by itself
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "Resuming with --nproc-per-node 2" in resumed.stdout and "ddp rank 0/2" in resumed.stdout

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -551,3 +553,28 @@ def test_small_cpu_batches_train_on_one_thread_unless_told(tmp_path, monkeypatch
             assert torch.get_num_threads() == 2  # the caller's count, back after the run
     finally:
         torch.set_num_threads(before)
+
+def test_a_run_being_trained_is_not_resumed_by_another_process(tmp_path):
+    from blitz.runs import lock_run
+
+    Trainer(tiny_config(tmp_path, epochs=1)).fit()
+    holder = lock_run(tmp_path / "run")  # as the process training it would hold it
+    try:
+        with pytest.raises(UsageError, match=rf"is being trained right now by another blitz process \(pid {os.getpid()}\)"):
+            Trainer(tiny_config(tmp_path, epochs=2), resume_from=tmp_path / "run" / "checkpoints" / "last.ckpt").fit()
+    finally:
+        holder.close()
+    result = Trainer(tiny_config(tmp_path, epochs=2), resume_from=tmp_path / "run" / "checkpoints" / "last.ckpt").fit()
+    assert [h["epoch"] for h in result.history] == [1, 2]  # once the other process is done
+    lock_run(tmp_path / "run").close()  # and the finished run holds no lock
+
+
+def test_timed_seconds_add_up_across_a_resume(tmp_path):
+    from blitz.runs import read_json
+
+    Trainer(tiny_config(tmp_path, epochs=1)).fit()
+    first = read_json(tmp_path / "run" / "summary.json")["timed_seconds"]
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").meta["timed_seconds"] == pytest.approx(first, rel=0.2)
+    result = Trainer(tiny_config(tmp_path, epochs=2), resume_from=tmp_path / "run" / "checkpoints" / "last.ckpt").fit()
+    total = read_json(tmp_path / "run" / "summary.json")["timed_seconds"]
+    assert total == pytest.approx(result.timed_seconds) and total > first

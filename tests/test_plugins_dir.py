@@ -81,9 +81,15 @@ def test_the_environment_variable_does_the_same(plugins_dir: Path, monkeypatch: 
 
 def test_a_file_reusing_an_installed_plugins_name_is_reported(tmp_path: Path) -> None:
     (tmp_path / "lenet.py").write_text(WIDENET)
-    lenet = plugins("--plugins-dir", str(tmp_path))["lenet"]
-    assert lenet["distribution"] == "blitz" and lenet["loaded"]  # the built-in stays
-    assert any("a second plugin named 'lenet'" in e and "lenet.py" in e for e in lenet["errors"])
+    result = runner.invoke(app, ["--plugins-dir", str(tmp_path), "list-plugins", "--json"])
+    rows = [p for p in json.loads(result.output) if p["name"] == "lenet"]
+    assert [(r["distribution"], r["loaded"], r["errors"]) for r in rows] == [  # the built-in's row stays clean
+        ("blitz", True, []),
+        (f"folder {tmp_path}", False, [
+            f"not loaded: the plugin name 'lenet' is taken by blitz.plugins.lenet from blitz 0.1.0; plugin "
+            "names must be unique, so rename this one"
+        ]),
+    ]
 
 
 def test_a_file_named_like_a_standard_module_does_not_shadow_it(tmp_path: Path) -> None:
@@ -99,3 +105,33 @@ def test_a_missing_folder_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.M
     text = " ".join(result.output.split())
     assert f"BLITZ_PLUGINS_DIR (or --plugins-dir) names '{tmp_path / 'nowhere'}', which is not a folder" in text
     assert "Traceback" not in result.output
+
+
+def test_helpers_beside_a_plugin_can_be_imported_and_hidden_files_are_skipped(tmp_path: Path) -> None:
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "_layers.py").write_text("HIDDEN = 16\n")
+    (folder / "helped.py").write_text(WIDENET.replace("hidden: int = 16", "hidden: int = _layers.HIDDEN")
+                                      .replace('"widenet"', '"helped"').replace("from torch import nn", "import _layers\nfrom torch import nn"))
+    (folder / ".hidden.py").write_text('print("must not run")\n')
+    (folder / ".#helped.py").symlink_to(tmp_path / "nowhere")  # an editor's lock file: a dangling link
+    result = runner.invoke(app, ["--plugins-dir", str(folder), "--plugins-dir", str(folder), "list-plugins", "--json"])
+    assert result.exit_code == 0 and "must not run" not in result.output
+    rows = [p for p in json.loads(result.output) if p["distribution"].startswith("folder")]
+    assert [(r["name"], r["loaded"], r["registers"]) for r in rows] == [("helped", True, {"models": ["helped"]})]
+
+
+def test_a_relative_folder_is_recorded_as_an_absolute_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "widenet.py").write_text(WIDENET)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(PLUGINS_DIR_ENV, "p")
+    assert plugins()["widenet"]["distribution"] == f"folder {tmp_path / 'p'}"
+
+
+def test_an_empty_plugins_dir_is_refused_not_read_as_the_current_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "train.py").write_text('print("SIDE EFFECT")\n')
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["--plugins-dir", "", "list", "models"])
+    assert result.exit_code == 2 and "--plugins-dir needs a folder" in result.output
+    assert "SIDE EFFECT" not in result.output
