@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import signal
 import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
@@ -278,13 +279,31 @@ def train_and_report(resolved: ResolvedConfig) -> None:
     from blitz.engine import Trainer
     from blitz.report import print_final_report, write_run_report
 
+    from blitz.launch import report_finished
+
     trainer = Trainer(resolved.config, console=console, resume_from=resolved.resume_checkpoint)
     result = trainer.fit()
     if trainer.strategy.is_main:
-        print_final_report(console, result)
-        if result.run_dir is not None:
-            write_run_report(result, trainer)
-            console.print(f"Run saved in {result.run_dir}", highlight=False)
+        with signals_held():  # training is over: a Ctrl-C now must not leave a half-written report
+            print_final_report(console, result)
+            if result.run_dir is not None:
+                write_run_report(result, trainer)
+                console.print(f"Run saved in {result.run_dir}", highlight=False)
+            report_finished()
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM ignored inside (a second or so of writing files), as they were after."""
+    try:
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: signals cannot be handled here anyway
+        previous = {}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def show_config(config: Any, provenance: dict[str, str]) -> None:

@@ -9,14 +9,27 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from blitz.errors import BlitzError, Interrupted, UsageError
 
 TIMEOUT_ENV = "BLITZ_DDP_TIMEOUT"  # seconds a collective may wait before the job fails
+FINISHED_ENV = "BLITZ_FINISHED_FILE"  # set by the launcher: rank 0 writes "finished" there at the end
+
+
+def report_finished() -> None:
+    """Tell the launcher (if any) that the run finished: a Ctrl-C that reaches torchrun just
+    after the last evaluation must not turn a finished job into an interrupted one."""
+    path = os.environ.get(FINISHED_ENV)
+    if path:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("finished\n")
 
 # blitz run options that belong to the launcher, not to the training processes
 LAUNCH_OPTIONS = ("--nproc-per-node", "--nnodes", "--node-rank", "--rdzv-endpoint", "--rdzv-backend", "--rdzv-id")
@@ -116,9 +129,13 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
         for name in list(logging.root.manager.loggerDict):
             if name.startswith("torch.distributed.elastic"):
                 logging.getLogger(name).setLevel(logging.ERROR)
+    finished = Path(tempfile.mkdtemp(prefix="blitz-launch-")) / "finished"
+    os.environ[FINISHED_ENV] = str(finished)
     try:
         torchrun_main(args)
     except SignalException as exc:  # Ctrl-C or SIGTERM reached the launcher; workers save and stop
+        if finished.is_file():  # too late: the run had finished (rank 0 printed its report)
+            return
         raise Interrupted(stopped(f"by {exc.sigval.name}"), int(exc.sigval)) from None
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
@@ -134,6 +151,8 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise BlitzError(f"torchrun could not start the job (exit {exc.code}).") from None
+    finally:
+        shutil.rmtree(finished.parent, ignore_errors=True)
 
 
 def _describe_exit(rank: int, code: int) -> str:

@@ -20,7 +20,7 @@ from blitz.config import AugmentConfig, RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-INTERNAL_ENV = {"BLITZ_COMMAND_LINE"}  # set by blitz itself for manifest.json, not a user setting
+INTERNAL_ENV = {"BLITZ_COMMAND_LINE", "BLITZ_FINISHED_FILE"}  # set by blitz itself for its own processes, not user settings
 
 
 def read(name: str) -> str:
