@@ -254,14 +254,13 @@ def launch_ddp(resolved: ResolvedConfig, spec: LaunchSpec) -> None:
     if resolved.resume_checkpoint is not None:
         from blitz.checkpoint import load_checkpoint
         from blitz.engine import check_process_count, check_resumable
-        from blitz.runs import lock_run
+        from blitz.runs import lock_run, release_run
 
         # The checks each process would make, here once, before any starts.
         meta = load_checkpoint(resolved.resume_checkpoint).meta
         check_resumable(meta, resolved.config.epochs)
-        lock = lock_run(resolved.resume_checkpoint.parent.parent)  # not being trained right now
-        if lock is not None:
-            lock.close()  # rank 0 takes it again
+        # not being trained right now (rank 0 takes the lock again)
+        release_run(lock_run(resolved.resume_checkpoint.parent.parent))
         if spec.nproc_per_node is None and spec.nnodes == 1:  # as many processes as the run had
             spec = dataclasses.replace(spec, nproc_per_node=saved_process_count(meta))
             if spec.nproc_per_node > 1:
@@ -282,14 +281,18 @@ def train_and_report(resolved: ResolvedConfig) -> None:
     from blitz.launch import report_finished
 
     trainer = Trainer(resolved.config, console=console, resume_from=resolved.resume_checkpoint)
-    result = trainer.fit()
-    if trainer.strategy.is_main:
-        with signals_held():  # training is over: a Ctrl-C now must not leave a half-written report
-            print_final_report(console, result)
-            if result.run_dir is not None:
-                write_run_report(result, trainer)
-                console.print(f"Run saved in {result.run_dir}", highlight=False)
-            report_finished()
+    trainer.keep_run_lock = True  # until the report is written: a resume must not start before
+    try:
+        result = trainer.fit()
+        if trainer.strategy.is_main:
+            with signals_held():  # training is over: a Ctrl-C now must not leave a half-written report
+                print_final_report(console, result)
+                if result.run_dir is not None:
+                    write_run_report(result, trainer)
+                    console.print(f"Run saved in {result.run_dir}", highlight=False)
+                report_finished()
+    finally:
+        trainer.release_run()
 
 
 @contextlib.contextmanager
@@ -541,6 +544,12 @@ def data_verify(
         console.print(f"  checked {path}", highlight=False)
 
 
+def _exit_at_once(signum: int, _frame: Any) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(128 + signum)
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("BLITZ_COMMAND_LINE", " ".join(["blitz", *sys.argv[1:]]))
@@ -553,9 +562,9 @@ def main() -> None:
             err_console.print(INTERRUPTED, highlight=False)
             sys.exit(130)
         finally:
-            # The command is over: a Ctrl-C now (a second one on the way out) must not put a
-            # traceback from Python's shutdown after blitz's last line.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            # The command is over: a Ctrl-C now (a second one on the way out) ends the process
+            # at once, without a traceback from Python's shutdown after blitz's last line.
+            signal.signal(signal.SIGINT, _exit_at_once)
         return
     # A DDP worker ends without running static destructors: gloo in torch 2.14 sometimes
     # aborts in them (SIGABRT after a clean teardown), which would fail a finished job.

@@ -225,6 +225,7 @@ class Trainer:
         self.components = resolve_components(config, self.host)
         self.train_threads: int | None = None  # set by fit: the CPU threads of training steps
         self.run_lock: IO[str] | None = None  # held while this process trains in its run folder
+        self.keep_run_lock = False  # True: the caller releases it (the CLI, after the report)
 
     def say(self, message: str) -> None:
         if self.strategy.is_main:
@@ -253,10 +254,14 @@ class Trainer:
                 return self._fit(strategy)
         finally:
             torch.set_num_threads(threads)  # the run's thread count is the run's, not the caller's
-            if self.run_lock is not None:
-                self.run_lock.close()
-                self.run_lock = None
+            if not self.keep_run_lock:
+                self.release_run()
             strategy.teardown()
+
+    def release_run(self) -> None:
+        """Let other processes resume this run (``fit`` does it, unless ``keep_run_lock``)."""
+        runs.release_run(self.run_lock)
+        self.run_lock = None
 
     def _fit(self, strategy: Strategy) -> TrainResult:
         config = self.config
@@ -422,6 +427,7 @@ class Trainer:
             torch.manual_seed(mix_seed(config.seed, strategy.rank, global_step))
             session.batches.reseed(config.seed, strategy.rank, global_step)
         run.history = list(state.meta.get("history", []))
+        session.evaluation_pending = bool(state.meta.get("evaluation_pending", False))
         session.clock.earlier = float(state.meta.get("timed_seconds", 0.0))
         session.best_accuracy = float(state.meta.get("best_accuracy", -1.0))
         start_epoch, start_step = int(state.meta["epoch"]), int(state.meta["step_in_epoch"])
@@ -563,6 +569,8 @@ class Trainer:
                 final = self._evaluate(session)
             except EvaluationStopped:
                 raise self._interrupted("during the final evaluation", run.run_dir) from None
+            if session.evaluation_pending:  # the stopped last evaluation, done now: record it
+                self._complete_pending_evaluation(session, final)
         timed_seconds = session.clock.total()
         per_class = final.per_class(info.class_names)
         if strategy.is_main:
@@ -583,6 +591,19 @@ class Trainer:
             test_split=session.test_split,
             timed_seconds=timed_seconds,
         )
+
+    def _complete_pending_evaluation(self, session: _Session, result: EvalResult) -> None:
+        """The last epoch's evaluation, stopped by Ctrl-C and run on resume: into its history
+        record, best.ckpt if it is the best, and last.ckpt (no longer pending)."""
+        run, epochs = session.run, self.config.epochs
+        session.evaluation_pending = False
+        if run.history and run.history[-1].get("epoch") == epochs:
+            run.history[-1].update(test_loss=result.loss, test_accuracy=result.accuracy)
+        improved = result.accuracy > session.best_accuracy
+        session.best_accuracy = max(session.best_accuracy, result.accuracy)
+        self._save_checkpoint(session, "last", epochs + 1, 0)
+        if improved:
+            self._save_checkpoint(session, "best", epochs + 1, 0)
 
     def _save_checkpoint(self, session: _Session, name: str, epoch: int, step_in_epoch: int) -> None:
         """Write ``<run>/checkpoints/<name>.ckpt`` (main rank only): what a resume needs to go on

@@ -7,6 +7,7 @@ machines, and ends the whole job when any rank fails.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -28,7 +29,7 @@ def report_finished() -> None:
     after the last evaluation must not turn a finished job into an interrupted one."""
     path = os.environ.get(FINISHED_ENV)
     if path:
-        with open(path, "w", encoding="utf-8") as f:
+        with contextlib.suppress(OSError), open(path, "w", encoding="utf-8") as f:
             f.write("finished\n")
 
 # blitz run options that belong to the launcher, not to the training processes
@@ -115,10 +116,10 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
             "and --rdzv-* options on every machine."
         )
 
-    # On Ctrl-C torchrun forwards the signal, then kills the workers that have not ended after a
-    # grace period (30 s by default): long enough for them to finish a step, not always an
-    # evaluation or a checkpoint. Give them as long as a collective may take.
-    os.environ.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", os.environ.get(TIMEOUT_ENV, "600"))
+    # On Ctrl-C (or a failed rank) torchrun signals the workers, then kills those still running
+    # after a grace period: 30 s by default, short for a long evaluation or a big checkpoint
+    # to finish; but ranks stuck in an NCCL collective wait it out in full when a rank fails.
+    os.environ.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "120")
     if spec.nproc_per_node > 1:
         # torchrun's own default for several processes per machine, set here so that it does not
         # print a four-line warning about choosing it; --cpu-threads still sets each process's count.
@@ -130,7 +131,8 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
             if name.startswith("torch.distributed.elastic"):
                 logging.getLogger(name).setLevel(logging.ERROR)
     finished = Path(tempfile.mkdtemp(prefix="blitz-launch-")) / "finished"
-    os.environ[FINISHED_ENV] = str(finished)
+    earlier = os.environ.get(FINISHED_ENV)
+    os.environ[FINISHED_ENV] = str(finished)  # for the processes torchrun starts
     try:
         torchrun_main(args)
     except SignalException as exc:  # Ctrl-C or SIGTERM reached the launcher; workers save and stop
@@ -153,6 +155,10 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
             raise BlitzError(f"torchrun could not start the job (exit {exc.code}).") from None
     finally:
         shutil.rmtree(finished.parent, ignore_errors=True)
+        if earlier is None:  # this process may go on (the Python API, tests): leave no trace
+            os.environ.pop(FINISHED_ENV, None)
+        else:
+            os.environ[FINISHED_ENV] = earlier
 
 
 def _describe_exit(rank: int, code: int) -> str:

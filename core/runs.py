@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import platform
@@ -69,7 +71,10 @@ def lock_run(run_dir: Path) -> IO[str] | None:
     handle = open(run_dir / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 (held open on purpose)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            handle.close()  # a file system without flock (NFS with nolock, Lustre): no lock then
+            return None
         handle.seek(0)
         holder = handle.read().strip()
         handle.close()
@@ -82,6 +87,18 @@ def lock_run(run_dir: Path) -> IO[str] | None:
     handle.write(f"{os.getpid()}\n")
     handle.flush()
     return handle
+
+
+def release_run(handle: IO[str] | None) -> None:
+    """Give up the lock ``lock_run`` returned. Unlocked explicitly, not only closed: a DataLoader
+    worker forked while it was held shares the file, and would keep the lock while it lives."""
+    if handle is None:
+        return
+    import fcntl
+
+    with contextlib.suppress(OSError):
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    handle.close()
 
 
 def check_out_dir(path: Path) -> None:
@@ -97,7 +114,7 @@ def check_out_dir(path: Path) -> None:
             f"'{path}' already holds a run (with no checkpoint to resume from); choose another "
             "--out, or delete that folder first."
         )
-    if path.is_dir() and any(path.iterdir()):  # the user's own files: never write among them
+    if path.is_dir() and any(p.name not in (LOCK_FILE, ".write-test") for p in path.iterdir()):  # the user's own files: never write among them
         raise UsageError(f"--out '{path}' is a folder that is not empty and holds no blitz run; choose a new or empty folder.")
     if path.exists() and not path.is_dir():
         raise UsageError(f"--out '{path}' is a file, not a folder; choose a new or empty folder.")

@@ -237,3 +237,13 @@ def test_usage_errors_exit_2_before_and_after_the_launch(tmp_path):
                   "--out", tmp_path / "run")
     assert ranks.returncode == 2, ranks.stderr[-2000:]
     assert "--model-arg width must be a whole number" in ranks.stderr and "DDP job failed" in ranks.stderr
+
+
+def test_a_launch_leaves_no_trace_in_the_launching_process(monkeypatch):
+    from blitz import UsageError
+    from blitz.launch import FINISHED_ENV, LaunchSpec, launch
+
+    monkeypatch.delenv(FINISHED_ENV, raising=False)
+    with pytest.raises(UsageError, match="DDP job failed"):  # each rank refuses the unknown model
+        launch(LaunchSpec(nproc_per_node=1), ["--model", "nosuch", "--dataset", "random", "--device", "cpu", "--strategy", "ddp"])
+    assert FINISHED_ENV not in os.environ  # a later single-process run here must not look for its file

@@ -475,6 +475,12 @@ def test_a_stop_during_the_last_evaluation_is_resumed_to_evaluate(tmp_path, monk
     result = Trainer(config, resume_from=tmp_path / "run" / "checkpoints" / "last.ckpt").fit()
     assert result.final.count == 40 and [h["epoch"] for h in result.history] == [1, 2]
     assert read_json(tmp_path / "run" / "summary.json")["status"] == "finished"
+    # done now: recorded in the epoch's history, last.ckpt no longer pending, so the run is finished
+    meta = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").meta
+    assert meta["evaluation_pending"] is False
+    assert meta["history"][-1]["test_accuracy"] == pytest.approx(result.final.accuracy)
+    with pytest.raises(UsageError, match="nothing to resume"):
+        Trainer(config, resume_from=tmp_path / "run" / "checkpoints" / "last.ckpt").fit()
 
 
 def test_a_mid_epoch_stop_resumes_only_with_as_many_processes(tmp_path):
@@ -578,3 +584,44 @@ def test_timed_seconds_add_up_across_a_resume(tmp_path):
     result = Trainer(tiny_config(tmp_path, epochs=2), resume_from=tmp_path / "run" / "checkpoints" / "last.ckpt").fit()
     total = read_json(tmp_path / "run" / "summary.json")["timed_seconds"]
     assert total == pytest.approx(result.timed_seconds) and total > first
+
+
+def test_a_file_system_without_locks_does_not_block_runs(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from blitz.runs import lock_run
+
+    def no_locks(handle, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    (tmp_path / "run").mkdir()
+    assert lock_run(tmp_path / "run") is None  # no lock there, but no refusal either
+    Trainer(tiny_config(tmp_path, epochs=1)).fit()
+
+
+def test_a_lock_shared_with_a_forked_child_is_released_by_the_run(tmp_path):
+    from blitz.runs import lock_run, release_run
+
+    (tmp_path / "run").mkdir()
+    held = lock_run(tmp_path / "run")
+    child = os.fork()
+    if child == 0:  # a DataLoader worker would be such a child: it shares the open lock file
+        import time
+
+        time.sleep(2)
+        os._exit(0)
+    try:
+        release_run(held)
+        release_run(lock_run(tmp_path / "run"))  # free at once, though the child still lives
+    finally:
+        os.waitpid(child, 0)
+
+
+def test_out_with_only_blitz_files_left_is_accepted(tmp_path):
+    from blitz.runs import LOCK_FILE, check_out_dir
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / LOCK_FILE).write_text("123\n")  # left by a start that failed early
+    check_out_dir(tmp_path / "out")
