@@ -62,6 +62,7 @@ class PluginRecord:
     registers: dict[str, list[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     skipped: str | None = None
+    duplicate_of: str | None = None  # a second plugin of an already taken name: the first's module
 
     @property
     def origin(self) -> str:
@@ -80,6 +81,7 @@ class PluginRecord:
             "registers": self.registers,
             "errors": self.errors,
             "skipped": self.skipped,
+            "duplicate_of": self.duplicate_of,
         }
 
 
@@ -201,7 +203,7 @@ class PluginHost:
             first = self.records[source.name]
             self.records[f"{source.name} [{source.module}]"] = PluginRecord(
                 name=source.name, module=source.module, distribution=source.distribution,
-                version=source.version, builtin=source.builtin,
+                version=source.version, builtin=source.builtin, duplicate_of=first.module,
                 errors=[
                     f"not loaded: the plugin name '{source.name}' is taken by {first.module} from "
                     f"{first.origin}; plugin names must be unique, so rename this one"

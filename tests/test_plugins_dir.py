@@ -83,6 +83,7 @@ def test_a_file_reusing_an_installed_plugins_name_is_reported(tmp_path: Path) ->
     (tmp_path / "lenet.py").write_text(WIDENET)
     result = runner.invoke(app, ["--plugins-dir", str(tmp_path), "list-plugins", "--json"])
     rows = [p for p in json.loads(result.output) if p["name"] == "lenet"]
+    assert [r["duplicate_of"] for r in rows] == [None, "blitz.plugins.lenet"]  # JSON readers can tell them apart
     assert [(r["distribution"], r["loaded"], r["errors"]) for r in rows] == [  # the built-in's row stays clean
         ("blitz", True, []),
         (f"folder {tmp_path}", False, [
