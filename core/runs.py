@@ -62,7 +62,8 @@ def lock_run(run_dir: Path) -> IO[str] | None:
     (say ``--resume latest`` from another terminal) is refused instead of writing the same files.
 
     The lock is the operating system's (``flock``): it ends with the process, even a crash. The
-    returned file keeps it; closing the file releases it. None where ``flock`` does not exist.
+    returned file keeps it; ``release_run`` gives it up. None where there is no ``flock`` (Windows)
+    or the file system refuses it (NFS mounted with nolock, some Lustre setups): no lock then.
     """
     try:
         import fcntl
