@@ -532,9 +532,9 @@ class Trainer:
             f"epoch {epoch}/{config.epochs}  train loss {loss_avg:.3f}{tested}  "
             f"({metrics['images_per_s']:,.0f} img/s, {epoch_seconds:.1f} s)"
         )
-        improved = result is not None and result.accuracy > session.best_accuracy
-        if result is not None and improved:
-            session.best_accuracy = result.accuracy  # before saving: last.ckpt carries it to a resume
+        improved = False
+        if result is not None and result.accuracy > session.best_accuracy:
+            session.best_accuracy, improved = result.accuracy, True  # before saving: last.ckpt carries it
         every = config.checkpoint_every
         checkpoint_due = epoch == config.epochs or (every > 0 and epoch % every == 0)
         if checkpoint_due:

@@ -61,19 +61,20 @@ def evaluate(
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     was_training = model.training
     model.eval()
-    with torch.inference_mode(), autocast(config, device):
-        for images, labels in eval_batches(
-            split, info, device=device, batch_size=config.eval_batch_size,
-            rank=strategy.rank, world_size=strategy.world_size, memory_format=memory_format,
-            num_workers=config.num_workers,
-        ):
-            if should_stop is not None and should_stop():
-                model.train(was_training)
-                raise EvaluationStopped
-            logits = model(images).float()
-            loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
-            confusion += torch.bincount(labels * k + logits.argmax(dim=1), minlength=k * k)
-    model.train(was_training)
+    try:
+        with torch.inference_mode(), autocast(config, device):
+            for images, labels in eval_batches(
+                split, info, device=device, batch_size=config.eval_batch_size,
+                rank=strategy.rank, world_size=strategy.world_size, memory_format=memory_format,
+                num_workers=config.num_workers,
+            ):
+                if should_stop is not None and should_stop():
+                    raise EvaluationStopped
+                logits = model(images).float()
+                loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
+                confusion += torch.bincount(labels * k + logits.argmax(dim=1), minlength=k * k)
+    finally:
+        model.train(was_training)
     confusion = strategy.all_reduce_sum(confusion)
     loss_sum = strategy.all_reduce_sum(loss_sum)
     matrix = confusion.view(k, k).cpu()
