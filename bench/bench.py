@@ -96,6 +96,8 @@ def main() -> None:
     parser.add_argument("--fast-repeat", type=int, default=None, help="runs of the fast recipe (default --repeat)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs for (a), (b) and (d)")
     parser.add_argument("--only", nargs="*", help="entries to run: tutorial-loop handwritten blitz-tutorial blitz-fast")
+    parser.add_argument("--fast-recipe", default=None,
+                        help="the fast recipe (c) (default: airbench94 on a GPU, lenet_fast on a CPU)")
     parser.add_argument("--fast-args", default="", help="more `blitz run` options for the fast recipe, e.g. '--compile'")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for the JSON result")
     args = parser.parse_args()
@@ -103,7 +105,7 @@ def main() -> None:
     import torch
 
     gpu = torch.cuda.is_available()
-    fast_recipe = "airbench94" if gpu else "lenet_fast"
+    fast_recipe = args.fast_recipe or ("airbench94" if gpu else "lenet_fast")
     entries = {
         "tutorial-loop": lambda w, i: run_script("tutorial_loop.py", args.data_root, args.epochs, w),
         "handwritten": lambda w, i: run_script("handwritten_loop.py", args.data_root, args.epochs, w),

@@ -3,12 +3,14 @@
 # docs/benchmarks.md for how the data and the wheels get there). Writes logs and JSON under $OUT
 # (or bench/results); each part has its own time limit, and a failing part does not stop the rest.
 #   bash bench/gpu_check.sh [DATA_ROOT [PART ...]]
-# Parts (default: all, about 11 minutes): airbench (airbench94, 5 seeds, ~2 min), compile (the
-# same with --compile, 3 seeds, ~2 min), resnet18 and tutorial (the strategy matrix, ~3 and ~5 min).
+# Parts: muon (airbench94_muon, 5 seeds, ~2 min), muon-compile (the same with --compile, 3 seeds,
+# ~2 min), airbench (airbench94, 5 seeds, ~2 min), compile (airbench94 with --compile, 3 seeds,
+# ~2 min), resnet18 and tutorial (the strategy matrix, ~3 and ~5 min). One command may run 10
+# minutes on the lent machine: the default is the first four; run the other two in a second call.
 set -uo pipefail
 DATA_ROOT=${1:-/root/cifar10}
 shift || true
-PARTS=${*:-airbench compile resnet18 tutorial}
+PARTS=${*:-muon muon-compile airbench compile}
 OUT=${OUT:-bench/results}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -18,6 +20,11 @@ wants() { [[ " $PARTS " == *" $1 "* ]]; }
   python3 -c "import torch, timm; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'timm', timm.__version__)"
   nproc
 } 2>&1 | tee "$OUT/gpu.txt"
+# airbench94_muon (the newer record's methods), five seeds; then compiled, three seeds
+wants muon && timeout 150 python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 5 \
+  --fast-recipe airbench94_muon --out "$OUT/muon" 2>&1 | tee "$OUT/muon.log"
+wants muon-compile && timeout 150 python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 3 \
+  --fast-recipe airbench94_muon --fast-args=--compile --out "$OUT/muon-compile" 2>&1 | tee "$OUT/muon-compile.log"
 # airbench94, five seeds: accuracy, airbench-style time (CUDA events) and end-to-end wall time
 wants airbench && timeout 160 python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 5 \
   --out "$OUT" 2>&1 | tee "$OUT/airbench.log"

@@ -381,7 +381,9 @@ def test_registration():
     airbench.register_optimizers(register=collector("optimizers"))
     airbench.register_schedules(register=collector("schedules"))
     assert found["models"] == {"airbench": airbench.build_airbench}
-    assert found["optimizers"] == {"airbench_sgd": airbench.build_airbench_sgd}
+    assert found["optimizers"] == {
+        "airbench_sgd": airbench.build_airbench_sgd, "airbench_muon": airbench.build_airbench_muon
+    }
     assert found["schedules"] == {"airbench": airbench.build_airbench_schedule}
 
 

@@ -73,3 +73,20 @@ def test_the_step_benchmark_splits_fixed_and_per_image_time(capsys, monkeypatch)
     # two points: the line through them
     assert per_image == pytest.approx((rows[3] - rows[1]) / 2, abs=1)
     assert fixed == pytest.approx(rows[1] - (rows[3] - rows[1]) / 2, abs=1)
+
+
+def test_bench_runs_a_chosen_fast_recipe_and_writes_its_figures(tmp_path, monkeypatch, capsys):
+    """`bench.py --fast-recipe` (how gpu_check.sh measures airbench94_muon), end to end on a
+    recipe that needs no data: each repeat a fresh `blitz run` with its own seed, medians in JSON."""
+    import bench
+
+    monkeypatch.setattr(sys, "argv", [
+        "bench.py", "--data-root", str(tmp_path), "--only", "blitz-fast", "--fast-recipe", "randomdemo",
+        "--fast-repeat", "2", "--fast-args=--strategy cpu", "--out", str(tmp_path / "results"),
+    ])
+    bench.main()
+    (written,) = (tmp_path / "results").glob("bench-*.json")
+    fast = json.loads(written.read_text())["blitz-fast"]
+    assert fast["name"] == "blitz randomdemo" and fast["runs"] == 2 and fast["images_per_s"] > 0
+    assert len(fast["all_accuracies"]) == 2 and all(0 <= a <= 1 for a in fast["all_accuracies"])
+    assert "blitz randomdemo: mean accuracy" in capsys.readouterr().out
