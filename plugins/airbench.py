@@ -403,6 +403,20 @@ class AirbenchSGD(torch.optim.SGD):
         self.ema = [s.to(device=t.device, dtype=t.dtype).clone() for s, t in zip(saved, tracked)]
 
 
+def _trainable_by_role(model: nn.Module) -> list[tuple[nn.Parameter, str]]:
+    """The trainable parameters in the model's order, each with its role in airbench's optimizers:
+    "stem" (the whitening layer's bias), "norm" (a normalization layer's) or "other"."""
+    whiten = getattr(model, "whiten", None)
+    whiten_bias = whiten.bias if isinstance(whiten, nn.Conv2d) and whiten.bias is not None else None
+    norm_params = {
+        id(p) for m in model.modules() if isinstance(m, _NORM_TYPES) for p in m.parameters(recurse=False)
+    }
+    return [
+        (p, "stem" if p is whiten_bias else "norm" if id(p) in norm_params else "other")
+        for p in model.parameters() if p.requires_grad
+    ]
+
+
 def build_airbench_sgd(
     model: nn.Module,
     *,
@@ -446,21 +460,10 @@ def build_airbench_sgd(
     base_lr = lr / gain  # PyTorch lr
     decay = weight_decay / gain  # fraction of a weight removed per step at the schedule's peak
 
-    whiten = getattr(model, "whiten", None)
-    whiten_bias = whiten.bias if isinstance(whiten, nn.Conv2d) and whiten.bias is not None else None
-    norm_params = {
-        id(p) for m in model.modules() if isinstance(m, _NORM_TYPES) for p in m.parameters(recurse=False)
-    }
-    main, norms, stem = [], [], []
-    for p in model.parameters():
-        if not p.requires_grad:
-            continue
-        if p is whiten_bias:
-            stem.append(p)
-        elif id(p) in norm_params:
-            norms.append(p)
-        else:
-            main.append(p)
+    roles = _trainable_by_role(model)
+    main = [p for p, role in roles if role == "other"]
+    norms = [p for p, role in roles if role == "norm"]
+    stem = [p for p, role in roles if role == "stem"]
 
     def group(params: list[nn.Parameter], group_lr: float, active_fraction: float = 1.0) -> dict[str, Any]:
         return {
@@ -518,23 +521,11 @@ def build_airbench_muon(
         raise ValueError(f"airbench_muon needs 0 <= sgd_momentum < 1, got {sgd_momentum}")
     if not 0 < whiten_bias_fraction <= 1:
         raise ValueError(f"airbench_muon needs 0 < whiten_bias_fraction <= 1, got {whiten_bias_fraction}")
-    whiten = getattr(model, "whiten", None)
-    whiten_bias = whiten.bias if isinstance(whiten, nn.Conv2d) and whiten.bias is not None else None
-    norm_params = {
-        id(p) for m in model.modules() if isinstance(m, _NORM_TYPES) for p in m.parameters(recurse=False)
-    }
-    filters, stem, norms, rest = [], [], [], []
-    for p in model.parameters():
-        if not p.requires_grad:
-            continue
-        if p.dim() == 4:
-            filters.append(p)
-        elif p is whiten_bias:
-            stem.append(p)
-        elif id(p) in norm_params:
-            norms.append(p)
-        else:
-            rest.append(p)
+    roles = _trainable_by_role(model)
+    filters = [p for p, role in roles if role == "other" and p.dim() == 4]
+    stem = [p for p, role in roles if role == "stem"]
+    norms = [p for p, role in roles if role == "norm"]
+    rest = [p for p, role in roles if role == "other" and p.dim() != 4]
     if not filters:
         raise ValueError("airbench_muon: the model has no trainable conv filters for Muon")
 
