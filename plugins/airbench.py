@@ -45,6 +45,7 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from blitz import Register, hookimpl
 from blitz.plugins.muon import Muon, default_ns_dtype
+from blitz.plugins.schedules import refuse_spans
 
 # --------------------------------------------------------------------------------------------
 # Hyperparameters: airbench94's values, all in one place. The recipe (registry.toml) repeats
@@ -73,7 +74,7 @@ LOOKAHEAD_DECAY = 0.95**5  # EMA decay at the end of training; it grows as (prog
 # airbench94_muon's optimizer (units: see build_airbench_muon)
 MUON_LR = 0.24  # Muon's step for the conv filters (scale-free: the update is orthogonalized)
 MUON_MOMENTUM = 0.6  # Nesterov, for the filters
-MUON_NS_STEPS = 3  # Newton-Schulz steps: 3 suffice when the weights are renormalized every step
+MUON_NS_STEPS = 3  # Newton-Schulz steps per update: the reference's 3 (Muon's general default is 5)
 MUON_BATCH_SIZE = 2000  # the reference's batch; its SGD rates below are per example (summed loss)
 MUON_SGD_MOMENTUM = 0.85  # Nesterov, for biases and the head
 MUON_BIAS_LR = 0.053 * MUON_BATCH_SIZE  # BatchNorm and whitening biases, PyTorch lr for a mean loss
@@ -155,6 +156,7 @@ class AirbenchNet(nn.Module):
         whiten_kernel_size: int = WHITEN_KERNEL_SIZE,
         whiten_eps: float = WHITEN_EPS,
         head_std: float | None = None,
+        zero_whiten_bias: bool = True,
     ) -> None:
         super().__init__()
         if tta_level not in (0, 1, 2):
@@ -171,8 +173,9 @@ class AirbenchNet(nn.Module):
         whiten_width = 2 * in_chans * whiten_kernel_size**2
         self.whiten = nn.Conv2d(in_chans, whiten_width, kernel_size=whiten_kernel_size, padding=0, bias=True)
         self.whiten.weight.requires_grad_(False)  # frozen: set from the data, never trained
-        with torch.no_grad():
-            self.whiten.bias.zero_()  # the bias does train (for the first epochs; see airbench_sgd)
+        if zero_whiten_bias:  # airbench94 starts it at 0; airbench94_muon keeps PyTorch's random init
+            with torch.no_grad():
+                self.whiten.bias.zero_()  # the bias does train (for the first epochs; see airbench_sgd)
         self.activation = nn.GELU()
         channels = [whiten_width, *(int(w) for w in widths)]
         self.groups = nn.Sequential(
@@ -265,6 +268,7 @@ def build_airbench(
     whiten_kernel_size: int = WHITEN_KERNEL_SIZE,
     whiten_eps: float = WHITEN_EPS,
     head_std: float | None = None,
+    zero_whiten_bias: bool = True,
 ) -> AirbenchNet:
     """airbench94's network for images of ``input_shape`` (C, H, W); made for 32x32.
 
@@ -276,6 +280,7 @@ def build_airbench(
     :param whiten_eps: added to the patch-covariance eigenvalues.
     :param head_std: rescale the head's initial weights to this standard deviation (default:
         PyTorch's init).
+    :param zero_whiten_bias: start the whitening layer's bias at 0 (else PyTorch's random init).
     """
     if len(input_shape) != 3:
         raise ValueError(f"airbench takes images (C, H, W), not inputs of shape {tuple(input_shape)}")
@@ -291,6 +296,7 @@ def build_airbench(
         num_classes=num_classes, in_chans=input_shape[0], widths=widths,
         batchnorm_momentum=batchnorm_momentum, scaling_factor=scaling_factor, tta_level=tta_level,
         whiten_kernel_size=whiten_kernel_size, whiten_eps=whiten_eps, head_std=head_std,
+        zero_whiten_bias=zero_whiten_bias,
     )
 
 
@@ -513,9 +519,11 @@ def build_airbench_muon(
 
     Units: the SGD rates are PyTorch learning rates for blitz's mean loss: the reference sums the
     loss over its batch of 2000 and uses 0.053 and 0.67, so these are those times 2000 (at another
-    batch size B, scale both by B / 2000). ``weight_decay`` is the fraction of each SGD-trained
-    weight removed per step at the schedule's peak, whatever its lr (the reference's 2e-6 per
-    example, times 2000); PyTorch's coupled coefficient is that divided by each group's lr.
+    global batch size B, all processes together, scale both by B / 2000). ``weight_decay`` is the
+    pull toward 0 that each step adds to an SGD-trained weight's update at the schedule's peak,
+    whatever the group's lr (the reference's 2e-6 per example, times 2000): PyTorch's coupled
+    coefficient is that divided by each group's lr, so it also goes through the momentum, which
+    amplifies a steady pull up to about 1 / (1 - sgd_momentum) times.
     """
     if not 0 <= sgd_momentum < 1:
         raise ValueError(f"airbench_muon needs 0 <= sgd_momentum < 1, got {sgd_momentum}")
@@ -586,6 +594,7 @@ def build_airbench_schedule(
     It also tells an ``airbench_sgd`` optimizer the number of steps (for Lookahead and the
     whitening-bias cut-off).
     """
+    refuse_spans(optimizer, "airbench")
     set_total_steps = getattr(optimizer, "set_total_steps", None)
     if callable(set_total_steps):
         set_total_steps(total_steps)

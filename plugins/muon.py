@@ -43,17 +43,21 @@ def orthogonalize(updates: torch.Tensor, steps: int = 5, dtype: torch.dtype | No
     if updates.dim() < 2:
         raise ValueError(f"orthogonalize needs matrices (..., rows, cols), got shape {tuple(updates.shape)}")
     a, b, c = NEWTON_SCHULZ_COEFFICIENTS
-    x = updates.to(dtype or updates.dtype)
-    wide = x.shape[-2] <= x.shape[-1]
-    if not wide:  # iterate on the smaller Gram matrix X X^T
-        x = x.mT
-    # Frobenius norm >= the largest singular value: after this every singular value is <= 1,
-    # inside the iteration's basin.
-    x = x / (torch.linalg.matrix_norm(x, keepdim=True) + NEWTON_SCHULZ_EPS)
-    for _ in range(steps):
-        gram = x @ x.mT
-        x = a * x + (b * gram + c * (gram @ gram)) @ x
-    return (x if wide else x.mT).to(updates.dtype)
+    rows, cols = updates.shape[-2:]
+    # Autocast off: the iteration runs in ``dtype`` whatever the caller's context.
+    with torch.autocast(updates.device.type, enabled=False):
+        x = updates.reshape(-1, rows, cols).to(dtype or updates.dtype)
+        if rows > cols:  # iterate on the smaller Gram matrix X X^T
+            x = x.mT
+        # Frobenius norm >= the largest singular value: after this every singular value is <= 1,
+        # inside the iteration's basin.
+        x = x / (torch.linalg.matrix_norm(x, keepdim=True) + NEWTON_SCHULZ_EPS)
+        for _ in range(steps):  # three kernels per step: X X^T, b A + c A A, a X + (...) X
+            gram = torch.bmm(x, x.mT)
+            x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+        if rows > cols:
+            x = x.mT
+    return x.reshape(updates.shape).to(updates.dtype)
 
 
 class Muon(torch.optim.Optimizer):
@@ -85,21 +89,27 @@ class Muon(torch.optim.Optimizer):
         ns_dtype: torch.dtype | None = None,
         normalize_weights: bool = False,
     ) -> None:
-        if lr < 0 or not 0 <= momentum < 1 or weight_decay < 0 or ns_steps < 1:
-            raise ValueError(
-                f"Muon needs lr >= 0, 0 <= momentum < 1, weight_decay >= 0 and ns_steps >= 1; got lr={lr}, "
-                f"momentum={momentum}, weight_decay={weight_decay}, ns_steps={ns_steps}"
-            )
         defaults = {
             "lr": lr, "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay,
-            "ns_steps": ns_steps, "ns_dtype": ns_dtype, "normalize_weights": normalize_weights, "use_muon": True,
+            "ns_steps": ns_steps, "normalize_weights": normalize_weights, "use_muon": True,
         }
         super().__init__(params, defaults)
-        for group in self.param_groups:
-            if group["use_muon"]:
-                flat = [tuple(p.shape) for p in group["params"] if p.dim() < 2]
-                if flat:
-                    raise ValueError(f"Muon updates matrices: a use_muon group holds parameters of shape {flat}")
+        # The arithmetic's dtype belongs to the device the run is on, not in the saved state: a
+        # checkpoint from a GPU resumed on a CPU must not bring bf16 along.
+        self.ns_dtype = ns_dtype
+        for i, group in enumerate(self.param_groups):
+            if group["lr"] < 0 or not 0 <= group["momentum"] < 1 or group["weight_decay"] < 0 or group["ns_steps"] < 1:
+                raise ValueError(
+                    f"Muon parameter group {i}: needs lr >= 0, 0 <= momentum < 1, weight_decay >= 0 and "
+                    f"ns_steps >= 1; got lr={group['lr']}, momentum={group['momentum']}, "
+                    f"weight_decay={group['weight_decay']}, ns_steps={group['ns_steps']}"
+                )
+            flat = [tuple(p.shape) for p in group["params"] if p.dim() < 2] if group["use_muon"] else []
+            if flat:
+                raise ValueError(
+                    f"Muon parameter group {i} holds parameters of shape {flat}: Muon updates matrices; put "
+                    "vectors in a group with use_muon=False (build_muon sorts them)"
+                )
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
@@ -146,9 +156,10 @@ class Muon(torch.optim.Optimizer):
     def _muon_step(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
         lr = group["lr"]
         directions = self._momentum(group, params, [p.grad for p in params])
-        if group["normalize_weights"]:
-            for p in params:
-                p.mul_(math.sqrt(p.shape[0]) / p.norm())
+        if group["normalize_weights"]:  # each weight to norm sqrt(rows): a few fused launches, no host sync
+            scales = torch._foreach_reciprocal(torch._foreach_norm(params))
+            torch._foreach_mul_(scales, [math.sqrt(p.shape[0]) for p in params])
+            torch._foreach_mul_(params, scales)
         if group["weight_decay"]:
             torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
         # Matrices of one shape are orthogonalized together: one batched iteration instead of one
@@ -156,18 +167,19 @@ class Muon(torch.optim.Optimizer):
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, p in enumerate(params):
             by_shape.setdefault(tuple(p.shape), []).append(i)
+        dtype = self.ns_dtype
         for shape, indices in by_shape.items():
-            stacked = torch.stack([directions[i].reshape(shape[0], -1) for i in indices])
-            updates = orthogonalize(stacked, group["ns_steps"], group["ns_dtype"])
-            for i, update in zip(indices, updates):
-                params[i].add_(update.view(shape), alpha=-lr)
+            stacked = torch.stack([directions[i].reshape(shape[0], -1).to(dtype or directions[i].dtype) for i in indices])
+            updates = orthogonalize(stacked, group["ns_steps"], dtype).to(params[indices[0]].dtype)
+            torch._foreach_add_([params[i] for i in indices], [u.view(shape) for u in updates.unbind()], alpha=-lr)
 
 
 def default_ns_dtype(model: nn.Module) -> torch.dtype | None:
-    """bf16 for the Newton-Schulz iteration on GPUs (as the reference; tensor cores), the
-    parameters' own dtype elsewhere (CPUs without bf16 units would only lose time)."""
+    """bf16 for the Newton-Schulz iteration on GPUs that have it (as the reference; tensor cores),
+    the parameters' own dtype elsewhere (CPUs without bf16 units would only lose time)."""
     params = list(model.parameters())
-    return torch.bfloat16 if params and params[0].device.type == "cuda" else None
+    on_gpu = bool(params) and params[0].device.type == "cuda"
+    return torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else None
 
 
 def classifier_head(model: nn.Module) -> nn.Module | None:
@@ -195,6 +207,9 @@ def build_muon(
 ) -> Muon:
     """Muon for the hidden weight matrices and conv filters; Nesterov SGD for everything else.
 
+    blitz always passes ``--lr`` and ``--momentum``, whose defaults (0.001, 0.9) suit SGD: give
+    Muon its own, e.g. ``--optimizer muon --lr 0.02 --momentum 0.95 --optimizer-arg aux_lr=0.05``.
+
     :param lr: Muon's step: each step moves a weight matrix by about ``lr`` per unit singular value.
     :param momentum: Muon's momentum (Nesterov unless ``nesterov=False``).
     :param weight_decay: Muon groups' decoupled weight decay.
@@ -205,11 +220,15 @@ def build_muon(
     :param aux_weight_decay: SGD's (coupled) weight decay.
     """
     head = classifier_head(model)
-    head_params = {id(p) for p in head.parameters()} if head is not None else set()
+    # Not Muon's: the head, embedding tables, and tensors that are vectors in disguise (a ViT's
+    # (1, 1, D) class token: "orthogonalizing" one row only normalizes its length).
+    excluded = {id(p) for p in head.parameters()} if head is not None else set()
+    excluded |= {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     matrices, others = [], []
     for p in model.parameters():
         if p.requires_grad:
-            (matrices if p.dim() >= 2 and id(p) not in head_params else others).append(p)
+            is_matrix = p.dim() >= 2 and min(p.shape[0], p[0].numel()) > 1 and id(p) not in excluded
+            (matrices if is_matrix else others).append(p)
     if not matrices:
         raise ValueError(
             "muon: the model has no hidden weight matrices to orthogonalize (only biases, norms or a "

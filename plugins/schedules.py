@@ -43,6 +43,17 @@ def _per_group(optimizer: torch.optim.Optimizer, kind: str, total_steps: int, wa
     return shapes
 
 
+def refuse_spans(optimizer: torch.optim.Optimizer, schedule: str) -> None:
+    """For schedules that run every group over the whole run: refuse a group asking otherwise."""
+    for i, group in enumerate(optimizer.param_groups):
+        span = group.get("schedule_span", 1.0)
+        if span != 1.0:
+            raise ValueError(
+                f"schedule '{schedule}' runs every parameter group over the whole run, but the optimizer's "
+                f"group {i} asks for schedule_span {span:g}; use --schedule linear or cosine"
+            )
+
+
 class ConstantSchedule(LRScheduler):
     """The learning rate as set; ``step`` only counts (it runs every step, so it is kept cheap)."""
 
@@ -54,6 +65,7 @@ class ConstantSchedule(LRScheduler):
 
 
 def build_constant_schedule(optimizer: torch.optim.Optimizer, *, total_steps: int) -> LRScheduler:
+    refuse_spans(optimizer, "constant")
     return ConstantSchedule(optimizer)
 
 
@@ -95,6 +107,7 @@ def build_onecycle_schedule(
     div_factor: float = 25.0, final_div_factor: float = 1e4,
 ) -> LRScheduler:
     """One-cycle: up from lr/div_factor to lr over ``pct_start`` of the steps, then down."""
+    refuse_spans(optimizer, "onecycle")
     return LambdaLR(optimizer, _OneCycle(total_steps, pct_start, div_factor, final_div_factor))
 
 

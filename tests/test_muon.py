@@ -132,10 +132,29 @@ def test_decoupled_weight_decay_on_muon_groups():
 
 
 def test_muon_refuses_vectors_and_bad_settings():
-    with pytest.raises(ValueError, match=r"matrices: a use_muon group holds parameters of shape \[\(3,\)\]"):
+    with pytest.raises(ValueError, match=r"group 0 holds parameters of shape \[\(3,\)\]: .* use_muon=False"):
         muon.Muon([{"params": [torch.zeros(3)]}], lr=0.1)
-    with pytest.raises(ValueError, match="momentum"):
+    with pytest.raises(ValueError, match=r"group 0: .* got lr=0.1, momentum=1.0"):
         muon.Muon([{"params": [torch.zeros(3, 3)]}], lr=0.1, momentum=1.0)
+    with pytest.raises(ValueError, match=r"group 1: .* got lr=-1"):  # a group's own settings are checked too
+        muon.Muon([{"params": [torch.zeros(3, 3)]}, {"params": [torch.zeros(2, 2)], "lr": -1}], lr=0.1)
+
+
+def test_orthogonalize_ignores_an_outer_autocast():
+    g = torch.randn(8, 12)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = muon.orthogonalize(g, steps=3)
+    torch.testing.assert_close(inside, muon.orthogonalize(g, steps=3), rtol=0, atol=0)
+
+
+def test_the_newton_schulz_dtype_is_the_runs_not_the_checkpoints():
+    weight = nn.Parameter(torch.randn(4, 4))
+    saved = muon.Muon([{"params": [weight]}], lr=0.1, ns_dtype=torch.bfloat16)
+    weight.grad = torch.randn(4, 4)
+    saved.step()
+    resumed = muon.Muon([{"params": [weight]}], lr=0.1, ns_dtype=None)
+    resumed.load_state_dict(saved.state_dict())
+    assert resumed.ns_dtype is None and "ns_dtype" not in resumed.param_groups[0]
 
 
 class SmallNet(nn.Module):
@@ -160,6 +179,24 @@ def test_build_muon_gives_hidden_matrices_to_muon_and_the_rest_to_sgd():
     }
     assert not sgd_group["use_muon"] and sgd_group["lr"] == 0.1 and sgd_group["nesterov"]
     assert id(model.out.weight) in {id(p) for p in sgd_group["params"]}  # the head is not Muon's
+
+
+class TokenNet(nn.Module):
+    """A ViT's parameter shapes in miniature: a class token, an embedding table, a patch conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, 8))
+        self.embed = nn.Embedding(5, 8)
+        self.patch = nn.Conv2d(3, 8, 4, stride=4)
+        self.head = nn.Linear(8, 10)
+
+
+def test_build_muon_leaves_tokens_embeddings_and_the_head_to_sgd():
+    model = TokenNet()
+    muon_group, sgd_group = muon.build_muon(model, lr=0.02).param_groups
+    assert [p is model.patch.weight for p in muon_group["params"]] == [True]
+    assert {id(model.cls_token), id(model.embed.weight), id(model.head.weight)} <= {id(p) for p in sgd_group["params"]}
 
 
 def test_build_muon_without_matrices_says_what_to_use():
@@ -252,6 +289,94 @@ def test_head_std_rescales_the_initial_head():
         small_airbench(head_std=0.0)
 
 
+def reference_muon_step(weight: torch.Tensor, grad: torch.Tensor, buffer: torch.Tensor, lr: float, momentum: float, steps: int) -> None:
+    """airbench94_muon's filter update as published, written out plainly: the momentum buffer,
+    Nesterov's look-ahead, the weight rescaled to norm sqrt(rows), then the quintic
+    Newton-Schulz iteration on the flattened update (transposed when tall)."""
+    buffer.mul_(momentum).add_(grad)
+    update = grad + momentum * buffer
+    weight.mul_(len(weight) ** 0.5 / weight.norm())
+    x = update.reshape(len(update), -1)
+    x = x / (x.norm() + 1e-7)
+    tall = x.shape[0] > x.shape[1]
+    if tall:
+        x = x.T
+    for _ in range(steps):
+        a = x @ x.T
+        x = 3.4445 * x + (-4.7750 * a + 2.0315 * a @ a) @ x
+    if tall:
+        x = x.T
+    weight.add_(x.reshape(weight.shape), alpha=-lr)
+
+
+def test_airbench_muon_filters_follow_the_published_update():
+    model = small_airbench()
+    optimizer = airbench.build_airbench_muon(model)
+    filters = optimizer.param_groups[0]["params"]
+    copies = [p.detach().clone() for p in filters]
+    buffers = [torch.zeros_like(p) for p in filters]
+    for step in range(3):
+        generator = torch.Generator().manual_seed(step)
+        for p in model.parameters():
+            p.grad = torch.randn(p.shape, generator=generator) if p.requires_grad else None
+        for weight, p, buffer in zip(copies, filters, buffers):
+            reference_muon_step(weight, p.grad, buffer, lr=0.24, momentum=0.6, steps=3)
+        optimizer.step()
+    for weight, p in zip(copies, filters):
+        torch.testing.assert_close(p.detach(), weight, rtol=1e-4, atol=1e-5)
+
+
+def test_mean_loss_rates_reproduce_the_summed_loss_updates():
+    """The recipe's rates (x2000, wd / lr) on blitz's mean loss give the reference's steps on its
+    summed loss: the same parameters after a few steps, for biases and the head."""
+    torch.manual_seed(0)
+    batch = 2000
+    # float64: with rates ~1000x apart, float32 rounding alone would differ by 1e-4
+    features, targets = torch.randn(batch, 6, dtype=torch.float64), torch.randint(0, 3, (batch,))
+    ours, theirs = nn.Linear(6, 3).double(), nn.Linear(6, 3).double()
+    theirs.load_state_dict(ours.state_dict())
+    optimizer = muon.Muon([{"params": list(ours.parameters()), "use_muon": False, "lr": 0.67 * batch,
+                            "momentum": 0.85, "weight_decay": 2e-6 * batch / (0.67 * batch)}], lr=0.0)
+    reference = torch.optim.SGD(theirs.parameters(), lr=0.67, momentum=0.85, nesterov=True,
+                                weight_decay=2e-6 * batch / 0.67)
+    for _ in range(3):
+        optimizer.zero_grad()
+        F.cross_entropy(ours(features), targets, label_smoothing=0.2).backward()
+        optimizer.step()
+        reference.zero_grad()
+        F.cross_entropy(theirs(features), targets, label_smoothing=0.2, reduction="sum").backward()
+        reference.step()
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_the_recipe_carries_the_reference_hyperparameters():
+    from blitz.catalog import load_catalog
+
+    recipe = load_catalog().recipe_values("airbench94_muon")
+    options = recipe["optimizer_args"]
+    assert options["bias_lr"] == pytest.approx(airbench.MUON_BIAS_LR)
+    assert options["head_lr"] == pytest.approx(airbench.MUON_HEAD_LR)
+    assert options["whiten_bias_fraction"] == airbench.MUON_WHITEN_BIAS_FRACTION
+    assert options["ns_steps"] == airbench.MUON_NS_STEPS and options["sgd_momentum"] == airbench.MUON_SGD_MOMENTUM
+    assert (recipe["lr"], recipe["momentum"], recipe["batch_size"]) == (
+        airbench.MUON_LR, airbench.MUON_MOMENTUM, airbench.MUON_BATCH_SIZE
+    )
+    assert recipe["weight_decay"] == pytest.approx(airbench.MUON_WEIGHT_DECAY)
+    assert recipe["model_args"]["scaling_factor"] == 1 / 256 and recipe["model_args"]["zero_whiten_bias"] is False
+
+
+@pytest.mark.parametrize("build", [
+    lambda opt: schedules.build_constant_schedule(opt, total_steps=10),
+    lambda opt: schedules.build_onecycle_schedule(opt, total_steps=10),
+    lambda opt: airbench.build_airbench_schedule(opt, total_steps=10),
+], ids=["constant", "onecycle", "airbench"])
+def test_schedules_without_spans_refuse_a_group_that_asks_for_one(build):
+    optimizer = airbench.build_airbench_muon(small_airbench())
+    with pytest.raises(ValueError, match=r"group 1 asks for schedule_span 0.375; use --schedule linear or cosine"):
+        build(optimizer)
+
+
 def test_linear_schedule_runs_each_group_over_its_span():
     weights = [nn.Parameter(torch.zeros(2, 2)), nn.Parameter(torch.zeros(2))]
     optimizer = torch.optim.SGD([
@@ -282,8 +407,10 @@ def test_airbench_muon_trains_the_network():
     optimizer = airbench.build_airbench_muon(model, bias_lr=0.053 * 128, head_lr=0.67 * 128, weight_decay=2e-6 * 128)
     scheduler = schedules.build_linear_schedule(optimizer, total_steps=20, warmup=0.0, final=0.0)
     before = copy.deepcopy(model.whiten.bias.detach())
-    losses = []
-    for _ in range(20):
+    losses, at_span_end = [], None
+    for step in range(20):
+        if step == round(0.375 * 20):  # the whitening bias's span is over: its lr is 0 from here
+            at_span_end = model.whiten.bias.detach().clone()
         loss = F.cross_entropy(model(images), labels, label_smoothing=0.2)
         losses.append(loss.item())
         optimizer.zero_grad(set_to_none=True)
@@ -291,19 +418,20 @@ def test_airbench_muon_trains_the_network():
         optimizer.step()
         scheduler.step()
     assert losses[-1] < 0.7 * losses[0]
-    assert not torch.equal(before, model.whiten.bias)  # trained in its span, then held
+    assert not torch.equal(before, at_span_end)  # trained in its span ...
+    assert torch.equal(at_span_end, model.whiten.bias)  # ... then held
     assert optimizer.param_groups[1]["lr"] == 0.0
 
 
 def test_the_airbench94_muon_recipe_runs_end_to_end_on_the_cpu(cifar_root, tmp_path):
-    """The recipe through the CLI on a few batches of a CIFAR-format fixture (fp32 here)."""
+    """The recipe through the CLI on a few batches of a CIFAR-format fixture, in its own bf16 and
+    channels-last (autocast on the CPU)."""
     from typer.testing import CliRunner
 
     from blitz.cli import app
 
     out = tmp_path / "run"
-    common = ["--data-root", str(cifar_root), "--precision", "32", "--no-channels-last", "--batch-size", "25",
-              "--limit-steps", "2"]
+    common = ["--data-root", str(cifar_root), "--batch-size", "25", "--limit-steps", "2"]  # bf16, channels-last
     result = CliRunner().invoke(app, ["run", "--recipe", "airbench94_muon", *common, "--epochs", "2",
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
