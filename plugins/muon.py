@@ -156,10 +156,11 @@ class Muon(torch.optim.Optimizer):
     def _muon_step(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
         lr = group["lr"]
         directions = self._momentum(group, params, [p.grad for p in params])
-        if group["normalize_weights"]:  # each weight to norm sqrt(rows): a few fused launches, no host sync
+        if group["normalize_weights"]:  # each weight to norm sqrt(rows), without a host sync
             scales = torch._foreach_reciprocal(torch._foreach_norm(params))
             torch._foreach_mul_(scales, [math.sqrt(p.shape[0]) for p in params])
-            torch._foreach_mul_(params, scales)
+            for p, scale in zip(params, scales):  # shapes differ: foreach would loop the same way
+                p.mul_(scale)
         if group["weight_decay"]:
             torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
         # Matrices of one shape are orthogonalized together: one batched iteration instead of one
