@@ -139,11 +139,22 @@ class Layer:
         self.values = values
 
 
+# A component's options belong to it: a later layer that names another component (say
+# `--schedule onecycle` over a recipe's linear schedule) drops the earlier layers' options for it.
+_OPTIONS_OF = {"model": "model_args", "dataset": "dataset_args", "optimizer": "optimizer_args", "schedule": "schedule_args"}
+
+
 def merge_layers(layers: list[Layer]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Merge layers in order; nested tables merge key by key. Returns (values, provenance)."""
+    """Merge layers in order; nested tables merge key by key, and a component's options are
+    dropped when a later layer picks another component. Returns (values, provenance)."""
     merged: dict[str, Any] = {}
     provenance: dict[str, str] = {}
     for layer in layers:
+        for component, options in _OPTIONS_OF.items():
+            if component in layer.values and component in merged and layer.values[component] != merged[component]:
+                merged.pop(options, None)
+                for key in [k for k in provenance if k.startswith(f"{options}.")]:
+                    del provenance[key]
         for key, value in layer.values.items():
             if key in _NESTED and isinstance(value, dict) and isinstance(merged.get(key), dict):
                 merged[key] = {**merged[key], **value}

@@ -203,3 +203,23 @@ def test_unknown_config_keys_suggest_the_key_meant(tmp_path) -> None:
     path = write(tmp_path / "c.toml", "zzzzzz = 1\n")  # nothing close: the list instead
     with pytest.raises(ConfigError, match=r"Known keys: augment, batch_size, "):
         resolve_config(config_file=path)
+
+
+def test_picking_another_component_drops_the_earlier_layers_options_for_it():
+    """A recipe's options belong to its components: `--schedule onecycle` over airbench94_muon's
+    linear schedule must not hand onecycle the linear schedule's `final` (it was refused)."""
+    resolved = resolve_config(
+        recipe="airbench94_muon", overrides=CLIOverrides(values={"schedule": "onecycle", "model": "resnet18"})
+    )
+    assert resolved.config.schedule_args == {} and resolved.config.model_args == {}
+    assert not any(key.startswith(("schedule_args.", "model_args.")) for key in resolved.provenance)
+    assert resolved.config.optimizer_args["head_lr"] == 1340.0  # the optimizer did not change: its options stay
+
+
+def test_options_for_the_same_component_still_merge_key_by_key(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('schedule = "linear"\n[schedule_args]\nwarmup = 0.1\n')
+    resolved = resolve_config(recipe="airbench94_muon", config_file=config)
+    assert resolved.config.schedule_args == {"warmup": 0.1, "final": 0.0}
+    assert resolved.provenance["schedule_args.warmup"] == f"config {config}"
+    assert resolved.provenance["schedule_args.final"] == "recipe airbench94_muon"
