@@ -228,7 +228,7 @@ def build_muon(
     matrices, others = [], []
     for p in model.parameters():
         if p.requires_grad:
-            is_matrix = p.dim() >= 2 and min(p.shape[0], p[0].numel()) > 1 and id(p) not in excluded
+            is_matrix = p.dim() >= 2 and min(p.shape[0], p.numel() // max(p.shape[0], 1)) > 1 and id(p) not in excluded
             (matrices if is_matrix else others).append(p)
     if not matrices:
         raise ValueError(
