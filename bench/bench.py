@@ -155,6 +155,9 @@ def main() -> None:
     results["machine"] = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if gpu else None,
                           "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
     write_result(args.out, "bench", results)
+    failed = [key for key in chosen if key not in results]
+    if failed:  # the figures that did come are saved above; a script waiting on this must still know
+        raise SystemExit(f"no result from: {', '.join(failed)} (see the errors above)")
 
 
 if __name__ == "__main__":

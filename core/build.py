@@ -94,7 +94,8 @@ def call_with_options(resolved: Resolved, what: str, *args: Any, **kwargs: Any) 
         return call_factory(resolved, what, *args, **kwargs)
     except (ValueError, TypeError) as exc:
         options = {k: v for k, v in kwargs.items() if k not in ("total_steps",)}
-        raise UsageError(f"{what} '{resolved.name}' rejected its options {options}: {exc}") from exc  # --debug shows the factory's own traceback
+        rejected = f"rejected its options {options}" if options else "refused"  # a schedule may refuse the optimizer
+        raise UsageError(f"{what} '{resolved.name}' {rejected}: {exc}") from exc  # --debug shows the factory's own traceback
 
 
 def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:

@@ -44,7 +44,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from blitz import Register, hookimpl
-from blitz.plugins.muon import Muon, default_ns_dtype
+from blitz.plugins.muon import Muon, check_option, default_ns_dtype
 from blitz.plugins.schedules import refuse_spans
 
 # --------------------------------------------------------------------------------------------
@@ -173,6 +173,8 @@ class AirbenchNet(nn.Module):
         whiten_width = 2 * in_chans * whiten_kernel_size**2
         self.whiten = nn.Conv2d(in_chans, whiten_width, kernel_size=whiten_kernel_size, padding=0, bias=True)
         self.whiten.weight.requires_grad_(False)  # frozen: set from the data, never trained
+        if not isinstance(zero_whiten_bias, bool):
+            raise ValueError(f"zero_whiten_bias must be true or false, got {zero_whiten_bias!r}")
         if zero_whiten_bias:  # airbench94 starts it at 0; airbench94_muon keeps PyTorch's random init
             with torch.no_grad():
                 self.whiten.bias.zero_()  # the bias does train (for the first epochs; see airbench_sgd)
@@ -183,8 +185,9 @@ class AirbenchNet(nn.Module):
         )
         self.head = nn.Linear(channels[-1], num_classes, bias=False)
         if head_std is not None:  # airbench94_muon: a unit-scale head, its logits divided by the width
-            if head_std <= 0:
-                raise ValueError(f"head_std must be positive, got {head_std}")
+            check_option("head_std", head_std, 0)
+            if head_std == 0:
+                raise ValueError("head_std must be positive, got 0")
             with torch.no_grad():
                 self.head.weight.mul_(head_std / self.head.weight.std())
 
@@ -524,11 +527,18 @@ def build_airbench_muon(
     whatever the group's lr (the reference's 2e-6 per example, times 2000): PyTorch's coupled
     coefficient is that divided by each group's lr, so it also goes through the momentum, which
     amplifies a steady pull up to about 1 / (1 - sgd_momentum) times.
+
+    The rates assume the recipe's head: ``head_std=1`` and logits divided by 256
+    (``scaling_factor``); with airbench's default head (PyTorch's init, logits / 9) they are far
+    too large and training diverges.
     """
-    if not 0 <= sgd_momentum < 1:
-        raise ValueError(f"airbench_muon needs 0 <= sgd_momentum < 1, got {sgd_momentum}")
-    if not 0 < whiten_bias_fraction <= 1:
-        raise ValueError(f"airbench_muon needs 0 < whiten_bias_fraction <= 1, got {whiten_bias_fraction}")
+    check_option("sgd_momentum", sgd_momentum, 0, 1)
+    check_option("bias_lr", bias_lr, 0)
+    check_option("head_lr", head_lr, 0)
+    check_option("ns_steps", ns_steps, 1, whole=True)
+    check_option("whiten_bias_fraction", whiten_bias_fraction, 0)
+    if whiten_bias_fraction == 0 or whiten_bias_fraction > 1:
+        raise ValueError(f"whiten_bias_fraction must be a number > 0 and <= 1, got {whiten_bias_fraction!r}")
     roles = _trainable_by_role(model)
     filters = [p for p, role in roles if role == "other" and p.dim() == 4]
     stem = [p for p, role in roles if role == "stem"]
@@ -537,16 +547,17 @@ def build_airbench_muon(
     if not filters:
         raise ValueError("airbench_muon: the model has no trainable conv filters for Muon")
 
-    def sgd(params: list[nn.Parameter], group_lr: float, span: float = 1.0) -> dict[str, Any]:
+    def sgd(name: str, params: list[nn.Parameter], group_lr: float, span: float = 1.0) -> dict[str, Any]:
         return {
-            "params": params, "use_muon": False, "lr": group_lr, "momentum": sgd_momentum,
+            "name": name, "params": params, "use_muon": False, "lr": group_lr, "momentum": sgd_momentum,
             "nesterov": sgd_momentum > 0, "weight_decay": weight_decay / group_lr if group_lr > 0 else 0.0,
             "schedule_span": span,
         }
 
     # The filters come first: blitz reports param_groups[0]["lr"].
-    groups = [{"params": filters, "use_muon": True}, sgd(stem, bias_lr, whiten_bias_fraction),
-              sgd(norms, bias_lr), sgd(rest, head_lr)]
+    groups = [{"name": "filters", "params": filters, "use_muon": True},
+              sgd("whitening bias", stem, bias_lr, whiten_bias_fraction),
+              sgd("norms", norms, bias_lr), sgd("head", rest, head_lr)]
     return Muon(
         [g for g in groups if g["params"]], lr=lr, momentum=momentum, nesterov=momentum > 0,
         ns_steps=ns_steps, ns_dtype=default_ns_dtype(model), normalize_weights=True,
@@ -625,7 +636,8 @@ def register_optimizers(register: Register) -> None:
     register(
         "airbench_muon", build_airbench_muon,
         description="airbench94_muon's optimizer: Muon for conv filters, Nesterov SGD for biases and "
-        "the head, whitening bias decayed early (use with the linear schedule)",
+        "the head, whitening bias decayed early; its rates assume the airbench94_muon recipe's model "
+        "args and linear schedule",
     )
 
 

@@ -98,7 +98,10 @@ class Muon(torch.optim.Optimizer):
         # checkpoint from a GPU resumed on a CPU must not bring bf16 along.
         self.ns_dtype = ns_dtype
         for i, group in enumerate(self.param_groups):
-            if group["lr"] < 0 or not 0 <= group["momentum"] < 1 or group["weight_decay"] < 0 or group["ns_steps"] < 1:
+            steps = group["ns_steps"]
+            if isinstance(steps, bool) or not isinstance(steps, int):
+                raise ValueError(f"Muon parameter group {i}: ns_steps must be a whole number, got {steps!r}")
+            if group["lr"] < 0 or not 0 <= group["momentum"] < 1 or group["weight_decay"] < 0 or steps < 1:
                 raise ValueError(
                     f"Muon parameter group {i}: needs lr >= 0, 0 <= momentum < 1, weight_decay >= 0 and "
                     f"ns_steps >= 1; got lr={group['lr']}, momentum={group['momentum']}, "
@@ -175,9 +178,20 @@ class Muon(torch.optim.Optimizer):
             torch._foreach_add_([params[i] for i in indices], [u.view(shape) for u in updates.unbind()], alpha=-lr)
 
 
+def check_option(name: str, value: Any, low: float, high: float | None = None, *, whole: bool = False) -> None:
+    """Refuse an option that is not a number in [low, high) (a whole number if ``whole``), by name."""
+    kinds = (int,) if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) \
+            or value < low or (high is not None and value >= high):
+        kind = "a whole number" if whole else "a number"
+        bounds = f">= {low:g}" + (f" and < {high:g}" if high is not None else "")
+        raise ValueError(f"{name} must be {kind} {bounds}, got {value!r}")
+
+
 def default_ns_dtype(model: nn.Module) -> torch.dtype | None:
-    """bf16 for the Newton-Schulz iteration on GPUs that have it (as the reference; tensor cores),
-    the parameters' own dtype elsewhere (CPUs without bf16 units would only lose time)."""
+    """bf16 for the Newton-Schulz iteration on GPUs that have it, whatever ``--precision`` says (as
+    the reference: the iteration is robust to its rounding, and it runs on tensor cores), the
+    parameters' own dtype elsewhere (CPUs without bf16 units would only lose time)."""
     params = list(model.parameters())
     on_gpu = bool(params) and params[0].device.type == "cuda"
     return torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else None
@@ -220,6 +234,11 @@ def build_muon(
     :param aux_momentum: SGD's (Nesterov) momentum.
     :param aux_weight_decay: SGD's (coupled) weight decay.
     """
+    check_option("ns_steps", ns_steps, 1, whole=True)
+    check_option("aux_momentum", aux_momentum, 0, 1)
+    check_option("aux_weight_decay", aux_weight_decay, 0)
+    if aux_lr is not None:
+        check_option("aux_lr", aux_lr, 0)
     head = classifier_head(model)
     # Not Muon's: the head, embedding tables, and tensors that are vectors in disguise (a ViT's
     # (1, 1, D) class token: "orthogonalizing" one row only normalizes its length).

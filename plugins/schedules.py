@@ -38,7 +38,7 @@ def _per_group(optimizer: torch.optim.Optimizer, kind: str, total_steps: int, wa
     for i, group in enumerate(optimizer.param_groups):
         span = group.get("schedule_span", 1.0)
         if not 0 < span <= 1:
-            raise ValueError(f"parameter group {i}: schedule_span must be in (0, 1], got {span}")
+            raise ValueError(f"{_group_label(group, i)}: schedule_span must be in (0, 1], got {span}")
         shapes.append(_Warmup(kind, max(round(span * total_steps), 1), warmup, final))
     return shapes
 
@@ -50,8 +50,14 @@ def refuse_spans(optimizer: torch.optim.Optimizer, schedule: str) -> None:
         if span != 1.0:
             raise ValueError(
                 f"schedule '{schedule}' runs every parameter group over the whole run, but the optimizer's "
-                f"group {i} asks for schedule_span {span:g}; use --schedule linear or cosine"
+                f"{_group_label(group, i)} is to finish within {span:g} of it (schedule_span); use "
+                "--schedule linear or cosine"
             )
+
+
+def _group_label(group: dict, index: int) -> str:
+    """How a parameter group is named in messages: its "name" key where the optimizer gives one."""
+    return f"'{group['name']}' group" if isinstance(group.get("name"), str) else f"parameter group {index}"
 
 
 class ConstantSchedule(LRScheduler):

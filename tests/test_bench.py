@@ -90,3 +90,14 @@ def test_bench_runs_a_chosen_fast_recipe_and_writes_its_figures(tmp_path, monkey
     assert fast["name"] == "blitz randomdemo" and fast["runs"] == 2 and fast["images_per_s"] > 0
     assert len(fast["all_accuracies"]) == 2 and all(0 <= a <= 1 for a in fast["all_accuracies"])
     assert "blitz randomdemo: mean accuracy" in capsys.readouterr().out
+
+
+def test_bench_fails_when_an_entry_gives_no_result(tmp_path, monkeypatch):
+    import bench
+
+    monkeypatch.setattr(sys, "argv", [
+        "bench.py", "--data-root", str(tmp_path), "--only", "blitz-fast", "--fast-recipe", "nosuch",
+        "--out", str(tmp_path / "results"),
+    ])
+    with pytest.raises(SystemExit, match="no result from: blitz-fast"):
+        bench.main()

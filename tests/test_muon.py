@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import re
 
 import pytest
 import torch
@@ -273,11 +274,37 @@ def test_airbench_muon_groups_and_units():
         assert group["momentum"] == 0.85 and group["nesterov"]
 
 
-def test_airbench_muon_refuses_bad_options():
-    with pytest.raises(ValueError, match="whiten_bias_fraction"):
-        airbench.build_airbench_muon(small_airbench(), whiten_bias_fraction=0)
-    with pytest.raises(ValueError, match="sgd_momentum"):
-        airbench.build_airbench_muon(small_airbench(), sgd_momentum=1.0)
+@pytest.mark.parametrize("options,message", [
+    ({"whiten_bias_fraction": 0}, "whiten_bias_fraction must be a number > 0 and <= 1, got 0"),
+    ({"whiten_bias_fraction": 2}, "whiten_bias_fraction must be a number > 0 and <= 1, got 2"),
+    ({"sgd_momentum": 1.0}, "sgd_momentum must be a number >= 0 and < 1, got 1.0"),
+    ({"bias_lr": -1}, "bias_lr must be a number >= 0, got -1"),
+    ({"head_lr": float("nan")}, "head_lr must be a number >= 0, got nan"),
+    ({"ns_steps": 2.5}, "ns_steps must be a whole number >= 1, got 2.5"),
+    ({"ns_steps": True}, "ns_steps must be a whole number >= 1, got True"),
+    ({"bias_lr": "abc"}, "bias_lr must be a number >= 0, got 'abc'"),
+])
+def test_airbench_muon_refuses_bad_options_by_name(options, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        airbench.build_airbench_muon(small_airbench(), **options)
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"ns_steps": 3.0}, "ns_steps must be a whole number >= 1, got 3.0"),
+    ({"aux_lr": -1}, "aux_lr must be a number >= 0, got -1"),
+    ({"aux_momentum": 1}, "aux_momentum must be a number >= 0 and < 1, got 1"),
+    ({"aux_weight_decay": "x"}, "aux_weight_decay must be a number >= 0, got 'x'"),
+])
+def test_build_muon_refuses_bad_options_by_name(options, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        muon.build_muon(SmallNet(), lr=0.02, **options)
+
+
+def test_the_airbench_model_checks_its_new_options():
+    with pytest.raises(ValueError, match="zero_whiten_bias must be true or false, got 'no'"):
+        small_airbench(zero_whiten_bias="no")
+    with pytest.raises(ValueError, match="head_std must be a number >= 0, got inf"):
+        small_airbench(head_std=float("inf"))
 
 
 def test_head_std_rescales_the_initial_head():
@@ -373,7 +400,7 @@ def test_the_recipe_carries_the_reference_hyperparameters():
 ], ids=["constant", "onecycle", "airbench"])
 def test_schedules_without_spans_refuse_a_group_that_asks_for_one(build):
     optimizer = airbench.build_airbench_muon(small_airbench())
-    with pytest.raises(ValueError, match=r"group 1 asks for schedule_span 0.375; use --schedule linear or cosine"):
+    with pytest.raises(ValueError, match=r"'whitening bias' group is to finish within 0.375 of it \(schedule_span\); use --schedule linear or cosine"):
         build(optimizer)
 
 

@@ -278,6 +278,11 @@ def test_a_signal_saves_a_resumable_checkpoint_and_exits_128_plus_n(tmp_path, si
         (["--dataset-arg", "shape=[3,16,16]", "--model", "linear", "--translate", "16"], "--translate 16", 2),
         (["--device", "banana"], "--device 'banana'", 2),
         (["--recipe", "randomdemo", "--mean", "0.5"], "image data only", 2),
+        (["--model", "lenet", "--optimizer", "muon", "--optimizer-arg", "ns_steps=2.5"],
+         "ns_steps must be a whole number >= 1, got 2.5", 2),
+        (["--model", "airbench", "--optimizer", "airbench_muon", "--precision", "32"],
+         "Schedule 'constant' refused: schedule 'constant' runs every parameter group over the whole run, but the "
+         "optimizer's 'whitening bias' group is to finish within 0.375 of it", 2),
     ],
 )
 def test_hostile_run_options(tmp_path, args, expected, code):
