@@ -6,6 +6,7 @@ Precedence, lowest first: built-in defaults < registry.toml recipe < config file
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from pathlib import Path
@@ -108,6 +109,17 @@ class RunConfig(BaseModel):
         # "~/data" as the docs write it, also from a config file or a quoted flag (no shell expansion)
         return path.expanduser() if path is not None else None
 
+    @field_validator("model_args", "dataset_args", "optimizer_args", "schedule_args")
+    @classmethod
+    def _finite_numbers(cls, options: dict[str, Any]) -> dict[str, Any]:
+        # TOML reads `inf` and `nan`, but no component option means them, and the run's saved
+        # config.toml could not hold them: refuse them here, by name.
+        for key, value in options.items():
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                raise ValueError(f"option '{key}' must be a finite number, got {value!r}")
+        return options
+
     def resolved_data_root(self) -> Path:
         if self.data_root is not None:
             return self.data_root
@@ -182,6 +194,9 @@ def describe_validation_error(exc: ValidationError, provenance: dict[str, str]) 
     error = exc.errors()[0]
     field = ".".join(str(part) for part in error["loc"]) or "config"
     source = provenance.get(field) or provenance.get(field.split(".")[0])
+    if source is None:  # a nested table checked as a whole: its keys' source, where they share one
+        sources = {v for k, v in provenance.items() if k.startswith(f"{field}.")}
+        source = sources.pop() if len(sources) == 1 else None
     where = f" (from {source})" if source else ""
     if error["type"] == "extra_forbidden":
         close = closest_name(field.rsplit(".", 1)[-1], _known_keys(field))
@@ -194,7 +209,8 @@ def describe_validation_error(exc: ValidationError, provenance: dict[str, str]) 
     given_text = f"; got {given!r}" if not isinstance(given, dict) else ""
     extra = len(exc.errors()) - 1
     more = f" (and {extra} more problem{'s' if extra > 1 else ''})" if extra else ""
-    return f"Invalid value for '{field}'{where}: {error['msg']}{given_text}.{more}"
+    message = error["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's own message
+    return f"Invalid value for '{field}'{where}: {message}{given_text}.{more}"
 
 
 def _known_keys(field: str) -> list[str]:

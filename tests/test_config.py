@@ -223,3 +223,11 @@ def test_options_for_the_same_component_still_merge_key_by_key(tmp_path):
     assert resolved.config.schedule_args == {"warmup": 0.1, "final": 0.0}
     assert resolved.provenance["schedule_args.warmup"] == f"config {config}"
     assert resolved.provenance["schedule_args.final"] == "recipe airbench94_muon"
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), [1.0, float("-inf")]])
+def test_non_finite_component_options_are_refused_by_name(value):
+    """TOML reads inf and nan; the saved config.toml (JSON-safe) could not hold them, and the run
+    crashed with a traceback while writing it."""
+    with pytest.raises(ConfigError, match=r"Invalid value for 'model_args' \(from command line\): option 'head_std' must be a finite number"):
+        resolve_config(overrides=CLIOverrides(model_args={"head_std": value}))
