@@ -472,3 +472,17 @@ def test_registration():
     found = {}
     muon.register_optimizers(register=lambda name, factory, **_: found.setdefault(name, factory))
     assert found == {"muon": muon.build_muon}
+
+
+def test_the_lenet_fast_recipe_trains_lenet_with_muon(cifar_root, tmp_path):
+    from typer.testing import CliRunner
+
+    from blitz.cli import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", "--recipe", "lenet_fast", "--data-root", str(cifar_root),
+                                      "--batch-size", "10", "--limit-steps", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    config = (out / "config.toml").read_text()
+    assert 'optimizer = "muon"' in config and "ns_steps = 3" in config
+    assert '"status": "finished"' in (out / "summary.json").read_text()
