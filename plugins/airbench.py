@@ -536,8 +536,8 @@ def build_airbench_muon(
     check_option("bias_lr", bias_lr, 0)
     check_option("head_lr", head_lr, 0)
     check_option("ns_steps", ns_steps, 1, whole=True)
-    check_option("whiten_bias_fraction", whiten_bias_fraction, 0)
-    if whiten_bias_fraction == 0 or whiten_bias_fraction > 1:
+    fraction = whiten_bias_fraction
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:  # nan too
         raise ValueError(f"whiten_bias_fraction must be a number > 0 and <= 1, got {whiten_bias_fraction!r}")
     roles = _trainable_by_role(model)
     filters = [p for p, role in roles if role == "other" and p.dim() == 4]
