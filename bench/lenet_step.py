@@ -3,10 +3,12 @@
 The variants run in one process, interleaved round by round on fresh random batches (a shared
 machine's speed drifts by 10-20 % over minutes), and the median per variant is reported:
 
-- `fused`: blitz's LeNet with its one-node CPU step (`plugins/lenet_cpu_kernel.py`) and LeanSGD,
-  as `blitz run --recipe tutorial` trains;
+- `direct`: blitz's LeNet through its direct gradients (`LeNet.direct_gradients`: the fused
+  kernels of `plugins/lenet_cpu_kernel.py` without autograd) and LeanSGD, as `blitz run --recipe
+  tutorial` trains;
+- `fused`: the same kernels as one autograd node, with `loss.backward()`;
 - `modules`: the same LeNet through autograd's modules (`fused_cpu_step=False`);
-- `torch-sgd`: the fused step with `torch.optim.SGD(fused=True)` instead of LeanSGD.
+- `torch-sgd`: the direct gradients with `torch.optim.SGD(fused=True)` instead of LeanSGD.
 
 Each runs with 1 thread and with `--threads` threads. A benchmark, not a test:
 
@@ -33,17 +35,20 @@ from blitz.plugins.optimizers import LeanSGD
 Step = Callable[[torch.Tensor, torch.Tensor], None]
 
 
-def make_step(fused: bool, lean: bool) -> Step:
+def make_step(kernel: str, lean: bool) -> Step:
+    """One training step; ``kernel`` is "direct", "fused" (one autograd node) or "modules"."""
     torch.manual_seed(0)
-    net = LeNet(fused_cpu_step=fused)
+    net = LeNet(fused_cpu_step=kernel != "modules")
     optimizer_class = LeanSGD if lean else torch.optim.SGD
     optimizer = optimizer_class(net.parameters(), lr=0.001, momentum=0.9, fused=True)
     loss_fn = nn.CrossEntropyLoss()
 
     def step(x: torch.Tensor, y: torch.Tensor) -> None:
-        loss = loss_fn(net(x), y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if kernel == "direct":
+            net.direct_gradients(x, y, loss_fn)
+        else:
+            loss_fn(net(x), y).backward()
         optimizer.step()
 
     return step
@@ -70,7 +75,7 @@ def interleaved_times(steps: dict[str, tuple[Step, int, int]], rounds: int, coun
 
 
 def sweep(batch_sizes: list[int], rounds: int, count: int) -> None:
-    times = interleaved_times({f"batch {b}": (make_step(True, True), 1, b) for b in batch_sizes}, rounds, count)
+    times = interleaved_times({f"batch {b}": (make_step("direct", True), 1, b) for b in batch_sizes}, rounds, count)
     medians = {b: statistics.median(times[f"batch {b}"]) for b in batch_sizes}
     print(f"{'batch':>5} {'median µs/step':>15} {'images/s':>9}")
     for b, median in medians.items():
@@ -93,17 +98,19 @@ def main() -> None:
         return
 
     variants = {
-        f"{name} x{threads}": (make_step(fused, lean), threads, 4)
-        for name, fused, lean in (("fused", True, True), ("modules", False, True), ("torch-sgd", True, False))
+        f"{name} x{threads}": (make_step(kernel, lean), threads, 4)
+        for name, kernel, lean in (
+            ("direct", "direct", True), ("fused", "fused", True), ("modules", "modules", True), ("torch-sgd", "direct", False)
+        )
         for threads in sorted({1, args.threads})
     }
     times = interleaved_times(variants, args.rounds, args.steps)
 
-    base = statistics.median(times["fused x1"])
-    print(f"{'variant':16} {'median µs/step':>15} {'min':>7} {'max':>7} {'images/s':>9} {'vs fused x1':>12}")
+    base = statistics.median(times["direct x1"])
+    print(f"{'variant':16} {'median µs/step':>15} {'min':>7} {'max':>7} {'images/s':>9} {'vs direct x1':>13}")
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"{name:16} {median:15.1f} {min(values):7.1f} {max(values):7.1f} {4e6 / median:9,.0f} {median / base:12.2f}")
+        print(f"{name:16} {median:15.1f} {min(values):7.1f} {max(values):7.1f} {4e6 / median:9,.0f} {median / base:13.2f}")
 
 
 if __name__ == "__main__":

@@ -133,3 +133,25 @@ class MetricLogger(Protocol):
     def log(self, record: dict[str, Any]) -> None: ...
 
     def close(self) -> None: ...
+
+
+class DirectGradients(Protocol):
+    """A model's optional ``direct_gradients`` method: one training step's loss and gradients without autograd.
+
+    Returns the batch's mean loss, with the gradients added to each parameter's ``.grad``, or None
+    where it does not apply (the engine then runs ``loss_fn(model(inputs), labels).backward()``).
+    """
+
+    def __call__(self, inputs: torch.Tensor, labels: torch.Tensor, loss_fn: nn.Module) -> torch.Tensor | None: ...
+
+
+def direct_gradients_of(model: nn.Module) -> DirectGradients | None:
+    """The model's ``direct_gradients`` method, or None.
+
+    Looked up on the class: wrappers such as ``torch.compile``'s forward attribute reads to the
+    model they wrap, and DDP's gradient sync and compiled graphs need autograd's backward.
+    """
+    if not callable(getattr(type(model), "direct_gradients", None)):
+        return None
+    method: DirectGradients = model.direct_gradients  # type: ignore[assignment]
+    return method

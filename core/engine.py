@@ -38,7 +38,7 @@ from blitz.build import (
     resolve_components,
     with_normalization,
 )
-from blitz.components import DataBundle, DataInfo, Strategy, TensorSplit
+from blitz.components import DataBundle, DataInfo, Strategy, TensorSplit, direct_gradients_of
 from blitz.config import RunConfig
 from blitz.errors import (
     BlitzError,
@@ -752,19 +752,27 @@ class Trainer:
         world = self.strategy.world_size
         model.train()
         loss_total = 0.0
-        window_sum = torch.zeros((), device=device)
+        window_losses: list[torch.Tensor] = []  # summed at each sync point: one add per window, not per step
         use_scaler = scaler.is_enabled()
         window_steps, window_images, images = 0, 0, 0
         window_start = time.perf_counter()
         steps_done = first_step
         progress.start(epoch, config.epochs, steps, done=first_step)
         precision = autocast(config, device)
+        direct = None if use_scaler else direct_gradients_of(model)
         for inputs, labels in session.batches.epoch(epoch, first_step):
             if steps_done >= steps:
                 break
+            optimizer.zero_grad(set_to_none=True)
             with precision:
                 try:
-                    loss = loss_fn(model(inputs), labels)
+                    loss = direct(inputs, labels, loss_fn) if direct else None
+                    if loss is None:
+                        loss = loss_fn(model(inputs), labels)
+                        if use_scaler:  # fp16: scale the loss so small gradients survive
+                            scaler.scale(loss).backward()
+                        else:
+                            loss.backward()
                 except IndexError as exc:  # cross-entropy's "Target 7 is out of bounds" (CPU)
                     if "out of bounds" not in str(exc):
                         raise
@@ -773,16 +781,13 @@ class Trainer:
                         f"{steps_done} of epoch {epoch} ({exc}): a data-source bug (its labels must be class "
                         "indices below DataInfo.num_classes)."
                     ) from None
-            optimizer.zero_grad(set_to_none=True)
-            if use_scaler:  # fp16: scale the loss so small gradients survive, unscale before the step
-                scaler.scale(loss).backward()
+            if use_scaler:  # unscale before the step; skipped where gradients overflowed
                 scaler.step(optimizer)
                 scaler.update()
             else:
-                loss.backward()
                 optimizer.step()
             scheduler.step()
-            window_sum += loss.detach()
+            window_losses.append(loss.detach())
             steps_done += 1
             run.global_step += 1
             window_steps += 1
@@ -794,6 +799,7 @@ class Trainer:
             if window_steps == config.log_every or steps_done == steps or alone_stopping:
                 # The mean over all ranks (the loss of the global batch), read back every
                 # log_every steps: the loop's only host sync.
+                window_sum = torch.stack(window_losses).sum(dtype=torch.float32)
                 window_loss = float(self.strategy.all_reduce_sum(window_sum)) / (window_steps * world)
                 loss_total += window_loss * window_steps
                 if not math.isfinite(window_loss):
@@ -816,7 +822,7 @@ class Trainer:
                 }
                 for logger in loggers:
                     logger.log(record)
-                window_sum.zero_()
+                window_losses.clear()
                 window_steps, window_images, window_start = 0, 0, now
                 if self.stop_agreed():
                     break

@@ -43,6 +43,24 @@ class LeNet(nn.Module):
         x = F.relu(self.fc2(x))
         return self.fc3(x)
 
+    def direct_gradients(self, inputs: torch.Tensor, labels: torch.Tensor, loss_fn: nn.Module) -> torch.Tensor | None:
+        """The batch's loss, its gradients put into ``.grad`` without autograd; None where that does not apply.
+
+        blitz's engine calls this instead of ``loss_fn(model(inputs), labels).backward()`` (see
+        docs/plugins.md). It applies where the fused step does, and only for plain mean
+        cross-entropy: anything else (label smoothing, class weights, hooks on this module)
+        returns None and goes through autograd.
+        """
+        if not (self.training and self.fused_cpu_step and _plain_cross_entropy(loss_fn)):
+            return None
+        if self._forward_hooks or self._forward_pre_hooks or self._backward_hooks or self._backward_pre_hooks:
+            return None
+        params = self._layer_params()
+        if not lenet_cpu_kernel.usable(inputs, params):
+            return None
+        with torch.no_grad():
+            return lenet_cpu_kernel.cross_entropy_gradients(inputs, labels, params, loss_fn.ignore_index)
+
     def _layer_params(self) -> tuple[torch.Tensor, ...]:
         """Weight and bias of each layer in order, read from the module dicts directly.
 
@@ -52,6 +70,13 @@ class LeNet(nn.Module):
         c1, c2, f1, f2, f3 = (self._modules[name]._parameters for name in ("conv1", "conv2", "fc1", "fc2", "fc3"))
         return (c1["weight"], c1["bias"], c2["weight"], c2["bias"], f1["weight"], f1["bias"],
                 f2["weight"], f2["bias"], f3["weight"], f3["bias"])
+
+
+def _plain_cross_entropy(loss_fn: nn.Module) -> bool:
+    return (
+        type(loss_fn) is nn.CrossEntropyLoss and loss_fn.weight is None and loss_fn.reduction == "mean"
+        and loss_fn.label_smoothing == 0.0
+    )
 
 
 def build_lenet(

@@ -50,7 +50,7 @@ def test_the_step_benchmark_runs_every_variant(capsys, monkeypatch):
     finally:
         lenet_step.torch.set_num_threads(threads)  # the benchmark leaves the last variant's count
     rows = {line.split(" x")[0] + " x" + line.split(" x")[1].split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
-    assert set(rows) == {f"{name} x{t}" for name in ("fused", "modules", "torch-sgd") for t in (1, 2)}
+    assert set(rows) == {f"{name} x{t}" for name in ("direct", "fused", "modules", "torch-sgd") for t in (1, 2)}
     for row in rows.values():  # median µs/step, min, max, images/s: positive, min <= median <= max
         median, low, high = (float(v) for v in row.split()[2:5])
         assert 0 < low <= median <= high

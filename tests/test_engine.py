@@ -625,3 +625,42 @@ def test_out_with_only_blitz_files_left_is_accepted(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / LOCK_FILE).write_text("123\n")  # left by a start that failed early
     check_out_dir(tmp_path / "out")
+
+
+def test_lenets_direct_gradients_train_exactly_as_its_autograd_node(tmp_path, monkeypatch):
+    from blitz.plugins import lenet_cpu_kernel
+    from blitz.plugins.lenet import LeNet
+
+    config = dict(batch_size=4, dataset_args={"length": 40, "test_length": 8}, epochs=2)
+    calls = []
+    real = lenet_cpu_kernel.cross_entropy_gradients
+    monkeypatch.setattr(lenet_cpu_kernel, "cross_entropy_gradients", lambda *a: calls.append(1) or real(*a))
+    Trainer(tiny_config(tmp_path, out=tmp_path / "direct", **config)).fit()
+    assert len(calls) == 20  # every step of both epochs
+    monkeypatch.setattr(LeNet, "direct_gradients", lambda self, inputs, labels, loss_fn: None)
+    Trainer(tiny_config(tmp_path, out=tmp_path / "autograd", **config)).fit()
+    assert len(calls) == 20
+    a, b = final_weights(tmp_path / "direct"), final_weights(tmp_path / "autograd")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_direct_gradients_are_not_taken_through_a_wrapper():
+    from blitz.components import direct_gradients_of
+
+    class Forwarding(torch.nn.Module):  # as torch.compile's module: attribute reads reach the wrapped model
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def __getattr__(self, name: str):
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                return getattr(self.inner, name)
+
+    net = build_lenet(num_classes=10, input_shape=(3, 32, 32))
+    assert direct_gradients_of(net) == net.direct_gradients
+    assert callable(Forwarding(net).direct_gradients)
+    assert direct_gradients_of(Forwarding(net)) is None
+    assert direct_gradients_of(torch.nn.DataParallel(net)) is None
+    assert direct_gradients_of(torch.nn.Linear(2, 2)) is None

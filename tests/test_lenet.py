@@ -1,9 +1,10 @@
-"""LeNet: the tutorial's shapes, and the fused CPU training step's exactness."""
+"""LeNet: the tutorial's shapes, and the exactness of its fused CPU step and of its direct gradients."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from blitz.plugins.lenet import build_lenet
 
@@ -44,3 +45,89 @@ def test_fused_step_is_skipped_in_eval_and_under_autocast():
         assert net(x).grad_fn.name() != "LeNetTrainStepBackward"
     net.eval()  # gradients still on: only the mode keeps the fused (training-only) step out
     assert net(x).grad_fn.name() != "LeNetTrainStepBackward"
+
+
+def _twins(shape=(3, 32, 32), width=1, num_classes=5):
+    torch.manual_seed(0)
+    direct = build_lenet(num_classes=num_classes, input_shape=shape, width=width)
+    plain = build_lenet(num_classes=num_classes, input_shape=shape, width=width, fused_cpu_step=False)
+    plain.load_state_dict(direct.state_dict())
+    return direct, plain
+
+
+@pytest.mark.parametrize(("batch", "shape", "width"), [(4, (3, 32, 32), 1), (7, (1, 28, 28), 1), (3, (3, 36, 36), 2)])
+def test_direct_gradients_match_autograd(batch, shape, width):
+    direct, plain = _twins(shape, width)
+    x = torch.randn(batch, *shape)
+    x[0] = 0.0  # ties in max-pooling, as above
+    y = torch.randint(0, 5, (batch,))
+    loss_fn = nn.CrossEntropyLoss()
+    loss = direct.direct_gradients(x, y, loss_fn)
+    expected = loss_fn(plain(x), y)
+    expected.backward()
+    assert loss is not None and loss.requires_grad is False
+    torch.testing.assert_close(loss, expected.detach(), rtol=0, atol=1e-6)
+    for (name, p), q in zip(direct.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_direct_gradients_equal_the_fused_autograd_node_bit_for_bit():
+    direct, fused = _twins()
+    fused.fused_cpu_step = True
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 5, (4,))
+    loss_fn = nn.CrossEntropyLoss()
+    loss = direct.direct_gradients(x, y, loss_fn)
+    expected = loss_fn(fused(x), y)
+    expected.backward()
+    assert torch.equal(loss, expected.detach())
+    assert all(torch.equal(p.grad, q.grad) for p, q in zip(direct.parameters(), fused.parameters()))
+
+
+def test_direct_gradients_accumulate_and_skip_frozen_parameters():
+    direct, plain = _twins()
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 5, (4,))
+    for net in (direct, plain):
+        net.conv1.weight.requires_grad_(False)
+    loss_fn = nn.CrossEntropyLoss()
+    for _ in range(2):  # the second call adds to .grad, as backward() does
+        direct.direct_gradients(x, y, loss_fn)
+        loss_fn(plain(x), y).backward()
+    assert direct.conv1.weight.grad is None
+    for p, q in zip(direct.parameters(), plain.parameters()):
+        if q.grad is not None:
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["label smoothing", "class weights", "summed loss", "another loss", "eval mode", "autocast", "large batch",
+     "fused step off", "forward hook", "float64"],
+)
+def test_direct_gradients_decline_what_they_do_not_compute(case):
+    net = build_lenet(num_classes=10, input_shape=(3, 32, 32), fused_cpu_step=case != "fused step off")
+    x, y = torch.randn(17 if case == "large batch" else 4, 3, 32, 32), torch.randint(0, 10, (17 if case == "large batch" else 4,))
+    loss_fn = {
+        "label smoothing": nn.CrossEntropyLoss(label_smoothing=0.1),
+        "class weights": nn.CrossEntropyLoss(weight=torch.ones(10)),
+        "summed loss": nn.CrossEntropyLoss(reduction="sum"),
+        "another loss": nn.MultiMarginLoss(),
+    }.get(case, nn.CrossEntropyLoss())
+    if case == "eval mode":
+        net.eval()
+    if case == "forward hook":
+        net.register_forward_hook(lambda *_: None)
+    if case == "float64":
+        net.double()
+        x = x.double()
+    if case == "autocast":
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert net.direct_gradients(x, y, loss_fn) is None
+    else:
+        assert net.direct_gradients(x, y, loss_fn) is None
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_direct_gradients_raise_cross_entropys_error_for_a_label_out_of_range():
+    net = build_lenet(num_classes=10, input_shape=(3, 32, 32))
+    with pytest.raises(IndexError, match="out of bounds"):
+        net.direct_gradients(torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 12, 3]), nn.CrossEntropyLoss())

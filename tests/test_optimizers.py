@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from blitz.plugins.optimizers import LeanSGD, build_sgd
 
@@ -98,3 +99,27 @@ def test_lean_sgd_runs_step_hooks_and_zero_grad_keeps_zeros_on_request():
     assert all(torch.count_nonzero(p.grad) == 0 for p in model.parameters())
     optimizer.zero_grad()
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_lean_sgd_runs_global_and_pre_hooks_once_and_only_while_registered():
+    model = _model()
+    optimizer = LeanSGD(model.parameters(), lr=0.1, momentum=0.9, fused=True)
+    calls = []
+    pre = optimizer.register_step_pre_hook(lambda *_: calls.append("pre"))
+    everyone = register_optimizer_step_post_hook(lambda *_: calls.append("global"))
+    try:
+        _train(model, optimizer, 2)
+    finally:
+        everyone.remove()
+    pre.remove()
+    _train(model, optimizer, 2)  # no hooks left: the short path, and nothing is called
+    assert calls == ["pre", "global"] * 2
+
+
+def test_lean_sgd_step_shows_in_a_profile_under_torchs_name():
+    model = _model()
+    optimizer = LeanSGD(model.parameters(), lr=0.1, momentum=0.9, fused=True)
+    _train(model, optimizer, 1)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        _train(model, optimizer, 1)
+    assert "Optimizer.step#LeanSGD.step" in {event.name for event in profile.events()}
