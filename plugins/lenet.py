@@ -88,6 +88,8 @@ def build_lenet(
     """
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         raise UsageError(f"Model 'lenet': --model-arg width must be a whole number of at least 1, got {width!r}.")
+    if not isinstance(fused_cpu_step, bool):
+        raise UsageError(f"Model 'lenet': --model-arg fused_cpu_step must be true or false, got {fused_cpu_step!r}.")
     if len(input_shape) != 3 or input_shape[1] != input_shape[2]:
         raise ValueError(f"LeNet takes square images (C, H, W), not inputs of shape {tuple(input_shape)}")
     return LeNet(

@@ -171,3 +171,10 @@ def test_an_unknown_recipe_in_a_config_file_says_where_it_came_from(tmp_path):
     result = blitz("run", "--config", path, "--print-config")
     assert result.exit_code == 2
     assert f"Unknown recipe 'tutoral'. Did you mean 'tutorial'? See 'blitz list recipes'. (from config {path})" in one_line(result)
+
+
+@pytest.mark.parametrize("value", ["maybe", "1", "0"])
+def test_a_lenet_fused_cpu_step_that_is_not_a_boolean_is_refused(value):
+    result = blitz("run", *TINY, "--model-arg", f"fused_cpu_step={value}")
+    assert result.exit_code == 2, result.output
+    assert "Model 'lenet': --model-arg fused_cpu_step must be true or false" in one_line(result)
