@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -156,14 +157,22 @@ class Layer:
 _OPTIONS_OF = {"model": "model_args", "dataset": "dataset_args", "optimizer": "optimizer_args", "schedule": "schedule_args"}
 
 
-def merge_layers(layers: list[Layer]) -> tuple[dict[str, Any], dict[str, str]]:
+def merge_layers(
+    layers: list[Layer], canonical: Callable[[str, Any], Any] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
     """Merge layers in order; nested tables merge key by key, and a component's options are
-    dropped when a later layer picks another component. Returns (values, provenance)."""
+    dropped when a later layer picks another component. ``canonical(field, name)`` maps a name
+    to the component it stands for (``resnet18`` -> ``timm/resnet18``), so that naming the same
+    component another way keeps its options. Returns (values, provenance)."""
+    same = canonical or (lambda field, name: name)
     merged: dict[str, Any] = {}
     provenance: dict[str, str] = {}
     for layer in layers:
         for component, options in _OPTIONS_OF.items():
-            if component in layer.values and component in merged and layer.values[component] != merged[component]:
+            if (
+                component in layer.values and component in merged
+                and same(component, layer.values[component]) != same(component, merged[component])
+            ):
                 merged.pop(options, None)
                 for key in [k for k in provenance if k.startswith(f"{options}.")]:
                     del provenance[key]

@@ -86,7 +86,13 @@ def resolve_config(
             layers.append(Layer(f"config {config_file}", file_values))
     layers.append(Layer("command line", overrides.as_values()))
 
-    values, provenance = merge_layers(layers)
+    def canonical(field: str, name: Any) -> Any:
+        """The registered name a catalog alias stands for (names that are not aliases: as given)."""
+        kind = NAME_FIELDS.get(field)
+        entry = catalog.entries(kind).get(name) if kind and isinstance(name, str) else None
+        return (entry.component or name) if entry is not None else name
+
+    values, provenance = merge_layers(layers, canonical)
     config = validate(values, provenance)
     check_names(config, provenance)
     return ResolvedConfig(config, provenance, resume_checkpoint)

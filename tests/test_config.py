@@ -231,3 +231,14 @@ def test_non_finite_component_options_are_refused_by_name(value):
     crashed with a traceback while writing it."""
     with pytest.raises(ConfigError, match=r"Invalid value for 'model_args' \(from command line\): option 'head_std' must be a finite number"):
         resolve_config(overrides=CLIOverrides(model_args={"head_std": value}))
+
+
+def test_naming_the_same_component_through_its_alias_keeps_its_options(tmp_path):
+    """`resnet18` is the catalog's name for `timm/resnet18`: switching between the two names is
+    not picking another model, so the lower layer's model options stay."""
+    config = tmp_path / "run.toml"
+    config.write_text('model = "resnet18"\n[model_args]\ndrop_rate = 0.1\n')
+    resolved = resolve_config(config_file=config, overrides=CLIOverrides(values={"model": "timm/resnet18"}))
+    assert resolved.config.model == "timm/resnet18" and resolved.config.model_args == {"drop_rate": 0.1}
+    resolved = resolve_config(config_file=config, overrides=CLIOverrides(values={"model": "timm/resnet50"}))
+    assert resolved.config.model_args == {}  # another model: its options go
