@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules import module as _module_hooks
 
 from blitz import Register, UsageError, hookimpl
 from blitz.plugins import lenet_cpu_kernel
@@ -47,19 +48,34 @@ class LeNet(nn.Module):
         """The batch's loss, its gradients put into ``.grad`` without autograd; None where that does not apply.
 
         blitz's engine calls this instead of ``loss_fn(model(inputs), labels).backward()`` (see
-        docs/plugins.md). It applies where the fused step does, and only for plain mean
-        cross-entropy: anything else (label smoothing, class weights, hooks on this module)
+        docs/plugins.md). It applies where the fused step does, to LeNet's own ``forward`` (not a
+        subclass's), for plain mean cross-entropy over class indices, and only while nothing
+        would notice autograd's absence: anything else (label smoothing, class weights,
+        probability targets, a hook on this module, its parameters, the loss or all modules)
         returns None and goes through autograd.
         """
-        if not (self.training and self.fused_cpu_step and _plain_cross_entropy(loss_fn)):
-            return None
-        if self._forward_hooks or self._forward_pre_hooks or self._backward_hooks or self._backward_pre_hooks:
+        if not (
+            self.training and self.fused_cpu_step and type(self).forward is LeNet.forward
+            and _plain_cross_entropy(loss_fn) and labels.dim() == 1 and not labels.is_floating_point()
+        ):
             return None
         params = self._layer_params()
-        if not lenet_cpu_kernel.usable(inputs, params):
+        if not lenet_cpu_kernel.usable(inputs, params) or self._hooked(params, loss_fn):
             return None
         with torch.no_grad():
             return lenet_cpu_kernel.cross_entropy_gradients(inputs, labels, params, loss_fn.ignore_index)
+
+    def _hooked(self, params: tuple[torch.Tensor, ...], loss_fn: nn.Module) -> bool:
+        """Whether a hook would run in autograd's step: on this module, the loss, any module, or a parameter."""
+        if (
+            self._forward_hooks or self._forward_pre_hooks or self._backward_hooks or self._backward_pre_hooks
+            or loss_fn._forward_hooks or loss_fn._forward_pre_hooks or _module_hooks._has_any_global_hook()
+        ):
+            return True
+        # With every parameter frozen autograd refuses the backward; leave that error to it.
+        return not any(p.requires_grad for p in params) or any(
+            p._backward_hooks or p._post_accumulate_grad_hooks for p in params
+        )
 
     def _layer_params(self) -> tuple[torch.Tensor, ...]:
         """Weight and bias of each layer in order, read from the module dicts directly.

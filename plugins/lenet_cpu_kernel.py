@@ -97,7 +97,7 @@ class LeNetTrainStep(torch.autograd.Function):
         return None, *backward(dz, ctx.saved_tensors)
 
 
-_ONE = torch.ones(())
+_ONE = torch.ones((), dtype=torch.float32)  # the loss's gradient; float32 whatever the default dtype
 
 
 def cross_entropy_gradients(

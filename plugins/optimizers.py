@@ -43,7 +43,9 @@ class LeanSGD(torch.optim.SGD):
     """
 
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        if (
+        # A subclass's own `step` is wrapped by torch as usual, and its hooks have run by the time
+        # it calls this one: running them here too would run them twice.
+        if type(self).step is LeanSGD.step and (
             self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks or _global_step_hooks()
             or torch._C._autograd._profiler_enabled()
         ):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from blitz.plugins.lenet import build_lenet
+from blitz.plugins.lenet import LeNet, build_lenet
 
 
 def test_tutorial_shapes():
@@ -131,3 +131,47 @@ def test_direct_gradients_raise_cross_entropys_error_for_a_label_out_of_range():
     net = build_lenet(num_classes=10, input_shape=(3, 32, 32))
     with pytest.raises(IndexError, match="out of bounds"):
         net.direct_gradients(torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 12, 3]), nn.CrossEntropyLoss())
+
+
+class HalvedNet(LeNet):
+    """A LeNet subclass with its own forward: training must run that forward, not LeNet's kernels."""
+
+    def forward(self, x):
+        return super().forward(x) * 0.5
+
+
+def test_direct_gradients_leave_a_subclass_with_its_own_forward_to_autograd():
+    net = HalvedNet(num_classes=10)
+    assert net.direct_gradients(torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)), nn.CrossEntropyLoss()) is None
+
+
+def test_direct_gradients_leave_probability_targets_to_autograd():
+    net = build_lenet(num_classes=10, input_shape=(3, 32, 32))
+    soft = torch.softmax(torch.randn(4, 10), 1)
+    assert net.direct_gradients(torch.randn(4, 3, 32, 32), soft, nn.CrossEntropyLoss()) is None
+
+
+@pytest.mark.parametrize("hook", ["tensor hook", "post-accumulate hook", "global forward hook", "loss hook", "all frozen"])
+def test_direct_gradients_leave_hooked_steps_to_autograd(hook):
+    """A gradient clipper or logger hooked on a parameter, the loss or every module must still run."""
+    net = build_lenet(num_classes=10, input_shape=(3, 32, 32))
+    loss_fn = nn.CrossEntropyLoss()
+    handle = None
+    if hook == "tensor hook":
+        handle = net.fc3.weight.register_hook(lambda g: g.clamp(-1e-3, 1e-3))
+    elif hook == "post-accumulate hook":
+        handle = net.fc3.weight.register_post_accumulate_grad_hook(lambda p: None)
+    elif hook == "global forward hook":
+        handle = torch.nn.modules.module.register_module_forward_hook(lambda *_: None)
+    elif hook == "loss hook":
+        handle = loss_fn.register_forward_hook(lambda *_: None)
+    else:
+        net.requires_grad_(False)
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    try:
+        assert net.direct_gradients(x, y, loss_fn) is None
+    finally:
+        if handle is not None:
+            handle.remove()
+    if hook != "all frozen":  # the hook gone, the direct path is back
+        assert net.direct_gradients(x, y, loss_fn) is not None

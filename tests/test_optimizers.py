@@ -123,3 +123,20 @@ def test_lean_sgd_step_shows_in_a_profile_under_torchs_name():
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
         _train(model, optimizer, 1)
     assert "Optimizer.step#LeanSGD.step" in {event.name for event in profile.events()}
+
+
+def test_a_lean_sgd_subclass_with_its_own_step_runs_step_hooks_once():
+    """torch wraps the subclass's step in the hook runner; LeanSGD's step under it must not run them again."""
+
+    class Clipping(LeanSGD):
+        def step(self, closure=None):
+            torch.nn.utils.clip_grad_norm_([p for g in self.param_groups for p in g["params"]], 1.0)
+            return super().step(closure)
+
+    model = _model()
+    optimizer = Clipping(model.parameters(), lr=0.1, momentum=0.9, fused=True)
+    calls = []
+    optimizer.register_step_pre_hook(lambda *_: calls.append("pre"))
+    optimizer.register_step_post_hook(lambda *_: calls.append("post"))
+    _train(model, optimizer, 2)
+    assert calls == ["pre", "post"] * 2
