@@ -19,7 +19,7 @@ class LeNet(nn.Module):
         fused_cpu_step: bool = True,
     ) -> None:
         super().__init__()
-        self.fused_cpu_step = fused_cpu_step  # the same math as one autograd node on CPUs (see lenet_cpu_kernel)
+        self.fused_cpu_step = fused_cpu_step  # hand-written kernels, the same math, on CPUs (see lenet_cpu_kernel)
         c1, c2 = 6 * width, 16 * width
         self.conv1 = nn.Conv2d(in_chans, c1, 5)
         self.pool = nn.MaxPool2d(2, 2)
@@ -100,7 +100,8 @@ def build_lenet(
 ) -> LeNet:
     """LeNet for ``input_shape`` (C, H, W); ``width`` multiplies every layer's width.
 
-    ``fused_cpu_step`` trains on CPUs through one hand-written autograd node with the same math.
+    ``fused_cpu_step`` trains small CPU batches through hand-written kernels with the same math
+    (without autograd at all in blitz's engine: ``LeNet.direct_gradients``).
     """
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         raise UsageError(f"Model 'lenet': --model-arg width must be a whole number of at least 1, got {width!r}.")
