@@ -766,13 +766,11 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             with precision:
                 try:
+                    # A model's own step (gradients included) where it has one, else autograd's
                     loss = direct(inputs, labels, loss_fn) if direct else None
-                    if loss is None:
+                    autograd = loss is None
+                    if autograd:
                         loss = loss_fn(model(inputs), labels)
-                        if use_scaler:  # fp16: scale the loss so small gradients survive
-                            scaler.scale(loss).backward()
-                        else:
-                            loss.backward()
                 except IndexError as exc:  # cross-entropy's "Target 7 is out of bounds" (CPU)
                     if "out of bounds" not in str(exc):
                         raise
@@ -781,10 +779,13 @@ class Trainer:
                         f"{steps_done} of epoch {epoch} ({exc}): a data-source bug (its labels must be class "
                         "indices below DataInfo.num_classes)."
                     ) from None
-            if use_scaler:  # unscale before the step; skipped where gradients overflowed
+            if use_scaler:  # fp16: scale the loss so small gradients survive, unscale before the step
+                scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
             else:
+                if autograd:  # outside autocast, as PyTorch recommends
+                    loss.backward()
                 optimizer.step()
             scheduler.step()
             window_losses.append(loss.detach())

@@ -664,3 +664,31 @@ def test_direct_gradients_are_not_taken_through_a_wrapper():
     assert direct_gradients_of(Forwarding(net)) is None
     assert direct_gradients_of(torch.nn.DataParallel(net)) is None
     assert direct_gradients_of(torch.nn.Linear(2, 2)) is None
+
+
+class AutocastWitness(torch.nn.Module):
+    """Records, during each backward pass, whether autocast was on (it must not be)."""
+
+    def __init__(self, num_classes: int, input_shape: tuple[int, ...], seen: list[bool]) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(int(torch.tensor(input_shape).prod()), num_classes)
+        self.seen = seen
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.linear(x.flatten(1))
+        if out.requires_grad:
+            out.register_hook(lambda grad: self.seen.append(torch.is_autocast_enabled("cpu")))
+        return out
+
+
+def test_backward_runs_outside_autocast(tmp_path):
+    seen: list[bool] = []
+
+    class Models:
+        @hookimpl
+        def register_models(self, register):
+            register("witness", lambda *, num_classes, input_shape: AutocastWitness(num_classes, input_shape, seen))
+
+    config = tiny_config(tmp_path, model="witness", precision="bf16", epochs=1)
+    Trainer(config, host=PluginHost([*discover(), local_source(Models(), "witness")])).fit()
+    assert seen and not any(seen)
