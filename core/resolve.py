@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blitz.catalog import NAME_FIELDS, load_catalog, resolve
+from blitz.catalog import NAME_FIELDS, Catalog, load_catalog, resolve
 from blitz.config import Layer, RunConfig, merge_layers, read_toml, validate
 from blitz.errors import ConfigError, UnknownNameError, UsageError
 from blitz.runs import find_run
@@ -93,9 +93,40 @@ def resolve_config(
         return (entry.component or name) if entry is not None else name
 
     values, provenance = merge_layers(layers, canonical)
+    fill_optimizer_hyperparameters(values, provenance, catalog, [layer.source for layer in layers])
     config = validate(values, provenance)
     check_names(config, provenance)
     return ResolvedConfig(config, provenance, resume_checkpoint)
+
+
+HYPERPARAMETERS = ("lr", "momentum", "weight_decay")
+
+
+def fill_optimizer_hyperparameters(
+    values: dict[str, Any], provenance: dict[str, str], catalog: Catalog, sources: list[str]
+) -> None:
+    """The optimizer's own ``lr``, ``momentum`` and ``weight_decay``, where it registered them.
+
+    blitz's defaults (lr 0.001, momentum 0.9) are the tutorial's SGD. An optimizer registered
+    with ``hyperparameters={"lr": ...}`` (``muon``) brings its own: they apply where no layer set
+    the value, and over a value from a layer below the one that picked the optimizer (set for
+    another optimizer, as `blitz run --recipe tutorial --optimizer muon` would otherwise hand Muon
+    the tutorial's SGD rate). A value set with the optimizer, or above it, stays.
+    """
+    name = values.get("optimizer", RunConfig.model_fields["optimizer"].default)
+    if not isinstance(name, str):
+        return
+    try:
+        entry = resolve("optimizers", name, catalog).entry
+    except UnknownNameError:
+        return  # check_names reports it, with where the name came from
+    recommended = entry.metadata.get("hyperparameters") or {}
+    picked_at = sources.index(provenance["optimizer"]) if provenance.get("optimizer") in sources else -1
+    for key, value in recommended.items():
+        set_at = sources.index(provenance[key]) if provenance.get(key) in sources else -1
+        if key in HYPERPARAMETERS and (key not in values or set_at < picked_at):
+            values[key] = value
+            provenance[key] = f"optimizer {name}"
 
 
 def check_names(config: RunConfig, provenance: dict[str, str]) -> None:

@@ -222,8 +222,8 @@ def build_muon(
 ) -> Muon:
     """Muon for the hidden weight matrices and conv filters; Nesterov SGD for everything else.
 
-    blitz always passes ``--lr`` and ``--momentum``, whose defaults (0.001, 0.9) suit SGD: give
-    Muon its own, e.g. ``--optimizer muon --lr 0.02 --momentum 0.95 --optimizer-arg aux_lr=0.05``.
+    blitz always passes ``--lr`` and ``--momentum``. Where no recipe, config or flag sets them,
+    they are Muon's usual 0.02 and 0.95 (registered below), not blitz's SGD defaults (0.001, 0.9).
 
     :param lr: Muon's step: each step moves a weight matrix by about ``lr`` per unit singular value.
     :param momentum: Muon's momentum (Nesterov unless ``nesterov=False``).
@@ -272,4 +272,5 @@ def register_optimizers(register: Register) -> None:
         "muon", build_muon,
         description="Muon (Jordan 2024): Nesterov momentum orthogonalized by Newton-Schulz for weight "
         "matrices and conv filters; Nesterov SGD for biases, norms and the head",
+        hyperparameters={"lr": 0.02, "momentum": 0.95},  # where no recipe, config or flag sets them
     )

@@ -242,3 +242,25 @@ def test_naming_the_same_component_through_its_alias_keeps_its_options(tmp_path)
     assert resolved.config.model == "timm/resnet18" and resolved.config.model_args == {"drop_rate": 0.1}
     resolved = resolve_config(config_file=config, overrides=CLIOverrides(values={"model": "timm/resnet50"}))
     assert resolved.config.model_args == {}  # another model: its options go
+
+
+def test_an_optimizer_brings_its_registered_hyperparameters_where_nothing_set_them():
+    alone = resolve_config(overrides=CLIOverrides(values={"optimizer": "muon"}))
+    assert (alone.config.lr, alone.config.momentum, alone.config.weight_decay) == (0.02, 0.95, 0.0)
+    assert alone.provenance["lr"] == alone.provenance["momentum"] == "optimizer muon"
+    given = resolve_config(overrides=CLIOverrides(values={"optimizer": "muon", "lr": 0.05}))
+    assert (given.config.lr, given.config.momentum) == (0.05, 0.95) and given.provenance["lr"] == "command line"
+    sgd = resolve_config(overrides=CLIOverrides(values={"optimizer": "sgd"}))  # registers none: blitz's defaults
+    assert (sgd.config.lr, sgd.config.momentum) == (0.001, 0.9)
+
+
+def test_a_recipes_rates_for_its_own_optimizer_do_not_pass_to_one_picked_above_it(tmp_path):
+    """`--recipe tutorial --optimizer muon` must not train Muon at the tutorial's SGD rate."""
+    swapped = resolve_config(recipe="tutorial", overrides=CLIOverrides(values={"optimizer": "muon"}))
+    assert (swapped.config.lr, swapped.config.momentum) == (0.02, 0.95)
+    adam = resolve_config(recipe="tutorial", overrides=CLIOverrides(values={"optimizer": "adam"}))
+    assert adam.config.lr == 0.001 and adam.provenance["lr"] == "recipe tutorial"  # adam registers none
+    config = tmp_path / "run.toml"
+    config.write_text('optimizer = "muon"\nlr = 0.01\n')  # set together with the optimizer: it stays
+    together = resolve_config(recipe="tutorial", config_file=config)
+    assert (together.config.lr, together.config.momentum) == (0.01, 0.95)
