@@ -16,7 +16,7 @@ from torch import nn
 
 from blitz.catalog import Resolved, load_catalog, resolve
 from blitz.components import DataBundle, DataInfo, TensorSplit
-from blitz.config import RunConfig
+from blitz.config import SUPPLIED_BY_BLITZ, RunConfig
 from blitz.errors import DataError, IncompatibleError, PluginError, UsageError
 from blitz.plugin_host import PluginHost, get_host
 
@@ -50,8 +50,8 @@ def resolve_components(config: RunConfig, host: PluginHost | None = None) -> Com
 # Keywords blitz itself passes to factories (from the data, flags or the run), not --*-arg options:
 # left out of the "it takes: ..." list, which lists what a user can set.
 _SUPPLIED_BY_BLITZ = {
-    "Dataset": {"root", "download"}, "Model": {"num_classes", "input_shape"},
-    "Optimizer": {"lr", "momentum", "weight_decay"}, "Schedule": {"total_steps"},
+    "Dataset": set(SUPPLIED_BY_BLITZ["dataset_args"]), "Model": set(SUPPLIED_BY_BLITZ["model_args"]),
+    "Optimizer": set(SUPPLIED_BY_BLITZ["optimizer_args"]), "Schedule": set(SUPPLIED_BY_BLITZ["schedule_args"]),
     "Strategy": {"device"}, "Logger": {"run_dir"},
 }
 

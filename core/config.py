@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from blitz.errors import ConfigError, closest_name
 
@@ -112,6 +112,17 @@ class RunConfig(BaseModel):
 
     @field_validator("model_args", "dataset_args", "optimizer_args", "schedule_args")
     @classmethod
+    def _not_supplied_by_blitz(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # blitz passes these to every factory of the kind itself: as an option too, the factory
+        # call crashed ("got multiple values for keyword argument 'lr'").
+        for key in options:
+            how = SUPPLIED_BY_BLITZ[info.field_name].get(key)
+            if how is not None:
+                raise ValueError(f"option '{key}' is not a component option: {how}")
+        return options
+
+    @field_validator("model_args", "dataset_args", "optimizer_args", "schedule_args")
+    @classmethod
     def _finite_numbers(cls, options: dict[str, Any]) -> dict[str, Any]:
         # TOML reads `inf` and `nan`, but no component option means them, and the run's saved
         # config.toml could not hold them: refuse them here, by name.
@@ -126,6 +137,14 @@ class RunConfig(BaseModel):
             return self.data_root
         return Path(os.environ.get(DATA_ROOT_ENV, "data")).expanduser()
 
+
+# What blitz passes to every factory of a kind, and where the user sets it instead.
+SUPPLIED_BY_BLITZ: dict[str, dict[str, str]] = {
+    "model_args": {"num_classes": "it comes from the dataset", "input_shape": "it comes from the dataset"},
+    "dataset_args": {"root": "use --data-root", "download": "use --download"},
+    "optimizer_args": {"lr": "use --lr", "momentum": "use --momentum", "weight_decay": "use --weight-decay"},
+    "schedule_args": {"total_steps": "it comes from --epochs and the data"},
+}
 
 _NESTED = {"augment", "model_args", "dataset_args", "optimizer_args", "schedule_args"}
 

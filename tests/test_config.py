@@ -264,3 +264,15 @@ def test_a_recipes_rates_for_its_own_optimizer_do_not_pass_to_one_picked_above_i
     config.write_text('optimizer = "muon"\nlr = 0.01\n')  # set together with the optimizer: it stays
     together = resolve_config(recipe="tutorial", config_file=config)
     assert (together.config.lr, together.config.momentum) == (0.01, 0.95)
+
+
+@pytest.mark.parametrize(
+    ("field", "key", "hint"),
+    [("optimizer_args", "lr", "use --lr"), ("optimizer_args", "momentum", "use --momentum"),
+     ("model_args", "num_classes", "it comes from the dataset"), ("dataset_args", "root", "use --data-root"),
+     ("schedule_args", "total_steps", "it comes from --epochs and the data")],
+)
+def test_an_option_blitz_passes_itself_is_refused_as_a_component_option(field, key, hint):
+    """`--optimizer-arg momentum=0.5` crashed the factory call ("got multiple values for keyword argument")."""
+    with pytest.raises(ConfigError, match=rf"Invalid value for '{field}' \(from command line\): option '{key}' is not a component option: {hint}"):
+        resolve_config(overrides=CLIOverrides(**{field: {key: 1}}))
