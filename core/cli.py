@@ -153,9 +153,9 @@ def run(
     epochs: Annotated[Optional[int], typer.Option(help="Passes over the training set." + default("epochs"))] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Examples per step (per process)." + default("batch_size"))] = None,
     eval_batch_size: Annotated[Optional[int], typer.Option(help="Examples per evaluation batch." + default("eval_batch_size"))] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate." + default("lr"))] = None,
-    momentum: Annotated[Optional[float], typer.Option(help="SGD momentum / Adam beta1." + default("momentum"))] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay." + default("weight_decay"))] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the optimizer's own; sgd 0.001, muon 0.02).")] = None,
+    momentum: Annotated[Optional[float], typer.Option(help="SGD momentum / Adam beta1 / Muon momentum (default: the optimizer's own; sgd 0.9, muon 0.95).")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay (default: the optimizer's own; 0, adamw 0.01).")] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing of the loss." + default("label_smoothing"))] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed." + default("seed"))] = None,
     data_root: Annotated[Optional[Path], typer.Option(help="Data folder (default $BLITZ_DATA_ROOT or ./data).")] = None,
@@ -346,7 +346,12 @@ def _list_kind(kind: str, pattern: str, as_json: bool) -> None:
             # registry.toml's own entry for the same name, where it has one, says more
             same = aliases.get(entry.name)
             description = same.description if same is not None and same.description else entry.description
-            rows.append({"name": name, "description": description, "plugin": entry.plugin})
+            row = {"name": name, "description": description, "plugin": entry.plugin}
+            hyperparameters = entry.metadata.get("hyperparameters")
+            if hyperparameters:  # an optimizer's own lr, momentum and weight decay
+                row["hyperparameters"] = hyperparameters
+                row["description"] += " (" + ", ".join(f"{k} {v}" for k, v in hyperparameters.items()) + ")"
+            rows.append(row)
         for name, alias in sorted(aliases.items()):
             if alias.component and alias.component != name:
                 rows.append({

@@ -59,6 +59,15 @@ class Registry:
                 f"Plugin '{entry.plugin}' registered {self.kind} '{entry.name}' with a factory "
                 "that is not callable."
             )
+        hyperparameters = entry.metadata.get("hyperparameters")
+        if hyperparameters is not None and not (
+            isinstance(hyperparameters, dict) and set(hyperparameters) <= {"lr", "momentum", "weight_decay"}
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in hyperparameters.values())
+        ):
+            raise PluginError(
+                f"Plugin '{entry.plugin}' registered {self.kind} '{entry.name}' with hyperparameters "
+                f"{hyperparameters!r}: give a dict of numbers for lr, momentum and weight_decay."
+            )
         existing = self._entries.get(entry.name)
         if existing is not None:
             raise PluginError(

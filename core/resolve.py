@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from blitz.catalog import NAME_FIELDS, Catalog, load_catalog, resolve
@@ -93,7 +94,7 @@ def resolve_config(
         return (entry.component or name) if entry is not None else name
 
     values, provenance = merge_layers(layers, canonical)
-    fill_optimizer_hyperparameters(values, provenance, catalog, [layer.source for layer in layers])
+    fill_optimizer_hyperparameters(values, provenance, catalog, layers, canonical)
     config = validate(values, provenance)
     check_names(config, provenance)
     return ResolvedConfig(config, provenance, resume_checkpoint)
@@ -103,15 +104,16 @@ HYPERPARAMETERS = ("lr", "momentum", "weight_decay")
 
 
 def fill_optimizer_hyperparameters(
-    values: dict[str, Any], provenance: dict[str, str], catalog: Catalog, sources: list[str]
+    values: dict[str, Any], provenance: dict[str, str], catalog: Catalog, layers: list[Layer],
+    canonical: Callable[[str, Any], Any],
 ) -> None:
     """The optimizer's own ``lr``, ``momentum`` and ``weight_decay``, where it registered them.
 
-    blitz's defaults (lr 0.001, momentum 0.9) are the tutorial's SGD. An optimizer registered
-    with ``hyperparameters={"lr": ...}`` (``muon``) brings its own: they apply where no layer set
-    the value, and over a value from a layer below the one that picked the optimizer (set for
-    another optimizer, as `blitz run --recipe tutorial --optimizer muon` would otherwise hand Muon
-    the tutorial's SGD rate). A value set with the optimizer, or above it, stays.
+    An optimizer registered with ``hyperparameters={"lr": ...}`` brings its own values. They
+    apply where no layer set the value, and over a value that a layer set together with another
+    optimizer (so `blitz run --recipe tutorial --optimizer muon` does not hand Muon the
+    tutorial's SGD rate). A value set for this optimizer, or set without naming an optimizer,
+    stays.
     """
     name = values.get("optimizer", RunConfig.model_fields["optimizer"].default)
     if not isinstance(name, str):
@@ -121,10 +123,20 @@ def fill_optimizer_hyperparameters(
     except UnknownNameError:
         return  # check_names reports it, with where the name came from
     recommended = entry.metadata.get("hyperparameters") or {}
-    picked_at = sources.index(provenance["optimizer"]) if provenance.get("optimizer") in sources else -1
+    set_for: dict[str, Any] = {}  # the optimizer each value's layer named (None: it named none)
+    for layer in layers:
+        for key in HYPERPARAMETERS:
+            if key in layer.values:
+                set_for[key] = layer.values.get("optimizer")
     for key, value in recommended.items():
-        set_at = sources.index(provenance[key]) if provenance.get(key) in sources else -1
-        if key in HYPERPARAMETERS and (key not in values or set_at < picked_at):
+        if key not in HYPERPARAMETERS:
+            continue
+        other = set_for.get(key)
+        if key in values:
+            replace = other is not None and canonical("optimizer", other) != canonical("optimizer", name)
+        else:
+            replace = value != RunConfig.model_fields[key].default  # equal: it stays "default"
+        if replace:
             values[key] = value
             provenance[key] = f"optimizer {name}"
 

@@ -272,5 +272,5 @@ def register_optimizers(register: Register) -> None:
         "muon", build_muon,
         description="Muon (Jordan 2024): Nesterov momentum orthogonalized by Newton-Schulz for weight "
         "matrices and conv filters; Nesterov SGD for biases, norms and the head",
-        hyperparameters={"lr": 0.02, "momentum": 0.95},  # where no recipe, config or flag sets them
+        hyperparameters={"lr": 0.02, "momentum": 0.95, "weight_decay": 0.0},  # see fill_optimizer_hyperparameters
     )

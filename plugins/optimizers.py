@@ -141,6 +141,17 @@ def build_adamw(
 
 @hookimpl
 def register_optimizers(register: Register) -> None:
-    register("sgd", build_sgd, description="Stochastic gradient descent with momentum, optional Nesterov and weight decay")
-    register("adam", build_adam, description="Adam; --momentum sets beta1")
-    register("adamw", build_adamw, description="AdamW (decoupled weight decay); --momentum sets beta1")
+    # Each optimizer's own lr, momentum and weight decay: where no layer set them, or a layer set
+    # them together with another optimizer (see blitz.resolve.fill_optimizer_hyperparameters).
+    register(
+        "sgd", build_sgd, description="Stochastic gradient descent with momentum, optional Nesterov and weight decay",
+        hyperparameters={"lr": 0.001, "momentum": 0.9, "weight_decay": 0.0},  # the tutorial's
+    )
+    register(
+        "adam", build_adam, description="Adam; --momentum sets beta1",
+        hyperparameters={"lr": 0.001, "momentum": 0.9, "weight_decay": 0.0},  # torch.optim.Adam's
+    )
+    register(
+        "adamw", build_adamw, description="AdamW (decoupled weight decay); --momentum sets beta1",
+        hyperparameters={"lr": 0.001, "momentum": 0.9, "weight_decay": 0.01},  # torch.optim.AdamW's
+    )

@@ -339,3 +339,9 @@ def test_list_takes_a_word_or_a_glob_and_lists_a_familys_own_names():
 def test_emoji_codes_in_what_the_user_typed_are_kept_as_text():
     result = blitz("run", "--model", "net:x:", "--print-config")
     assert "Unknown model 'net:x:'" in result.output
+
+
+def test_list_optimizers_shows_each_optimizers_own_hyperparameters():
+    rows = {r["name"]: r for r in json.loads(blitz("list", "optimizers", "--json").output)}
+    assert rows["muon"]["hyperparameters"] == {"lr": 0.02, "momentum": 0.95, "weight_decay": 0.0}
+    assert rows["adamw"]["description"].endswith("(lr 0.001, momentum 0.9, weight_decay 0.01)")

@@ -250,20 +250,43 @@ def test_an_optimizer_brings_its_registered_hyperparameters_where_nothing_set_th
     assert alone.provenance["lr"] == alone.provenance["momentum"] == "optimizer muon"
     given = resolve_config(overrides=CLIOverrides(values={"optimizer": "muon", "lr": 0.05}))
     assert (given.config.lr, given.config.momentum) == (0.05, 0.95) and given.provenance["lr"] == "command line"
-    sgd = resolve_config(overrides=CLIOverrides(values={"optimizer": "sgd"}))  # registers none: blitz's defaults
-    assert (sgd.config.lr, sgd.config.momentum) == (0.001, 0.9)
+    adamw = resolve_config(overrides=CLIOverrides(values={"optimizer": "adamw"}))
+    assert adamw.config.weight_decay == 0.01  # AdamW's own default; blitz's 0.0 had always overridden it
 
 
-def test_a_recipes_rates_for_its_own_optimizer_do_not_pass_to_one_picked_above_it(tmp_path):
-    """`--recipe tutorial --optimizer muon` must not train Muon at the tutorial's SGD rate."""
+def test_rates_set_with_another_optimizer_do_not_pass_to_the_one_picked_above(tmp_path):
+    """`--recipe tutorial --optimizer muon` must not train Muon at the tutorial's SGD rate, nor
+    `--recipe lenet_fast --optimizer sgd` SGD at Muon's."""
     swapped = resolve_config(recipe="tutorial", overrides=CLIOverrides(values={"optimizer": "muon"}))
     assert (swapped.config.lr, swapped.config.momentum) == (0.02, 0.95)
-    adam = resolve_config(recipe="tutorial", overrides=CLIOverrides(values={"optimizer": "adam"}))
-    assert adam.config.lr == 0.001 and adam.provenance["lr"] == "recipe tutorial"  # adam registers none
-    config = tmp_path / "run.toml"
-    config.write_text('optimizer = "muon"\nlr = 0.01\n')  # set together with the optimizer: it stays
-    together = resolve_config(recipe="tutorial", config_file=config)
-    assert (together.config.lr, together.config.momentum) == (0.01, 0.95)
+    back = resolve_config(recipe="lenet_fast", overrides=CLIOverrides(values={"optimizer": "sgd"}))
+    assert (back.config.lr, back.config.momentum, back.config.weight_decay) == (0.001, 0.9, 0.0)
+    assert back.provenance["lr"] == "optimizer sgd"
+
+
+def test_rates_set_for_the_same_optimizer_or_for_none_stay(tmp_path):
+    same = tmp_path / "same.toml"
+    same.write_text('optimizer = "muon"\nlr = 0.05\n')  # set for muon, then muon picked again
+    resolved = resolve_config(config_file=same, overrides=CLIOverrides(values={"optimizer": "muon"}))
+    assert (resolved.config.lr, resolved.config.momentum) == (0.05, 0.95)
+    assert resolved.provenance["lr"] == f"config {same}"
+    plain = tmp_path / "plain.toml"
+    plain.write_text("lr = 0.05\nmomentum = 0.8\n")  # names no optimizer: the user's, whatever it is
+    resolved = resolve_config(config_file=plain, overrides=CLIOverrides(values={"optimizer": "muon"}))
+    assert (resolved.config.lr, resolved.config.momentum) == (0.05, 0.8)
+    over = tmp_path / "over.toml"
+    over.write_text('optimizer = "muon"\nlr = 0.01\n')  # set together with the optimizer, over a recipe
+    resolved = resolve_config(recipe="tutorial", config_file=over)
+    assert (resolved.config.lr, resolved.config.momentum) == (0.01, 0.95)
+
+
+@pytest.mark.parametrize(("recipe", "optimizer"), [("airbench94", "airbench_sgd"), ("airbench94_muon", "airbench_muon")])
+def test_the_airbench_optimizers_register_their_recipes_rates(recipe, optimizer):
+    from blitz.catalog import resolve
+
+    registered = resolve("optimizers", optimizer).entry.metadata["hyperparameters"]
+    config = resolve_config(recipe=recipe).config
+    assert registered == {"lr": config.lr, "momentum": config.momentum, "weight_decay": config.weight_decay}
 
 
 @pytest.mark.parametrize(

@@ -197,6 +197,14 @@ def test_invalid_names_are_rejected(bad: str) -> None:
         registry_with(bad)
 
 
+@pytest.mark.parametrize("bad", [[0.1], {"lr": "0.1"}, {"lr": True}, {"beta2": 0.99}])
+def test_optimizer_hyperparameters_that_are_not_numbers_for_known_keys_are_rejected(bad) -> None:
+    registry = Registry("optimizer", "blitz list optimizers")
+    with pytest.raises(PluginError, match=r"registered optimizer 'x' with hyperparameters .*: give a dict of numbers"):
+        registry.add(Entry("x", lambda: None, plugin="p", metadata={"hyperparameters": bad}))
+    registry.add(Entry("x", lambda: None, plugin="p", metadata={"hyperparameters": {"lr": 0.1, "weight_decay": 0}}))
+
+
 def test_non_callable_factory_is_rejected() -> None:
     registry = Registry("model", "blitz list models")
     with pytest.raises(PluginError, match="not callable"):
