@@ -52,12 +52,18 @@ class UnknownNameError(UsageError, KeyError):
     """A component name that no installed plugin registers."""
 
     def __init__(self, kind: str, name: str, known: Iterable[str], list_command: str) -> None:
-        self.kind, self.name = kind, name
+        self.kind, self.name, self.list_command = kind, name, list_command
         self.known = sorted(known)
-        close = closest_name(name, self.known)
+        super().__init__(self._message(""))
+
+    def _message(self, where: str) -> str:
+        close = closest_name(self.name, self.known)
         hint = f" Did you mean '{close}'?" if close else ""
-        message = f"Unknown {kind} '{name}'.{hint} See '{list_command}'."
-        super().__init__(message)
+        return f"Unknown {self.kind} '{self.name}'{where}.{hint} See '{self.list_command}'."
+
+    def came_from(self, source: str) -> None:
+        """Say where the bad name was written (a config file, a recipe), right after the name."""
+        self.args = (self._message(f" (from {source})"),)
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])

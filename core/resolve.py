@@ -78,7 +78,7 @@ def resolve_config(
                 values = catalog.recipe_values(recipe_name)
             except UnknownNameError as exc:
                 if not recipe:  # from the config file, not the command line: say so, as check_names does
-                    exc.args = (f"{exc.args[0]} (from config {config_file})",)
+                    exc.came_from(f"config {config_file}")
                 raise
             values["recipe"] = recipe_name
             layers.append(Layer(f"recipe {recipe_name}", values))
@@ -150,7 +150,7 @@ def check_names(config: RunConfig, provenance: dict[str, str]) -> None:
         except UnknownNameError as exc:
             source = provenance.get(field_name)
             if source and source != "command line":
-                exc.args = (f"{exc.args[0]} (from {source})",)
+                exc.came_from(source)
             raise
     for name in config.loggers:
         try:
@@ -158,5 +158,5 @@ def check_names(config: RunConfig, provenance: dict[str, str]) -> None:
         except UnknownNameError as exc:
             source = provenance.get("loggers")
             if source and source != "command line":
-                exc.args = (f"{exc.args[0]} (from {source})",)
+                exc.came_from(source)
             raise

@@ -170,7 +170,7 @@ def test_an_unknown_recipe_in_a_config_file_says_where_it_came_from(tmp_path):
     path.write_text('recipe = "tutoral"\n')
     result = blitz("run", "--config", path, "--print-config")
     assert result.exit_code == 2
-    assert f"Unknown recipe 'tutoral'. Did you mean 'tutorial'? See 'blitz list recipes'. (from config {path})" in one_line(result)
+    assert f"Unknown recipe 'tutoral' (from config {path}). Did you mean 'tutorial'? See 'blitz list recipes'." in one_line(result)
 
 
 @pytest.mark.parametrize("value", ["maybe", "1", "0"])

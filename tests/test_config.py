@@ -115,7 +115,7 @@ def test_unknown_model_in_config_file_names_the_file(tmp_path):
     with pytest.raises(UnknownNameError) as info:
         resolve_config(config_file=config)
     message = str(info.value)
-    assert "Unknown model 'resnt18'. Did you mean 'resnet18'?" in message
+    assert "Unknown model 'resnt18' (from config " in message and "c.toml). Did you mean 'resnet18'?" in message
     assert "blitz list models" in message and "c.toml" in message
 
 
