@@ -480,6 +480,8 @@ def show(run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run direct
     summary = read_json(path / "summary.json")
     console.print(f"[bold]{path}[/]")
     for key, value in summary.items():
+        if value is None:  # no recipe, no timed seconds yet: nothing to show
+            continue
         if isinstance(value, float):  # 23.6 s, not 23.644509513997036; accuracies as fractions
             shown: Any = f"{value:.4f}" if key.endswith("accuracy") else f"{value:,.1f}"
         else:

@@ -191,6 +191,10 @@ def test_runs_and_show(tmp_path, isolated_runs):
     assert shown.exit_code == 0 and 'model = "linear"' in shown.output
     missing = blitz("show", "nope")
     assert missing.exit_code == 2 and "No run at 'nope'" in missing.output
+    blitz("run", "--model", "linear", "--dataset", "random", "--epochs", "1")  # no recipe
+    (plain,) = [r for r in json.loads(blitz("runs", "--json").output) if r["run"] != rows[0]["run"]]
+    shown = blitz("show", plain["run"]).output
+    assert "recipe: None" not in shown and "model: linear" in shown
 
 
 def test_data_verify(cifar_root, tmp_path):
