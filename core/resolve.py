@@ -62,11 +62,13 @@ def resolve_config(
         if not resume_checkpoint.is_file():
             raise UsageError(f"The run '{run_dir}' has no checkpoint to resume from ({resume_checkpoint} is missing).")
         layers.append(Layer(f"run {run_dir}", read_toml(run_dir / "config.toml", "run config")))
-        allowed = {"epochs", "strategy", "device", "log_every", "data_root", "loggers"}
-        changed = sorted(set(overrides.as_values()) - allowed)
+        allowed = {"epochs": "--epochs", "strategy": "--strategy", "device": "--device", "log_every": "--log-every",
+                   "data_root": "--data-root", "loggers": "--logger"}
+        changed = sorted(set(overrides.as_values()) - set(allowed))
         if changed:
             raise UsageError(
-                f"--resume keeps the run's settings; '{changed[0]}' cannot change (only {', '.join(sorted(allowed))} can)."
+                f"--resume keeps the run's settings; '{changed[0]}' cannot change (only "
+                f"{', '.join(sorted(allowed.values()))} can)."
             )
     else:
         file_values = read_toml(config_file) if config_file is not None else {}

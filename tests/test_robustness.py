@@ -185,6 +185,7 @@ def test_resume_through_the_cli_continues_and_finishes(tmp_path):
     assert "Resuming from" in more.output and "epoch 3/3" in more.output and "epoch 1/3" not in more.output
     refused = runner.invoke(app, ["run", "--resume", str(out), "--lr", "0.5"])
     assert refused.exit_code == 2 and "'lr' cannot change" in refused.output
+    assert "(only --data-root, --device, --epochs, --log-every, --logger, --strategy can)" in " ".join(refused.output.split())
 
 
 def test_labels_out_of_range_name_the_file(tmp_path):
