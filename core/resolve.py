@@ -7,9 +7,9 @@ registries here, before any data is read or any weight is built.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from blitz.catalog import NAME_FIELDS, Catalog, load_catalog, resolve
