@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer import rich_utils
 
 from blitz import __version__
 from blitz.errors import BlitzError, ConfigError, Interrupted, UsageError
@@ -39,6 +40,25 @@ app.add_typer(data_app, name="data")
 
 console = Console(emoji=False)  # ":x:" in a name or path is text, not an emoji
 err_console = Console(stderr=True, emoji=False)
+
+
+def one_line_usage_error(error: Any) -> None:
+    """A command-line parsing error (a bad flag or value) as one line, like blitz's own errors.
+
+    Replaces typer's rendering (usage, a hint and the message in a framed box); the exit code
+    stays click's 2.
+    """
+    if type(error).__name__ == "NoArgsIsHelpError":  # typer shows the help instead
+        return
+    message = " ".join(error.format_message().split())
+    if not message.endswith((".", "?", "!")):
+        message += "."
+    ctx = getattr(error, "ctx", None)
+    hint = f" See '{ctx.command_path} --help'." if ctx is not None else ""
+    err_console.print(f"[bold red]Error:[/] {escape(message)}{hint}", highlight=False, soft_wrap=True)
+
+
+rich_utils.rich_format_error = one_line_usage_error
 _state = {"debug": False}
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -178,3 +178,17 @@ def test_a_lenet_fused_cpu_step_that_is_not_a_boolean_is_refused(value):
     result = blitz("run", *TINY, "--model-arg", f"fused_cpu_step={value}")
     assert result.exit_code == 2, result.output
     assert "Model 'lenet': --model-arg fused_cpu_step must be true or false" in one_line(result)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["run", "--lr", "abc"], "Error: Invalid value for '--lr': "),
+     (["run", "--no-such-flag"], "Error: No such option: --no-such-flag"),
+     (["show"], "Error: Missing argument 'RUN'. See 'blitz show --help'."),
+     (["frobnicate"], "Error: No such command 'frobnicate'. See 'blitz --help'.")],
+)
+def test_command_line_parsing_errors_are_one_line_with_exit_code_2(args, message):
+    result = blitz(*args)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0].startswith(message)
