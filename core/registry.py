@@ -16,6 +16,9 @@ from typing import Any
 
 from blitz.errors import PluginError, UnknownNameError
 
+# The run settings an optimizer may register values for (`hyperparameters=` in its registration).
+OPTIMIZER_HYPERPARAMETERS = ("lr", "momentum", "weight_decay")
+
 _VALID_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(/\*)?$")
 
 
@@ -61,7 +64,7 @@ class Registry:
             )
         hyperparameters = entry.metadata.get("hyperparameters")
         if hyperparameters is not None and not (
-            isinstance(hyperparameters, dict) and set(hyperparameters) <= {"lr", "momentum", "weight_decay"}
+            isinstance(hyperparameters, dict) and set(hyperparameters) <= set(OPTIMIZER_HYPERPARAMETERS)
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in hyperparameters.values())
         ):
             raise PluginError(

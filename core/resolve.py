@@ -15,6 +15,7 @@ from typing import Any
 from blitz.catalog import NAME_FIELDS, Catalog, load_catalog, resolve
 from blitz.config import Layer, RunConfig, merge_layers, read_toml, validate
 from blitz.errors import ConfigError, UnknownNameError, UsageError
+from blitz.registry import OPTIMIZER_HYPERPARAMETERS
 from blitz.runs import find_run
 
 
@@ -102,9 +103,6 @@ def resolve_config(
     return ResolvedConfig(config, provenance, resume_checkpoint)
 
 
-HYPERPARAMETERS = ("lr", "momentum", "weight_decay")
-
-
 def fill_optimizer_hyperparameters(
     values: dict[str, Any], provenance: dict[str, str], catalog: Catalog, layers: list[Layer],
     canonical: Callable[[str, Any], Any],
@@ -127,12 +125,10 @@ def fill_optimizer_hyperparameters(
     recommended = entry.metadata.get("hyperparameters") or {}
     set_for: dict[str, Any] = {}  # the optimizer each value's layer named (None: it named none)
     for layer in layers:
-        for key in HYPERPARAMETERS:
+        for key in OPTIMIZER_HYPERPARAMETERS:
             if key in layer.values:
                 set_for[key] = layer.values.get("optimizer")
-    for key, value in recommended.items():
-        if key not in HYPERPARAMETERS:
-            continue
+    for key, value in recommended.items():  # keys checked when registered
         other = set_for.get(key)
         if key in values:
             replace = other is not None and canonical("optimizer", other) != canonical("optimizer", name)

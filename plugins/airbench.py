@@ -632,14 +632,14 @@ def register_optimizers(register: Register) -> None:
         "airbench_sgd", build_airbench_sgd,
         description="airbench94's Nesterov SGD: decoupled per-1024-example lr/wd, 64x BatchNorm-bias "
         "lr, Lookahead, whitening bias frozen early (use with the airbench schedule)",
-        hyperparameters={"lr": 11.5, "momentum": 0.85, "weight_decay": 0.0153},  # the airbench94 recipe's
+        hyperparameters={"lr": LR, "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY},  # the airbench94 recipe's
     )
     register(
         "airbench_muon", build_airbench_muon,
         description="airbench94_muon's optimizer: Muon for conv filters, Nesterov SGD for biases and "
         "the head, whitening bias decayed early; its rates assume the airbench94_muon recipe's model "
         "args and linear schedule",
-        hyperparameters={"lr": 0.24, "momentum": 0.6, "weight_decay": 0.004},  # the airbench94_muon recipe's
+        hyperparameters={"lr": MUON_LR, "momentum": MUON_MOMENTUM, "weight_decay": MUON_WEIGHT_DECAY},  # its recipe's
     )
 
 
