@@ -42,6 +42,24 @@ def test_normalization_matches_the_tutorials_transform():
     torch.testing.assert_close(images, expected)
 
 
+@pytest.mark.parametrize("mean,std", [((0.49, 0.48, 0.45), (0.25, 0.24, 0.26)), ((0.5,), (0.25,))])
+def test_normalizer_equals_the_broadcast_formula_bit_for_bit_and_leaves_pixels_alone(mean, std):
+    from blitz.batches import Normalizer
+
+    info = DataInfo(num_classes=10, input_shape=(3, 8, 8), class_names=tuple("abcdefghij"), mean=mean, std=std)
+    pixels = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    kept = pixels.clone()
+    normalize = Normalizer(info, torch.device("cpu"))
+    scale = 1.0 / (255.0 * torch.tensor(std).view(-1, 1, 1))
+    shift = -torch.tensor(mean).view(-1, 1, 1) / torch.tensor(std).view(-1, 1, 1)
+    expected = torch.addcmul(shift, pixels.float(), scale)  # the formula, broadcast per channel
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        out = normalize(pixels, memory_format)
+        assert torch.equal(out, expected) and out.is_contiguous(memory_format=memory_format)
+    assert torch.equal(normalize(pixels[:2], torch.contiguous_format), expected[:2])  # another batch size
+    assert torch.equal(pixels, kept)  # normalized into a new tensor, never over the stored pixels
+
+
 def test_each_epoch_is_a_permutation_and_epochs_differ():
     data = split(40)
     b = batches(data)
