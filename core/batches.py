@@ -275,7 +275,9 @@ def eval_batches(
     """Every test example exactly once across ranks (rank r takes r, r+W, ...; no padding)."""
     if isinstance(split, TensorSplit):
         normalize = Normalizer(info, device)
-        index = torch.arange(rank, len(split), world_size)
+        # On the split's own device: the engine may have moved the test split to the GPU already,
+        # and index_select, unlike indexing, wants the index where the tensor is.
+        index = torch.arange(rank, len(split), world_size, device=split.images.device)
         for start in range(0, len(index), batch_size):
             chunk = index[start : start + batch_size]
             images = split.images.index_select(0, chunk).to(device, non_blocking=True)

@@ -114,6 +114,27 @@ def test_eval_batches_cover_every_example_once_across_ranks():
     assert sorted(torch.cat(seen).tolist()) == sorted(data.labels.tolist())
 
 
+class _IndexWhereTheTensorIs(torch.overrides.TorchFunctionMode):
+    """Fails an ``index_select`` whose index is on another device, as CUDA does (the meta device does not)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (torch.Tensor.index_select, torch.index_select):
+            source, index = args[0], (args[2] if len(args) > 2 else kwargs["index"])
+            assert index.device == source.device, f"index on {index.device}, tensor on {source.device}"
+        return func(*args, **kwargs)
+
+
+def test_eval_batches_index_on_the_device_that_holds_the_split():
+    """The engine moves the test split to the GPU before evaluating: the index must follow it."""
+    meta = torch.device("meta")
+    data = split(10)
+    on_device = TensorSplit(data.images.to(meta), data.labels.to(meta))
+    with _IndexWhereTheTensorIs():
+        evaluated = list(eval_batches(on_device, INFO, device=meta, batch_size=4))
+    assert [x.shape[0] for x, _ in evaluated] == [4, 4, 2] and all(x.device == meta for x, _ in evaluated)
+
+
 class PerfectModel(torch.nn.Module):
     """Predicts the label hidden in the first pixel (for checking evaluation arithmetic)."""
 
