@@ -194,7 +194,8 @@ def default_ns_dtype(model: nn.Module) -> torch.dtype | None:
     parameters' own dtype elsewhere (CPUs without bf16 units would only lose time)."""
     params = list(model.parameters())
     on_gpu = bool(params) and params[0].device.type == "cuda"
-    return torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else None
+    # Emulated bf16 (pre-Ampere GPUs) would only be slower than the parameters' own dtype.
+    return torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported(including_emulation=False) else None
 
 
 def classifier_head(model: nn.Module) -> nn.Module | None:

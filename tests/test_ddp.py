@@ -247,3 +247,46 @@ def test_a_launch_leaves_no_trace_in_the_launching_process(monkeypatch):
     with pytest.raises(UsageError, match="DDP job failed"):  # each rank refuses the unknown model
         launch(LaunchSpec(nproc_per_node=1), ["--model", "nosuch", "--dataset", "random", "--device", "cpu", "--strategy", "ddp"])
     assert FINISHED_ENV not in os.environ  # a later single-process run here must not look for its file
+
+
+def test_dataparallel_replicas_autocast_to_the_callers_dtype(monkeypatch):
+    """torch runs each DataParallel replica in a new thread with autocast on or off only, so the
+    dtype falls back to the device's default (fp16 on CUDA): a bf16 run would compute in fp16.
+    blitz's DataParallel passes the caller's dtype on. Checked with CPU autocast (default bf16,
+    asked for fp16) and threads started the way torch's ``parallel_apply`` starts them."""
+    import importlib
+    import threading
+
+    from blitz.plugins.strategy_dataparallel import AutocastDataParallel
+
+    seen: list[tuple[bool, torch.dtype]] = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+            return x
+
+    def threaded_apply(modules, inputs, kwargs, devices):
+        enabled = torch.is_autocast_enabled("cpu")
+
+        def work(module, args):
+            with torch.autocast("cpu", enabled=enabled):  # as torch's worker: no dtype
+                module(*args)
+
+        threads = [threading.Thread(target=work, args=pair) for pair in zip(modules, inputs)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    # the module, not the function of the same name that torch.nn.parallel exports
+    monkeypatch.setattr(importlib.import_module("torch.nn.parallel.data_parallel"), "parallel_apply", threaded_apply)
+    parallel = AutocastDataParallel(Probe())
+    parallel.src_device_obj, parallel.device_ids = torch.device("cpu"), [0, 1]  # as on two GPUs
+    inputs = [(torch.ones(1),), (torch.ones(1),)]
+    with torch.autocast("cpu", dtype=torch.float16):
+        parallel.parallel_apply([Probe(), Probe()], inputs, [{}, {}])
+    assert seen == [(True, torch.float16)] * 2
+    seen.clear()
+    torch.nn.DataParallel.parallel_apply(parallel, [Probe(), Probe()], inputs, [{}, {}])  # no autocast: none added
+    assert seen == [(False, torch.get_autocast_dtype("cpu"))] * 2
