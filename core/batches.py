@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from blitz.components import DataInfo, TensorSplit
+from blitz.errors import DataError
 from blitz.config import AugmentConfig
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -214,8 +215,10 @@ class LoaderBatches:
         world_size: int = 1,
         num_workers: int = 0,
         memory_format: torch.memory_format = torch.contiguous_format,
+        source: str = "data",
     ) -> None:
         self.device, self.memory_format = device, memory_format
+        self.source, self.num_classes = source, info.num_classes
         self.normalize = Normalizer(info, device)
         self.augment_config = augment
         self.augments = info.is_image and augment.active
@@ -242,10 +245,29 @@ class LoaderBatches:
         for step, (images, labels) in enumerate(self.loader):
             if step < start_step:
                 continue
+            self._check_labels(labels, epoch, step)
             images = images.to(self.device, non_blocking=True)
             if self.augments and images.dtype == torch.uint8:
                 images = augment(images, self.augment_config, self.augment_generator)
             yield self.normalize(images, self.memory_format), labels.to(self.device, non_blocking=True)
+
+    def _check_labels(self, labels: torch.Tensor, epoch: int, step: int) -> None:
+        """Class indices outside 0..k-1 as a DataError, before they reach the device.
+
+        On a GPU the loss would hit them as an asynchronous device-side assert, which surfaces
+        later, with no word of the data, and leaves the CUDA context unusable (under DDP the
+        other ranks wait for the collective timeout). Checked on the CPU batch: two small ops.
+        """
+        if labels.dim() != 1 or labels.is_floating_point() or not labels.numel():
+            return  # probability targets, or not labels at all: the loss's business
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= self.num_classes:
+            bad = low if low < 0 else high
+            raise DataError(
+                f"Dataset '{self.source}' gave a label outside 0..{self.num_classes - 1} at step {step} of "
+                f"epoch {epoch} (label {bad}): a data-source bug (its labels must be class indices below "
+                "DataInfo.num_classes)."
+            )
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"augment_generator": self.augment_generator.get_state()}

@@ -737,6 +737,7 @@ class Trainer:
             bundle.train, bundle.info, device=strategy.device, batch_size=config.batch_size,
             shuffle=config.shuffle, seed=config.seed, augment=config.augment, rank=strategy.rank,
             world_size=strategy.world_size, num_workers=config.num_workers, memory_format=memory_format,
+            source=config.dataset,
         )
 
     def _train_epoch(

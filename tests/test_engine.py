@@ -269,6 +269,33 @@ def test_dataset_path_normalizes_and_augments_uint8_items_like_the_tensor_path()
     torch.testing.assert_close(evaluated, plain)
 
 
+@pytest.mark.parametrize("bad", [10, -1])
+def test_dataset_path_refuses_labels_outside_the_classes_before_they_reach_the_device(bad):
+    """On a GPU the loss would meet them as a device-side assert, with no word of the data."""
+    from torch.utils.data import TensorDataset
+
+    from blitz.batches import LoaderBatches
+    from blitz.errors import DataError
+
+    data = split(16)
+    labels = data.labels.clone()
+    labels[11] = bad
+    loader = LoaderBatches(
+        TensorDataset(data.images, labels), INFO, device=torch.device("cpu"), batch_size=4, shuffle=False,
+        seed=0, augment=AugmentConfig(), source="mine",
+    )
+    batches_seen = []
+    with pytest.raises(DataError, match=rf"Dataset 'mine' gave a label outside 0\.\.9 at step 2 of epoch 3 \(label {bad}\)"):
+        for batch in loader.epoch(3):
+            batches_seen.append(batch)
+    assert len(batches_seen) == 2  # the bad batch itself is never handed on
+    soft = LoaderBatches(  # probability targets are the loss's business
+        TensorDataset(data.images, torch.full((16, 10), 0.1)), INFO, device=torch.device("cpu"), batch_size=4,
+        shuffle=False, seed=0, augment=AugmentConfig(),
+    )
+    assert len(list(soft.epoch(1))) == 4
+
+
 @pytest.mark.parametrize("total", [1, 2, 4, 1000])
 def test_onecycle_rises_then_falls_for_any_length(total):
     from blitz.plugins.schedules import build_onecycle_schedule
