@@ -17,9 +17,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from blitz import Register, Strategy, UsageError, hookimpl
+from blitz.errors import StrategyUnavailableError
 from blitz.launch import TIMEOUT_ENV, check_ddp_device, launched_by_torchrun
 from blitz.plugins.strategy_cuda import use_gpu
-
 
 
 class DDPStrategy(Strategy):
@@ -35,6 +35,12 @@ class DDPStrategy(Strategy):
         self.local_rank = int(os.environ["LOCAL_RANK"])
         self.world_size = int(os.environ["WORLD_SIZE"])
         use_cuda = torch.cuda.is_available() and device != "cpu"
+        if use_cuda and self.local_rank >= torch.cuda.device_count():
+            gpus = torch.cuda.device_count()
+            raise StrategyUnavailableError(
+                f"ddp process {self.local_rank} on this machine has no GPU of its own ({gpus} visible): "
+                f"start at most {gpus} per machine (--nproc-per-node {gpus}), or give --device cpu."
+            )
         self.backend = "nccl" if use_cuda else "gloo"
         super().__init__(torch.device("cuda", self.local_rank) if use_cuda else torch.device("cpu"))
 

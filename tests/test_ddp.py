@@ -290,3 +290,16 @@ def test_dataparallel_replicas_autocast_to_the_callers_dtype(monkeypatch):
     seen.clear()
     torch.nn.DataParallel.parallel_apply(parallel, [Probe(), Probe()], inputs, [{}, {}])  # no autocast: none added
     assert seen == [(False, torch.get_autocast_dtype("cpu"))] * 2
+
+
+def test_more_ddp_processes_than_gpus_is_a_clear_error(monkeypatch):
+    from blitz.errors import StrategyUnavailableError
+    from blitz.plugins.strategy_ddp import DDPStrategy
+
+    for name, value in {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(StrategyUnavailableError, match=r"ddp process 1 on this machine has no GPU of its own \(1 visible\): start at most 1 per machine \(--nproc-per-node 1\), or give --device cpu"):
+        DDPStrategy()
+    assert DDPStrategy(device="cpu").backend == "gloo"  # CPUs: as many processes as wanted
