@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from blitz.components import DataInfo, TensorSplit
-from blitz.errors import DataError
 from blitz.config import AugmentConfig
+from blitz.errors import DataError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
