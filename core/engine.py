@@ -52,7 +52,7 @@ from blitz.launch import launched_by_torchrun
 from blitz.plugin_host import PluginHost, get_host
 from blitz.progress import EpochProgress
 from blitz.reproducibility import rng_state, seed_everything, set_rng_state
-from blitz.scoring import EvalResult, EvaluationStopped, autocast, evaluate
+from blitz.scoring import EvalResult, EvaluationStopped, autocast, evaluate, without_grad
 from blitz.timing import Clock
 
 
@@ -682,7 +682,7 @@ class Trainer:
                 loss = loss_fn(train_model(inputs(n)), torch.zeros(n, dtype=torch.long, device=device))
             loss.backward()
         train_model.eval()
-        with torch.inference_mode(), precision:
+        with without_grad(train_model), precision:
             for n in sorted(eval_sizes - {0}):
                 train_model(inputs(n))
         train_model.train()

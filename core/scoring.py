@@ -37,6 +37,15 @@ def autocast(config: RunConfig, device: torch.device) -> contextlib.AbstractCont
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def without_grad(model: nn.Module) -> contextlib.AbstractContextManager[Any]:
+    """``inference_mode`` for forward passes, but ``no_grad`` for a DataParallel model.
+
+    DataParallel runs each replica in a thread that is not in inference mode, where an in-place
+    op on a tensor made under it (the scattered input, a replica's parameters) would fail.
+    """
+    return torch.no_grad() if isinstance(model, nn.DataParallel) else torch.inference_mode()
+
+
 class EvaluationStopped(Exception):
     """A stop request arrived during an evaluation, which was abandoned."""
 
@@ -62,7 +71,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), autocast(config, device):
+        with without_grad(model), autocast(config, device):
             for images, labels in eval_batches(
                 split, info, device=device, batch_size=config.eval_batch_size,
                 rank=strategy.rank, world_size=strategy.world_size, memory_format=memory_format,

@@ -303,3 +303,33 @@ def test_more_ddp_processes_than_gpus_is_a_clear_error(monkeypatch):
     with pytest.raises(StrategyUnavailableError, match=r"ddp process 1 on this machine has no GPU of its own \(1 visible\): start at most 1 per machine \(--nproc-per-node 1\), or give --device cpu"):
         DDPStrategy()
     assert DDPStrategy(device="cpu").backend == "gloo"  # CPUs: as many processes as wanted
+
+
+def test_forward_passes_without_grad_leave_dataparallel_threads_free_to_write():
+    """Tensors made under inference_mode cannot be changed in place outside it, and DataParallel's
+    replica threads are outside it: a DataParallel model's evaluation runs under no_grad."""
+    import threading
+
+    from blitz.plugins.strategy_dataparallel import AutocastDataParallel
+    from blitz.scoring import without_grad
+
+    def write_in_a_thread(model: torch.nn.Module) -> list[BaseException]:
+        errors: list[BaseException] = []
+        with without_grad(model):
+            made_here = torch.ones(3) * 2  # as DataParallel scatters the input, in the caller's thread
+            assert not torch.is_grad_enabled()
+
+            def replica_forward() -> None:
+                try:
+                    made_here.add_(1)  # e.g. a model normalizing its input in place
+                except RuntimeError as exc:
+                    errors.append(exc)
+
+            thread = threading.Thread(target=replica_forward)
+            thread.start()
+            thread.join()
+        return errors
+
+    assert write_in_a_thread(AutocastDataParallel(torch.nn.Identity())) == []
+    (error,) = write_in_a_thread(torch.nn.Identity())  # plain models keep inference_mode, and this is why not DP
+    assert "Inplace update to inference tensor outside InferenceMode" in str(error)
