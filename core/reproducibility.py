@@ -21,6 +21,8 @@ def seed_everything(seed: int, deterministic: bool, device: torch.device) -> Non
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     else:
+        # Not left on by an earlier deterministic run in this process (blitz used as a library).
+        torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.benchmark = True
 
 

@@ -184,6 +184,23 @@ def test_deterministic_runs_are_bit_identical(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+
+def test_a_gpu_run_sets_determinism_both_ways(monkeypatch):
+    """A deterministic GPU run does not leave later runs in the same process deterministic."""
+    from blitz.reproducibility import seed_everything
+
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # restored after the test
+    before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    gpu = torch.device("cuda")  # only its type is read: nothing runs on it
+    try:
+        seed_everything(0, True, gpu)
+        assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+        seed_everything(0, False, gpu)
+        assert not torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.benchmark
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.benchmark = before[1]
+
 class StopAfterEpoch:
     """A plugin that asks the trainer to stop (as SIGTERM would) at the end of one epoch."""
 
