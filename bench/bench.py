@@ -7,7 +7,8 @@ Runs, each in a fresh process, and prints one table (also written as JSON):
   (c) blitz fast        `blitz run --recipe lenet_fast` on a CPU, `--recipe airbench94` on a GPU
 Ratios are images/s and wall time against (a); overhead is blitz's training time against (d).
 On a GPU, blitz's airbench-style time (CUDA events around training and the final evaluation)
-is reported too. Times from a shared, noisy machine: repeat with --repeat and read medians.
+is reported too. Times from a shared, noisy machine: repeat with --repeat, which runs the entries
+in rounds (a, d, b, c, a, ...), and read the medians and the round-by-round ratios.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +91,40 @@ def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def interleaved_runs(
+    repeats: dict[str, int], run_one: Callable[[str, int], dict[str, Any]]
+) -> dict[str, dict[int, dict[str, Any]]]:
+    """Each entry's runs by round, taken in rounds (a, d, b, c, a, d, b, c, ...).
+
+    A shared machine's load drifts over minutes: back-to-back repeats of one entry would hand a
+    busy spell to that entry alone (a slowed tutorial loop flatters every ratio against it), and
+    rounds spread it over all. A run that fails is reported and left out; the others still count.
+    """
+    runs: dict[str, dict[int, dict[str, Any]]] = {key: {} for key in repeats}
+    for i in range(max(repeats.values(), default=0)):
+        for key, repeat in repeats.items():
+            if i >= repeat:
+                continue
+            print(f"running {key} ({i + 1}/{repeat}) ...", flush=True)
+            try:
+                result = run_one(key, i)
+            except (RuntimeError, subprocess.CalledProcessError) as exc:  # keep the other runs' figures
+                print(exc, flush=True)
+                continue
+            runs[key][i] = result
+            print("  " + json.dumps({k: result.get(k) for k in ("test_accuracy", "timed_seconds", "wall_seconds")}), flush=True)
+    return runs
+
+
+def paired_ratios(
+    runs: dict[str, dict[int, dict[str, Any]]], key: str, base: str, field: str
+) -> list[float]:
+    """``field`` of ``key`` over ``base``, round by round (rounds where both ran): each pair shared
+    the machine's state of the moment, which medians taken apart do not."""
+    mine, theirs = runs.get(key, {}), runs.get(base, {})
+    return [mine[i][field] / theirs[i][field] for i in sorted(mine.keys() & theirs.keys()) if theirs[i][field]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, required=True, help="folder holding cifar-10-batches-py/")
@@ -115,22 +151,12 @@ def main() -> None:
                                              *args.fast_args.split()], args.data_root, w),
     }
     chosen = args.only or list(entries)
-    results: dict[str, dict[str, Any]] = {}
+    repeats = {key: (args.fast_repeat or args.repeat) if key == "blitz-fast" else args.repeat for key in chosen}
     with tempfile.TemporaryDirectory(prefix="blitz-bench-") as tmp:
-        workdir = Path(tmp)
-        for key in chosen:
-            repeat = (args.fast_repeat or args.repeat) if key == "blitz-fast" else args.repeat
-            runs = []
-            for i in range(repeat):
-                print(f"running {key} ({i + 1}/{repeat}) ...", flush=True)
-                try:
-                    runs.append(entries[key](workdir, i))
-                except (RuntimeError, subprocess.CalledProcessError) as exc:  # keep the other runs' figures
-                    print(exc, flush=True)
-                    continue
-                print("  " + json.dumps({k: runs[-1].get(k) for k in ("test_accuracy", "timed_seconds", "wall_seconds")}), flush=True)
-            if runs:
-                results[key] = median_of(runs)
+        runs = interleaved_runs(repeats, lambda key, i: entries[key](Path(tmp), i))
+    results: dict[str, dict[str, Any]] = {
+        key: median_of([by_round[i] for i in sorted(by_round)]) for key, by_round in runs.items() if by_round
+    }
 
     base = results.get("tutorial-loop")
     hand = results.get("handwritten")
@@ -148,10 +174,18 @@ def main() -> None:
         print(f"\n{fast['name']}: mean accuracy {100 * fast['mean_accuracy']:.2f} % over {fast['runs']} runs "
               f"(seeds 0-{fast['runs'] - 1}), min {100 * min(fast['all_accuracies']):.2f} %; "
               f"median timed {statistics.median(timed) if timed else float('nan'):.2f} s")
+    speedups = paired_ratios(runs, "blitz-tutorial", "tutorial-loop", "images_per_s")
+    if speedups:
+        print(f"\nblitz tutorial vs tutorial loop, images/s round by round: "
+              f"{', '.join(f'{r:.2f}x' for r in speedups)} (median {statistics.median(speedups):.2f}x)")
+        results["paired"] = {"blitz_tutorial_vs_loop_images_per_s": speedups, "median": statistics.median(speedups)}
     if hand and "blitz-tutorial" in results:
-        overhead = results["blitz-tutorial"]["train_seconds"] / hand["train_seconds"] - 1
-        print(f"\nframework overhead (blitz tutorial vs hand-written loop, training time): {100 * overhead:+.1f} %")
-        results["overhead"] = {"blitz_vs_handwritten_train_time": overhead}
+        # round by round where both ran, as the ratio above; else the medians' ratio
+        rounds = [r - 1 for r in paired_ratios(runs, "blitz-tutorial", "handwritten", "train_seconds")]
+        overhead = statistics.median(rounds) if rounds else results["blitz-tutorial"]["train_seconds"] / hand["train_seconds"] - 1
+        print(f"\nframework overhead (blitz tutorial vs hand-written loop, training time): {100 * overhead:+.1f} %"
+              + (f" (rounds: {', '.join(f'{100 * r:+.1f} %' for r in rounds)})" if rounds else ""))
+        results["overhead"] = {"blitz_vs_handwritten_train_time": overhead, "rounds": rounds}
     results["machine"] = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if gpu else None,
                           "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
     write_result(args.out, "bench", results)

@@ -101,3 +101,26 @@ def test_bench_fails_when_an_entry_gives_no_result(tmp_path, monkeypatch):
     ])
     with pytest.raises(SystemExit, match="no result from: blitz-fast"):
         bench.main()
+
+
+def test_bench_takes_its_entries_in_rounds_and_pairs_them_by_round(capsys):
+    """A busy spell of the shared machine falls on every entry of a round, not on one entry's
+    back-to-back repeats; ratios pair the runs of one round, and a failed run leaves a gap."""
+    import bench
+
+    order: list[tuple[str, int]] = []
+    speed = {("loop", 0): 100.0, ("loop", 1): 50.0, ("loop", 2): 80.0, ("blitz", 0): 500.0, ("blitz", 1): 260.0,
+             ("fast", 0): 900.0}
+
+    def run_one(key: str, i: int) -> dict:
+        order.append((key, i))
+        if (key, i) == ("blitz", 2):
+            raise RuntimeError("blitz tutorial failed (exit 1)")
+        return {"images_per_s": speed[key, i], "test_accuracy": 0.5, "timed_seconds": None, "wall_seconds": 1.0}
+
+    runs = bench.interleaved_runs({"loop": 3, "blitz": 3, "fast": 1}, run_one)
+    assert order == [("loop", 0), ("blitz", 0), ("fast", 0), ("loop", 1), ("blitz", 1), ("loop", 2), ("blitz", 2)]
+    assert sorted(runs["blitz"]) == [0, 1] and sorted(runs["loop"]) == [0, 1, 2] and list(runs["fast"]) == [0]
+    assert bench.paired_ratios(runs, "blitz", "loop", "images_per_s") == [5.0, 5.2]  # round 2 has no pair
+    assert bench.paired_ratios(runs, "blitz", "nosuch", "images_per_s") == []
+    assert "blitz tutorial failed (exit 1)" in capsys.readouterr().out
