@@ -107,6 +107,24 @@ def augment(
     return images
 
 
+def check_labels(labels: torch.Tensor, num_classes: int, source: str, where: str) -> None:
+    """Class indices outside 0..k-1 from a Dataset as a DataError, before they reach the device.
+
+    On a GPU the loss would hit them as an asynchronous device-side assert, which surfaces
+    later, with no word of the data, and leaves the CUDA context unusable (under DDP the other
+    ranks wait for the collective timeout). Checked on the CPU batch: two small ops. (A
+    TensorSplit's labels are checked once, when the data is loaded.)
+    """
+    if labels.dim() != 1 or labels.is_floating_point() or not labels.numel():
+        return  # probability targets, or not labels at all: the loss's business
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= num_classes:
+        raise DataError(
+            f"Dataset '{source}' gave a label outside 0..{num_classes - 1} {where} (label {low if low < 0 else high}): "
+            "a data-source bug (its labels must be class indices below DataInfo.num_classes)."
+        )
+
+
 class TensorBatches:
     """Training batches drawn from a TensorSplit held on the device.
 
@@ -245,29 +263,11 @@ class LoaderBatches:
         for step, (images, labels) in enumerate(self.loader):
             if step < start_step:
                 continue
-            self._check_labels(labels, epoch, step)
+            check_labels(labels, self.num_classes, self.source, f"at step {step} of epoch {epoch}")
             images = images.to(self.device, non_blocking=True)
             if self.augments and images.dtype == torch.uint8:
                 images = augment(images, self.augment_config, self.augment_generator)
             yield self.normalize(images, self.memory_format), labels.to(self.device, non_blocking=True)
-
-    def _check_labels(self, labels: torch.Tensor, epoch: int, step: int) -> None:
-        """Class indices outside 0..k-1 as a DataError, before they reach the device.
-
-        On a GPU the loss would hit them as an asynchronous device-side assert, which surfaces
-        later, with no word of the data, and leaves the CUDA context unusable (under DDP the
-        other ranks wait for the collective timeout). Checked on the CPU batch: two small ops.
-        """
-        if labels.dim() != 1 or labels.is_floating_point() or not labels.numel():
-            return  # probability targets, or not labels at all: the loss's business
-        low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high >= self.num_classes:
-            bad = low if low < 0 else high
-            raise DataError(
-                f"Dataset '{self.source}' gave a label outside 0..{self.num_classes - 1} at step {step} of "
-                f"epoch {epoch} (label {bad}): a data-source bug (its labels must be class indices below "
-                "DataInfo.num_classes)."
-            )
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"augment_generator": self.augment_generator.get_state()}
@@ -293,6 +293,7 @@ def eval_batches(
     world_size: int = 1,
     memory_format: torch.memory_format = torch.contiguous_format,
     num_workers: int = 0,
+    source: str = "data",
 ) -> Iterator[Batch]:
     """Every test example exactly once across ranks (rank r takes r, r+W, ...; no padding)."""
     if isinstance(split, TensorSplit):
@@ -300,12 +301,17 @@ def eval_batches(
         # On the split's own device: the engine may have moved the test split to the GPU already,
         # and index_select, unlike indexing, wants the index where the tensor is.
         index = torch.arange(rank, len(split), world_size, device=split.images.device)
+        label_index = (  # a split built by a library caller may keep its labels elsewhere
+            index if split.labels.device == index.device
+            else torch.arange(rank, len(split), world_size, device=split.labels.device)
+        )
         for start in range(0, len(index), batch_size):
-            chunk = index[start : start + batch_size]
-            images = split.images.index_select(0, chunk).to(device, non_blocking=True)
-            yield normalize(images, memory_format), split.labels.index_select(0, chunk).to(device)
+            images = split.images.index_select(0, index[start : start + batch_size]).to(device, non_blocking=True)
+            labels = split.labels.index_select(0, label_index[start : start + batch_size])
+            yield normalize(images, memory_format), labels.to(device)
         return
     normalize = Normalizer(info, device)
     subset = Subset(split, range(rank, len(split), world_size))  # type: ignore[arg-type]
-    for images, labels in DataLoader(subset, batch_size=batch_size, num_workers=num_workers):
+    for step, (images, labels) in enumerate(DataLoader(subset, batch_size=batch_size, num_workers=num_workers)):
+        check_labels(labels, info.num_classes, source, f"in its test split, evaluation batch {step}")
         yield normalize(images.to(device), memory_format), labels.to(device)

@@ -13,16 +13,17 @@ import torch
 def seed_everything(seed: int, deterministic: bool, device: torch.device) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
-    if device.type != "cuda":
-        return  # CPU kernels are already run-to-run deterministic for a fixed thread count
-    if deterministic:
+    if deterministic and device.type == "cuda":
         # cuBLAS needs this workspace setting for deterministic matmuls.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-    else:
-        # Not left on by an earlier deterministic run in this process (blitz used as a library).
-        torch.use_deterministic_algorithms(False)
+        return
+    # Set either way, so that an earlier deterministic run in this process (blitz used as a
+    # library) does not carry over. CPU kernels are already run-to-run deterministic for a fixed
+    # thread count.
+    torch.use_deterministic_algorithms(False)
+    if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
 

@@ -43,7 +43,8 @@ def without_grad(model: nn.Module) -> contextlib.AbstractContextManager[Any]:
     DataParallel runs each replica in a thread that is not in inference mode, where an in-place
     op on a tensor made under it (the scattered input, a replica's parameters) would fail.
     """
-    return torch.no_grad() if isinstance(model, nn.DataParallel) else torch.inference_mode()
+    inner = getattr(model, "_orig_mod", model)  # under torch.compile's wrapper (--compile)
+    return torch.no_grad() if isinstance(inner, nn.DataParallel) else torch.inference_mode()
 
 
 class EvaluationStopped(Exception):
@@ -75,7 +76,7 @@ def evaluate(
             for images, labels in eval_batches(
                 split, info, device=device, batch_size=config.eval_batch_size,
                 rank=strategy.rank, world_size=strategy.world_size, memory_format=memory_format,
-                num_workers=config.num_workers,
+                num_workers=config.num_workers, source=config.dataset,
             ):
                 if should_stop is not None and should_stop():
                     raise EvaluationStopped

@@ -331,5 +331,6 @@ def test_forward_passes_without_grad_leave_dataparallel_threads_free_to_write():
         return errors
 
     assert write_in_a_thread(AutocastDataParallel(torch.nn.Identity())) == []
+    assert write_in_a_thread(torch.compile(AutocastDataParallel(torch.nn.Identity()))) == []  # --compile
     (error,) = write_in_a_thread(torch.nn.Identity())  # plain models keep inference_mode, and this is why not DP
     assert "Inplace update to inference tensor outside InferenceMode" in str(error)

@@ -130,9 +130,12 @@ def test_eval_batches_index_on_the_device_that_holds_the_split():
     meta = torch.device("meta")
     data = split(10)
     on_device = TensorSplit(data.images.to(meta), data.labels.to(meta))
+    labels_apart = TensorSplit(data.images.to(meta), data.labels)  # a library caller's split, labels on the CPU
     with _IndexWhereTheTensorIs():
         evaluated = list(eval_batches(on_device, INFO, device=meta, batch_size=4))
+        apart = list(eval_batches(labels_apart, INFO, device=meta, batch_size=4))
     assert [x.shape[0] for x, _ in evaluated] == [4, 4, 2] and all(x.device == meta for x, _ in evaluated)
+    assert [y.shape[0] for _, y in apart] == [4, 4, 2] and all(y.device == meta for _, y in apart)
 
 
 class PerfectModel(torch.nn.Module):
@@ -197,6 +200,9 @@ def test_a_gpu_run_sets_determinism_both_ways(monkeypatch):
         assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
         seed_everything(0, False, gpu)
         assert not torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.benchmark
+        seed_everything(0, True, gpu)
+        seed_everything(0, True, torch.device("cpu"))  # a CPU run after it: nothing to make deterministic
+        assert not torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(before[0])
         torch.backends.cudnn.benchmark = before[1]
@@ -306,6 +312,8 @@ def test_dataset_path_refuses_labels_outside_the_classes_before_they_reach_the_d
         for batch in loader.epoch(3):
             batches_seen.append(batch)
     assert len(batches_seen) == 2  # the bad batch itself is never handed on
+    with pytest.raises(DataError, match=rf"Dataset 'mine' gave a label outside 0\.\.9 in its test split, evaluation batch 2 \(label {bad}\)"):
+        list(eval_batches(TensorDataset(data.images, labels), INFO, device=torch.device("cpu"), batch_size=4, source="mine"))
     soft = LoaderBatches(  # probability targets are the loss's business
         TensorDataset(data.images, torch.full((16, 10), 0.1)), INFO, device=torch.device("cpu"), batch_size=4,
         shuffle=False, seed=0, augment=AugmentConfig(),
