@@ -42,7 +42,6 @@ from blitz.components import DataBundle, DataInfo, Strategy, TensorSplit, direct
 from blitz.config import RunConfig
 from blitz.errors import (
     BlitzError,
-    DataError,
     Interrupted,
     OutputError,
     TrainingDivergedError,
@@ -765,21 +764,14 @@ class Trainer:
             if steps_done >= steps:
                 break
             optimizer.zero_grad(set_to_none=True)
+            # Labels are in range here: a TensorSplit's are checked when loaded, a Dataset's per
+            # batch (batches.check_labels), before the device could meet them as an assert.
             with precision:
-                try:
-                    # A model's own step (gradients included) where it has one, else autograd's
-                    loss = direct(inputs, labels, loss_fn) if direct else None
-                    autograd = loss is None
-                    if autograd:
-                        loss = loss_fn(model(inputs), labels)
-                except IndexError as exc:  # cross-entropy's "Target 7 is out of bounds" (CPU)
-                    if "out of bounds" not in str(exc):
-                        raise
-                    raise DataError(
-                        f"Dataset '{config.dataset}' gave a label outside 0..{run.info.num_classes - 1} at step "
-                        f"{steps_done} of epoch {epoch} ({exc}): a data-source bug (its labels must be class "
-                        "indices below DataInfo.num_classes)."
-                    ) from None
+                # A model's own step (gradients included) where it has one, else autograd's
+                loss = direct(inputs, labels, loss_fn) if direct else None
+                autograd = loss is None
+                if autograd:
+                    loss = loss_fn(model(inputs), labels)
             if use_scaler:  # fp16: scale the loss so small gradients survive, unscale before the step
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
