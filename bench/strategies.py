@@ -6,6 +6,11 @@ accuracy for each, with the card and torch version. One GPU cannot show multi-GP
 dataparallel runs as cuda there, and ddp as one process.
 
     python bench/strategies.py --data-root /root/cifar10 [--tutorial-epochs 2] [--resnet-epochs 5]
+
+`--jobs N` runs N of them at once. Accuracy does not depend on it (each run is seeded), but
+images/s then counts a GPU shared N ways: the batch-4 tutorial runs are bound by kernel launches,
+so a short lent machine gets their accuracy from concurrent runs and their speed from runs alone
+cut at `--timeout` (a cut run reports the images/s of the steps it logged).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +71,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--timeout", type=float, default=300, help="seconds before a run is given up")
     parser.add_argument("--workloads", nargs="*", default=["resnet18", "tutorial"], help="which workloads to run")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (images/s then counts a shared GPU)")
     args = parser.parse_args()
 
     import torch
@@ -80,26 +87,29 @@ def main() -> None:
     }
     strategies = {"cuda": ["--strategy", "cuda"], "dataparallel": ["--strategy", "dataparallel"],
                   "ddp": ["--strategy", "ddp", "--nproc-per-node", "1"]}
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for workload, wargs in ((w, workloads[w]) for w in args.workloads):
-            for strategy, sargs in strategies.items():
-                for precision in ("32", "bf16"):
-                    out = Path(tmp) / f"{workload}-{strategy}-{precision}"
-                    start = time.perf_counter()
-                    command = [sys.executable, "-m", "blitz", "run", *wargs, *sargs, "--precision", precision,
-                               "--data-root", str(args.data_root), "--out", str(out)]
-                    exit_code, stderr = run_bounded(command, args.timeout)
-                    wall = time.perf_counter() - start
-                    row = {"workload": workload, "strategy": strategy, "precision": precision, "wall_seconds": wall,
-                           "exit": exit_code}
-                    if exit_code == 0:
-                        row.update(run_figures(out))
-                    else:
-                        row["error"] = stderr[-500:]
-                        row.update(partial_figures(out))
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
+        matrix = [(workload, strategy, precision) for workload in args.workloads for strategy in strategies
+                  for precision in ("32", "bf16")]
+
+        def measure(cell: tuple[str, str, str]) -> dict[str, Any]:
+            workload, strategy, precision = cell
+            out = Path(tmp) / f"{workload}-{strategy}-{precision}"
+            start = time.perf_counter()
+            command = [sys.executable, "-m", "blitz", "run", *workloads[workload], *strategies[strategy],
+                       "--precision", precision, "--data-root", str(args.data_root), "--out", str(out)]
+            exit_code, stderr = run_bounded(command, args.timeout)
+            row = {"workload": workload, "strategy": strategy, "precision": precision,
+                   "wall_seconds": time.perf_counter() - start, "exit": exit_code, "concurrent_runs": args.jobs}
+            if exit_code == 0:
+                row.update(run_figures(out))
+            else:
+                row["error"] = stderr[-500:]
+                row.update(partial_figures(out))
+            print(json.dumps(row), flush=True)
+            return row
+
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            rows = list(pool.map(measure, matrix))
     write_result(args.out, "strategies", {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "rows": rows})
 
 
