@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import os
 import signal
 import sys
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -577,29 +578,47 @@ def _exit_at_once(signum: int, _frame: Any) -> None:
     os._exit(128 + signum)
 
 
+def _exit_now(exc: SystemExit | None) -> NoReturn:
+    """End the process with ``exc``'s exit status, skipping the interpreter's shutdown.
+
+    blitz has flushed and closed everything it wrote by now. What is left is tearing down
+    torch's modules, about a second, and with ``--compile`` on a GPU, waiting for inductor's
+    compile workers to shut down (they exit by themselves once this process is gone).
+    """
+    code: int = 0
+    if exc is not None and exc.code is not None:
+        if isinstance(exc.code, int):
+            code = exc.code
+        else:  # sys.exit("message"): Python would print it and exit 1
+            print(exc.code, file=sys.stderr)
+            code = 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("BLITZ_COMMAND_LINE", " ".join(["blitz", *sys.argv[1:]]))
     from blitz.launch import launched_by_torchrun
 
-    if not launched_by_torchrun():
-        try:
-            app()
-        except KeyboardInterrupt:  # while the command line is parsed, before any command runs
-            err_console.print(INTERRUPTED, highlight=False)
-            sys.exit(130)
-        finally:
-            # The command is over: a Ctrl-C now (a second one on the way out) ends the process
-            # at once, without a traceback from Python's shutdown after blitz's last line.
-            signal.signal(signal.SIGINT, _exit_at_once)
-        return
-    # A DDP worker ends without running static destructors: gloo in torch 2.14 sometimes
-    # aborts in them (SIGABRT after a clean teardown), which would fail a finished job.
+    # A Ctrl-C while the command ends (a second one on the way out) ends the process at once,
+    # without a traceback from Python's shutdown after blitz's last line.
+    exit_status: SystemExit | None = None
     try:
         app()
-        code = 0
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+        exit_status = exc
+    except KeyboardInterrupt:  # while the command line is parsed, before any command runs
+        if launched_by_torchrun():
+            raise
+        err_console.print(INTERRUPTED, highlight=False)
+        exit_status = SystemExit(130)
+    finally:
+        signal.signal(signal.SIGINT, _exit_at_once)
+    # Every process ends without running static destructors and atexit handlers: a DDP worker
+    # because gloo in torch 2.14 sometimes aborts in them (SIGABRT after a clean teardown),
+    # which would fail a finished job; any other run because the interpreter's shutdown costs
+    # one to three seconds of wall time after the work is done.
+    _exit_now(exit_status)

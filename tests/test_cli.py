@@ -349,3 +349,31 @@ def test_list_optimizers_shows_each_optimizers_own_hyperparameters():
     rows = {r["name"]: r for r in json.loads(blitz("list", "optimizers", "--json").output)}
     assert rows["muon"]["hyperparameters"] == {"lr": 0.02, "momentum": 0.95, "weight_decay": 0.0}
     assert rows["adamw"]["description"].endswith("(lr 0.001, momentum 0.9, weight_decay 0.01)")
+
+
+@pytest.mark.parametrize(("status", "code", "stderr"), [("None", 0, ""), ("3", 3, ""), ("'boom'", 1, "boom\n")])
+def test_the_process_ends_with_the_commands_status_and_skips_python_shutdown(status, code, stderr):
+    import subprocess
+    import sys
+
+    script = ("import atexit, sys; from blitz.cli import _exit_now; atexit.register(print, 'atexit ran'); "
+              f"print('last line', end=''); _exit_now(SystemExit({status}))")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (code, "last line", stderr)
+
+
+def test_a_run_through_the_console_entry_point_flushes_its_output_and_files(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    base = [sys.executable, "-m", "blitz", "run", "--model", "lenet", "--dataset", "random", "--dataset-arg", "length=40",
+            "--dataset-arg", "test_length=8", "--batch-size", "8", "--strategy", "cpu", "--out", str(out)]
+    proc = subprocess.run(base, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert "test accuracy" in proc.stdout.lower()
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["status"], summary["epochs_done"]) == ("finished", summary["epochs"])
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    bad = subprocess.run([*base[:-2], "--batch-size", "0"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "batch" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
