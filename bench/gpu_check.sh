@@ -3,15 +3,16 @@
 # docs/benchmarks.md for how the data and the wheels get there). Writes logs and JSON under $OUT
 # (or bench/results); each part has its own time limit, and a failing part does not stop the rest.
 #   bash bench/gpu_check.sh [DATA_ROOT [PART ...]]
-# Parts: muon (airbench94_muon, 5 seeds, ~2 min), muon-compile (the same with --compile, 3 seeds,
-# ~2 min), airbench (airbench94, 5 seeds, ~2 min), compile (airbench94 with --compile, 3 seeds,
-# ~2 min), resnet18 and tutorial (the strategy matrix, ~3 and ~6 min). One command may run 10
-# minutes on the lent machine: the default is the first three (limits 150+150+160 s); run
-# `compile resnet18` and `tutorial` in further calls.
+# Parts: muon (airbench94_muon, 5 seeds, ~1.5 min), muon-compile (the same with --compile, 5 seeds,
+# ~2 min), muon-fp16 (airbench94_muon in fp16 autocast, the reference's precision, 5 seeds, ~1.5 min),
+# muon-threads1 (compiled, inductor without its worker pool, 3 seeds, ~1 min), airbench
+# (airbench94, 5 seeds, ~2 min), compile (airbench94 with --compile, 3 seeds, ~2 min), resnet18
+# and tutorial (the strategy matrix, ~3 and ~6 min). One command may run 10 minutes on the lent
+# machine: the default is the first three; run the others in further calls.
 set -uo pipefail
 DATA_ROOT=${1:-/root/cifar10}
 shift || true
-PARTS=${*:-muon muon-compile airbench}
+PARTS=${*:-muon muon-compile muon-fp16}
 OUT=${OUT:-bench/results}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -24,8 +25,16 @@ wants() { [[ " $PARTS " == *" $1 "* ]]; }
 # airbench94_muon (the newer record's methods), five seeds; then compiled, three seeds
 wants muon && timeout 150 python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 5 \
   --fast-recipe airbench94_muon --out "$OUT/muon" 2>&1 | tee "$OUT/muon.log"
-wants muon-compile && timeout 150 python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 3 \
+wants muon-compile && timeout 200 python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 5 \
   --fast-recipe airbench94_muon --fast-args=--compile --out "$OUT/muon-compile" 2>&1 | tee "$OUT/muon-compile.log"
+# the same seeds in fp16 autocast with a gradient scaler: fp16's 11 significand bits, as the
+# reference's fp16 network, against bf16's 8 (is bf16 what costs the last 0.05 points?)
+wants muon-fp16 && timeout 150 python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 5 \
+  --fast-recipe airbench94_muon --fast-args="--precision 16-mixed" --out "$OUT/muon-fp16" 2>&1 | tee "$OUT/muon-fp16.log"
+# compiled without inductor's compile-worker pool (started on GPUs, waited for at exit): wall time
+wants muon-threads1 && TORCHINDUCTOR_COMPILE_THREADS=1 timeout 150 python3 bench/bench.py --data-root "$DATA_ROOT" \
+  --only blitz-fast --fast-repeat 3 --fast-recipe airbench94_muon --fast-args=--compile --out "$OUT/muon-threads1" \
+  2>&1 | tee "$OUT/muon-threads1.log"
 # airbench94, five seeds: accuracy, airbench-style time (CUDA events) and end-to-end wall time
 wants airbench && timeout 160 python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 5 \
   --out "$OUT" 2>&1 | tee "$OUT/airbench.log"

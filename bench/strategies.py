@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,12 @@ def partial_figures(run_dir: Path) -> dict[str, Any]:
         return {}
     rates = [r["images_per_s"] for r in steps[1:]]  # the first window holds the start-up
     return {"images_per_s": statistics.median(rates), "steps_done": steps[-1]["step"], "partial": True}
+
+
+def measure_all(cells: list[Any], measure: Callable[[Any], dict[str, Any]], jobs: int) -> list[dict[str, Any]]:
+    """``measure`` each cell, ``jobs`` at a time (threads: each waits on its own `blitz run`), in order."""
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(measure, cells))
 
 
 def main() -> None:
@@ -108,8 +115,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             return row
 
-        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            rows = list(pool.map(measure, matrix))
+        rows = measure_all(matrix, measure, args.jobs)
     write_result(args.out, "strategies", {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "rows": rows})
 
 

@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from strategies import partial_figures, run_bounded  # noqa: E402
+from strategies import measure_all, partial_figures, run_bounded  # noqa: E402
 
 
 def test_run_bounded_stops_the_whole_process_group():
@@ -124,3 +124,19 @@ def test_bench_takes_its_entries_in_rounds_and_pairs_them_by_round(capsys):
     assert bench.paired_ratios(runs, "blitz", "loop", "images_per_s") == [5.0, 5.2]  # round 2 has no pair
     assert bench.paired_ratios(runs, "blitz", "nosuch", "images_per_s") == []
     assert "blitz tutorial failed (exit 1)" in capsys.readouterr().out
+
+
+def test_the_strategy_matrix_runs_cells_at_once_and_keeps_their_order():
+    import threading
+
+    barrier = threading.Barrier(3, timeout=10)  # only passes if three cells run at the same time
+
+    def measure(cell):
+        barrier.wait()
+        return {"cell": cell}
+
+    assert measure_all(["a", "b", "c"], measure, jobs=3) == [{"cell": "a"}, {"cell": "b"}, {"cell": "c"}]
+    seen = []
+    assert measure_all([1, 2], lambda cell: seen.append(threading.get_ident()) or {"cell": cell}, jobs=1) == [
+        {"cell": 1}, {"cell": 2}]
+    assert len(set(seen)) == 1  # one at a time by default
