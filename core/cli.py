@@ -603,8 +603,6 @@ def main() -> None:
     os.environ.setdefault("BLITZ_COMMAND_LINE", " ".join(["blitz", *sys.argv[1:]]))
     from blitz.launch import launched_by_torchrun
 
-    # A Ctrl-C while the command ends (a second one on the way out) ends the process at once,
-    # without a traceback from Python's shutdown after blitz's last line.
     exit_status: SystemExit | None = None
     try:
         app()
@@ -616,6 +614,8 @@ def main() -> None:
         err_console.print(INTERRUPTED, highlight=False)
         exit_status = SystemExit(130)
     finally:
+        # The command is over: a Ctrl-C now (a second one on the way out) ends the process at
+        # once, without a traceback after blitz's last line.
         signal.signal(signal.SIGINT, _exit_at_once)
     # Every process ends without running static destructors and atexit handlers: a DDP worker
     # because gloo in torch 2.14 sometimes aborts in them (SIGABRT after a clean teardown),
