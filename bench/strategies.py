@@ -16,6 +16,7 @@ cut at `--timeout` (a cut run reports the images/s of the steps it logged).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,11 +36,19 @@ sys.path.insert(0, str(HERE))
 from bench import run_figures, write_result  # noqa: E402  (bench/bench.py, beside this file)
 
 
+RUNNING: set[subprocess.Popen[str]] = set()  # the runs in flight, stopped on Ctrl-C
+STOPPING = threading.Event()  # set on Ctrl-C: no new run starts, one starting now stops itself
+PRINT_LOCK = threading.Lock()  # one result line at a time from concurrent runs
+
+
 def run_bounded(command: list[str], timeout: float) -> tuple[int, str]:
     """Run ``command``; past ``timeout`` seconds send its whole process group SIGTERM (blitz then
     checkpoints and exits, torchrun's workers included), and SIGKILL 20 s later."""
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True)  # its own group: a cut run takes its workers along
+    RUNNING.add(proc)
+    if STOPPING.is_set():  # Ctrl-C came while it started, after measure_all stopped the others
+        os.killpg(proc.pid, signal.SIGTERM)
     try:
         _, stderr = proc.communicate(timeout=timeout)
         return proc.returncode, stderr
@@ -50,6 +60,8 @@ def run_bounded(command: list[str], timeout: float) -> tuple[int, str]:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
         return proc.returncode, f"stopped after {timeout:.0f} s"
+    finally:
+        RUNNING.discard(proc)
 
 
 def partial_figures(run_dir: Path) -> dict[str, Any]:
@@ -65,9 +77,27 @@ def partial_figures(run_dir: Path) -> dict[str, Any]:
 
 
 def measure_all(cells: list[Any], measure: Callable[[Any], dict[str, Any]], jobs: int) -> list[dict[str, Any]]:
-    """``measure`` each cell, ``jobs`` at a time (threads: each waits on its own `blitz run`), in order."""
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(measure, cells))
+    """``measure`` each cell, ``jobs`` at a time (threads: each waits on its own `blitz run`), in order.
+
+    On Ctrl-C (or any error) the cells not started are dropped and the runs in flight stopped:
+    they run in their own process groups, out of the terminal's reach.
+    """
+    def unless_stopping(cell: Any) -> dict[str, Any] | None:
+        return None if STOPPING.is_set() else measure(cell)
+
+    STOPPING.clear()
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
+        return list(pool.map(unless_stopping, cells))  # type: ignore[arg-type]  (None only once stopping)
+    except BaseException:
+        STOPPING.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in list(RUNNING):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def main() -> None:
@@ -97,6 +127,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         matrix = [(workload, strategy, precision) for workload in args.workloads for strategy in strategies
                   for precision in ("32", "bf16")]
+        concurrent = max(1, min(args.jobs, len(matrix)))
 
         def measure(cell: tuple[str, str, str]) -> dict[str, Any]:
             workload, strategy, precision = cell
@@ -106,13 +137,14 @@ def main() -> None:
                        "--precision", precision, "--data-root", str(args.data_root), "--out", str(out)]
             exit_code, stderr = run_bounded(command, args.timeout)
             row = {"workload": workload, "strategy": strategy, "precision": precision,
-                   "wall_seconds": time.perf_counter() - start, "exit": exit_code, "concurrent_runs": args.jobs}
+                   "wall_seconds": time.perf_counter() - start, "exit": exit_code, "concurrent_runs": concurrent}
             if exit_code == 0:
                 row.update(run_figures(out))
             else:
                 row["error"] = stderr[-500:]
                 row.update(partial_figures(out))
-            print(json.dumps(row), flush=True)
+            with PRINT_LOCK:
+                print(json.dumps(row), flush=True)
             return row
 
         rows = measure_all(matrix, measure, args.jobs)

@@ -593,6 +593,13 @@ def _exit_now(exc: SystemExit | None) -> NoReturn:
             print(exc.code, file=sys.stderr)
             code = 1
     logging.shutdown()
+    multiprocessing = sys.modules.get("multiprocessing")  # not imported: no children to stop
+    if multiprocessing is not None:
+        # Persistent DataLoader workers are stopped by multiprocessing's atexit hook, which
+        # os._exit skips: left alone they would live, holding the output pipe, until they
+        # notice that this process is gone (up to 5 s later).
+        for child in multiprocessing.active_children():
+            child.terminate()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from strategies import measure_all, partial_figures, run_bounded  # noqa: E402
+from strategies import RUNNING, measure_all, partial_figures, run_bounded  # noqa: E402
 
 
 def test_run_bounded_stops_the_whole_process_group():
@@ -140,3 +140,28 @@ def test_the_strategy_matrix_runs_cells_at_once_and_keeps_their_order():
     assert measure_all([1, 2], lambda cell: seen.append(threading.get_ident()) or {"cell": cell}, jobs=1) == [
         {"cell": 1}, {"cell": 2}]
     assert len(set(seen)) == 1  # one at a time by default
+
+
+def test_ctrl_c_drops_the_cells_not_started_and_stops_the_runs_in_flight():
+    import os
+    import signal
+
+    codes = {}
+
+    def measure(cell):
+        if cell == "slow":
+            codes[cell] = run_bounded([sys.executable, "-c", "import time; time.sleep(120)"], timeout=300)[0]
+        elif cell == "ctrl-c":
+            deadline = time.monotonic() + 30
+            while not RUNNING and time.monotonic() < deadline:
+                time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: Python raises it in the main thread
+            time.sleep(2)  # this worker is still busy when the main thread reacts
+        else:
+            codes[cell] = 0
+        return {"cell": cell}
+
+    with pytest.raises(KeyboardInterrupt):
+        measure_all(["slow", "ctrl-c", "never"], measure, jobs=2)
+    assert codes == {"slow": -15}  # stopped by SIGTERM, not after its two minutes; "never" not run
+    assert not RUNNING

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -377,3 +378,23 @@ def test_a_run_through_the_console_entry_point_flushes_its_output_and_files(tmp_
     assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     bad = subprocess.run([*base[:-2], "--batch-size", "0"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "batch" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+
+def test_the_process_ends_its_multiprocessing_children_with_it():
+    import subprocess
+    import sys
+    import time
+
+    script = ("import multiprocessing, time; from blitz.cli import _exit_now; "
+              "child = multiprocessing.Process(target=time.sleep, args=(120,), daemon=True); child.start(); "
+              "print(child.pid, flush=True); _exit_now(None)")
+    # A child left running would hold the output pipe open: run() would wait for its two minutes.
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    stat = Path(f"/proc/{int(proc.stdout)}/stat")
+    for _ in range(100):  # gone, or a zombie waiting for whoever adopted it to reap it
+        if not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the child is still running: {stat.read_text()}")
