@@ -22,7 +22,7 @@ wants() { [[ " $PARTS " == *" $1 "* ]]; }
   python3 -c "import torch, timm; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'timm', timm.__version__)"
   nproc
 } 2>&1 | tee "$OUT/gpu.txt"
-# airbench94_muon (the newer record's methods), five seeds; then compiled, three seeds
+# airbench94_muon (the newer record's methods), five seeds; then compiled, five seeds
 wants muon && timeout 150 python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 5 \
   --fast-recipe airbench94_muon --out "$OUT/muon" 2>&1 | tee "$OUT/muon.log"
 wants muon-compile && timeout 200 python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 5 \
@@ -48,6 +48,6 @@ wants resnet18 && timeout 220 python3 bench/strategies.py --data-root "$DATA_ROO
 # (each reports the steps it logged), accuracy from the six run to the end at once
 wants tutorial && timeout 230 python3 bench/strategies.py --data-root "$DATA_ROOT" --workloads tutorial \
   --tutorial-epochs 2 --timeout 28 --out "$OUT/tutorial-speed" 2>&1 | tee "$OUT/strategies-tutorial-speed.log"
-wants tutorial && timeout 170 python3 bench/strategies.py --data-root "$DATA_ROOT" --workloads tutorial \
+wants tutorial && timeout 200 python3 bench/strategies.py --data-root "$DATA_ROOT" --workloads tutorial \
   --tutorial-epochs 2 --timeout 150 --jobs 6 --out "$OUT/tutorial-accuracy" 2>&1 | tee "$OUT/strategies-tutorial-accuracy.log"
 exit 0
