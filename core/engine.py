@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -76,6 +77,21 @@ class GuardedLogger:
         except Exception as exc:
             self.failed = True
             self.warn([f"logger '{self.name}' raised in {method}(): {type(exc).__name__}: {exc}; it is off for the rest of this run."])
+
+
+def release_compile_workers() -> None:
+    """Shut inductor's compile workers down in the background, once the warm-up has compiled
+    every graph of the run.
+
+    On a GPU, torch.compile starts a helper process with a worker per CPU core, also when every
+    graph comes from its cache. Left running, it is waited for at exit (a second or two), and
+    until it is gone it holds the caller's output pipe open. A later compilation starts it again.
+    """
+    try:
+        from torch._inductor.async_compile import shutdown_compile_workers
+    except ImportError:  # a private API: without it the workers stay, as they would anyway
+        return
+    threading.Thread(target=shutdown_compile_workers, name="blitz-compile-workers", daemon=True).start()
 
 
 @dataclass
@@ -693,6 +709,8 @@ class Trainer:
             torch.cuda.synchronize(device)
         what = " and ".join(w for w, on in (("compiling", config.compile), ("cuDNN autotuning", device.type == "cuda")) if on)
         self.say(f"Warm-up ({what}, not timed): {time.perf_counter() - start:.1f} s")
+        if config.compile:
+            release_compile_workers()
 
     def _interrupted(self, where: str, run_dir: Path | None) -> Interrupted:
         signum = self.stop.signal_number or signal.SIGTERM

@@ -208,11 +208,21 @@ def test_data_verify(cifar_root, tmp_path):
     assert "data_batch_3" in broken.output
 
 
-def test_compile_trains_and_evaluates(tmp_path):
+def test_compile_trains_and_evaluates_then_lets_the_compile_workers_go(tmp_path, monkeypatch):
+    import threading
+
+    import torch._inductor.async_compile as async_compile
+
+    released = threading.Event()
+    monkeypatch.setattr(async_compile, "shutdown_compile_workers", released.set)
     out = tmp_path / "run"
     result = blitz("run", "--recipe", "randomdemo", "--compile", "--epochs", "2", "--out", out)
     assert result.exit_code == 0, result.output
     assert json.loads((out / "summary.json").read_text())["epochs_done"] == 2
+    assert released.wait(30)  # after the warm-up, in a thread of its own
+    released.clear()
+    assert blitz("run", "--recipe", "randomdemo", "--epochs", "1", "--out", tmp_path / "plain").exit_code == 0
+    assert not released.is_set()  # nothing compiled, nothing to release
 
 
 def test_bad_compile_mode_is_named():
