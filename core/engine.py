@@ -91,7 +91,12 @@ def release_compile_workers() -> None:
         from torch._inductor.async_compile import shutdown_compile_workers
     except ImportError:  # a private API: without it the workers stay, as they would anyway
         return
-    threading.Thread(target=shutdown_compile_workers, name="blitz-compile-workers", daemon=True).start()
+
+    def shut_down() -> None:
+        with contextlib.suppress(Exception):  # housekeeping: a failure costs only the time saved
+            shutdown_compile_workers()
+
+    threading.Thread(target=shut_down, name="blitz-compile-workers", daemon=True).start()
 
 
 @dataclass
