@@ -595,11 +595,15 @@ def _exit_now(exc: SystemExit | None) -> NoReturn:
     logging.shutdown()
     multiprocessing = sys.modules.get("multiprocessing")  # not imported: no children to stop
     if multiprocessing is not None:
-        # Persistent DataLoader workers are stopped by multiprocessing's atexit hook, which
-        # os._exit skips: left alone they would live, holding the output pipe, until they
-        # notice that this process is gone (up to 5 s later).
+        # What multiprocessing's atexit hook does, which os._exit skips: daemonic children
+        # (persistent DataLoader workers) are stopped, which left alone would live, holding the
+        # output pipe, until they notice that this process is gone (up to 5 s later); others
+        # are waited for.
         for child in multiprocessing.active_children():
-            child.terminate()
+            if child.daemon:
+                child.terminate()
+            else:
+                child.join()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -390,21 +390,30 @@ def test_a_run_through_the_console_entry_point_flushes_its_output_and_files(tmp_
     assert bad.returncode == 2 and "batch" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
 
 
-def test_the_process_ends_its_multiprocessing_children_with_it():
+def test_the_process_ends_its_daemonic_children_and_waits_for_the_others(tmp_path):
     import subprocess
     import sys
     import time
 
-    script = ("import multiprocessing, time; from blitz.cli import _exit_now; "
-              "child = multiprocessing.Process(target=time.sleep, args=(120,), daemon=True); child.start(); "
-              "print(child.pid, flush=True); _exit_now(None)")
-    # A child left running would hold the output pipe open: run() would wait for its two minutes.
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    stat = Path(f"/proc/{int(proc.stdout)}/stat")
+    done = tmp_path / "done"
+    script = (
+        "import multiprocessing, pathlib, time; from blitz.cli import _exit_now\n"
+        "def finish(): time.sleep(1); pathlib.Path(%r).touch()\n"
+        "if __name__ == '__main__':\n"
+        "    child = multiprocessing.Process(target=time.sleep, args=(120,), daemon=True); child.start()\n"
+        "    multiprocessing.Process(target=finish).start()\n"
+        "    print(child.pid, flush=True); _exit_now(None)\n" % str(done)
+    )
+    (tmp_path / "script.py").write_text(script)
+    with open(tmp_path / "out.txt", "w") as out:  # a file, not a pipe: run() returns when the parent exits
+        proc = subprocess.run([sys.executable, str(tmp_path / "script.py")], stdout=out, timeout=60)
+    assert proc.returncode == 0
+    assert done.exists()  # the other child was waited for, as at a normal exit
+    # A daemonic child (a DataLoader worker) left running would hold a caller's output pipe open.
+    stat = Path(f"/proc/{int((tmp_path / 'out.txt').read_text())}/stat")
     for _ in range(100):  # gone, or a zombie waiting for whoever adopted it to reap it
         if not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
             break
         time.sleep(0.1)
     else:
-        raise AssertionError(f"the child is still running: {stat.read_text()}")
+        raise AssertionError(f"the daemonic child is still running: {stat.read_text()}")
