@@ -107,6 +107,12 @@ def augment(
     return images
 
 
+def labels_out_of_range(labels: torch.Tensor, num_classes: int) -> tuple[int, int] | None:
+    """(lowest, highest) class index of non-empty ``labels`` if either is outside 0..k-1, else None."""
+    low, high = (int(v) for v in labels.aminmax())  # one pass over the labels
+    return (low, high) if low < 0 or high >= num_classes else None
+
+
 def check_labels(labels: torch.Tensor, num_classes: int, source: str, where: str) -> None:
     """Class indices outside 0..k-1 from a Dataset as a DataError, before they reach the device.
 
@@ -117,8 +123,9 @@ def check_labels(labels: torch.Tensor, num_classes: int, source: str, where: str
     """
     if labels.dim() != 1 or labels.is_floating_point() or not labels.numel():
         return  # probability targets, or not labels at all: the loss's business
-    low, high = int(labels.min()), int(labels.max())
-    if low < 0 or high >= num_classes:
+    bad = labels_out_of_range(labels, num_classes)
+    if bad is not None:
+        low, high = bad
         raise DataError(
             f"Dataset '{source}' gave a label outside 0..{num_classes - 1} {where} (label {low if low < 0 else high}): "
             "a data-source bug (its labels must be class indices below DataInfo.num_classes)."

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from blitz.batches import labels_out_of_range
 from blitz.catalog import Resolved, load_catalog, resolve
 from blitz.components import DataBundle, DataInfo, TensorSplit
 from blitz.config import SUPPLIED_BY_BLITZ, RunConfig
@@ -119,8 +120,9 @@ def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
     for split_name, split in (("train", bundle.train), ("test", bundle.test)):
         if isinstance(split, TensorSplit) and len(split):
             _check_tensor_split(resolved.name, split_name, split, info)
-            low, high = int(split.labels.min()), int(split.labels.max())
-            if low < 0 or high >= bundle.info.num_classes:
+            bad = labels_out_of_range(split.labels, info.num_classes)
+            if bad is not None:
+                low, high = bad
                 raise DataError(
                     f"Dataset '{resolved.name}' {split_name} labels range {low}..{high}, outside "
                     f"0..{bundle.info.num_classes - 1} for its {bundle.info.num_classes} classes."

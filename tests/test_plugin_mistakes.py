@@ -156,6 +156,10 @@ def _source(info: DataInfo, images: torch.Tensor, labels: torch.Tensor):
          torch.zeros(4, dtype=torch.long), r"declares mean \[0.5\] and std \[0.2\] for 3 channels"),
         (DataInfo(num_classes=2, class_names=("a", "b"), input_shape=(3, 8, 8), mean=(0.5,) * 3, std=(0.2, 0.0, 0.2)), torch.zeros(4, 3, 8, 8, dtype=torch.uint8),
          torch.zeros(4, dtype=torch.long), "std above 0"),
+        (DataInfo(num_classes=2, class_names=("a", "b"), input_shape=(3, 8, 8)), torch.zeros(4, 3, 8, 8, dtype=torch.uint8),
+         torch.tensor([0, 1, 2, 1]), r"Dataset 'odd' train labels range 0\.\.2, outside 0\.\.1 for its 2 classes"),
+        (DataInfo(num_classes=2, class_names=("a", "b"), input_shape=(3, 8, 8)), torch.zeros(4, 3, 8, 8, dtype=torch.uint8),
+         torch.tensor([0, -1, 1, 1]), r"Dataset 'odd' train labels range -1\.\.1, outside 0\.\.1"),
     ],
 )
 def test_a_data_source_inconsistent_with_its_own_datainfo_fails_before_training(tmp_path, info, images, labels, message):
