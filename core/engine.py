@@ -48,6 +48,7 @@ from blitz.errors import (
     TrainingDivergedError,
     UsageError,
 )
+from blitz.freezing import GradientFreezer, can_freeze
 from blitz.launch import launched_by_torchrun
 from blitz.plugin_host import PluginHost, get_host
 from blitz.progress import EpochProgress
@@ -176,6 +177,7 @@ class _Session:
     start_epoch: int = 1  # where training (re)starts
     start_step: int = 0
     evaluation_pending: bool = False  # the last epoch's evaluation was abandoned (Ctrl-C)
+    freezer: GradientFreezer = field(default_factory=GradientFreezer)  # gradients a schedule ends early
 
 
 # Up to this batch size a CPU run trains on one thread by default: a second one gains ~15 % on
@@ -323,6 +325,7 @@ class Trainer:
             finally:  # also when warm-up, training or a hook fails: files flushed, writers stopped
                 for logger in session.loggers:
                     logger.close()
+                session.freezer.restore()  # the model leaves training as it came
             return self._finish(session, latest, train_seconds, images_seen)
 
     @contextlib.contextmanager
@@ -384,6 +387,7 @@ class Trainer:
             **{**c.schedule.defaults, **config.schedule_args},
         ), ("step", "state_dict", "load_state_dict"))
         train_model = strategy.wrap(model)
+        freezer = GradientFreezer.for_schedule(scheduler, c.schedule.name, can_freeze(train_model, config.compile))
         if config.compile:
             train_model = torch.compile(train_model, mode=config.compile_mode)
         return _Session(
@@ -399,6 +403,7 @@ class Trainer:
             steps_per_epoch=steps_per_epoch,
             total_steps=total_steps,
             clock=clock,
+            freezer=freezer,
         )
 
     def _load_data(self, strategy: Strategy) -> DataBundle:
@@ -456,6 +461,7 @@ class Trainer:
             start_epoch, start_step = start_epoch + 1, 0
         session.start_epoch, session.start_step = start_epoch, start_step
         run.global_step = global_step
+        session.freezer.catch_up(global_step)
         done, in_progress = start_epoch - 1, start_step > 0
         if config.epochs < done + in_progress:  # would rewrite the run's record to fewer epochs
             raise UsageError(
@@ -783,6 +789,7 @@ class Trainer:
         progress.start(epoch, config.epochs, steps, done=first_step)
         precision = autocast(config, device)
         direct = None if use_scaler else direct_gradients_of(model)
+        freeze = session.freezer.after_step if session.freezer else None
         for inputs, labels in session.batches.epoch(epoch, first_step):
             if steps_done >= steps:
                 break
@@ -807,6 +814,8 @@ class Trainer:
             window_losses.append(loss.detach())
             steps_done += 1
             run.global_step += 1
+            if freeze:
+                freeze(run.global_step)
             window_steps += 1
             n = labels.shape[0] * world  # every rank trains on as many: images/s is the whole job's
             window_images += n

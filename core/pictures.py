@@ -83,7 +83,9 @@ def new_figure(size: tuple[float, float]) -> Figure:
 
 def save_figure(figure: Figure, path: Path) -> None:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)  # no bbox_inches="tight": keep the size exact
+    # No bbox_inches="tight": keep the size exact. zlib level 1, not 6: files ~8 % larger,
+    # written in half the time (~0.2 s of every run's end, most of it predictions.png's photos).
+    figure.savefig(buffer, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 

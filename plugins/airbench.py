@@ -157,6 +157,7 @@ class AirbenchNet(nn.Module):
         whiten_eps: float = WHITEN_EPS,
         head_std: float | None = None,
         zero_whiten_bias: bool = True,
+        whiten_in_fp32: bool = False,
     ) -> None:
         super().__init__()
         if tta_level not in (0, 1, 2):
@@ -173,8 +174,10 @@ class AirbenchNet(nn.Module):
         whiten_width = 2 * in_chans * whiten_kernel_size**2
         self.whiten = nn.Conv2d(in_chans, whiten_width, kernel_size=whiten_kernel_size, padding=0, bias=True)
         self.whiten.weight.requires_grad_(False)  # frozen: set from the data, never trained
-        if not isinstance(zero_whiten_bias, bool):
-            raise ValueError(f"zero_whiten_bias must be true or false, got {zero_whiten_bias!r}")
+        for name, flag in (("zero_whiten_bias", zero_whiten_bias), ("whiten_in_fp32", whiten_in_fp32)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name} must be true or false, got {flag!r}")
+        self.whiten_in_fp32 = whiten_in_fp32
         if zero_whiten_bias:  # airbench94 starts it at 0; airbench94_muon keeps PyTorch's random init
             with torch.no_grad():
                 self.whiten.bias.zero_()  # the bias does train (for the first epochs; see airbench_sgd)
@@ -192,7 +195,7 @@ class AirbenchNet(nn.Module):
                 self.head.weight.mul_(head_std / self.head.weight.std())
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.activation(self.whiten(x))
+        x = self.activation(self.whitened(x))
         x = self.groups(x)
         # Global max-pool: on 32x32 inputs the maps are 3x3 here, where this is exactly the
         # paper's nn.MaxPool2d(3); pooling over all positions also serves other sizes. Not
@@ -200,6 +203,22 @@ class AirbenchNet(nn.Module):
         # rounded differently, finds no position equal to it, and divides by zero (NaN);
         # max-pooling's backward routes the gradient through saved indices instead.
         return F.adaptive_max_pool2d(x, 1).flatten(1)
+
+    def whitened(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem's output; with ``whiten_in_fp32`` computed in fp32 under autocast, then
+        rounded to autocast's dtype.
+
+        The whitening filters divide by the square roots of small eigenvalues (weights up to ~5),
+        and the outputs of the faint directions are differences of large products: with bf16's
+        8 significand bits, inputs and weights rounded give those outputs a few percent of
+        error; in fp32 (TF32 on a GPU, fp16's 11 bits) only the output's final rounding is left.
+        """
+        device = x.device.type
+        if not self.whiten_in_fp32 or not torch.is_autocast_enabled(device):
+            return self.whiten(x)
+        dtype = torch.get_autocast_dtype(device)
+        with torch.autocast(device, enabled=False):
+            return self.whiten(x.float()).to(dtype)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x)) * self.scaling_factor
@@ -272,6 +291,7 @@ def build_airbench(
     whiten_eps: float = WHITEN_EPS,
     head_std: float | None = None,
     zero_whiten_bias: bool = True,
+    whiten_in_fp32: bool = False,
 ) -> AirbenchNet:
     """airbench94's network for images of ``input_shape`` (C, H, W); made for 32x32.
 
@@ -284,6 +304,8 @@ def build_airbench(
     :param head_std: rescale the head's initial weights to this standard deviation (default:
         PyTorch's init).
     :param zero_whiten_bias: start the whitening layer's bias at 0 (else PyTorch's random init).
+    :param whiten_in_fp32: under autocast (bf16, fp16), compute the whitening layer in fp32 and
+        round only its output (bf16 loses a few percent in its faint directions).
     """
     if len(input_shape) != 3:
         raise ValueError(f"airbench takes images (C, H, W), not inputs of shape {tuple(input_shape)}")
@@ -299,7 +321,7 @@ def build_airbench(
         num_classes=num_classes, in_chans=input_shape[0], widths=widths,
         batchnorm_momentum=batchnorm_momentum, scaling_factor=scaling_factor, tta_level=tta_level,
         whiten_kernel_size=whiten_kernel_size, whiten_eps=whiten_eps, head_std=head_std,
-        zero_whiten_bias=zero_whiten_bias,
+        zero_whiten_bias=zero_whiten_bias, whiten_in_fp32=whiten_in_fp32,
     )
 
 
@@ -344,6 +366,16 @@ class AirbenchSGD(torch.optim.SGD):
 
     def set_total_steps(self, total_steps: int) -> None:
         self.total_steps = max(int(total_steps), 1)
+
+    def parameters_done_at(self) -> dict[int, list[torch.Tensor]]:
+        """{steps: parameters} for the groups whose gradients are dropped from that many steps
+        on (``active_fraction``): blitz stops computing them there (``blitz.freezing``)."""
+        done: dict[int, list[torch.Tensor]] = {}
+        if self.total_steps is not None:
+            for group in self.param_groups:
+                if group.get("active_fraction", 1.0) < 1:
+                    done.setdefault(round(group["active_fraction"] * self.total_steps), []).extend(group["params"])
+        return done
 
     def _tracked(self) -> list[torch.Tensor]:
         """The module's tensors Lookahead averages, looked up each time (buffers can be replaced)."""
@@ -509,6 +541,7 @@ def build_airbench_muon(
     sgd_momentum: float = MUON_SGD_MOMENTUM,
     ns_steps: int = MUON_NS_STEPS,
     whiten_bias_fraction: float = MUON_WHITEN_BIAS_FRACTION,
+    freeze_whiten_bias: bool = True,
 ) -> Muon:
     """airbench94_muon's optimizer: Muon for the conv filters, Nesterov SGD for the rest.
 
@@ -519,6 +552,10 @@ def build_airbench_muon(
       stem's bias's lr decays to 0 over the first ``whiten_bias_fraction`` of the steps (under a
       blitz schedule that honours ``schedule_span``: ``linear``, ``cosine``).
     * The head and anything else: SGD with ``head_lr``.
+
+    Once the stem's bias is at lr 0, blitz stops computing its gradient (``freeze_whiten_bias``;
+    the reference detaches it), which spares the first conv layer's input-gradient pass; the
+    training is the same (``blitz.freezing``).
 
     Units: the SGD rates are PyTorch learning rates for blitz's mean loss: the reference sums the
     loss over its batch of 2000 and uses 0.053 and 0.67, so these are those times 2000 (at another
@@ -536,6 +573,8 @@ def build_airbench_muon(
     check_option("bias_lr", bias_lr, 0)
     check_option("head_lr", head_lr, 0)
     check_option("ns_steps", ns_steps, 1, whole=True)
+    if not isinstance(freeze_whiten_bias, bool):
+        raise ValueError(f"freeze_whiten_bias must be true or false, got {freeze_whiten_bias!r}")
     fraction = whiten_bias_fraction
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:  # nan too
         raise ValueError(f"whiten_bias_fraction must be a number > 0 and <= 1, got {whiten_bias_fraction!r}")
@@ -556,7 +595,7 @@ def build_airbench_muon(
 
     # The filters come first: blitz reports param_groups[0]["lr"].
     groups = [{"name": "filters", "params": filters, "use_muon": True},
-              sgd("whitening bias", stem, bias_lr, whiten_bias_fraction),
+              {**sgd("whitening bias", stem, bias_lr, whiten_bias_fraction), "freeze_when_done": freeze_whiten_bias},
               sgd("norms", norms, bias_lr), sgd("head", rest, head_lr)]
     return Muon(
         [g for g in groups if g["params"]], lr=lr, momentum=momentum, nesterov=momentum > 0,
@@ -567,6 +606,14 @@ def build_airbench_muon(
 # --------------------------------------------------------------------------------------------
 # Schedule
 # --------------------------------------------------------------------------------------------
+
+
+class AirbenchLR(LambdaLR):
+    """LambdaLR over ``AirbenchShape``; it passes on the optimizer's ``parameters_done_at``."""
+
+    def parameters_done_at(self) -> dict[int, list[torch.Tensor]]:
+        done_at = getattr(self.optimizer, "parameters_done_at", None)
+        return done_at() if callable(done_at) else {}
 
 
 class AirbenchShape:
@@ -609,7 +656,7 @@ def build_airbench_schedule(
     set_total_steps = getattr(optimizer, "set_total_steps", None)
     if callable(set_total_steps):
         set_total_steps(total_steps)
-    return LambdaLR(optimizer, AirbenchShape(total_steps, warmup, start, final))
+    return AirbenchLR(optimizer, AirbenchShape(total_steps, warmup, start, final))
 
 
 # --------------------------------------------------------------------------------------------

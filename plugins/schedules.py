@@ -3,6 +3,8 @@
 ``linear`` and ``cosine`` honour a parameter group's ``schedule_span`` (a fraction, default 1):
 that group runs the whole schedule within the first ``schedule_span`` of the steps and then stays
 at its final value (airbench94_muon's whitening bias decays to 0 over the first 3 of 8 epochs).
+A group that also sets ``freeze_when_done`` and ends at lr 0 stops computing gradients then
+(``parameters_done_at``; see ``blitz.freezing``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,24 @@ class _Warmup:
         if self.kind == "cosine":
             return self.final + (1 - self.final) * 0.5 * (1 + math.cos(math.pi * progress))
         return 1 - (1 - self.final) * progress  # linear decay
+
+    def zero_from(self) -> int | None:
+        """The step from which the multiplier is 0 for good (None if it never is)."""
+        return max(self.total, self.warmup_steps + 1) if self.final == 0 else None
+
+
+class PerGroupLR(LambdaLR):
+    """LambdaLR with one ``_Warmup`` multiplier per parameter group (each over its group's span)."""
+
+    def parameters_done_at(self) -> dict[int, list[torch.Tensor]]:
+        """{steps: parameters} for the groups that ask (``freeze_when_done``) and whose lr is 0
+        from that many steps on: blitz stops computing their gradients there."""
+        done: dict[int, list[torch.Tensor]] = {}
+        for group, shape in zip(self.optimizer.param_groups, self.lr_lambdas):
+            zero_from = shape.zero_from() if isinstance(shape, _Warmup) else None
+            if group.get("freeze_when_done") and zero_from is not None:
+                done.setdefault(zero_from, []).extend(group["params"])
+        return done
 
 
 def _per_group(optimizer: torch.optim.Optimizer, kind: str, total_steps: int, warmup: float, final: float) -> list[_Warmup]:
@@ -77,12 +97,12 @@ def build_constant_schedule(optimizer: torch.optim.Optimizer, *, total_steps: in
 
 def build_cosine_schedule(optimizer: torch.optim.Optimizer, *, total_steps: int, warmup: float = 0.0, final: float = 0.0) -> LRScheduler:
     """Cosine decay to ``final`` x lr after ``warmup`` (a fraction of all steps, or a step count)."""
-    return LambdaLR(optimizer, _per_group(optimizer, "cosine", total_steps, warmup, final))
+    return PerGroupLR(optimizer, _per_group(optimizer, "cosine", total_steps, warmup, final))
 
 
 def build_linear_schedule(optimizer: torch.optim.Optimizer, *, total_steps: int, warmup: float = 0.2, final: float = 0.0) -> LRScheduler:
     """Linear warm-up for ``warmup`` of the steps, then linear decay to ``final`` x lr."""
-    return LambdaLR(optimizer, _per_group(optimizer, "linear", total_steps, warmup, final))
+    return PerGroupLR(optimizer, _per_group(optimizer, "linear", total_steps, warmup, final))
 
 
 class _OneCycle:

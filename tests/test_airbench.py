@@ -163,6 +163,30 @@ def test_init_from_data_whitens_the_patches():
     torch.testing.assert_close(covariance, torch.eye(12, dtype=torch.float64), rtol=0, atol=1e-6)
 
 
+def test_whiten_in_fp32_keeps_the_faint_directions_under_bf16():
+    """bf16 rounding of the inputs and the large whitening weights costs the faintest directions
+    several times the error of rounding the output once (on real CIFAR-10 images, 500 of them:
+    up to 7 % against 0.17 %)."""
+    g = torch.Generator().manual_seed(1)
+    images = F.avg_pool2d(torch.randn(300, 3, 36, 36, generator=g), 5, 1)  # neighbours correlated
+    images = images + images.mean(dim=1, keepdim=True)  # and channels
+    images /= images.std()
+    errors = {}
+    for fp32 in (False, True):
+        model = make_model(whiten_in_fp32=fp32)
+        model.init_from_data(images)
+        with torch.no_grad():
+            exact = F.conv2d(images.double(), model.whiten.weight.double(), model.whiten.bias.double())
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = model.whitened(images)
+            assert out.dtype == torch.bfloat16  # what the next layer would get either way
+            assert torch.equal(model.whitened(images), model.whiten(images))  # no autocast: as before
+        rms = lambda t: t.pow(2).mean(dim=(0, 2, 3)).sqrt()  # noqa: E731
+        errors[fp32] = (rms(out.double() - exact) / rms(exact)).max().item()
+    assert errors[True] < 0.003  # bf16's output rounding only (2 ** -9 relative)
+    assert errors[False] > 3 * errors[True]
+
+
 def test_init_from_data_rejects_wrong_shapes():
     with pytest.raises(ValueError):
         make_model().init_from_data(torch.randn(10, 1, 32, 32))

@@ -303,6 +303,10 @@ def test_build_muon_refuses_bad_options_by_name(options, message):
 def test_the_airbench_model_checks_its_new_options():
     with pytest.raises(ValueError, match="zero_whiten_bias must be true or false, got 'no'"):
         small_airbench(zero_whiten_bias="no")
+    with pytest.raises(ValueError, match="whiten_in_fp32 must be true or false, got 1"):
+        small_airbench(whiten_in_fp32=1)
+    with pytest.raises(ValueError, match="freeze_whiten_bias must be true or false, got 'no'"):
+        airbench.build_airbench_muon(small_airbench(), freeze_whiten_bias="no")
     with pytest.raises(ValueError, match="head_std must be a number >= 0, got inf"):
         small_airbench(head_std=float("inf"))
 
