@@ -39,15 +39,28 @@ def run_script(script: str, data_root: Path, epochs: int, workdir: Path) -> dict
 
 
 def run_blitz(name: str, args: list[str], data_root: Path, workdir: Path) -> dict[str, Any]:
-    """One `blitz run`; wall time is from the command's start to its exit (start-up included)."""
+    """One `blitz run`; wall time is from the command's start to its exit (start-up included).
+
+    ``timeline`` holds each output line with the seconds since the start at which it came: where
+    the wall time went (start-up, data, warm-up, epochs, report, exit).
+    """
     run_dir = workdir / f"{name.replace(' ', '-')}-{time.monotonic_ns()}"
+    command = [sys.executable, "-m", "blitz", "run", *args, "--data-root", str(data_root), "--out", str(run_dir)]
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "blitz", "run", *args, "--data-root", str(data_root),
-                           "--out", str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    timeline: list[tuple[float, str]] = []
+    # Unbuffered: each line arrives when it is printed, not when a buffer fills.
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            timeline.append((round(time.perf_counter() - start, 3), line.rstrip("\n")))
+        proc.wait()
     wall = time.perf_counter() - start
+    output = "\n".join(line for _, line in timeline)
     if proc.returncode != 0:
-        raise RuntimeError(f"{name} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}")
-    return {"name": name, "wall_seconds": wall, **run_figures(run_dir), "output_tail": proc.stdout[-1200:]}
+        raise RuntimeError(f"{name} failed (exit {proc.returncode}):\n{output[-2000:]}")
+    return {"name": name, "wall_seconds": wall, **run_figures(run_dir), "output_tail": output[-1200:],
+            "timeline": [[t, line[:120]] for t, line in timeline], "exit_seconds": wall - timeline[-1][0] if timeline else None}
 
 
 def run_figures(run_dir: Path) -> dict[str, Any]:
@@ -87,6 +100,10 @@ def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
     merged["all_accuracies"] = [r["test_accuracy"] for r in results]
     merged["all_timed_seconds"] = [r.get("timed_seconds") for r in results]
     merged["all_wall_seconds"] = [r["wall_seconds"] for r in results]
+    if any("timeline" in r for r in results):
+        merged.pop("timeline", None)
+        merged["all_timelines"] = [r.get("timeline") for r in results]
+        merged["all_exit_seconds"] = [r.get("exit_seconds") for r in results]
     merged["mean_accuracy"] = statistics.fmean(merged["all_accuracies"])
     return merged
 
