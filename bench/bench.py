@@ -77,6 +77,7 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
         "timed_seconds": summary.get("timed_seconds"),
         "test_accuracy": summary["last_accuracy"],
         "epochs": len(epochs),
+        "epoch_seconds": [round(e["seconds"], 4) for e in epochs],  # a slow first epoch: one-time costs in training
         "device": manifest["device"],
         "torch": manifest["torch"],
     }
@@ -100,6 +101,8 @@ def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
     merged["all_accuracies"] = [r["test_accuracy"] for r in results]
     merged["all_timed_seconds"] = [r.get("timed_seconds") for r in results]
     merged["all_wall_seconds"] = [r["wall_seconds"] for r in results]
+    if any("epoch_seconds" in r for r in results):
+        merged["all_epoch_seconds"] = [r.get("epoch_seconds") for r in results]
     if any("timeline" in r for r in results):
         merged.pop("timeline", None)
         merged["all_timelines"] = [r.get("timeline") for r in results]

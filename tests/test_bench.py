@@ -89,7 +89,7 @@ def test_bench_runs_a_chosen_fast_recipe_and_writes_its_figures(tmp_path, monkey
     fast = json.loads(written.read_text())["blitz-fast"]
     assert fast["name"] == "blitz randomdemo" and fast["runs"] == 2 and fast["images_per_s"] > 0
     assert len(fast["all_accuracies"]) == 2 and all(0 <= a <= 1 for a in fast["all_accuracies"])
-    assert len(fast["all_timelines"]) == 2
+    assert len(fast["all_timelines"]) == 2 and [len(e) for e in fast["all_epoch_seconds"]] == [fast["epochs"]] * 2
     seconds, lines = zip(*fast["all_timelines"][1])  # each output line with when it came
     assert list(seconds) == sorted(seconds) and 0 < seconds[-1] <= fast["all_wall_seconds"][1]
     assert any(line.startswith("Model: ") for line in lines) and lines[-1].startswith("Run saved in")
