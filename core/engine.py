@@ -8,6 +8,7 @@ optimizer plugin asks for them, and batches that are already on the device.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import shutil
@@ -319,7 +320,7 @@ class Trainer:
                 if strategy.device.type == "cuda" or config.compile:
                     self._warm_up(
                         session.train_model, session.model, session.run.info, session.batches,
-                        session.test_split, loss_fn, session.memory_format,
+                        session.test_split, loss_fn, session.memory_format, session.optimizer,
                     )
                 train_seconds, images_seen, latest = self._train_epochs(session, loss_fn)
             finally:  # also when warm-up, training or a hook fails: files flushed, writers stopped
@@ -680,11 +681,14 @@ class Trainer:
     def _warm_up(
         self, train_model: nn.Module, model: nn.Module, info: DataInfo, batches: TensorBatches | LoaderBatches,
         test_split: Any, loss_fn: nn.Module, memory_format: torch.memory_format,
+        optimizer: torch.optim.Optimizer | None = None,
     ) -> None:
         """Run each batch shape of the run once, forward and backward, and each evaluation shape
-        forward, before the clock starts: cuDNN's autotuning (and torch.compile's compilation)
-        happen on the first batch of each shape, and would otherwise be timed as training.
-        Nothing of it stays: weights, buffers, gradients and random state are put back.
+        forward, and take one optimizer step, before the clock starts: cuDNN's autotuning (and
+        torch.compile's compilation) happen on the first batch of each shape, and a GPU loads
+        each kernel (the optimizer's too) at its first launch; timed, all of it would count as
+        training. Nothing of it stays: weights, buffers, gradients, the optimizer's state and
+        random state are put back.
         """
         config, device = self.config, self.strategy.device
         start = time.perf_counter()
@@ -707,6 +711,11 @@ class Trainer:
             with precision:
                 loss = loss_fn(train_model(inputs(n)), torch.zeros(n, dtype=torch.long, device=device))
             loss.backward()
+        if optimizer is not None and any(p.grad is not None for p in model.parameters()):
+            # Put back as a resume puts it: from a copy of its state_dict (tensors cloned).
+            optimizer_state = copy.deepcopy(optimizer.state_dict())
+            optimizer.step()
+            optimizer.load_state_dict(optimizer_state)
         train_model.eval()
         with without_grad(train_model), precision:
             for n in sorted(eval_sizes - {0}):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 
 import pytest
@@ -425,12 +426,63 @@ def test_warm_up_leaves_no_trace(tmp_path):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     random_before = torch.get_rng_state()
     data = batches(split(100), batch_size=40)
-    trainer._warm_up(model, model, INFO, data, split(40), torch.nn.CrossEntropyLoss(), torch.contiguous_format)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    steps = []
+    optimizer.register_step_post_hook(lambda *args: steps.append(1))
+    trainer._warm_up(model, model, INFO, data, split(40), torch.nn.CrossEntropyLoss(), torch.contiguous_format, optimizer)
     assert sorted(sizes) == [8, 16, 20, 40]  # each batch shape of training and evaluation, once
+    assert steps == [1]  # and one optimizer step
     assert model.fc1.seen.item() == 0  # and what they changed is undone
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
+    assert optimizer.state_dict()["state"] == {}  # no momentum yet, as before
     assert torch.equal(torch.get_rng_state(), random_before)
+
+
+@pytest.mark.parametrize("optimizer_name", ["sgd", "adamw", "muon", "airbench_sgd"])
+def test_warm_up_puts_back_the_optimizers_state(tmp_path, optimizer_name):
+    """A resumed run warms up with a trained optimizer: its step there must leave no trace."""
+    from blitz.plugins import airbench, muon, optimizers
+
+    trainer = Trainer(tiny_config(tmp_path, batch_size=20, eval_batch_size=20))
+    trainer.strategy = call_factory(trainer.components.strategy, "Strategy", device=None)
+    torch.manual_seed(0)
+    model = airbench.build_airbench(num_classes=10, input_shape=(3, 32, 32), widths=(8, 8, 8), tta_level=0)
+    optimizer = {
+        "sgd": lambda: optimizers.build_sgd(model, lr=0.1, momentum=0.9, weight_decay=1e-4),
+        "adamw": lambda: optimizers.build_adamw(model, lr=0.01, momentum=0.9, weight_decay=0.01),
+        "muon": lambda: muon.build_muon(model, lr=0.02, momentum=0.95),
+        "airbench_sgd": lambda: airbench.build_airbench_sgd(model),
+    }[optimizer_name]()
+    if optimizer_name == "airbench_sgd":
+        optimizer.set_total_steps(10)  # Lookahead on: its step count and averaged weights are state too
+    images, labels = torch.randn(20, 3, 32, 32), torch.randint(0, 10, (20,))
+    for _ in range(3):  # state to keep: momentum, moments, step counts
+        torch.nn.functional.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    state_before = copy.deepcopy(optimizer.state_dict())
+    weights_before = copy.deepcopy(model.state_dict())
+    trainer._warm_up(model, model, INFO, batches(split(40), batch_size=20), split(20), torch.nn.CrossEntropyLoss(),
+                     torch.contiguous_format, optimizer)
+    assert_same(optimizer.state_dict(), state_before)
+    assert_same(model.state_dict(), weights_before)
+
+
+def assert_same(a, b):
+    """Nested dicts, lists and tensors equal to the bit."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert_same(a[key], b[key])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same(x, y)
+    else:
+        assert a == b
 
 
 def test_best_checkpoint_follows_every_improvement_whatever_checkpoint_every(tmp_path):
