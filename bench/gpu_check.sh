@@ -31,10 +31,11 @@ muon() {  # NAME LIMIT_S EXTRA_ARGS
   timeout "$2" python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 5 \
     --fast-recipe airbench94_muon --fast-args="$3" --out "$OUT/$1" 2>&1 | tee "$OUT/$1.log"
 }
-wants muon && muon muon 120 ""
-wants muon-stem32 && muon muon-stem32 120 "--model-arg whiten_in_fp32=true"
-wants muon-compile && muon muon-compile 190 "--compile"
-wants muon-compile-stem32 && muon muon-compile-stem32 150 "--compile --model-arg whiten_in_fp32=true"
+# (limits: ~75 s for five runs, ~125 s compiled with a cold first compile; the four fit in 10 min)
+wants muon && muon muon 110 ""
+wants muon-stem32 && muon muon-stem32 110 "--model-arg whiten_in_fp32=true"
+wants muon-compile && muon muon-compile 180 "--compile"
+wants muon-compile-stem32 && muon muon-compile-stem32 180 "--compile --model-arg whiten_in_fp32=true"
 # the whitening bias's gradient to the end, as before it was frozen: what the freezing saves
 wants muon-nofreeze && muon muon-nofreeze 120 "--optimizer-arg freeze_whiten_bias=false"
 # the same seeds in fp16 autocast with a gradient scaler: fp16's 11 significand bits, as the

@@ -178,7 +178,8 @@ class _Session:
     start_epoch: int = 1  # where training (re)starts
     start_step: int = 0
     evaluation_pending: bool = False  # the last epoch's evaluation was abandoned (Ctrl-C)
-    freezer: GradientFreezer = field(default_factory=GradientFreezer)  # gradients a schedule ends early
+    may_freeze: bool = False  # whether gradients a schedule ends early may be turned off (blitz.freezing)
+    freezer: GradientFreezer = field(default_factory=GradientFreezer)  # set once training starts
 
 
 # Up to this batch size a CPU run trains on one thread by default: a second one gains ~15 % on
@@ -316,6 +317,12 @@ class Trainer:
                 if strategy.is_main:
                     self.host.start_run()
                     self.warn_all(self.host.call_lifecycle("on_train_start", run=session.run))
+                # After the hooks (they see the model as built) and the resume (the schedule as
+                # saved); a resumed run starts with what it had frozen by then.
+                session.freezer = GradientFreezer.for_schedule(
+                    session.scheduler, self.components.schedule.name, session.may_freeze
+                )
+                session.freezer.catch_up(session.run.global_step)
                 loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
                 if strategy.device.type == "cuda" or config.compile:
                     self._warm_up(
@@ -324,9 +331,9 @@ class Trainer:
                     )
                 train_seconds, images_seen, latest = self._train_epochs(session, loss_fn)
             finally:  # also when warm-up, training or a hook fails: files flushed, writers stopped
+                session.freezer.restore()  # the model leaves training as it came
                 for logger in session.loggers:
                     logger.close()
-                session.freezer.restore()  # the model leaves training as it came
             return self._finish(session, latest, train_seconds, images_seen)
 
     @contextlib.contextmanager
@@ -388,7 +395,8 @@ class Trainer:
             **{**c.schedule.defaults, **config.schedule_args},
         ), ("step", "state_dict", "load_state_dict"))
         train_model = strategy.wrap(model)
-        freezer = GradientFreezer.for_schedule(scheduler, c.schedule.name, can_freeze(train_model, config.compile))
+        scaled = config.precision == "16-mixed"
+        may_freeze = can_freeze(train_model, model, compiled=config.compile, scaled=scaled)
         if config.compile:
             train_model = torch.compile(train_model, mode=config.compile_mode)
         return _Session(
@@ -400,11 +408,11 @@ class Trainer:
             memory_format=memory_format,
             optimizer=optimizer,
             scheduler=scheduler,
-            scaler=torch.amp.GradScaler(strategy.device.type, enabled=config.precision == "16-mixed"),
+            scaler=torch.amp.GradScaler(strategy.device.type, enabled=scaled),
             steps_per_epoch=steps_per_epoch,
             total_steps=total_steps,
             clock=clock,
-            freezer=freezer,
+            may_freeze=may_freeze,
         )
 
     def _load_data(self, strategy: Strategy) -> DataBundle:
@@ -462,7 +470,6 @@ class Trainer:
             start_epoch, start_step = start_epoch + 1, 0
         session.start_epoch, session.start_step = start_epoch, start_step
         run.global_step = global_step
-        session.freezer.catch_up(global_step)
         done, in_progress = start_epoch - 1, start_step > 0
         if config.epochs < done + in_progress:  # would rewrite the run's record to fewer epochs
             raise UsageError(

@@ -8,9 +8,16 @@ step with lr 0 moves nothing); the backward pass is shorter. airbench does the s
 its whitening bias: that spares the first conv layer's input-gradient pass, ~3 % of
 airbench94_muon's training time on a GPU.
 
-Not under ``--compile`` (flipping ``requires_grad`` would make torch.compile compile the graph
-again mid-run, inside the timed training) nor inside DistributedDataParallel (its reducer waits
-for every gradient it was built with). ``requires_grad`` is put back when training ends.
+Only for a model trained as it is or through DataParallel: not under ``--compile`` (flipping
+``requires_grad`` would make torch.compile compile the graph again mid-run, inside the timed
+training), not inside DistributedDataParallel or another wrapper (DDP's reducer waits for every
+gradient it was built with), and not with a gradient scaler (16-mixed: a step it skips is not
+an optimizer step, and a frozen gradient would leave its overflow check). ``requires_grad`` is
+put back when training ends.
+
+What a schedule promises with a step count: from then on the optimizer leaves those parameters
+as they are (an lr of 0 does for SGD-style updates; not for Muon's weight normalization) and
+nothing else reads their gradients.
 """
 
 from __future__ import annotations
@@ -39,15 +46,19 @@ class GradientFreezer:
         if not enabled or not callable(done_at):
             return cls()
         points = done_at()
-        if not isinstance(points, dict) or not all(
-            isinstance(step, int) and not isinstance(step, bool) and step >= 0
-            and isinstance(params, (list, tuple)) and all(isinstance(p, torch.Tensor) for p in params)
-            for step, params in points.items()
-        ):
+        if not isinstance(points, dict):
             raise PluginError(
-                f"Schedule '{schedule_name}': parameters_done_at() must return a dict of step counts (whole "
-                f"numbers >= 0) to lists of parameters, got {type(points).__name__}; fix the schedule plugin."
+                f"Schedule '{schedule_name}': parameters_done_at() must return a dict of step counts to lists "
+                f"of parameters, got {type(points).__name__}; fix the schedule plugin."
             )
+        for step, params in points.items():
+            if isinstance(step, bool) or not isinstance(step, int) or step < 0 or not isinstance(params, (list, tuple)) \
+                    or not all(isinstance(p, torch.Tensor) and p.is_leaf for p in params):
+                raise PluginError(
+                    f"Schedule '{schedule_name}': parameters_done_at() gave {step!r}: "
+                    f"{type(params).__name__}; it must map step counts (whole numbers >= 0) to lists of "
+                    "parameters (leaf tensors); fix the schedule plugin."
+                )
         return cls({step: list(params) for step, params in points.items() if params})
 
     def __bool__(self) -> bool:
@@ -66,6 +77,7 @@ class GradientFreezer:
                 self._freeze(params)
 
     def restore(self) -> None:
+        """Turn back on what this freezer turned off."""
         for p in self.frozen:
             p.requires_grad_(True)
         self.frozen.clear()
@@ -78,6 +90,8 @@ class GradientFreezer:
                 self.frozen.append(p)
 
 
-def can_freeze(train_model: nn.Module, compiled: bool) -> bool:
-    """Whether gradients may be turned off mid-run for this (wrapped, not yet compiled) model."""
-    return not compiled and not isinstance(train_model, nn.parallel.DistributedDataParallel)
+def can_freeze(train_model: nn.Module, model: nn.Module, *, compiled: bool, scaled: bool) -> bool:
+    """Whether gradients may be turned off mid-run for ``model`` as its strategy wrapped it
+    (``train_model``, before any compilation): see the module's docstring."""
+    plain = train_model is model or isinstance(train_model, nn.DataParallel)  # its replicas follow
+    return plain and not compiled and not scaled

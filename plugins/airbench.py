@@ -45,6 +45,7 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from blitz import Register, hookimpl
 from blitz.plugins.muon import Muon, check_option, default_ns_dtype
+from blitz.plugins.optimizers import zero_missing_momentum_buffers
 from blitz.plugins.schedules import refuse_spans
 
 # --------------------------------------------------------------------------------------------
@@ -208,10 +209,11 @@ class AirbenchNet(nn.Module):
         """The stem's output; with ``whiten_in_fp32`` computed in fp32 under autocast, then
         rounded to autocast's dtype.
 
-        The whitening filters divide by the square roots of small eigenvalues (weights up to ~5),
+        The whitening filters divide by the square roots of small eigenvalues (weights up to ~10),
         and the outputs of the faint directions are differences of large products: with bf16's
-        8 significand bits, inputs and weights rounded give those outputs a few percent of
-        error; in fp32 (TF32 on a GPU, fp16's 11 bits) only the output's final rounding is left.
+        8 significand bits, inputs and weights rounded give those outputs up to several percent
+        of error. In fp32 only the output's final rounding is left (on a GPU, where cuDNN may
+        use TF32, inputs and weights keep fp16's 11 bits: a few tenths of a percent).
         """
         device = x.device.type
         if not self.whiten_in_fp32 or not torch.is_autocast_enabled(device):
@@ -406,6 +408,7 @@ class AirbenchSGD(torch.optim.SGD):
                 if self.steps_taken >= round(group.get("active_fraction", 1.0) * self.total_steps):
                     for p in group["params"]:
                         p.grad = None  # SGD skips it: no update, no decay, no momentum
+        zero_missing_momentum_buffers(self)  # fused SGD's first step under fp16 (see there)
         super().step()
         # Counted per call, like the schedule's steps. (With fp16 and a GradScaler, a step skipped
         # for inf gradients still counts with fused SGD, which skips inside its kernel, and does
@@ -497,6 +500,9 @@ def build_airbench_sgd(
     """
     if not 0 <= momentum < 1:
         raise ValueError(f"airbench_sgd needs 0 <= momentum < 1, got {momentum}")
+    fraction = whiten_bias_fraction
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:  # nan too
+        raise ValueError(f"whiten_bias_fraction must be a number >= 0 and <= 1, got {whiten_bias_fraction!r}")
     gain = 1 + 1 / (1 - momentum)  # how much Nesterov momentum amplifies a constant gradient
     base_lr = lr / gain  # PyTorch lr
     decay = weight_decay / gain  # fraction of a weight removed per step at the schedule's peak

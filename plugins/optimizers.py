@@ -56,6 +56,7 @@ class LeanSGD(torch.optim.SGD):
 
     def _step(self, closure: Callable[[], float] | None = None) -> float | None:
         if closure is not None or getattr(self, "grad_scale", None) is not None or getattr(self, "found_inf", None) is not None:
+            zero_missing_momentum_buffers(self)
             return self._general_step(closure)
         work = []
         for group in self.param_groups:
@@ -93,6 +94,26 @@ class LeanSGD(torch.optim.SGD):
 
 
 _hooked_step = torch.optim.Optimizer.profile_hook_step(LeanSGD._step)
+
+
+def zero_missing_momentum_buffers(optimizer: torch.optim.SGD) -> None:
+    """Under a gradient scaler (fp16), start fused SGD's missing momentum buffers at zero.
+
+    PyTorch's fused SGD (2.14) makes a first step's buffers with ``empty_like`` and fills them in
+    its kernel, which skips the whole update when the scaler found inf/NaN gradients, as its
+    first steps often do: the buffers then hold whatever the memory held, and training goes to
+    NaN. With dampening 0, as in every blitz SGD, a zero buffer gives the same first step
+    (momentum * 0 + gradient). Only where the scaler set ``found_inf``, before its step.
+    """
+    if getattr(optimizer, "found_inf", None) is None:
+        return
+    for group in optimizer.param_groups:
+        if not (group.get("fused") and group["momentum"]) or group["dampening"]:
+            continue
+        for p in group["params"]:
+            state = optimizer.state[p]
+            if p.grad is not None and state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
 
 def _global_step_hooks() -> bool:

@@ -317,6 +317,12 @@ def test_without_the_schedule_it_is_plain_nesterov_sgd():
     assert optimizer.ema is None and optimizer.total_steps is None
 
 
+@pytest.mark.parametrize("fraction", [-0.1, 1.5, float("nan"), True, "0.3"])
+def test_rejects_a_whitening_bias_fraction_outside_0_1(fraction):
+    with pytest.raises(ValueError, match=r"whiten_bias_fraction must be a number >= 0 and <= 1, got"):
+        airbench.build_airbench_sgd(small_model(), whiten_bias_fraction=fraction)
+
+
 def test_rejects_momentum_of_one():
     with pytest.raises(ValueError):
         airbench.build_airbench_sgd(small_model(), momentum=1.0)

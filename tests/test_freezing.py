@@ -74,22 +74,39 @@ def test_the_freezer_freezes_at_its_steps_catches_up_and_restores():
     assert a.requires_grad and b.requires_grad
 
 
-def test_a_schedule_that_returns_nonsense_is_named():
+@pytest.mark.parametrize(("points", "message"), [
+    ([1, 2], r"must return a dict of step counts to lists of parameters, got list"),
+    ({"75": []}, r"gave '75': list; it must map step counts \(whole numbers >= 0\)"),
+    ({-1: []}, r"gave -1: list"),
+    ({3: nn.Parameter(torch.ones(1))}, r"gave 3: Parameter"),
+    ({3: [nn.Parameter(torch.ones(1)) * 2]}, r"gave 3: list; .* \(leaf tensors\)"),
+])
+def test_a_schedule_that_returns_nonsense_is_named(points, message):
     class Odd:
         def parameters_done_at(self):
-            return {"75": []}
+            return points
 
-    with pytest.raises(PluginError, match=r"Schedule 'odd': parameters_done_at\(\) must return a dict of step counts"):
+    with pytest.raises(PluginError, match=r"^Schedule 'odd': parameters_done_at\(\) " + message):
         GradientFreezer.for_schedule(Odd(), "odd")
     assert not GradientFreezer.for_schedule(Odd(), "odd", enabled=False)
 
 
-def test_not_under_compile_nor_ddp():
+def test_only_for_a_plain_or_dataparallel_model_uncompiled_and_unscaled():
     model = nn.Linear(2, 2)
-    assert can_freeze(model, compiled=False)
-    assert not can_freeze(model, compiled=True)
+    assert can_freeze(model, model, compiled=False, scaled=False)
+    assert can_freeze(nn.DataParallel(model), model, compiled=False, scaled=False)  # replicas follow requires_grad
+    assert not can_freeze(model, model, compiled=True, scaled=False)
+    assert not can_freeze(model, model, compiled=False, scaled=True)
     ddp = object.__new__(nn.parallel.DistributedDataParallel)  # isinstance is all that is asked
-    assert not can_freeze(ddp, compiled=False)
+    assert not can_freeze(ddp, model, compiled=False, scaled=False)
+    assert not can_freeze(nn.Sequential(model), model, compiled=False, scaled=False)  # an unknown wrapper
+
+
+def test_a_freeze_point_at_step_zero_holds_from_the_start():
+    a = nn.Parameter(torch.ones(1))
+    freezer = GradientFreezer({0: [a]})
+    freezer.catch_up(0)  # the engine's call before the first step
+    assert not a.requires_grad
 
 
 # ---- in the engine -------------------------------------------------------------------------
@@ -99,11 +116,12 @@ class CountStemGradients:
     """A plugin that counts the whitening bias's gradients and records requires_grad per epoch."""
 
     def __init__(self) -> None:
-        self.gradients, self.requires_grad = 0, []
+        self.gradients, self.requires_grad, self.hooked = 0, [], False
 
     @hookimpl
     def on_train_start(self, run):
         run.model.whiten.bias.register_hook(self._count)
+        self.hooked = True
 
     def _count(self, grad):
         self.gradients += 1
@@ -159,6 +177,19 @@ def test_a_resumed_run_stops_the_gradients_it_had_stopped(cifar_root, tmp_path):
     with pytest.raises(Interrupted):
         trainer.fit()
     counted = CountStemGradients()
-    Trainer(muon_config(cifar_root, tmp_path / "run"), resume_from=tmp_path / "run" / "checkpoints" / "last.ckpt",
+    resumed = Trainer(muon_config(cifar_root, tmp_path / "run"), resume_from=tmp_path / "run" / "checkpoints" / "last.ckpt",
+                      host=PluginHost([*discover(), local_source(counted, "count")]))
+    warnings: list[str] = []
+    resumed.warn_all = warnings.extend  # a hook that fails is a warning: there must be none
+    resumed.fit()
+    assert warnings == [] and counted.hooked  # the hooks saw the model as built ...
+    assert counted.gradients == 0 and counted.requires_grad == [False]  # ... and steps 5-8, past the bias's 3, froze it
+
+
+def test_not_with_a_gradient_scaler(cifar_root, tmp_path):
+    """16-mixed: the scaler's skipped steps are not optimizer steps, and its overflow check reads
+    every gradient, so nothing is frozen there."""
+    counted = CountStemGradients()
+    Trainer(muon_config(cifar_root, tmp_path / "run", precision="16-mixed"),
             host=PluginHost([*discover(), local_source(counted, "count")])).fit()
-    assert counted.gradients == 0 and counted.requires_grad == [False]  # steps 5-8: past the bias's 3
+    assert counted.gradients == 8 and counted.requires_grad == [True, True]

@@ -74,6 +74,44 @@ def test_lean_sgd_under_a_gradient_scaler_matches_sgd():
         assert torch.equal(a, b)
 
 
+def _train_with_an_overflow_first(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int) -> None:
+    """Under a gradient scaler, as fp16 runs are: the first step's gradients are inf, so it is skipped."""
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    generator = torch.Generator().manual_seed(1)
+    for step in range(steps):
+        loss = model(torch.randn(4, 6, generator=generator)).square().mean() * (float("inf") if step == 0 else 1.0)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+
+def test_fused_sgd_survives_a_skipped_first_step():
+    """Regression: PyTorch's fused SGD makes its first momentum buffers with empty_like and fills
+    them in the kernel that a skipped step never runs; they kept garbage, and training went to
+    NaN (airbench94 under 16-mixed). LeanSGD and AirbenchSGD start them at zero."""
+    from blitz.plugins import airbench
+
+    def net():
+        torch.manual_seed(0)
+        return airbench.build_airbench(num_classes=3, input_shape=(3, 8, 8), widths=(4,), tta_level=0)
+
+    builders = {
+        "sgd": lambda model, fused: LeanSGD(model.parameters(), lr=0.1, momentum=0.9, fused=fused),
+        "airbench_sgd": lambda model, fused: airbench.build_airbench_sgd(model, fused=fused, lookahead=False),
+    }
+    for name, build in builders.items():
+        results = []
+        for fused in (True, False):
+            model = _model() if name == "sgd" else nn.Sequential(nn.Unflatten(1, (3, 2, 1)), nn.Upsample((8, 8)), net())
+            optimizer = build(model if name == "sgd" else model[2], fused)
+            _train_with_an_overflow_first(model, optimizer, 4)
+            results.append([p.detach().clone() for p in model.parameters()])
+        assert all(torch.isfinite(p).all() for p in results[0]), name
+        for fused, foreach in zip(*results):  # as the foreach path, to its rounding (Nesterov, decay)
+            torch.testing.assert_close(fused, foreach, rtol=1e-4, atol=1e-5, msg=name)
+
+
 def test_lean_sgd_checkpoints_load_into_sgd_and_back():
     model = _model()
     lean = build_sgd(model, lr=0.1, momentum=0.9)
