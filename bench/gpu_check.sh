@@ -60,4 +60,10 @@ wants tutorial && timeout 230 python3 bench/strategies.py --data-root "$DATA_ROO
   --tutorial-epochs 2 --timeout 28 --out "$OUT/tutorial-speed" 2>&1 | tee "$OUT/strategies-tutorial-speed.log"
 wants tutorial && timeout 200 python3 bench/strategies.py --data-root "$DATA_ROOT" --workloads tutorial \
   --tutorial-epochs 2 --timeout 150 --jobs 6 --out "$OUT/tutorial-accuracy" 2>&1 | tee "$OUT/strategies-tutorial-accuracy.log"
+# one table of the airbench94_muon parts that ran, for docs/benchmarks.md
+ran=()
+for part in muon muon-stem32 muon-compile muon-compile-stem32 muon-nofreeze muon-fp16 muon-threads1; do
+  wants "$part" && ls "$OUT/$part"/bench-*.json >/dev/null 2>&1 && ran+=("$OUT/$part")
+done
+((${#ran[@]})) && python3 bench/summarize.py "${ran[@]}" 2>&1 | tee "$OUT/summary.md"
 exit 0

@@ -93,7 +93,17 @@ def test_bench_runs_a_chosen_fast_recipe_and_writes_its_figures(tmp_path, monkey
     seconds, lines = zip(*fast["all_timelines"][1])  # each output line with when it came
     assert list(seconds) == sorted(seconds) and 0 < seconds[-1] <= fast["all_wall_seconds"][1]
     assert any(line.startswith("Model: ") for line in lines) and lines[-1].startswith("Run saved in")
+
     assert "blitz randomdemo: mean accuracy" in capsys.readouterr().out
+
+    import summarize  # the table for docs/benchmarks.md, from that JSON
+
+    summarize.main([str(tmp_path / "results")])
+    header, rule, row = capsys.readouterr().out.splitlines()[1:]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:3] == ["results", "2", f"{100 * sum(fast['all_accuracies']) / 2:.2f} %"]
+    assert cells[6] == "–"  # no warm-up on a CPU without --compile
+    assert float(cells[8]) < max(fast["all_wall_seconds"])  # when epoch 1 ended
 
 
 def test_bench_fails_when_an_entry_gives_no_result(tmp_path, monkeypatch):
