@@ -231,11 +231,16 @@ class AirbenchNet(nn.Module):
         return self.tta_logits(x)
 
     def tta_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Weighted mean of the logits of augmented views, all views in one batched pass.
+        """Weighted mean of the logits of augmented views.
 
         Level 1: the image and its mirror, 1/2 each. Level 2: those two at 1/4 each, plus the
         image shifted one pixel up-left and one pixel down-right (reflect padding), each also
         mirrored, at 1/8 each: the translations seen in training, weighted by how likely they are.
+
+        Run eagerly, each view is a pass of its own, as in the reference: at the training batch
+        size the GPU reuses the convolution algorithms cuDNN chose in training, where one pass
+        over all views (6x the batch) would be tuned again (warm-up time) and hold 6x the
+        activations. Compiled, the views go in one batched pass: a graph a sixth of the size.
         """
         n, _, h, w = x.shape
         views = [x, x.flip(-1)]
@@ -245,9 +250,10 @@ class AirbenchNet(nn.Module):
             for shifted in (padded[:, :, :h, :w], padded[:, :, 2:, 2:]):
                 views += [shifted, shifted.flip(-1)]
             weights = [0.25, 0.25, 0.125, 0.125, 0.125, 0.125]
-        logits = self.logits(torch.cat(views)).float().view(len(views), n, -1)
-        scale = torch.tensor(weights, device=logits.device, dtype=logits.dtype).view(-1, 1, 1)
-        return (logits * scale).sum(dim=0)
+        if torch.compiler.is_compiling():
+            logits = self.logits(torch.cat(views)).float().view(len(views), n, -1)
+            return sum(weight * logits[i] for i, weight in enumerate(weights))
+        return sum(weight * self.logits(view).float() for view, weight in zip(views, weights))
 
     @torch.no_grad()
     def init_from_data(self, images: torch.Tensor) -> None:

@@ -91,7 +91,8 @@ def test_channels_last_input_gives_the_same_logits():
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_tta_is_the_weighted_mean_of_the_views():
+@pytest.mark.parametrize("compiling", [False, True], ids=["eager", "compiling"])
+def test_tta_is_the_weighted_mean_of_the_views(compiling, monkeypatch):
     model = small_model(tta_level=2).eval()
     x = torch.randn(3, *SHAPE)
     with torch.no_grad():
@@ -100,8 +101,13 @@ def test_tta_is_the_weighted_mean_of_the_views():
         padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
         shifted = 0.5 * mirror(padded[:, :, :32, :32]) + 0.5 * mirror(padded[:, :, 2:, 2:])
         expected = 0.5 * mirror(x) + 0.5 * shifted
+        sizes = []
+        model.logits = lambda v: sizes.append(v.shape[0]) or one(v)  # noqa: E731
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: compiling)  # the branch torch.compile traces
         got = model(x)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    # eager: each view alone, at the batch's size (cuDNN's training choices serve); compiled: one pass
+    assert sizes == ([18] if compiling else [3] * 6)
     model.tta_level = 0
     with torch.no_grad():
         torch.testing.assert_close(model(x), one(x))
