@@ -67,7 +67,7 @@ def evaluate(
     """
     k = info.num_classes
     device = strategy.device
-    confusion = torch.zeros(k * k, dtype=torch.long, device=device)
+    cells: list[torch.Tensor] = []  # each example's confusion cell, true * k + predicted
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     was_training = model.training
     model.eval()
@@ -82,10 +82,13 @@ def evaluate(
                     raise EvaluationStopped
                 logits = model(images).float()
                 loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
-                confusion += torch.bincount(labels * k + logits.argmax(dim=1), minlength=k * k)
+                cells.append(labels * k + logits.argmax(dim=1))
     finally:
         model.train(was_training)
-    confusion = strategy.all_reduce_sum(confusion)
+    # Counted once, at the end: on a GPU bincount waits for the device (it sizes its output
+    # from the data), which per batch would stall the evaluation's queue every time.
+    codes = torch.cat(cells) if cells else torch.zeros(0, dtype=torch.long, device=device)
+    confusion = strategy.all_reduce_sum(torch.bincount(codes, minlength=k * k))
     loss_sum = strategy.all_reduce_sum(loss_sum)
     matrix = confusion.view(k, k).cpu()
     count = int(matrix.sum())
