@@ -15,25 +15,30 @@ import argparse
 import json
 import re
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
 WARM_UP = re.compile(r"^Warm-up \(.*\): ([0-9.]+) s")
+FIRST_EPOCH_END = re.compile(r"^epoch 1/\d+  train loss")  # not the progress lines printed off a terminal
 
 
 def newest_result(path: Path) -> Path:
-    """``path`` itself, or the newest ``bench-*.json`` in it."""
+    """``path`` itself, or the newest ``bench-*.json`` in it (by the time in its name: copies
+    fetched from another machine have the copy's modification time)."""
     if path.is_file():
         return path
-    found = sorted(path.glob("bench-*.json"), key=lambda p: p.stat().st_mtime)
+    if not path.exists():
+        raise ValueError("no such file or folder")
+    found = sorted(path.glob("bench-*.json"))
     if not found:
-        raise ValueError(f"{path}: no bench-*.json here; pass a bench result or a folder holding one")
+        raise ValueError("no bench-*.json here; pass a bench result or a folder holding one")
     return found[-1]
 
 
-def seconds_at(timeline: list[list[Any]], prefix: str) -> float | None:
-    """When the first output line starting with ``prefix`` came (seconds from the start)."""
-    return next((float(t) for t, line in timeline if str(line).startswith(prefix)), None)
+def seconds_at(timeline: list[list[Any]], pattern: re.Pattern[str]) -> float | None:
+    """When the first output line matching ``pattern`` came (seconds from the start)."""
+    return next((float(t) for t, line in timeline if pattern.match(str(line))), None)
 
 
 def median(values: list[float | None]) -> float | None:
@@ -43,9 +48,9 @@ def median(values: list[float | None]) -> float | None:
 
 def summarize(name: str, result: dict[str, Any]) -> dict[str, Any]:
     """The figures of one part's fast-recipe entry."""
-    fast = result.get("blitz-fast")
-    if not fast:
-        raise ValueError(f"{name}: no blitz-fast entry; pass the results of bench.py runs of a fast recipe")
+    fast = result.get("blitz-fast") if isinstance(result, dict) else None
+    if not fast or not fast.get("all_accuracies"):
+        raise ValueError("no blitz-fast runs in it (every run failed, or not a bench.py result of a fast recipe)")
     accuracies = [100 * a for a in fast["all_accuracies"]]
     row: dict[str, Any] = {
         "part": name,
@@ -54,15 +59,15 @@ def summarize(name: str, result: dict[str, Any]) -> dict[str, Any]:
         "min_accuracy": min(accuracies),
         "max_accuracy": max(accuracies),
         "median_timed": median(fast.get("all_timed_seconds", [])),
-        "median_wall": median(fast["all_wall_seconds"]),
-        "gpu": (result.get("machine") or {}).get("gpu"),
+        "median_wall": median(fast.get("all_wall_seconds") or [fast.get("wall_seconds")]),
+        "gpu": (result.get("machine") or {}).get("gpu") or "cpu",
     }
     timelines = fast.get("all_timelines") or []
-    warm_up_end = [seconds_at(t, "Warm-up") for t in timelines]
+    warm_up_end = [seconds_at(t, WARM_UP) for t in timelines]
     warm_up = [next((float(m.group(1)) for _, line in t if (m := WARM_UP.match(str(line)))), None) for t in timelines]
     row["median_warm_up"] = median(warm_up)
     row["median_warm_up_end"] = median(warm_up_end)
-    row["median_first_epoch_end"] = median([seconds_at(t, "epoch 1/") for t in timelines])
+    row["median_first_epoch_end"] = median([seconds_at(t, FIRST_EPOCH_END) for t in timelines])
     row["median_exit"] = median(fast.get("all_exit_seconds") or [])
     epochs = [e for e in fast.get("all_epoch_seconds") or [] if e and len(e) > 1]
     row["first_epoch_over_rest"] = median([e[0] / statistics.fmean(e[1:]) for e in epochs]) if epochs else None
@@ -92,16 +97,22 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", type=Path, help="bench JSON files, or folders holding them")
     args = parser.parse_args(argv)
-    rows = []
-    try:
-        for path in args.results:
+    rows, problems = [], []
+    for path in args.results:
+        try:
             found = newest_result(path)
-            rows.append(summarize(path.name if path.is_dir() else found.stem, json.loads(found.read_text())))
-    except (ValueError, OSError) as exc:  # a wrong path or file: say which, exit 2
-        parser.error(str(exc))
-    gpus = sorted({str(r["gpu"]) for r in rows})
-    print(f"device: {', '.join(gpus)}")
-    print(table(rows))
+            name = path.resolve().name if path.is_dir() else found.stem
+            rows.append(summarize(name, json.loads(found.read_text())))
+        except (ValueError, OSError, KeyError, TypeError, AttributeError) as exc:
+            # One part that failed (or a wrong path) must not cost the others' table.
+            problems.append(f"{path}: {type(exc).__name__ + ' ' if isinstance(exc, KeyError) else ''}{exc}")
+    if rows:
+        print(f"device: {', '.join(sorted({str(r['gpu']) for r in rows}))}")
+        print(table(rows))
+    for problem in problems:
+        print(f"summarize.py: skipped {problem}", file=sys.stderr)
+    if problems:
+        raise SystemExit(2)
 
 
 if __name__ == "__main__":

@@ -101,6 +101,32 @@ def release_compile_workers() -> None:
     threading.Thread(target=shut_down, name="blitz-compile-workers", daemon=True).start()
 
 
+def has_step_hooks(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether anything runs at this optimizer's steps: its own hooks or every optimizer's."""
+    from torch.optim import optimizer as optimizer_module
+
+    return bool(
+        getattr(optimizer, "_optimizer_step_pre_hooks", None) or getattr(optimizer, "_optimizer_step_post_hooks", None)
+        or getattr(optimizer_module, "_global_optimizer_pre_hooks", None)
+        or getattr(optimizer_module, "_global_optimizer_post_hooks", None)
+    )
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """``optimizer.load_state_dict(saved)``, keeping its ``param_groups`` list and group dicts.
+
+    load_state_dict installs new ones; a schedule or plugin that kept a reference to the old
+    ones (as LambdaLR-style code may) would go on setting learning rates nobody reads.
+    """
+    groups, old = optimizer.param_groups, list(optimizer.param_groups)
+    optimizer.load_state_dict(saved)
+    for kept, loaded in zip(old, optimizer.param_groups):
+        kept.clear()
+        kept.update(loaded)
+    groups[:] = old
+    optimizer.param_groups = groups
+
+
 @dataclass
 class TrainingRun:
     """What lifecycle hooks and loggers see of a run."""
@@ -396,6 +422,7 @@ class Trainer:
             **{**c.schedule.defaults, **config.schedule_args},
         ), ("step", "state_dict", "load_state_dict"))
         train_model = strategy.wrap(model)
+        self.compile_setup_seconds = 0.0
         scaled = config.precision == "16-mixed"
         may_freeze = can_freeze(train_model, model, compiled=config.compile, scaled=scaled)
         if config.compile:
@@ -454,7 +481,7 @@ class Trainer:
         config, strategy, run = self.config, session.run.strategy, session.run
         ckpt.load_weights(session.model, state.model, str(self.resume_from))
         training = state.training
-        session.optimizer.load_state_dict(training["optimizer"])
+        restore_optimizer(session.optimizer, training["optimizer"])
         session.scheduler.load_state_dict(training["scheduler"])
         session.scaler.load_state_dict(training["scaler"])
         session.batches.load_state_dict(training["batches"])
@@ -721,11 +748,11 @@ class Trainer:
             with precision:
                 loss = loss_fn(train_model(inputs(n)), torch.zeros(n, dtype=torch.long, device=device))
             loss.backward()
-        if optimizer is not None and any(p.grad is not None for p in model.parameters()):
-            # Put back as a resume puts it: from a copy of its state_dict (tensors cloned).
-            optimizer_state = copy.deepcopy(optimizer.state_dict())
+        if optimizer is not None and any(p.grad is not None for p in model.parameters()) \
+                and not has_step_hooks(optimizer):  # a hook (an EMA of the weights, say) would keep it
+            saved_state = copy.deepcopy(optimizer.state_dict())  # tensors cloned: the step changes them
             optimizer.step()
-            optimizer.load_state_dict(optimizer_state)
+            restore_optimizer(optimizer, saved_state)
         train_model.eval()
         with without_grad(train_model), precision:
             for n in sorted(eval_sizes - {0}):

@@ -15,7 +15,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from rich.markup import escape
@@ -72,7 +72,7 @@ def write_pictures(result: TrainResult, trainer: Trainer) -> list[Path]:
     return written
 
 
-def new_figure(size: tuple[float, float], layout: str | None = "constrained") -> Figure:
+def new_figure(size: tuple[float, float], layout: Literal["constrained"] | None = "constrained") -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -114,9 +114,14 @@ def predictions_figure(result: TrainResult, trainer: Trainer) -> Figure | None:
         else:
             ax.imshow(image.permute(1, 2, 0).numpy())
         true, predicted = samples.labels[i], samples.predicted[i]
-        ax.set_title(f"{names[true]} / {names[predicted]}", fontsize=9,
+        ax.set_title(f"{short(names[true])} / {short(names[predicted])}", fontsize=9,
                      color="black" if true == predicted else "red")
     return figure
+
+
+def short(name: str, limit: int = 16) -> str:
+    """A class name that fits its column of the fixed grid (two names per title)."""
+    return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
 def predict_samples(result: TrainResult, trainer: Trainer, n: int) -> Samples:

@@ -104,6 +104,13 @@ def test_bench_runs_a_chosen_fast_recipe_and_writes_its_figures(tmp_path, monkey
     assert cells[:3] == ["results", "2", f"{100 * sum(fast['all_accuracies']) / 2:.2f} %"]
     assert cells[6] == "–"  # no warm-up on a CPU without --compile
     assert float(cells[8]) < max(fast["all_wall_seconds"])  # when epoch 1 ended
+    (tmp_path / "failed").mkdir()  # a part whose every run failed: its JSON has no blitz-fast entry
+    (tmp_path / "failed" / "bench-1.json").write_text('{"machine": {}}')
+    with pytest.raises(SystemExit) as exit_info:
+        summarize.main([str(tmp_path / "results"), str(tmp_path / "failed")])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and "| results | 2 |" in out  # the other parts' table stays
+    assert "failed: no blitz-fast runs in it" in err
 
 
 def test_bench_fails_when_an_entry_gives_no_result(tmp_path, monkeypatch):

@@ -436,7 +436,8 @@ def test_warm_up_leaves_no_trace(tmp_path):
     data = batches(split(100), batch_size=40)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     steps = []
-    optimizer.register_step_post_hook(lambda *args: steps.append(1))
+    step = optimizer.step
+    optimizer.step = lambda *args, **kwargs: steps.append(1) or step(*args, **kwargs)
     trainer._warm_up(model, model, INFO, data, split(40), torch.nn.CrossEntropyLoss(), torch.contiguous_format, optimizer)
     assert sorted(sizes) == [8, 16, 20, 40]  # each batch shape of training and evaluation, once
     assert steps == [1]  # and one optimizer step
@@ -471,10 +472,26 @@ def test_warm_up_puts_back_the_optimizers_state(tmp_path, optimizer_name):
         optimizer.zero_grad(set_to_none=True)
     state_before = copy.deepcopy(optimizer.state_dict())
     weights_before = copy.deepcopy(model.state_dict())
+    groups = optimizer.param_groups
+    first_group = groups[0]
     trainer._warm_up(model, model, INFO, batches(split(40), batch_size=20), split(20), torch.nn.CrossEntropyLoss(),
                      torch.contiguous_format, optimizer)
     assert_same(optimizer.state_dict(), state_before)
     assert_same(model.state_dict(), weights_before)
+    # the same group objects: a schedule that kept them still sets the lr the optimizer reads
+    assert optimizer.param_groups is groups and optimizer.param_groups[0] is first_group
+
+
+def test_warm_up_takes_no_optimizer_step_when_a_step_hook_would_see_it(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, batch_size=20, eval_batch_size=20))
+    trainer.strategy = call_factory(trainer.components.strategy, "Strategy", device=None)
+    model = build_lenet(num_classes=10, input_shape=(3, 32, 32))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    seen = []
+    optimizer.register_step_post_hook(lambda *args: seen.append(1))  # e.g. an EMA of the weights
+    trainer._warm_up(model, model, INFO, batches(split(40), batch_size=20), split(20), torch.nn.CrossEntropyLoss(),
+                     torch.contiguous_format, optimizer)
+    assert seen == []
 
 
 def assert_same(a, b):

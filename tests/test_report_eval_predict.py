@@ -296,3 +296,10 @@ def test_predict_reads_a_photo_as_imagefolder_training_did(tmp_path: Path) -> No
     for stored in stored_images:  # the stored pixels of every file, as predict reads that file
         matches = [p for p in photo if torch.equal(read_image(p, bundle.info), stored)]
         assert len(matches) == 1
+
+
+def test_long_class_names_are_shortened_to_fit_the_prediction_grid():
+    from blitz.pictures import short
+
+    assert short("truck") == "truck" and short("x" * 16) == "x" * 16
+    assert short("golden_retriever_with_a_long_name") == "golden_retrieve…"  # 16 characters: its column
