@@ -51,6 +51,7 @@ from blitz.errors import (
 )
 from blitz.freezing import GradientFreezer, can_freeze
 from blitz.launch import launched_by_torchrun
+from blitz.optimizer_state import has_step_hooks, restore_optimizer
 from blitz.plugin_host import PluginHost, get_host
 from blitz.progress import EpochProgress
 from blitz.reproducibility import rng_state, seed_everything, set_rng_state
@@ -99,32 +100,6 @@ def release_compile_workers() -> None:
             shutdown_compile_workers()
 
     threading.Thread(target=shut_down, name="blitz-compile-workers", daemon=True).start()
-
-
-def has_step_hooks(optimizer: torch.optim.Optimizer) -> bool:
-    """Whether anything runs at this optimizer's steps: its own hooks or every optimizer's."""
-    from torch.optim import optimizer as optimizer_module
-
-    return bool(
-        getattr(optimizer, "_optimizer_step_pre_hooks", None) or getattr(optimizer, "_optimizer_step_post_hooks", None)
-        or getattr(optimizer_module, "_global_optimizer_pre_hooks", None)
-        or getattr(optimizer_module, "_global_optimizer_post_hooks", None)
-    )
-
-
-def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
-    """``optimizer.load_state_dict(saved)``, keeping its ``param_groups`` list and group dicts.
-
-    load_state_dict installs new ones; a schedule or plugin that kept a reference to the old
-    ones (as LambdaLR-style code may) would go on setting learning rates nobody reads.
-    """
-    groups, old = optimizer.param_groups, list(optimizer.param_groups)
-    optimizer.load_state_dict(saved)
-    for kept, loaded in zip(old, optimizer.param_groups):
-        kept.clear()
-        kept.update(loaded)
-    groups[:] = old
-    optimizer.param_groups = groups
 
 
 @dataclass

@@ -94,6 +94,19 @@ FINAL = 0.07  # multiplier at the last step
 # --------------------------------------------------------------------------------------------
 
 
+def check_flag(name: str, value: Any) -> None:
+    """Refuse an option that is not true or false, by name."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+def check_fraction(name: str, value: Any, *, zero_allowed: bool) -> None:
+    """Refuse an option that is not a fraction of the run: a number up to 1, above (or from) 0."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (number and (0 <= value if zero_allowed else 0 < value) and value <= 1):  # nan fails too
+        raise ValueError(f"{name} must be a number {'>=' if zero_allowed else '>'} 0 and <= 1, got {value!r}")
+
+
 def _batchnorm(channels: int, momentum: float) -> nn.BatchNorm2d:
     """BatchNorm whose scale is frozen at 1: only the bias (a per-channel shift) learns.
 
@@ -175,9 +188,8 @@ class AirbenchNet(nn.Module):
         whiten_width = 2 * in_chans * whiten_kernel_size**2
         self.whiten = nn.Conv2d(in_chans, whiten_width, kernel_size=whiten_kernel_size, padding=0, bias=True)
         self.whiten.weight.requires_grad_(False)  # frozen: set from the data, never trained
-        for name, flag in (("zero_whiten_bias", zero_whiten_bias), ("whiten_in_fp32", whiten_in_fp32)):
-            if not isinstance(flag, bool):
-                raise ValueError(f"{name} must be true or false, got {flag!r}")
+        check_flag("zero_whiten_bias", zero_whiten_bias)
+        check_flag("whiten_in_fp32", whiten_in_fp32)
         self.whiten_in_fp32 = whiten_in_fp32
         if zero_whiten_bias:  # airbench94 starts it at 0; airbench94_muon keeps PyTorch's random init
             with torch.no_grad():
@@ -512,9 +524,7 @@ def build_airbench_sgd(
     """
     if not 0 <= momentum < 1:
         raise ValueError(f"airbench_sgd needs 0 <= momentum < 1, got {momentum}")
-    fraction = whiten_bias_fraction
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:  # nan too
-        raise ValueError(f"whiten_bias_fraction must be a number >= 0 and <= 1, got {whiten_bias_fraction!r}")
+    check_fraction("whiten_bias_fraction", whiten_bias_fraction, zero_allowed=True)
     gain = 1 + 1 / (1 - momentum)  # how much Nesterov momentum amplifies a constant gradient
     base_lr = lr / gain  # PyTorch lr
     decay = weight_decay / gain  # fraction of a weight removed per step at the schedule's peak
@@ -591,11 +601,8 @@ def build_airbench_muon(
     check_option("bias_lr", bias_lr, 0)
     check_option("head_lr", head_lr, 0)
     check_option("ns_steps", ns_steps, 1, whole=True)
-    if not isinstance(freeze_whiten_bias, bool):
-        raise ValueError(f"freeze_whiten_bias must be true or false, got {freeze_whiten_bias!r}")
-    fraction = whiten_bias_fraction
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:  # nan too
-        raise ValueError(f"whiten_bias_fraction must be a number > 0 and <= 1, got {whiten_bias_fraction!r}")
+    check_flag("freeze_whiten_bias", freeze_whiten_bias)
+    check_fraction("whiten_bias_fraction", whiten_bias_fraction, zero_allowed=False)
     roles = _trainable_by_role(model)
     filters = [p for p, role in roles if role == "other" and p.dim() == 4]
     stem = [p for p, role in roles if role == "stem"]

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torch.optim import optimizer as optimizer_module
 
 from blitz import Register, hookimpl
+from blitz.optimizer_state import has_step_hooks
 
 
 def _fused_ok(model: nn.Module) -> bool:
@@ -46,8 +46,7 @@ class LeanSGD(torch.optim.SGD):
         # A subclass's own `step` is wrapped by torch as usual, and its hooks have run by the time
         # it calls this one: running them here too would run them twice.
         if type(self).step is LeanSGD.step and (
-            self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks or _global_step_hooks()
-            or torch._C._autograd._profiler_enabled()
+            has_step_hooks(self) or torch._C._autograd._profiler_enabled()
         ):
             return _hooked_step(self, closure)
         return self._step(closure)
@@ -114,11 +113,6 @@ def zero_missing_momentum_buffers(optimizer: torch.optim.SGD) -> None:
             state = optimizer.state[p]
             if p.grad is not None and state.get("momentum_buffer") is None:
                 state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-
-
-def _global_step_hooks() -> bool:
-    """Whether any optimizer step hook is registered for all optimizers."""
-    return bool(optimizer_module._global_optimizer_pre_hooks or optimizer_module._global_optimizer_post_hooks)
 
 
 def _same_kind(params: list[torch.Tensor], grads: list[torch.Tensor | None]) -> bool:
