@@ -8,6 +8,7 @@
 # ~2 min each), muon-nofreeze (the whitening bias's gradient computed to the end, as before the
 # eighth session, 5 seeds, ~1.5 min), muon-fp16 (fp16 autocast, the reference's precision, 5
 # seeds, ~1.5 min), muon-threads1 (compiled, inductor without its worker pool, 3 seeds, ~1 min),
+# parts (bench/airbench_parts.py: whitening error and a frozen-bias step on the GPU, ~20 s),
 # airbench (airbench94, 5 seeds, ~2 min), compile (airbench94 with --compile, 3 seeds, ~2 min),
 # resnet18 and tutorial (the strategy matrix, ~3 and ~6 min). One command may run 10 minutes on
 # the lent machine: the default is muon, muon-stem32, muon-compile and muon-threads1 (~7 min);
@@ -38,6 +39,8 @@ wants muon && muon muon 110 ""
 wants muon-stem32 && muon muon-stem32 110 "--model-arg whiten_in_fp32=true"
 wants muon-compile && muon muon-compile 170 "--compile"
 wants muon-compile-stem32 && muon muon-compile-stem32 170 "--compile --model-arg whiten_in_fp32=true"
+# the whitening layer's bf16 error and a step with the whitening bias frozen, on the GPU (~20 s)
+wants parts && timeout 60 python3 bench/airbench_parts.py --data-root "$DATA_ROOT" --rounds 20 2>&1 | tee "$OUT/parts.log"
 # the whitening bias's gradient to the end, as before it was frozen: what the freezing saves
 wants muon-nofreeze && muon muon-nofreeze 120 "--optimizer-arg freeze_whiten_bias=false"
 # the same seeds in fp16 autocast with a gradient scaler: fp16's 11 significand bits, as the

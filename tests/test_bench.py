@@ -186,3 +186,15 @@ def test_ctrl_c_drops_the_cells_not_started_and_stops_the_runs_in_flight():
         measure_all(["slow", "ctrl-c", "never"], measure, jobs=2)
     assert codes == {"slow": -15}  # stopped by SIGTERM, not after its two minutes; "never" not run
     assert not RUNNING
+
+
+def test_the_airbench_parts_benchmark_reports_both_figures(cifar_root, monkeypatch, capsys):
+    import airbench_parts
+
+    monkeypatch.setattr(sys, "argv", ["airbench_parts.py", "--data-root", str(cifar_root), "--images", "40",
+                                      "--batch-size", "20", "--rounds", "2"])
+    airbench_parts.main()
+    bf16, fp32, step = capsys.readouterr().out.splitlines()
+    assert bf16.startswith("whitening error, bf16 autocast: ") and len(bf16.split(": ")[1].split()) == 13  # 12 and "%"
+    assert fp32.startswith("whitening error, bf16 autocast + whiten_in_fp32: ")
+    assert step.startswith("step (batch 20, fp32, cpu): whitening bias training ") and "frozen" in step
