@@ -102,9 +102,19 @@ def augment(
         cx = torch.randint(0, w, (n, 1, 1), device=device, generator=generator)
         ys = torch.arange(h, device=device).view(1, h, 1)
         xs = torch.arange(w, device=device).view(1, 1, w)
-        hole = ((ys - cy).abs() <= size // 2) & ((xs - cx).abs() <= size // 2)
+        # offsets -size//2 .. size - size//2 - 1 from the centre: exactly ``size`` pixels, even or odd
+        before, after = size // 2, size - size // 2
+        hole = ((ys - cy) >= -before) & ((ys - cy) < after) & ((xs - cx) >= -before) & ((xs - cx) < after)
         images = images.masked_fill(hole.unsqueeze(1), 0)
     return images
+
+
+def batches_per_epoch(examples: int, batch_size: int) -> int:
+    """Batches in an epoch of ``examples``: the last may be partial, except that a last batch of a
+    single example is left out (BatchNorm cannot train on one example; the next epoch's order
+    differs, so no example is left out every epoch)."""
+    full, rest = divmod(examples, batch_size)
+    return full + (rest > 1 or (rest == 1 and full == 0))
 
 
 def labels_out_of_range(labels: torch.Tensor, num_classes: int) -> tuple[int, int] | None:
@@ -177,7 +187,7 @@ class TensorBatches:
             self.first_flips = (torch.rand(len(self.labels), generator=g) < 0.5).to(device)
 
     def __len__(self) -> int:
-        return -(-self.per_rank // self.batch_size)
+        return batches_per_epoch(self.per_rank, self.batch_size)
 
     def order(self, epoch: int) -> torch.Tensor:
         """This rank's example indices for ``epoch``: the same permutation on every rank."""
@@ -252,6 +262,12 @@ class LoaderBatches:
         self.sampler = DistributedSampler(
             dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=mix_seed(seed), drop_last=True
         )
+        # Its own generator, reseeded each epoch: without one, each `iter(loader)` draws its
+        # workers' base seed from the global RNG, and a resumed run (which restores that RNG
+        # before making the iterator again) would shift every dropout mask that follows.
+        self.loader_generator = torch.Generator()
+        self.seed, self.rank = seed, rank
+        examples = len(self.sampler)
         self.loader = DataLoader(
             dataset,
             batch_size=batch_size,
@@ -259,6 +275,8 @@ class LoaderBatches:
             num_workers=num_workers,
             pin_memory=device.type == "cuda",
             persistent_workers=num_workers > 0,
+            generator=self.loader_generator,
+            drop_last=batches_per_epoch(examples, batch_size) < -(-examples // batch_size),
         )
         self.per_rank = len(self.sampler)  # examples per epoch on this rank
 
@@ -267,6 +285,7 @@ class LoaderBatches:
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
         self.sampler.set_epoch(epoch)
+        self.loader_generator.manual_seed(mix_seed(self.seed, self.rank, epoch, 3))
         for step, (images, labels) in enumerate(self.loader):
             if step < start_step:
                 continue

@@ -509,7 +509,9 @@ def show(run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run direct
             shown = value
         console.print(f"  {key}: {shown}", highlight=False)
     console.print((path / "config.toml").read_text(encoding="utf-8"), highlight=False, markup=False)
-    epochs = [r for r in read_metrics(path / "metrics.jsonl") if r.get("event") == "epoch"]
+    # the last record of each epoch (a run resumed by an earlier version may hold two)
+    by_epoch = {r.get("epoch"): r for r in read_metrics(path / "metrics.jsonl") if r.get("event") == "epoch"}
+    epochs = list(by_epoch.values())
     if epochs:
         table = Table(title="epochs")
         for column in ("epoch", "train loss", "test loss", "test acc", "img/s", "s"):

@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -157,6 +157,25 @@ class TrainResult:
 
 
 @dataclass
+class EpochSoFar:
+    """The part of an epoch trained before a stop: saved with a mid-epoch checkpoint, so that the
+    resumed epoch's record (mean loss, seconds, images/s) covers the whole epoch."""
+
+    steps: int = 0
+    loss_sum: float = 0.0
+    seconds: float = 0.0
+    images: int = 0
+
+    @classmethod
+    def from_meta(cls, saved: Any) -> EpochSoFar:
+        """From a checkpoint's meta (absent in checkpoints of earlier versions: nothing carried)."""
+        if not isinstance(saved, dict):
+            return cls()
+        return cls(int(saved.get("steps", 0)), float(saved.get("loss_sum", 0.0)),
+                   float(saved.get("seconds", 0.0)), int(saved.get("images", 0)))
+
+
+@dataclass
 class _Session:
     """What one training run works with: built by ``Trainer._start_session``, then handed to (and
     advanced by) each phase of the run: resume, epochs, checkpoints, finish."""
@@ -178,7 +197,8 @@ class _Session:
     latest: EvalResult | None = None  # the last evaluation
     start_epoch: int = 1  # where training (re)starts
     start_step: int = 0
-    evaluation_pending: bool = False  # the last epoch's evaluation was abandoned (Ctrl-C)
+    evaluation_pending: bool = False  # the last finished epoch's evaluation was abandoned (Ctrl-C)
+    so_far: EpochSoFar = field(default_factory=EpochSoFar)  # of the epoch a resumed run goes on with
     may_freeze: bool = False  # whether gradients a schedule ends early may be turned off (blitz.freezing)
     freezer: GradientFreezer = field(default_factory=GradientFreezer)  # set once training starts
 
@@ -314,6 +334,10 @@ class Trainer:
         if state is not None:
             self._resume(session, state)
         self._open_run(session)
+        if state is not None:
+            # Loggers drop what they hold past this point (work the stop or crash lost, which
+            # the run now does again): metrics.jsonl keeps one record per epoch and step.
+            self._log(session, {"event": "resume", "epoch": session.start_epoch, "step": session.run.global_step})
         with self._outcome_recorded(session):
             try:
                 if strategy.is_main:
@@ -331,12 +355,12 @@ class Trainer:
                         session.train_model, session.model, session.run.info, session.batches,
                         session.test_split, loss_fn, session.memory_format, session.optimizer,
                     )
-                train_seconds, images_seen, latest = self._train_epochs(session, loss_fn)
+                latest = self._train_epochs(session, loss_fn)
             finally:  # also when warm-up, training or a hook fails: files flushed, writers stopped
                 session.freezer.restore()  # the model leaves training as it came
                 for logger in session.loggers:
                     logger.close()
-            return self._finish(session, latest, train_seconds, images_seen)
+            return self._finish(session, latest)
 
     @contextlib.contextmanager
     def _outcome_recorded(self, session: _Session) -> Iterator[None]:
@@ -374,7 +398,9 @@ class Trainer:
         clock = Clock(strategy.device)
         init_from_data = getattr(model, "init_from_data", None)
         if callable(init_from_data) and isinstance(batches, TensorBatches):
-            clock.resume()
+            resuming = self.resume_from is not None  # timed when the run first did it (then loaded over)
+            if not resuming:
+                clock.resume()
             sample = batches.normalize(batches.images[:5000], torch.contiguous_format)
             init_from_data(sample)  # on the training device, where the images are
             clock.pause()
@@ -474,6 +500,8 @@ class Trainer:
         if start_step >= session.steps_per_epoch:
             start_epoch, start_step = start_epoch + 1, 0
         session.start_epoch, session.start_step = start_epoch, start_step
+        if start_step > 0:
+            session.so_far = EpochSoFar.from_meta(state.meta.get("epoch_so_far"))
         run.global_step = global_step
         done, in_progress = start_epoch - 1, start_step > 0
         if config.epochs < done + in_progress:  # would rewrite the run's record to fewer epochs
@@ -504,40 +532,45 @@ class Trainer:
                 shutil.rmtree(run_dir, ignore_errors=True)  # it holds only the start files
             raise
 
-    def _train_epochs(self, session: _Session, loss_fn: nn.Module) -> tuple[float, int, EvalResult | None]:
-        """The epochs left to train, each followed by its evaluation, checkpoints, logs and hooks.
-
-        Returns the training seconds, the images trained on and the last evaluation (None if no
+    def _train_epochs(self, session: _Session, loss_fn: nn.Module) -> EvalResult | None:
+        """The epochs left to train, each followed by its evaluation, checkpoints, logs and hooks
+        (first the evaluation a stop abandoned, if any). Returns the last evaluation (None if no
         epoch was due one)."""
-        config, run, strategy = self.config, session.run, session.run.strategy
-        progress = EpochProgress(self.console, enabled=strategy.is_main)
-        train_seconds, images_seen = 0.0, 0
+        config, run = self.config, session.run
         latest: EvalResult | None = None
+        if session.evaluation_pending:
+            latest = self._complete_pending_evaluation(session)
+        progress = EpochProgress(self.console, enabled=run.strategy.is_main)
         try:
             for epoch in range(session.start_epoch, config.epochs + 1):
                 run.epoch = epoch
                 session.clock.resume()
                 first = session.start_step if epoch == session.start_epoch else 0
+                before, session.so_far = (session.so_far if first else EpochSoFar()), EpochSoFar()
                 epoch_start = time.perf_counter()
                 with threads_for(self.train_threads):
-                    steps_done, images, loss_avg = self._train_epoch(session, loss_fn, epoch, first, progress)
+                    steps_done, images, loss_sum = self._train_epoch(session, loss_fn, epoch, first, progress)
+                done = EpochSoFar(
+                    before.steps + steps_done - first, before.loss_sum + loss_sum,
+                    before.seconds + time.perf_counter() - epoch_start, before.images + images,
+                )
                 if steps_done < session.steps_per_epoch and self.stop_agreed():
+                    session.so_far = done  # saved with the checkpoint, for the resumed epoch's record
                     self._save_checkpoint(session, "last", epoch, steps_done)
                     raise self._interrupted(f"at epoch {epoch}, step {steps_done}", run.run_dir)
-                epoch_seconds = time.perf_counter() - epoch_start
-                train_seconds += epoch_seconds
-                images_seen += images
                 due = epoch == config.epochs or (config.eval_every > 0 and epoch % config.eval_every == 0)
                 abandoned = False
                 try:
                     result = self._evaluate(session) if due else None
                 except EvaluationStopped:  # Ctrl-C need not wait for a long evaluation
                     result, abandoned = None, True
-                # a last epoch whose evaluation was abandoned is evaluated when the run resumes
-                session.evaluation_pending = abandoned and epoch == config.epochs
+                # an abandoned evaluation is done first when the run resumes (the checkpoint
+                # holds the weights it was due on)
+                session.evaluation_pending = abandoned
                 session.clock.pause()
                 latest = session.latest = result or latest
-                checkpoint_due = self._end_epoch(session, epoch, loss_avg, result, latest, images, epoch_seconds)
+                loss_avg = done.loss_sum / max(done.steps, 1)
+                checkpoint_due = self._end_epoch(session, epoch, loss_avg, result, latest, done.images, done.seconds)
                 if abandoned or (epoch < config.epochs and self.stop_agreed()):  # a signal in evaluation or hooks
                     if not checkpoint_due:
                         self._save_checkpoint(session, "last", epoch + 1, 0)
@@ -545,7 +578,7 @@ class Trainer:
                     raise self._interrupted(where, run.run_dir)
         finally:
             progress.stop()
-        return train_seconds, images_seen, latest
+        return latest
 
     def _end_epoch(
         self, session: _Session, epoch: int, loss_avg: float, result: EvalResult | None,
@@ -582,8 +615,7 @@ class Trainer:
             # The model to use (`blitz eval` and `predict` default to it), whatever
             # checkpoint_every says: that spacing is for resuming, from last.ckpt.
             self._save_checkpoint(session, "best", epoch + 1, 0)
-        for logger in session.loggers:
-            logger.log(metrics)
+        self._log(session, metrics)
         if run.strategy.is_main:
             self.warn_all(self.host.call_lifecycle("on_epoch_end", run=run, epoch=epoch, metrics=metrics))
             self._write_summary(run, "running", session.best_accuracy, latest)
@@ -596,9 +628,7 @@ class Trainer:
             session.memory_format, should_stop=(lambda: self.stop.signal_number is not None) if alone else None,
         )
 
-    def _finish(
-        self, session: _Session, latest: EvalResult | None, train_seconds: float, images_seen: int
-    ) -> TrainResult:
+    def _finish(self, session: _Session, latest: EvalResult | None) -> TrainResult:
         """The final evaluation if no epoch made one, the finished summary and the end hook."""
         run, strategy, info = session.run, session.run.strategy, session.run.info
         final = latest
@@ -608,8 +638,6 @@ class Trainer:
                 final = self._evaluate(session)
             except EvaluationStopped:
                 raise self._interrupted("during the final evaluation", run.run_dir) from None
-            if session.evaluation_pending:  # the stopped last evaluation, done now: record it
-                self._complete_pending_evaluation(session, final)
         timed_seconds = session.clock.total()
         per_class = final.per_class(info.class_names)
         if strategy.is_main:
@@ -619,30 +647,54 @@ class Trainer:
                 metrics={"test_accuracy": final.accuracy, "test_loss": final.loss, "per_class_accuracy": per_class},
             ))
         strategy.barrier()  # every rank done before any tears the process group down
+        # The whole run's training, earlier sessions of a resumed run included (from the records)
+        train_seconds = sum(h["seconds"] for h in run.history)
+        images = sum(h["images_per_s"] * h["seconds"] for h in run.history)
         return TrainResult(
             run_dir=run.run_dir,
             final=final,
             history=run.history,
             info=info,
             train_seconds=train_seconds,
-            images_per_s=images_seen / train_seconds if train_seconds > 0 else 0.0,
+            images_per_s=images / train_seconds if train_seconds > 0 else 0.0,
             model=session.model,
             test_split=session.test_split,
             timed_seconds=timed_seconds,
         )
 
-    def _complete_pending_evaluation(self, session: _Session, result: EvalResult) -> None:
-        """The last epoch's evaluation, stopped by Ctrl-C and run on resume: into its history
-        record, best.ckpt if it is the best, and last.ckpt (no longer pending)."""
-        run, epochs = session.run, self.config.epochs
+    def _complete_pending_evaluation(self, session: _Session) -> EvalResult:
+        """The evaluation a stop abandoned after the last finished epoch, run first on resume (the
+        weights are those it was due on): into that epoch's record (logged again, complete),
+        best.ckpt if it is the best, and last.ckpt (no longer pending)."""
+        run = session.run
+        epoch = session.start_epoch - 1
+        session.clock.resume()
+        try:
+            result = self._evaluate(session)
+        except EvaluationStopped:  # stopped again: last.ckpt still says pending
+            raise self._interrupted(f"during the evaluation after epoch {epoch}", run.run_dir) from None
+        session.clock.pause()
         session.evaluation_pending = False
-        if run.history and run.history[-1].get("epoch") == epochs:
-            run.history[-1].update(test_loss=result.loss, test_accuracy=result.accuracy)
+        session.latest = result
+        record = run.history[-1] if run.history and run.history[-1].get("epoch") == epoch else None
+        if record is not None:
+            record.update(test_loss=result.loss, test_accuracy=result.accuracy)
         improved = result.accuracy > session.best_accuracy
         session.best_accuracy = max(session.best_accuracy, result.accuracy)
-        self._save_checkpoint(session, "last", epochs + 1, 0)
+        self._save_checkpoint(session, "last", epoch + 1, 0)
         if improved:
-            self._save_checkpoint(session, "best", epochs + 1, 0)
+            self._save_checkpoint(session, "best", epoch + 1, 0)
+        if record is not None:
+            self._log(session, {"event": "epoch", **record})
+        if run.strategy.is_main:
+            self._write_summary(run, "running", session.best_accuracy, result)
+        return result
+
+    def _log(self, session: _Session, record: dict[str, Any]) -> None:
+        """``record`` (with the metrics schema) to every logger (the main rank's)."""
+        record = {"event": record["event"], "schema": runs.METRICS_SCHEMA, **record}
+        for logger in session.loggers:
+            logger.log(record)
 
     def _save_checkpoint(self, session: _Session, name: str, epoch: int, step_in_epoch: int) -> None:
         """Write ``<run>/checkpoints/<name>.ckpt`` (main rank only): what a resume needs to go on
@@ -667,6 +719,7 @@ class Trainer:
             "global_step": run.global_step,
             "total_steps": session.total_steps,
             "evaluation_pending": session.evaluation_pending,
+            "epoch_so_far": asdict(session.so_far) if step_in_epoch > 0 else None,
             "timed_seconds": session.clock.total(),  # so far: a resumed run adds to it
             "world_size": run.strategy.world_size,  # processes; a partial epoch resumes only with as many
             "local_world_size": int(os.environ.get("LOCAL_WORLD_SIZE", run.strategy.world_size)),
@@ -708,7 +761,8 @@ class Trainer:
         random_state = rng_state()
         b = config.batch_size
         train_sizes = {min(b, batches.per_rank)}
-        if not config.limit_steps or config.limit_steps >= len(batches):
+        partial_kept = len(batches) * b > batches.per_rank  # (a last batch of one is left out)
+        if partial_kept and (not config.limit_steps or config.limit_steps >= len(batches)):
             train_sizes.add(batches.per_rank % b)
         eval_count = len(range(self.strategy.rank, len(test_split), self.strategy.world_size))
         eval_sizes = {min(config.eval_batch_size, eval_count), eval_count % config.eval_batch_size}
@@ -793,7 +847,7 @@ class Trainer:
     def _train_epoch(
         self, session: _Session, loss_fn: nn.Module, epoch: int, first_step: int, progress: EpochProgress
     ) -> tuple[int, int, float]:
-        """Train one epoch from ``first_step``; returns (steps done, images, mean loss). Stops early,
+        """Train one epoch from ``first_step``; returns (steps done, images, summed loss). Stops early,
         at a sync point, when a stop is agreed."""
         config, device = self.config, self.strategy.device
         run, model, optimizer, scheduler, scaler = (
@@ -875,8 +929,7 @@ class Trainer:
                 if self.stop_agreed():
                     break
         progress.stop()
-        count = max(steps_done - first_step, 1)
-        return steps_done, images, loss_total / count
+        return steps_done, images, loss_total
 
     def _prepare_run_dir(self, strategy: Strategy) -> Path | None:
         if not self.write_run:

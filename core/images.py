@@ -15,8 +15,20 @@ def decode_image(path: Path, height: int, width: int, mode: str) -> np.ndarray:
     with Image.open(path) as image:
         # JPEG can decode straight at a reduced scale (>= the size): much faster for big photos.
         image.draft(mode, (width, height))
-        image = image.convert(mode)  # palette, RGBA (alpha dropped), CMYK, 16-bit, ... -> RGB or L
+        image = image.convert(mode) if image.mode in ("RGB", "L") else _eight_bit(image).convert(mode)
         if image.size != (width, height):
             image = image.resize((width, height), Image.Resampling.BILINEAR)
         array = np.array(image, dtype=np.uint8)  # a writable copy: torch warns on read-only arrays
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """``image`` with 8-bit samples: PIL's ``convert`` clips 16-bit gray (modes I;16* and I) at
+    255 instead of scaling it, which would turn a 16-bit PNG almost white. Other modes (palette,
+    RGBA: alpha dropped, CMYK, ...) pass through for ``convert``."""
+    if not (image.mode.startswith("I;16") or image.mode == "I"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16") or values.max(initial=0) > 255:  # mode I holds 8- or 16-bit values
+        values = values / 257.0
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")

@@ -48,9 +48,13 @@ def read_batch(path: Path, *, num_classes: int = 10, image_shape: tuple[int, int
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != size:
         got = f"{getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}"
         raise DataError(f"'{path}': 'data' should be uint8 of shape (N, {size}), got {got}.")
-    labels = np.asarray(entry[label_key], dtype=np.int64)
+    try:
+        labels = np.asarray(entry[label_key], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):  # a damaged file: text or objects where numbers were
+        raise DataError(f"'{path}': '{label_key}' is not a list of class indices. Replace the file.") from None
     if labels.shape != (data.shape[0],):
-        raise DataError(f"'{path}': {data.shape[0]} images but {labels.shape[0]} labels.")
+        count = labels.shape[0] if labels.ndim == 1 else f"labels of shape {labels.shape}, not"
+        raise DataError(f"'{path}': {data.shape[0]} images but {count} labels.")
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise DataError(f"'{path}': labels range {labels.min()}..{labels.max()}, outside 0..{num_classes - 1}.")
     return data.reshape(-1, *image_shape), labels

@@ -16,9 +16,15 @@ class TensorBoardLogger:
             raise UsageError(
                 "The tensorboard logger needs the tensorboard package: pip install tensorboard"
             ) from None
-        self.writer = SummaryWriter(log_dir=str(log_dir))
+        self.writer_class, self.log_dir = SummaryWriter, str(log_dir)
+        self.writer = SummaryWriter(log_dir=self.log_dir)
 
     def log(self, record: dict[str, Any]) -> None:
+        if record.get("event") == "resume":
+            # TensorBoard hides the earlier events from this step on: the lost work, done again
+            self.writer.close()
+            self.writer = self.writer_class(log_dir=self.log_dir, purge_step=int(record["step"]) + 1)
+            return
         prefix = "epoch" if record.get("event") == "epoch" else "step"
         step = int(record.get("step", 0))
         for key, value in record.items():

@@ -20,6 +20,7 @@ from blitz.scoring import evaluate
 from blitz.errors import IncompatibleError, Interrupted, UsageError
 from blitz.hookspecs import hookimpl
 from blitz.plugin_host import PluginHost, discover, local_source
+from blitz.runs import read_metrics
 from blitz.plugins.lenet import build_lenet
 
 INFO = DataInfo(num_classes=10, input_shape=(3, 32, 32), class_names=tuple("abcdefghij"), mean=(0.5,) * 3, std=(0.5,) * 3)
@@ -621,11 +622,15 @@ def test_a_stop_during_an_evaluation_ends_it_and_the_run_resumes_after_it(tmp_pa
         trainer.fit()
     assert len(batches) == 3  # it did not finish the 5 batches of 40 test images
     meta = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").meta
-    assert (meta["epoch"], meta["step_in_epoch"]) == (2, 0) and not meta["evaluation_pending"]
-    assert [(h["epoch"], h["test_accuracy"]) for h in meta["history"]] == [(1, None)]  # recorded, not scored
+    assert (meta["epoch"], meta["step_in_epoch"]) == (2, 0) and meta["evaluation_pending"]
+    assert [(h["epoch"], h["test_accuracy"]) for h in meta["history"]] == [(1, None)]  # recorded, not scored yet
     monkeypatch.undo()  # the real evaluate again
     result = Trainer(config, resume_from=tmp_path / "run" / "checkpoints" / "last.ckpt").fit()
     assert [h["epoch"] for h in result.history] == [1, 2] and result.final.count == 40
+    # the abandoned evaluation was done first on resume, on epoch 1's weights, and recorded once
+    assert result.history[0]["test_accuracy"] is not None
+    epochs = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["event"] == "epoch"]
+    assert [(r["epoch"], r["test_accuracy"] is not None) for r in epochs] == [(1, True), (2, True)]
 
 
 def test_a_stop_during_the_last_evaluation_is_resumed_to_evaluate(tmp_path, monkeypatch):
