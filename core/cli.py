@@ -611,11 +611,39 @@ def _exit_now(exc: SystemExit | None) -> NoReturn:
     os._exit(code)
 
 
+class ReaderTolerantStream:
+    """sys.stdout or sys.stderr that carries on when its reader goes away (``blitz run | head``).
+
+    Python raises BrokenPipeError on the next write, which would end a training run half-way, or
+    after training without its report and pictures. Output then goes nowhere; the work goes on.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _guarded(self, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self._stream, method)(*args)
+        except BrokenPipeError:
+            self._stream = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115  # for the rest of the process
+            return getattr(self._stream, method)(*args)
+
+    def write(self, text: str) -> int:
+        return self._guarded("write", text)
+
+    def flush(self) -> None:
+        self._guarded("flush")
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...: the stream's own
+        return getattr(self._stream, name)
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("BLITZ_COMMAND_LINE", " ".join(["blitz", *sys.argv[1:]]))
     from blitz.launch import launched_by_torchrun
 
+    sys.stdout, sys.stderr = ReaderTolerantStream(sys.stdout), ReaderTolerantStream(sys.stderr)
     exit_status: SystemExit | None = None
     try:
         app()

@@ -51,6 +51,18 @@ class AugmentConfig(BaseModel):
         return self.flip and self.flip_mode == "alternate"
 
 
+PATH_OPTION_SUFFIXES = ("path", "_file", "_dir")
+
+
+def absolute_if_path(key: str, value: Any) -> Any:
+    """An option named like a path (``path``, ``*_path``, ``*_file``, ``*_dir``) whose value names
+    an existing file or folder relative to the current folder, as an absolute path; else as is."""
+    if not (isinstance(value, str) and key.endswith(PATH_OPTION_SUFFIXES) and value):
+        return value
+    path = Path(value).expanduser()
+    return str(path.absolute()) if not path.is_absolute() and path.exists() else value
+
+
 class RunConfig(BaseModel):
     """Everything one training run needs. Unknown keys are errors."""
 
@@ -107,8 +119,17 @@ class RunConfig(BaseModel):
     @field_validator("data_root", "out")
     @classmethod
     def _expand_home(cls, path: Path | None) -> Path | None:
-        # "~/data" as the docs write it, also from a config file or a quoted flag (no shell expansion)
-        return path.expanduser() if path is not None else None
+        # "~/data" as the docs write it, also from a config file or a quoted flag (no shell
+        # expansion); absolute, so that the run's saved config finds its data from any folder
+        # (`--resume`, `blitz eval`)
+        return path.expanduser().absolute() if path is not None else None
+
+    @field_validator("model_args", "dataset_args")
+    @classmethod
+    def _absolute_paths(cls, options: dict[str, Any]) -> dict[str, Any]:
+        # The same for options that name a file or folder (`path`, `test_path`, `pretrained_file`,
+        # ...) given relative to the current folder.
+        return {key: absolute_if_path(key, value) for key, value in options.items()}
 
     @field_validator("model_args", "dataset_args", "optimizer_args", "schedule_args")
     @classmethod

@@ -44,7 +44,8 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from blitz import Register, hookimpl
-from blitz.plugins.muon import Muon, check_option, default_ns_dtype
+from blitz.options import check_flag, check_fraction, check_option
+from blitz.plugins.muon import Muon, default_ns_dtype
 from blitz.plugins.optimizers import zero_missing_momentum_buffers
 from blitz.plugins.schedules import refuse_spans
 
@@ -92,19 +93,6 @@ FINAL = 0.07  # multiplier at the last step
 # --------------------------------------------------------------------------------------------
 # Model
 # --------------------------------------------------------------------------------------------
-
-
-def check_flag(name: str, value: Any) -> None:
-    """Refuse an option that is not true or false, by name."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false, got {value!r}")
-
-
-def check_fraction(name: str, value: Any, *, zero_allowed: bool) -> None:
-    """Refuse an option that is not a fraction of the run: a number up to 1, above (or from) 0."""
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not (number and (0 <= value if zero_allowed else 0 < value) and value <= 1):  # nan fails too
-        raise ValueError(f"{name} must be a number {'>=' if zero_allowed else '>'} 0 and <= 1, got {value!r}")
 
 
 def _batchnorm(channels: int, momentum: float) -> nn.BatchNorm2d:

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from blitz import Register, hookimpl
+from blitz.options import check_option
 
 # The quintic iteration's coefficients: X <- a X + (b A + c A^2) X with A = X X^T. Chosen to
 # maximize the slope at zero (small singular values grow fast), at the price of not converging
@@ -176,16 +177,6 @@ class Muon(torch.optim.Optimizer):
             stacked = torch.stack([directions[i].reshape(shape[0], -1).to(dtype or directions[i].dtype) for i in indices])
             updates = orthogonalize(stacked, group["ns_steps"], dtype).to(params[indices[0]].dtype)
             torch._foreach_add_([params[i] for i in indices], [u.view(shape) for u in updates.unbind()], alpha=-lr)
-
-
-def check_option(name: str, value: Any, low: float, high: float | None = None, *, whole: bool = False) -> None:
-    """Refuse an option that is not a number in [low, high) (a whole number if ``whole``), by name."""
-    kinds = (int,) if whole else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) \
-            or value < low or (high is not None and value >= high):
-        kind = "a whole number" if whole else "a number"
-        bounds = f">= {low:g}" + (f" and < {high:g}" if high is not None else "")
-        raise ValueError(f"{name} must be {kind} {bounds}, got {value!r}")
 
 
 def default_ns_dtype(model: nn.Module) -> torch.dtype | None:

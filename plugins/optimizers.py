@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from blitz import Register, hookimpl
+from blitz.options import check_flag, check_optional_flag
 from blitz.optimizer_state import has_step_hooks
 
 
@@ -21,6 +22,7 @@ def _fused_ok(model: nn.Module) -> bool:
 
 
 def _fused(model: nn.Module, fused: bool | None) -> dict[str, bool]:
+    check_optional_flag("fused", fused)
     # Fused SGD/Adam exist for CPU and CUDA parameters in recent PyTorch; the model is on its
     # device before the optimizer is built, so this picks the right kernel.
     use = _fused_ok(model) if fused is None else fused
@@ -128,6 +130,7 @@ def build_sgd(
     model: nn.Module, *, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
     nesterov: bool = False, fused: bool | None = None,
 ) -> torch.optim.Optimizer:
+    check_flag("nesterov", nesterov)  # fused SGD takes only a bool, and would fail at the first step
     return LeanSGD(
         model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
         nesterov=nesterov and momentum > 0, **_fused(model, fused),

@@ -15,12 +15,15 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from blitz import Register, hookimpl
+from blitz.options import check_fraction, check_option
 
 
 class _Warmup:
     """Picklable multiplier functions (LambdaLR stores them in its state)."""
 
     def __init__(self, kind: str, total_steps: int, warmup: float, final: float) -> None:
+        check_option("warmup", warmup, 0)  # a fraction of the steps below 1, else a step count
+        check_fraction("final", final, zero_allowed=True)  # a multiplier of lr: below 0 would train uphill
         self.kind, self.total, self.final = kind, max(total_steps, 1), final
         self.warmup_steps = int(warmup * self.total) if warmup < 1 else int(warmup)
 
@@ -111,10 +114,11 @@ class _OneCycle:
     runs of a handful of steps, and so that its state is plain numbers."""
 
     def __init__(self, total_steps: int, pct_start: float, div_factor: float, final_div_factor: float) -> None:
-        if not 0 < pct_start < 1:
-            raise ValueError(f"pct_start must be between 0 and 1, got {pct_start}")
-        if div_factor < 1 or final_div_factor < 1:
-            raise ValueError("div_factor and final_div_factor must be at least 1")
+        check_option("pct_start", pct_start, 0, 1)
+        if pct_start == 0:
+            raise ValueError("pct_start must be between 0 and 1, got 0")
+        check_option("div_factor", div_factor, 1)
+        check_option("final_div_factor", final_div_factor, 1)
         self.total = max(total_steps, 1)
         self.up = max(pct_start * self.total, 1.0)
         self.start, self.end = 1 / div_factor, 1 / (div_factor * final_div_factor)

@@ -192,3 +192,18 @@ def test_command_line_parsing_errors_are_one_line_with_exit_code_2(args, message
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 2 and len(lines) == 1, result.output
     assert lines[0].startswith(message)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--optimizer-arg", "nesterov=0"), "nesterov must be true or false, got 0"),  # was a traceback at step 1
+    (("--optimizer-arg", "fused=1"), "fused must be true or false, got 1"),
+    (("--schedule", "cosine", "--schedule-arg", "final=-2"), "final must be a number >= 0 and <= 1, got -2"),
+    (("--schedule", "linear", "--schedule-arg", "warmup=-5"), "warmup must be a number >= 0, got -5"),
+    (("--schedule", "cosine", "--schedule-arg", "warmup=abc"), "warmup must be a number >= 0, got 'abc'"),
+    (("--schedule", "onecycle", "--schedule-arg", "div_factor=x"), "div_factor must be a number >= 1, got 'x'"),
+])
+def test_wrong_optimizer_and_schedule_options_are_refused_before_training(tmp_path, args, message):
+    result = blitz("run", *TINY, *args, "--out", tmp_path / "run")
+    assert result.exit_code == 2, result.output
+    assert message in one_line(result) and "Traceback" not in result.output
+    assert not (tmp_path / "run" / "checkpoints").exists()

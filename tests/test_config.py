@@ -299,3 +299,16 @@ def test_an_option_blitz_passes_itself_is_refused_as_a_component_option(field, k
     """`--optimizer-arg momentum=0.5` crashed the factory call ("got multiple values for keyword argument")."""
     with pytest.raises(ConfigError, match=rf"Invalid value for '{field}' \(from command line\): option '{key}' is not a component option: {hint}"):
         resolve_config(overrides=CLIOverrides(**{field: {key: 1}}))
+
+
+def test_relative_paths_are_kept_absolute_so_a_run_finds_its_data_from_anywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "w.pt").write_bytes(b"")
+    config = RunConfig(
+        data_root="mydata", dataset_args={"path": "imgs", "test_path": "missing", "length": 3},
+        model_args={"pretrained_file": "w.pt", "width": 2},
+    )
+    assert config.data_root == tmp_path / "mydata"  # absolute even before it exists (--download makes it)
+    assert config.dataset_args == {"path": str(tmp_path / "imgs"), "test_path": "missing", "length": 3}
+    assert config.model_args == {"pretrained_file": str(tmp_path / "w.pt"), "width": 2}

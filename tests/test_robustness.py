@@ -319,3 +319,20 @@ def test_out_folder_of_a_run_without_checkpoint_is_not_reused(tmp_path):
     again = runner.invoke(app, ["run", "--recipe", "randomdemo", "--out", str(out)])
     assert again.exit_code == 2 and "already holds a run" in again.output
     assert digest(out) == before
+
+
+def test_a_reader_that_goes_away_does_not_end_the_run(tmp_path):
+    """`blitz run ... | head -1`: the run goes on, writes its report and exits 0."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "blitz", "run", "--dataset", "random", "--strategy", "cpu", "--epochs", "2",
+         "--out", str(tmp_path / "run")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert proc.stdout.readline().startswith(b"Strategy:")
+    proc.stdout.close()  # as head does after its line
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 0
+    assert (tmp_path / "run" / "report.md").is_file() and (tmp_path / "run" / "predictions.png").is_file()
