@@ -61,25 +61,31 @@ from blitz.timing import Clock
 
 class GuardedLogger:
     """A logger plugin's ``log``/``close``, each protected: a logger's bug must not end hours of
-    training (nor keep the loggers after it from closing). It is turned off at its first error."""
+    training (nor keep the loggers after it from closing). It gets no more records after its
+    first error, but is still closed once (what it wrote so far is flushed there)."""
 
-    def __init__(self, name: str, logger: Any, warn: Callable[[list[str]], None]) -> None:
-        self.name, self.logger, self.warn, self.failed = name, logger, warn, False
+    def __init__(self, name: str, plugin: str, logger: Any, warn: Callable[[list[str]], None]) -> None:
+        self.name, self.plugin, self.logger, self.warn = name, plugin, logger, warn
+        self.failed = self.closed = False
 
     def log(self, record: dict[str, Any]) -> None:
-        self._call("log", record)
+        if not self.failed:
+            self._call("log", record)
 
     def close(self) -> None:
-        self._call("close")
+        if not self.closed:
+            self.closed = True
+            self._call("close")
 
     def _call(self, method: str, *args: Any) -> None:
-        if self.failed:
-            return
         try:
             getattr(self.logger, method)(*args)
         except Exception as exc:
             self.failed = True
-            self.warn([f"logger '{self.name}' raised in {method}(): {type(exc).__name__}: {exc}; it is off for the rest of this run."])
+            self.warn([
+                f"logger '{self.name}' (plugin '{self.plugin}') raised in {method}(): {type(exc).__name__}: {exc}"
+                + ("; it gets no more records in this run." if method == "log" else ".")
+            ])
 
 
 def release_compile_workers() -> None:
@@ -293,9 +299,9 @@ class Trainer:
                 f"torchrun started {started} processes, but --strategy {config.strategy} trains in one; "
                 "use --strategy ddp (or auto) under torchrun."
             )
-        strategy.setup()
         threads = torch.get_num_threads()
         try:
+            strategy.setup()  # inside: teardown runs once, also when setup fails
             with self.stop.installed():
                 return self._fit(strategy)
         finally:
@@ -527,8 +533,9 @@ class Trainer:
         session.run.run_dir = run_dir
         try:
             session.loggers = self._start_loggers(run_dir) if strategy.is_main else []
-        except BlitzError:
+        except BaseException:  # a usage error, or a logger plugin's bug (shown with its traceback)
             if run_dir is not None and self.resume_from is None:
+                self.release_run()
                 shutil.rmtree(run_dir, ignore_errors=True)  # it holds only the start files
             raise
 
@@ -949,13 +956,19 @@ class Trainer:
             runs.write_start_files(path, self.config, self.strategy.describe(), plugins)
         return path
 
-    def _start_loggers(self, run_dir: Path | None) -> list[Any]:
+    def _start_loggers(self, run_dir: Path | None) -> list[GuardedLogger]:
         if run_dir is None:
             return []
-        return [
-            GuardedLogger(r.name, check_returned(r, "Logger", call_factory(r, "Logger", run_dir=run_dir), ("log", "close")), self.warn_all)
-            for r in self.components.loggers
-        ]
+        loggers: list[GuardedLogger] = []
+        try:
+            for r in self.components.loggers:
+                logger = check_returned(r, "Logger", call_factory(r, "Logger", run_dir=run_dir), ("log", "close"))
+                loggers.append(GuardedLogger(r.name, r.entry.plugin, logger, self.warn_all))
+        except BaseException:
+            for started in loggers:  # the ones built before the one that failed: closed, as promised
+                started.close()
+            raise
+        return loggers
 
     def _write_summary(self, run: TrainingRun, status: str, best: float, last: EvalResult | None, timed: float | None = None) -> None:
         if run.run_dir is None:

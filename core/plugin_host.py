@@ -17,6 +17,7 @@ import functools
 import importlib.metadata
 import importlib.util
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterable
@@ -174,9 +175,22 @@ def _allowed_third_party() -> set[str] | None:
 def _short_error(exc: BaseException) -> str:
     if isinstance(exc, SyntaxError) and exc.filename:  # the plugin's own line, not importlib's
         return f"{type(exc).__name__}: {exc.msg} ({exc.filename.rsplit('/', 1)[-1]}:{exc.lineno})"
+    if isinstance(exc, pluggy.PluginValidationError):  # three lines, pointing into pluggy: one, at the hook
+        return _validation_error(exc)
     last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" ({last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""
     return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _validation_error(exc: pluggy.PluginValidationError) -> str:
+    """pluggy's refusal of a hook implementation (e.g. an argument the hook does not have) in one
+    line, with the implementation's file and line."""
+    found = re.search(r"for hook '(\w+)'", str(exc))
+    function = getattr(exc.plugin, found.group(1), None) if found else None
+    code = getattr(function, "__code__", None)
+    where = f" ({code.co_filename.rsplit('/', 1)[-1]}:{code.co_firstlineno})" if code else ""
+    lines = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
+    return f"{'; '.join(lines) or exc}{where}"
 
 
 class PluginHost:
@@ -263,7 +277,7 @@ class PluginHost:
 
             try:
                 impl.function(**({"register": register} if impl.argnames else {}))
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit() in a plugin ends only the plugin
                 record.errors.append(f"raised in register_{kind}: {_short_error(exc)}")
 
     def _reject_catalog_clashes(self) -> None:
@@ -304,22 +318,37 @@ class PluginHost:
         Returns the warnings to show, so a logger's bug cannot end hours of training.
         """
         warnings = []
-        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+        for impl in _in_call_order(getattr(self.pm.hook, hook).get_hookimpls()):
             key = (impl.plugin_name, hook)
             if key in self._broken_lifecycle:
                 continue
+            record = self.records.get(impl.plugin_name)
+            dist = f" (from {record.distribution})" if record else ""
+            if impl.hookwrapper or getattr(impl, "wrapper", False):
+                self._broken_lifecycle.add(key)
+                warnings.append(
+                    f"plugin '{impl.plugin_name}'{dist}: {hook} is declared a wrapper (hookwrapper/wrapper=True), "
+                    "which blitz's lifecycle hooks do not support; it is skipped (declare it with plain @hookimpl)"
+                )
+                continue
             try:
                 impl.function(**{name: kwargs[name] for name in impl.argnames})
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit() in a hook must not end the run either
                 self._broken_lifecycle.add(key)
-                record = self.records.get(impl.plugin_name)
-                dist = f" (from {record.distribution})" if record else ""
                 warnings.append(
                     f"plugin '{impl.plugin_name}'{dist} raised in {hook}: {_short_error(exc)}; "
                     "it is skipped for the rest of this run"
                 )
         return warnings
 
+
+
+def _in_call_order(impls: list[Any]) -> list[Any]:
+    """Hook implementations in load order, ``tryfirst`` ones first and ``trylast`` ones last, as
+    pluggy would call them (its list holds trylast first and tryfirst last)."""
+    first = [i for i in impls if i.tryfirst]
+    last = [i for i in impls if i.trylast]
+    return first + [i for i in impls if not (i.tryfirst or i.trylast)] + last
 
 
 def local_source(plugin: object, name: str) -> PluginSource:

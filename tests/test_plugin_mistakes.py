@@ -129,8 +129,9 @@ def test_a_logger_that_raises_is_turned_off_and_the_run_finishes(tmp_path):
     result, output = fit(tmp_path, plugin, loggers=["fragile", "jsonl"], epochs=2, log_every=1)
     assert len(result.history) == 2
     text = " ".join(output.split())
-    assert "logger 'fragile' raised in log(): RuntimeError: disk on fire; it is off for the rest of this run." in text
-    assert "cannot close" not in text  # off after its first error
+    assert "logger 'fragile' (plugin 'mine') raised in log(): RuntimeError: disk on fire; it gets no more records" in text
+    assert text.count("disk on fire") == 1  # no records after its first error
+    assert "raised in close(): RuntimeError: cannot close." in text  # but it is closed, as promised
     run = tmp_path / "run"
     assert read_json(run / "summary.json")["status"] == "finished"
     assert (run / "metrics.jsonl").read_text().count('"event": "epoch"') == 2  # the logger after it still ran
@@ -215,3 +216,116 @@ def test_labels_past_num_classes_are_a_data_error_through_lenets_direct_gradient
     source = lambda *, root, download: DataBundle(LabelledImages(), LabelledImages(), info)  # noqa: E731
     with pytest.raises(DataError, match=r"Dataset 'loose' gave a label outside 0\.\.2 at step \d+ of epoch 1"):
         fit(tmp_path, Plugin(datasets={"loose": source}), dataset="loose", model="lenet", dataset_args={}, batch_size=4)
+
+
+def test_sys_exit_in_a_register_hook_is_the_plugins_error_not_blitzs_end():
+    class Exits:
+        @hookimpl
+        def register_models(self, register):
+            raise SystemExit("refusing")
+
+    host = host_with(Exits(), "exits")
+    assert host.records["exits"].errors == ["raised in register_models: SystemExit: refusing (test_plugin_mistakes.py:"
+                                            + host.records["exits"].errors[0].rsplit(":", 1)[1]]
+    assert "lenet" in host.registries["models"].names()
+
+
+def test_sys_exit_in_a_lifecycle_hook_is_a_warning_and_training_goes_on(tmp_path):
+    class Exits:
+        @hookimpl
+        def on_epoch_end(self, run, epoch, metrics):
+            raise SystemExit(3)
+
+    result, output = fit(tmp_path, Exits())
+    assert result.final is not None and "raised in on_epoch_end: SystemExit: 3" in output
+    assert read_json(tmp_path / "run" / "summary.json")["status"] == "finished"
+
+
+def test_lifecycle_hooks_run_in_pluggy_order_and_wrappers_are_skipped_with_a_warning(tmp_path):
+    calls: list[str] = []
+
+    def plugin(name: str, **options: bool) -> object:
+        class One:
+            @hookimpl(**options)
+            def on_train_start(self, run):
+                calls.append(name)
+
+        return One()
+
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def on_train_start(self, run):
+            calls.append("wrapper")
+            return (yield)
+
+    sources = [*builtins(), local_source(plugin("a"), "a"), local_source(plugin("b", tryfirst=True), "b"),
+               local_source(plugin("c", trylast=True), "c"), local_source(plugin("d"), "d"), local_source(Wrapper(), "w")]
+    console = Console(file=StringIO(), width=300)
+    Trainer(tiny_config(tmp_path), host=PluginHost(sources), console=console).fit()
+    assert calls == ["b", "a", "d", "c"]
+    assert "'w' (from local): on_train_start is declared a wrapper" in console.file.getvalue()
+
+
+def test_a_hook_with_an_argument_the_spec_lacks_is_one_line_at_the_plugins_line():
+    class Wrong:
+        @hookimpl
+        def on_epoch_end(self, run, epoch, metric):
+            pass
+
+    host = host_with(Wrong(), "wrong")
+    (error,) = host.records["wrong"].errors
+    assert "\n" not in error and "pluggy" not in error and "{'metric'}" in error
+    assert error.startswith("failed to load: hookimpl definition: on_epoch_end(run, epoch, metric); Argument(s)")
+    assert error.endswith(f"(test_plugin_mistakes.py:{Wrong.on_epoch_end.__code__.co_firstlineno})")
+
+
+class ClosingLogger:
+    closed: list[str] = []
+
+    def __init__(self, *, run_dir: Path) -> None:
+        pass
+
+    def log(self, record: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        ClosingLogger.closed.append("closed")
+
+
+@pytest.mark.parametrize(("error", "expected"), [(UsageError("no such sink"), UsageError), (KeyError("bug"), KeyError)])
+def test_loggers_built_before_one_that_fails_are_closed_and_the_new_run_folder_goes(tmp_path, error, expected):
+    def failing(*, run_dir: Path) -> Any:
+        raise error
+
+    ClosingLogger.closed = []
+    plugin = Plugin(loggers={"good": ClosingLogger, "bad": failing})
+    with pytest.raises(expected):
+        fit(tmp_path, plugin, loggers=["good", "bad"])
+    assert ClosingLogger.closed == ["closed"]
+    assert not (tmp_path / "run").exists()  # only its start files were there: no '? ?/?' row in `blitz runs`
+
+
+def test_a_strategy_whose_setup_fails_is_torn_down(tmp_path):
+    from blitz.components import Strategy
+
+    calls: list[str] = []
+
+    class NoDevice(Strategy):
+        def __init__(self) -> None:
+            super().__init__(torch.device("cpu"))
+
+        def setup(self) -> None:
+            calls.append("setup")
+            raise UsageError("no such device")
+
+        def teardown(self) -> None:
+            calls.append("teardown")
+
+    class Strategies:
+        @hookimpl
+        def register_strategies(self, register):
+            register("nodevice", lambda *, device=None: NoDevice(), description="cannot run")
+
+    with pytest.raises(UsageError, match="no such device"):
+        fit(tmp_path, Strategies(), strategy="nodevice")
+    assert calls == ["setup", "teardown"]
