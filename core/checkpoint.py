@@ -76,6 +76,8 @@ def describe_load_failure(exc: BaseException) -> str:
         return "it holds pickled objects, not only tensors (another format, or damaged)"
     if "zip archive" in text or "central directory" in text or isinstance(exc, EOFError):
         return "truncated or not a zip archive (damaged, or still being written)"
+    if isinstance(exc, KeyError):  # torch.load's legacy reader meeting bytes it cannot use: "174812789"
+        return "not a file saved by torch.save or safetensors (damaged, or another format)"
     first = text.splitlines()[0] if text else type(exc).__name__
     return first if len(first) <= 100 else first[:first.rfind(" ", 0, 100)] + " ..."
 

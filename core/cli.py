@@ -385,7 +385,7 @@ def _list_kind(kind: str, pattern: str, as_json: bool) -> None:
             prefix = family.name[:-2]
             rows += [
                 {"name": f"{prefix}/{variant}", "description": f"{prefix}'s {variant}", "plugin": family.plugin}
-                for variant in family.metadata.get("list_variants", lambda: [])()
+                for variant in registry.variants(family)
             ]
     import fnmatch
 

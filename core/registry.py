@@ -62,6 +62,17 @@ class Registry:
                 f"Plugin '{entry.plugin}' registered {self.kind} '{entry.name}' with a factory "
                 "that is not callable."
             )
+        if not isinstance(entry.description, str):
+            raise PluginError(
+                f"Plugin '{entry.plugin}' registered {self.kind} '{entry.name}' with description "
+                f"{entry.description!r}: give a string."
+            )
+        for key in ("list_variants", "validate_variant"):
+            if key in entry.metadata and not (entry.is_family and callable(entry.metadata[key])):
+                raise PluginError(
+                    f"Plugin '{entry.plugin}' registered {self.kind} '{entry.name}' with {key}="
+                    f"{entry.metadata[key]!r}: give a function, and only for a family (a name ending in '/*')."
+                )
         hyperparameters = entry.metadata.get("hyperparameters")
         if hyperparameters is not None and not (
             isinstance(hyperparameters, dict) and set(hyperparameters) <= set(OPTIMIZER_HYPERPARAMETERS)
@@ -93,7 +104,7 @@ class Registry:
             family = self._entries.get(f"{prefix}/*")
             if family is not None and variant:
                 validate = family.metadata.get("validate_variant")
-                if validate is not None and not validate(variant):
+                if validate is not None and not self._family_call(family, "validate_variant", variant):
                     raise UnknownNameError(
                         self.kind, name, self._variant_suggestions(family), self.list_command
                     )
@@ -109,8 +120,22 @@ class Registry:
 
     def _variant_suggestions(self, family: Entry) -> list[str]:
         prefix = family.name[:-2]
-        known = family.metadata.get("list_variants", lambda: [])()
+        known = self._family_call(family, "list_variants") if "list_variants" in family.metadata else []
         return [f"{prefix}/{v}" for v in known]
+
+    def variants(self, family: Entry) -> list[str]:
+        """The names a family's ``list_variants`` gives (none without one)."""
+        return list(self._family_call(family, "list_variants")) if "list_variants" in family.metadata else []
+
+    def _family_call(self, family: Entry, key: str, *args: Any) -> Any:
+        """A family's ``list_variants``/``validate_variant``; its exception is the plugin's error."""
+        try:
+            return family.metadata[key](*args)
+        except Exception as exc:
+            raise PluginError(
+                f"Plugin '{family.plugin}': {key} of {self.kind} '{family.name}' raised "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):

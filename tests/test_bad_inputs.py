@@ -207,3 +207,19 @@ def test_wrong_optimizer_and_schedule_options_are_refused_before_training(tmp_pa
     assert result.exit_code == 2, result.output
     assert message in one_line(result) and "Traceback" not in result.output
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_text_file_as_checkpoint_or_weights_is_named_as_such_not_by_a_bare_number(tmp_path):
+    from blitz.checkpoint import describe_load_failure
+
+    (tmp_path / "notes.txt").write_text("hello notes\n")
+    try:
+        import torch
+
+        torch.load(tmp_path / "notes.txt", weights_only=True)
+    except Exception as exc:  # noqa: BLE001  # whatever torch raises for it
+        reason = describe_load_failure(exc)
+    assert reason == "not a file saved by torch.save or safetensors (damaged, or another format)"
+    result = blitz("run", *TINY, "--model", "resnet18", "--model-arg", f"pretrained_file={tmp_path / 'notes.txt'}",
+                   "--out", tmp_path / "run")
+    assert result.exit_code == 2 and f"({reason})" in one_line(result)

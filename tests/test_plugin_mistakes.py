@@ -329,3 +329,27 @@ def test_a_strategy_whose_setup_fails_is_torn_down(tmp_path):
     with pytest.raises(UsageError, match="no such device"):
         fit(tmp_path, Strategies(), strategy="nodevice")
     assert calls == ["setup", "teardown"]
+
+
+def test_bad_registration_metadata_is_the_plugins_error_and_listings_still_work():
+    class Odd:
+        @hookimpl
+        def register_optimizers(self, register):
+            register("nodesc", lambda model, *, lr, momentum, weight_decay: None, description=None)
+
+        @hookimpl
+        def register_models(self, register):
+            register("notfamily", lambda **kw: None, description="x", list_variants=lambda: ["a"])
+            register("fam/*", lambda *, variant, **kw: None, description="a family",
+                      list_variants=lambda: 1 / 0, validate_variant=lambda v: {}[v])
+
+    host = host_with(Odd(), "odd")
+    errors = " | ".join(host.records["odd"].errors)
+    assert "optimizer 'nodesc' with description None: give a string" in errors
+    assert "model 'notfamily' with list_variants=" in errors and "only for a family" in errors
+    assert "nodesc" not in host.registries["optimizers"].names() and "sgd" in host.registries["optimizers"].names()
+    models = host.registries["models"]
+    with pytest.raises(PluginError, match=r"Plugin 'odd': validate_variant of model 'fam/\*' raised KeyError: 'x'"):
+        models.get("fam/x")
+    with pytest.raises(PluginError, match="list_variants of model 'fam/\\*' raised ZeroDivisionError"):
+        models.variants(next(e for e in models.entries() if e.name == "fam/*"))
