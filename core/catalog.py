@@ -155,6 +155,34 @@ class Resolved:
     description: str
 
 
+def _aliased(name: str, alias: Any, registry: Any) -> Entry:
+    """The component a catalog entry names, checked against the plugin it says provides it."""
+    component = alias.component or name
+    try:
+        entry = registry.get(component)
+    except UnknownNameError:
+        raise ConfigError(
+            f"The registry file '{catalog_path()}' maps {registry.kind} '{name}' to '{component}', which no loaded "
+            f"plugin registers (plugin '{alias.plugin}' is missing, failed to load or lacks it; see "
+            "'blitz list-plugins'): fix the entry or install the plugin."
+        ) from None
+    if alias.plugin and entry.plugin != alias.plugin:
+        raise ConfigError(
+            f"The registry file '{catalog_path()}' says {registry.kind} '{name}' comes from plugin '{alias.plugin}', "
+            f"but plugin '{entry.plugin}' registers '{component}': fix the entry's plugin."
+        )
+    return entry
+
+
+def alias_problem(name: str, alias: Any, registry: Any) -> str | None:
+    """What is wrong with a catalog entry (see ``_aliased``), or None."""
+    try:
+        _aliased(name, alias, registry)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
 def resolve(kind: str, name: str, catalog: Catalog | None = None, host: PluginHost | None = None) -> Resolved:
     """Resolve a user-facing name: a catalog alias first, then the plugin registries."""
     catalog = catalog or load_catalog()
@@ -162,7 +190,7 @@ def resolve(kind: str, name: str, catalog: Catalog | None = None, host: PluginHo
     registry = host.registries[kind]
     alias = catalog.entries(kind).get(name)
     if alias is not None:
-        entry = registry.get(alias.component or name)
+        entry = _aliased(name, alias, registry)
         return Resolved(name, entry, dict(alias.defaults), alias.description or entry.description)
     try:
         entry = registry.get(name)

@@ -351,7 +351,7 @@ KIND_CHOICES = ("models", "datasets", "optimizers", "schedules", "strategies", "
 
 
 def _list_kind(kind: str, pattern: str, as_json: bool) -> None:
-    from blitz.catalog import load_catalog
+    from blitz.catalog import alias_problem, load_catalog
     from blitz.plugin_host import get_host
 
     catalog = load_catalog()
@@ -375,10 +375,14 @@ def _list_kind(kind: str, pattern: str, as_json: bool) -> None:
             rows.append(row)
         for name, alias in sorted(aliases.items()):
             if alias.component and alias.component != name:
-                rows.append({
+                row = {
                     "name": name, "description": alias.description or f"= {alias.component}",
                     "plugin": alias.plugin, "component": alias.component, "defaults": alias.defaults,
-                })
+                }
+                problem = alias_problem(name, alias, registry)
+                if problem:  # listed, so that the user sees the entry is there and why it fails
+                    row.update(problem=problem, description=f"{row['description']} (not usable: {problem})")
+                rows.append(row)
         # 'timm/<pattern>': the family's own names (timm's architectures), which it can list
         family = next((e for e in registry.entries() if e.is_family and pattern.lower().startswith(e.name[:-1].lower())), None)
         if family is not None:
@@ -407,7 +411,7 @@ def _list_kind(kind: str, pattern: str, as_json: bool) -> None:
     table.add_column("plugin" if kind != "recipes" else "measured")
     for r in rows:
         extra = r.get("plugin", "") if kind != "recipes" else r.get("measured", "")
-        table.add_row(r["name"], r["description"], extra)
+        table.add_row(escape(r["name"]), escape(r["description"]), escape(extra))  # "[x]" from a plugin is text
     console.print(table)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blitz.catalog import check_catalog, load_catalog, parse_catalog
+from blitz.catalog import check_catalog, load_catalog, parse_catalog, resolve
 from blitz.config import RunConfig
 from blitz.errors import ConfigError, UnknownNameError
 from blitz.resolve import CLIOverrides, resolve_config
@@ -312,3 +313,25 @@ def test_relative_paths_are_kept_absolute_so_a_run_finds_its_data_from_anywhere(
     assert config.data_root == tmp_path / "mydata"  # absolute even before it exists (--download makes it)
     assert config.dataset_args == {"path": str(tmp_path / "imgs"), "test_path": "missing", "length": 3}
     assert config.model_args == {"pretrained_file": str(tmp_path / "w.pt"), "width": 2}
+
+
+def test_a_catalog_entry_that_does_not_resolve_as_it_says_is_refused_when_used_and_flagged_when_listed(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from blitz.cli import app
+    from blitz.errors import ConfigError
+
+    path = write(
+        tmp_path / "r.toml",
+        '[models.mini]\nplugin = "nonexistent"\ncomponent = "lenet"\n'
+        '[models.mini2]\nplugin = "lenet"\ncomponent = "does_not_exist"\n',
+    )
+    catalog = parse_catalog(path)
+    monkeypatch.setenv("BLITZ_REGISTRY", str(path))
+    with pytest.raises(ConfigError, match="says model 'mini' comes from plugin 'nonexistent', but plugin 'lenet' registers 'lenet'"):
+        resolve("models", "mini", catalog)
+    with pytest.raises(ConfigError, match="maps model 'mini2' to 'does_not_exist', which no loaded plugin registers"):
+        resolve("models", "mini2", catalog)
+    listed = CliRunner().invoke(app, ["list", "models", "mini", "--json"])
+    rows = {r["name"]: r for r in json.loads(listed.output)}
+    assert "comes from plugin 'nonexistent'" in rows["mini"]["problem"] and "does_not_exist" in rows["mini2"]["problem"]
