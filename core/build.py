@@ -11,6 +11,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -129,7 +130,36 @@ def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
                 )
         if len(split) == 0:
             raise DataError(f"Dataset '{resolved.name}' has an empty {split_name} split.")
+        if not isinstance(split, TensorSplit):
+            _check_dataset_item(resolved.name, split_name, split, info)
     return bundle
+
+
+def _check_dataset_item(name: str, split_name: str, split: Any, info: DataInfo) -> None:
+    """A Dataset split's first item against the source's DataInfo, as a TensorSplit is checked
+    whole: its mistakes would otherwise surface as a shape or dtype error inside the first step."""
+    where = f"Dataset '{name}' {split_name} item 0"
+    try:
+        item = split[0]
+    except Exception as exc:  # noqa: BLE001  # the plugin's bug, named before training
+        raise DataError(f"{where} could not be read: {type(exc).__name__}: {exc}") from exc
+    if not (isinstance(item, (tuple, list)) and len(item) == 2):
+        raise DataError(f"{where} is {type(item).__name__}: give (image, label) pairs.")
+    image, label = item
+    shape, dtype = tuple(getattr(image, "shape", ())), getattr(image, "dtype", None)
+    if shape != tuple(info.input_shape):
+        raise DataError(f"{where} has shape {shape}, but its DataInfo says input_shape {tuple(info.input_shape)}: a plugin bug.")
+    pixels = dtype in (torch.uint8, np.uint8)
+    features = (isinstance(dtype, torch.dtype) and dtype.is_floating_point) or (
+        isinstance(dtype, np.dtype) and np.issubdtype(dtype, np.floating)
+    )
+    if not (pixels or features):
+        raise DataError(f"{where} is {dtype}: give uint8 pixels (normalized and augmented by blitz) or float features.")
+    integer = isinstance(label, (int, np.integer)) and not isinstance(label, bool)
+    if isinstance(label, torch.Tensor):
+        integer = label.dim() == 0 and not (label.dtype.is_floating_point or label.dtype == torch.bool)
+    if not integer:
+        raise DataError(f"{where} has label {label!r}: give a class index (an int from 0 to {info.num_classes - 1}).")
 
 
 def _check_tensor_split(name: str, split_name: str, split: TensorSplit, info: DataInfo) -> None:
@@ -213,8 +243,9 @@ def check_fit(model: nn.Module, info: DataInfo, model_name: str, dataset_name: s
     try:
         with torch.no_grad():
             out = model(torch.zeros(shape))
-    except (RuntimeError, ValueError, AssertionError, TypeError, IndexError) as exc:
-        detail = str(exc).strip().splitlines()[0][:160]
+    except Exception as exc:  # noqa: BLE001  # a mismatch, or the model's bug: either way named, traceback with --debug
+        text = str(exc).strip()
+        detail = f"{type(exc).__name__}: {text.splitlines()[0][:160] if text else ''}"
         raise IncompatibleError(
             f"Model '{model_name}' does not fit dataset '{dataset_name}': inputs of shape "
             f"{tuple(info.input_shape)} with {info.num_classes} classes fail in the model ({detail}). "

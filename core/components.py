@@ -58,6 +58,8 @@ class TensorSplit:
             raise ValueError(
                 f"{self.images.shape[0]} images but {self.labels.shape[0]} labels"
             )
+        if self.labels.dim() != 1:
+            raise ValueError(f"TensorSplit labels must be one class index per example, shape (N,), not {tuple(self.labels.shape)}")
         dtype = self.labels.dtype
         if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:  # .long() would truncate 0.7 to 0
             raise ValueError(f"TensorSplit labels must be integer class indices, not {dtype}")

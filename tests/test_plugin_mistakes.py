@@ -15,7 +15,7 @@ from torch import nn
 
 from blitz import DataBundle, DataInfo, TensorSplit, hookimpl
 from blitz.engine import Trainer
-from blitz.errors import DataError, PluginError, UsageError
+from blitz.errors import DataError, IncompatibleError, PluginError, UsageError
 from blitz.plugin_host import PluginHost, PluginSource, discover, local_source
 from blitz.runs import read_json
 from tests.test_plugins import builtins, tiny_config
@@ -353,3 +353,50 @@ def test_bad_registration_metadata_is_the_plugins_error_and_listings_still_work(
         models.get("fam/x")
     with pytest.raises(PluginError, match="list_variants of model 'fam/\\*' raised ZeroDivisionError"):
         models.variants(next(e for e in models.entries() if e.name == "fam/*"))
+
+
+class Items(torch.utils.data.Dataset):
+    """A Dataset split giving ``item`` for every index."""
+
+    def __init__(self, item: Any) -> None:
+        self.item = item
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> Any:
+        return self.item
+
+
+EIGHT = DataInfo(num_classes=2, class_names=("a", "b"), input_shape=(3, 8, 8))
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ((torch.zeros(3, 9, 9, dtype=torch.uint8), 0), r"train item 0 has shape \(3, 9, 9\), but its DataInfo says input_shape \(3, 8, 8\)"),
+    ((torch.zeros(3, 8, 8, dtype=torch.int32), 0), "train item 0 is torch.int32: give uint8 pixels"),
+    ((torch.zeros(3, 8, 8, dtype=torch.uint8), 1.0), "train item 0 has label 1.0: give a class index"),
+    ((torch.zeros(3, 8, 8, dtype=torch.uint8), torch.tensor([1])), "train item 0 has label tensor"),
+    (torch.zeros(3, 8, 8, dtype=torch.uint8), "train item 0 is Tensor: give \\(image, label\\) pairs"),
+])
+def test_a_dataset_split_whose_items_contradict_its_datainfo_fails_before_training(tmp_path, item, message):
+    def build(*, root, download):
+        return DataBundle(Items(item), Items((torch.zeros(3, 8, 8, dtype=torch.uint8), 0)), EIGHT)
+
+    plugin = Plugin(datasets={"items": build}, models={"small": lambda *, num_classes, input_shape: nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, num_classes))})
+    with pytest.raises(DataError, match=f"Dataset 'items' {message}"):
+        fit(tmp_path, plugin, dataset="items", model="small", dataset_args={}, batch_size=2)
+
+
+def test_tensor_split_labels_must_be_one_index_per_example():
+    with pytest.raises(ValueError, match=r"shape \(N,\), not \(4, 1\)"):
+        TensorSplit(torch.zeros(4, 3, 8, 8, dtype=torch.uint8), torch.zeros(4, 1, dtype=torch.long))
+
+
+def test_a_model_whose_forward_has_a_bug_is_named_with_the_dataset_before_training(tmp_path):
+    class Buggy(nn.Module):
+        def forward(self, x):
+            return self.missing_layer(x)
+
+    plugin = Plugin(models={"buggy": lambda *, num_classes, input_shape: Buggy()})
+    with pytest.raises(IncompatibleError, match="Model 'buggy' does not fit dataset 'random'.*AttributeError: 'Buggy' object has no attribute 'missing_layer'"):
+        fit(tmp_path, plugin, model="buggy")
