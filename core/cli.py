@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -480,18 +481,20 @@ def runs_command(
     if not rows:
         console.print("No runs yet. Start one with 'blitz run'.")
         return
-    table = Table(title=f"runs ({len(rows)})")
+    # Plain columns (like `ls -l`): a boxed table needs ~100 columns for a run
+    # name, and cut every other column to "len…" in an 80-column terminal or a pipe.
+    table = Table(title=f"runs ({len(rows)})", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
     # never shortened: it is what show, eval, predict and --resume take
     table.add_column("run", no_wrap=True, min_width=max(len(r["run"]) for r in rows))
-    for column in ("model", "dataset", "epochs", "best acc", "time", "status"):
-        table.add_column(column)
+    for column in ("epochs", "best", "time", "status"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("model")  # last: the one to wrap (the name holds the recipe or model and the dataset)
     for r in rows:
         best = r.get("best_accuracy")
         table.add_row(
-            r["run"], str(r.get("model", "?")), str(r.get("dataset", "?")),
-            f"{r.get('epochs_done', '?')}/{r.get('epochs', '?')}",
+            r["run"], f"{r.get('epochs_done', '?')}/{r.get('epochs', '?')}",
             f"{100 * best:.2f} %" if isinstance(best, (int, float)) and best >= 0 else "-",
-            f"{r.get('seconds', 0):.0f} s", str(r.get("status", "?")),
+            f"{r.get('seconds', 0):.0f} s", str(r.get("status", "?")), str(r.get("model", "?")),
         )
     console.print(table)
 

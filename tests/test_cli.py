@@ -196,6 +196,17 @@ def test_runs_and_show(tmp_path, isolated_runs):
     (plain,) = [r for r in json.loads(blitz("runs", "--json").output) if r["run"] != rows[0]["run"]]
     shown = blitz("show", plain["run"]).output
     assert "recipe: None" not in shown and "model: linear" in shown
+    # an 80-column terminal (or a pipe): names whole, figures and status not cut to "fin…"
+    from blitz.cli import console
+
+    width = console.width
+    console.width = 80
+    try:
+        table = blitz("runs").output
+    finally:
+        console.width = width
+    assert max(len(line) for line in table.splitlines()) <= 80
+    assert plain["run"] in table and table.count("finished") == 2 and "…" not in table
 
 
 def test_data_verify(cifar_root, tmp_path):
