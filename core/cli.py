@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -211,8 +212,8 @@ def run(
     nnodes: Annotated[Optional[int], typer.Option(help="ddp: number of machines.")] = None,
     node_rank: Annotated[Optional[int], typer.Option(help="ddp: this machine's rank.")] = None,
     rdzv_endpoint: Annotated[Optional[str], typer.Option(help="ddp: rendezvous HOST:PORT for several machines.")] = None,
-    rdzv_backend: Annotated[str, typer.Option(help="ddp: rendezvous backend.")] = "c10d",
-    rdzv_id: Annotated[str, typer.Option(help="ddp: job id shared by all machines.")] = "blitz",
+    rdzv_backend: Annotated[Optional[str], typer.Option(help="ddp: rendezvous backend (default c10d).")] = None,
+    rdzv_id: Annotated[Optional[str], typer.Option(help="ddp: job id shared by all machines (default blitz).")] = None,
     print_config: Annotated[bool, typer.Option("--print-config", help="Show the resolved config and where each value came from, then exit.")] = False,
     debug: Annotated[bool, typer.Option("--debug", hidden=True)] = False,  # 'blitz --debug run' typed the other way round
 ) -> None:
@@ -249,9 +250,11 @@ def run(
 
     from blitz.launch import check_ddp_device, launched_by_torchrun
 
-    wants_launch = any(v is not None for v in (nproc_per_node, nnodes, node_rank, rdzv_endpoint))
+    wants_launch = any(v is not None for v in (nproc_per_node, nnodes, node_rank, rdzv_endpoint, rdzv_backend, rdzv_id))
     if wants_launch and resolved.config.strategy != "ddp":
-        raise UsageError("--nproc-per-node, --nnodes, --node-rank and --rdzv-endpoint go with --strategy ddp.")
+        raise UsageError(
+            "--nproc-per-node, --nnodes, --node-rank, --rdzv-endpoint, --rdzv-backend and --rdzv-id go with --strategy ddp."
+        )
     if resolved.config.strategy == "ddp":
         check_ddp_device(resolved.config.device)  # before starting processes that would each refuse it
     if resolved.config.strategy == "ddp" and not launched_by_torchrun():
@@ -260,7 +263,7 @@ def run(
         launch_ddp(resolved, LaunchSpec(
             nproc_per_node=nproc_per_node, nnodes=1 if nnodes is None else nnodes,
             node_rank=0 if node_rank is None else node_rank, rdzv_endpoint=rdzv_endpoint,
-            rdzv_backend=rdzv_backend, rdzv_id=rdzv_id,
+            rdzv_backend=rdzv_backend or "c10d", rdzv_id=rdzv_id or "blitz",
         ))
         return
     train_and_report(resolved)
@@ -466,6 +469,11 @@ def list_plugins(as_json: Annotated[bool, typer.Option("--json", help="Print JSO
     console.print(table)
 
 
+@list_app.command("plugins", help="List every plugin (same as 'blitz list-plugins').")
+def list_plugins_in_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    list_plugins(as_json)  # `blitz list plugins`, as for every other kind
+
+
 @app.command("runs", help="List the runs under runs/ (or $BLITZ_RUNS_DIR).")
 @reports_errors
 def runs_command(
@@ -645,12 +653,21 @@ class ReaderTolerantStream:
         return getattr(self._stream, name)
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None) -> str:
+    """A warning as one line: the file and source line Python adds are blitz's, not the user's
+    (``--debug`` keeps them)."""
+    kind = "" if category is UserWarning else f" ({category.__name__})"
+    return f"Warning{kind}: {message}\n"
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("BLITZ_COMMAND_LINE", " ".join(["blitz", *sys.argv[1:]]))
     from blitz.launch import launched_by_torchrun
 
     sys.stdout, sys.stderr = ReaderTolerantStream(sys.stdout), ReaderTolerantStream(sys.stderr)
+    if "--debug" not in sys.argv and not os.environ.get("BLITZ_DEBUG"):
+        warnings.formatwarning = _one_line_warning
     exit_status: SystemExit | None = None
     try:
         app()

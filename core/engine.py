@@ -510,11 +510,14 @@ class Trainer:
             session.so_far = EpochSoFar.from_meta(state.meta.get("epoch_so_far"))
         run.global_step = global_step
         done, in_progress = start_epoch - 1, start_step > 0
+        # the fewest epochs that leave something to do: the epoch in progress, the evaluation a
+        # stop left pending, or else one more epoch
+        least = done if session.evaluation_pending and not in_progress else done + 1
         if config.epochs < done + in_progress:  # would rewrite the run's record to fewer epochs
             raise UsageError(
                 f"--epochs {config.epochs} is below the {done} epoch(s) this run has done"
                 f"{' and the one in progress' if in_progress else ''}; resume with --epochs "
-                f"{done + in_progress} or more."
+                f"{least} or more."
             )
         self.say(f"Resuming from {self.resume_from} at epoch {start_epoch}, step {start_step}")
         saved_total = state.meta.get("total_steps")

@@ -7,6 +7,7 @@ registries here, before any data is read or any weight is built.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from blitz.catalog import NAME_FIELDS, Catalog, load_catalog, resolve
 from blitz.config import Layer, RunConfig, merge_layers, read_toml, validate
 from blitz.errors import ConfigError, UnknownNameError, UsageError
 from blitz.registry import OPTIMIZER_HYPERPARAMETERS
-from blitz.runs import find_run
+from blitz.runs import find_run, lock_run, release_run
 
 
 @dataclass
@@ -61,6 +62,9 @@ def resolve_config(
         run_dir = find_run(resume)
         resume_checkpoint = run_dir / "checkpoints" / "last.ckpt"
         if not resume_checkpoint.is_file():
+            # a run in its first epoch has none yet: say that it is running, not to start again
+            with contextlib.suppress(OSError):  # a read-only folder: no lock to test
+                release_run(lock_run(run_dir))
             raise UsageError(f"The run '{run_dir}' has no checkpoint to resume from ({resume_checkpoint} is missing).")
         layers.append(Layer(f"run {run_dir}", read_toml(run_dir / "config.toml", "run config")))
         allowed = {"epochs": "--epochs", "strategy": "--strategy", "device": "--device", "log_every": "--log-every",

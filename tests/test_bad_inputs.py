@@ -53,8 +53,10 @@ def test_resume_with_fewer_epochs_than_done_keeps_the_runs_record(tmp_path):
     before = {name: (run / name).read_bytes() for name in ("config.toml", "summary.json")}
     result = blitz("run", "--resume", run, "--epochs", "1")
     assert result.exit_code == 2, result.output
-    assert "--epochs 1 is below the 2 epoch(s) this run has done; resume with --epochs 2 or more." in one_line(result)
+    # the advice leads somewhere: --epochs 2 would be "nothing to resume" for this finished run
+    assert "--epochs 1 is below the 2 epoch(s) this run has done; resume with --epochs 3 or more." in one_line(result)
     assert {name: (run / name).read_bytes() for name in before} == before
+    assert blitz("run", "--resume", run, "--epochs", "3").exit_code == 0
 
 
 @pytest.mark.parametrize(
@@ -223,3 +225,25 @@ def test_a_text_file_as_checkpoint_or_weights_is_named_as_such_not_by_a_bare_num
     result = blitz("run", *TINY, "--model", "resnet18", "--model-arg", f"pretrained_file={tmp_path / 'notes.txt'}",
                    "--out", tmp_path / "run")
     assert result.exit_code == 2 and f"({reason})" in one_line(result)
+
+
+@pytest.mark.parametrize("option", [("--rdzv-backend", "static"), ("--rdzv-id", "job7")])
+def test_ddp_launch_options_without_ddp_are_refused_like_the_others(tmp_path, option):
+    result = blitz("run", *TINY, *option, "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "--rdzv-backend and --rdzv-id go with --strategy ddp" in one_line(result)
+
+
+def test_resuming_a_run_in_its_first_epoch_says_it_is_running_not_to_start_again(tmp_path):
+    from blitz.runs import lock_run
+
+    run = tmp_path / "run"
+    assert blitz("run", *TINY, "--out", run).exit_code == 0
+    (run / "checkpoints" / "last.ckpt").unlink()  # as in a run's first epoch, before its first checkpoint
+    holder = lock_run(run)  # held by the process training it
+    try:
+        result = blitz("run", "--resume", run)
+        assert result.exit_code == 2 and "is being trained right now by another blitz process" in one_line(result)
+    finally:
+        holder.close()
+    result = blitz("run", "--resume", run)
+    assert result.exit_code == 2 and "has no checkpoint to resume from" in one_line(result)

@@ -428,3 +428,29 @@ def test_the_process_ends_its_daemonic_children_and_waits_for_the_others(tmp_pat
         time.sleep(0.1)
     else:
         raise AssertionError(f"the daemonic child is still running: {stat.read_text()}")
+
+
+def test_list_plugins_works_both_ways():
+    assert blitz("list", "plugins").output == blitz("list-plugins").output
+    assert json.loads(blitz("list", "plugins", "--json").output) == json.loads(blitz("list-plugins", "--json").output)
+
+
+def test_warnings_are_one_line_without_blitzs_source_lines(tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "imgs" / cls / f"{i}.png")
+    (tmp_path / "imgs" / "a" / "broken.png").write_bytes(b"not an image")
+    done = subprocess.run(
+        [sys.executable, "-m", "blitz", "data", "verify", "imagefolder", "--dataset-arg", f"path={tmp_path / 'imgs'}",
+         "--dataset-arg", "skip_bad=true", "--dataset-arg", "image_size=8"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    warning = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(warning) == 1 and warning[0].startswith("Warning: Skipped 1 unreadable image(s); the first:")
