@@ -200,8 +200,13 @@ def with_normalization(info: DataInfo, config: RunConfig) -> DataInfo:
 
 
 def check_augment(info: DataInfo, config: RunConfig) -> None:
-    """Augmentation sizes must fit the images (reflect padding needs translate < side)."""
+    """Augmentation applies to images, and its sizes must fit them (reflect padding needs translate < side)."""
     if not info.is_image:
+        if config.augment.active:  # it would be silently skipped
+            raise IncompatibleError(
+                f"--flip/--translate/--cutout augment images, but dataset '{config.dataset}' gives inputs of "
+                f"shape {tuple(info.input_shape)}: drop them."
+            )
         return
     side = min(info.input_shape[1:])
     if config.augment.translate >= side or config.augment.cutout > side:

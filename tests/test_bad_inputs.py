@@ -247,3 +247,9 @@ def test_resuming_a_run_in_its_first_epoch_says_it_is_running_not_to_start_again
         holder.close()
     result = blitz("run", "--resume", run)
     assert result.exit_code == 2 and "has no checkpoint to resume from" in one_line(result)
+
+
+def test_augmentation_of_data_that_is_not_images_is_refused_not_skipped(tmp_path):
+    result = blitz("run", "--recipe", "randomdemo", "--translate", "2", "--epochs", "1", "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    assert "--flip/--translate/--cutout augment images, but dataset 'random' gives inputs of shape" in one_line(result)
