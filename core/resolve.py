@@ -104,7 +104,20 @@ def resolve_config(
     fill_optimizer_hyperparameters(values, provenance, catalog, layers, canonical)
     config = validate(values, provenance)
     check_names(config, provenance)
+    check_needed_options(config, provenance)
     return ResolvedConfig(config, provenance, resume_checkpoint)
+
+
+def check_needed_options(config: RunConfig, provenance: dict[str, str]) -> None:
+    """An option given on the command line that another option switches off would be ignored in
+    silence: refuse it. (From a recipe or config file such a value is only a default.)"""
+    needs = (
+        ("augment.flip_mode", "--flip-mode", config.augment.flip, "--flip"),
+        ("compile_mode", "--compile-mode", config.compile, "--compile"),
+    )
+    for key, flag, on, needed in needs:
+        if provenance.get(key) == "command line" and not on:
+            raise UsageError(f"{flag} applies with {needed}, which this run does not use: add {needed}, or drop {flag}.")
 
 
 def fill_optimizer_hyperparameters(

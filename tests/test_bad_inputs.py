@@ -253,3 +253,14 @@ def test_augmentation_of_data_that_is_not_images_is_refused_not_skipped(tmp_path
     result = blitz("run", "--recipe", "randomdemo", "--translate", "2", "--epochs", "1", "--out", tmp_path / "run")
     assert result.exit_code == 2
     assert "--flip/--translate/--cutout augment images, but dataset 'random' gives inputs of shape" in one_line(result)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--flip-mode", "alternate"), "--flip-mode applies with --flip, which this run does not use"),
+    (("--compile-mode", "max-autotune"), "--compile-mode applies with --compile, which this run does not use"),
+])
+def test_an_option_another_switches_off_is_refused_not_ignored(tmp_path, args, message):
+    result = blitz("run", *TINY, *args, "--out", tmp_path / "run")
+    assert result.exit_code == 2 and message in one_line(result)
+    printed = blitz("run", "--recipe", "airbench94", "--no-flip", "--print-config")  # its flip_mode: only a default
+    assert printed.exit_code == 0 and "alternate" in printed.output
