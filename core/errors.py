@@ -59,6 +59,10 @@ class UnknownNameError(UsageError, KeyError):
     def _message(self, where: str) -> str:
         close = closest_name(self.name, self.known)
         hint = f" Did you mean '{close}'?" if close else ""
+        if close and close.endswith("/*"):  # a family: not a name to type as it is
+            family = close[:-1]
+            return (f"Unknown {self.kind} '{self.name}'{where}. Did you mean '{family}<name>'? "
+                    f"'{self.list_command} {family}' lists the names.")
         return f"Unknown {self.kind} '{self.name}'{where}.{hint} See '{self.list_command}'."
 
     def came_from(self, source: str) -> None:

@@ -264,3 +264,10 @@ def test_an_option_another_switches_off_is_refused_not_ignored(tmp_path, args, m
     assert result.exit_code == 2 and message in one_line(result)
     printed = blitz("run", "--recipe", "airbench94", "--no-flip", "--print-config")  # its flip_mode: only a default
     assert printed.exit_code == 0 and "alternate" in printed.output
+
+
+def test_a_family_is_suggested_as_a_name_to_complete_not_as_its_pattern():
+    result = blitz("run", *TINY, "--model", "timm/")
+    assert result.exit_code == 2
+    assert "Unknown model 'timm/'. Did you mean 'timm/<name>'? 'blitz list models timm/' lists the names." in one_line(result)
+    assert "timm/*" not in result.output
