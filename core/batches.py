@@ -266,7 +266,7 @@ class LoaderBatches:
         # workers' base seed from the global RNG, and a resumed run (which restores that RNG
         # before making the iterator again) would shift every dropout mask that follows.
         self.loader_generator = torch.Generator()
-        self.seed, self.rank = seed, rank
+        self.seed, self.rank, self.batch_size = seed, rank, batch_size
         examples = len(self.sampler)
         self.loader = DataLoader(
             dataset,

@@ -372,15 +372,18 @@ def _list_kind(kind: str, pattern: str, as_json: bool) -> None:
             same = aliases.get(entry.name)
             description = same.description if same is not None and same.description else entry.description
             row = {"name": name, "description": description, "plugin": entry.plugin}
+            problem = alias_problem(entry.name, same, registry) if same is not None else None
+            if problem:  # the catalog's entry for this name wins when it is resolved, and fails
+                row.update(problem=problem, description=f"{description} (not usable: {problem})")
             hyperparameters = entry.metadata.get("hyperparameters")
             if hyperparameters:  # an optimizer's own lr, momentum and weight decay
                 row["hyperparameters"] = hyperparameters
                 row["description"] += " (" + ", ".join(f"{k} {v}" for k, v in hyperparameters.items()) + ")"
             rows.append(row)
         for name, alias in sorted(aliases.items()):
-            if alias.component and alias.component != name:
+            if (alias.component and alias.component != name) or name not in registry.names():
                 row = {
-                    "name": name, "description": alias.description or f"= {alias.component}",
+                    "name": name, "description": alias.description or f"= {alias.component or name}",
                     "plugin": alias.plugin, "component": alias.component, "defaults": alias.defaults,
                 }
                 problem = alias_problem(name, alias, registry)
@@ -462,10 +465,10 @@ def list_plugins(as_json: Annotated[bool, typer.Option("--json", help="Print JSO
         if r.skipped:
             status = f"[dim]skipped ({r.skipped})[/]"
         elif r.errors:
-            status = "[red]" + " | ".join(r.errors) + "[/]"
+            status = "[red]" + escape(" | ".join(r.errors)) + "[/]"  # a plugin's text: "[/]" in it is not markup
         else:
             status = "[green]ok[/]"
-        table.add_row(r.name, r.origin + (" (built-in)" if r.builtin else ""), registers, status)
+        table.add_row(escape(r.name), escape(r.origin + (" (built-in)" if r.builtin else "")), escape(registers), status)
     console.print(table)
 
 
@@ -496,13 +499,13 @@ def runs_command(
     table.add_column("run", no_wrap=True, min_width=max(len(r["run"]) for r in rows))
     for column in ("epochs", "best", "time", "status"):
         table.add_column(column, no_wrap=True)
-    table.add_column("model")  # last: the one to wrap (the name holds the recipe or model and the dataset)
+    table.add_column("model / data")  # last: the one to wrap
     for r in rows:
         best = r.get("best_accuracy")
         table.add_row(
             r["run"], f"{r.get('epochs_done', '?')}/{r.get('epochs', '?')}",
             f"{100 * best:.2f} %" if isinstance(best, (int, float)) and best >= 0 else "-",
-            f"{r.get('seconds', 0):.0f} s", str(r.get("status", "?")), str(r.get("model", "?")),
+            f"{r.get('seconds', 0):.0f} s", str(r.get("status", "?")), f"{r.get('model', '?')} / {r.get('dataset', '?')}",
         )
     console.print(table)
 

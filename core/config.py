@@ -156,7 +156,7 @@ class RunConfig(BaseModel):
     def resolved_data_root(self) -> Path:
         if self.data_root is not None:
             return self.data_root
-        return Path(os.environ.get(DATA_ROOT_ENV, "data")).expanduser()
+        return Path(os.environ.get(DATA_ROOT_ENV, "data")).expanduser().absolute()
 
 
 # What blitz passes to every factory of a kind, and where the user sets it instead.

@@ -80,7 +80,7 @@ class GuardedLogger:
     def _call(self, method: str, *args: Any) -> None:
         try:
             getattr(self.logger, method)(*args)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a logger must not end the run either
             self.failed = True
             self.warn([
                 f"logger '{self.name}' (plugin '{self.plugin}') raised in {method}(): {type(exc).__name__}: {exc}"
@@ -222,6 +222,24 @@ def check_resumable(meta: dict[str, Any], epochs: int) -> None:
         raise UsageError(
             f"This run has finished its {done} epoch(s): nothing to resume. To train it further, "
             f"add --epochs N with N above {done} (its schedule must be 'constant'), or start a new run."
+        )
+
+
+def check_same_epoch_length(meta: dict[str, Any], session: _Session, limit_steps: int | None, world_size: int) -> None:
+    """Refuse a checkpoint of an earlier blitz (one whose checkpoints did not record
+    ``steps_per_epoch``) where it trained a last batch of one example that this one leaves out:
+    its epochs had a step more, so its position and schedule do not carry over."""
+    if "steps_per_epoch" in meta or int(meta.get("world_size", 1)) != world_size:
+        return  # (another process count has other epochs anyway: resuming checks that elsewhere)
+    batches = session.batches
+    earlier = -(-batches.per_rank // batches.batch_size)  # that blitz's count: the partial batch always kept
+    if limit_steps:
+        earlier = min(earlier, limit_steps)
+    if earlier != session.steps_per_epoch:
+        raise UsageError(
+            f"This run was saved by an earlier blitz that trained a last batch of one example ({earlier} steps "
+            f"per epoch); this one leaves that batch out ({session.steps_per_epoch}), so the run cannot be "
+            "resumed exactly. Start a new run (this one's files stay as they are)."
         )
 
 
@@ -503,6 +521,7 @@ class Trainer:
         session.best_accuracy = float(state.meta.get("best_accuracy", -1.0))
         start_epoch, start_step = int(state.meta["epoch"]), int(state.meta["step_in_epoch"])
         check_process_count(state.meta, strategy.world_size)  # on the saved position, before it is normalised
+        check_same_epoch_length(state.meta, session, config.limit_steps, strategy.world_size)
         if start_step >= session.steps_per_epoch:
             start_epoch, start_step = start_epoch + 1, 0
         session.start_epoch, session.start_step = start_epoch, start_step
@@ -678,6 +697,7 @@ class Trainer:
         best.ckpt if it is the best, and last.ckpt (no longer pending)."""
         run = session.run
         epoch = session.start_epoch - 1
+        self.say(f"Evaluating epoch {epoch} first: a stop had cut its evaluation short")
         session.clock.resume()
         try:
             result = self._evaluate(session)
@@ -695,7 +715,10 @@ class Trainer:
         if improved:
             self._save_checkpoint(session, "best", epoch + 1, 0)
         if record is not None:
-            self._log(session, {"event": "epoch", **record})
+            metrics = {"event": "epoch", "schema": runs.METRICS_SCHEMA, **record}
+            self._log(session, metrics)
+            if run.strategy.is_main:  # the hooks saw the epoch without test figures: now with them
+                self.warn_all(self.host.call_lifecycle("on_epoch_end", run=run, epoch=epoch, metrics=metrics))
         if run.strategy.is_main:
             self._write_summary(run, "running", session.best_accuracy, result)
         return result
@@ -728,6 +751,7 @@ class Trainer:
             "step_in_epoch": step_in_epoch,
             "global_step": run.global_step,
             "total_steps": session.total_steps,
+            "steps_per_epoch": session.steps_per_epoch,
             "evaluation_pending": session.evaluation_pending,
             "epoch_so_far": asdict(session.so_far) if step_in_epoch > 0 else None,
             "timed_seconds": session.clock.total(),  # so far: a resumed run adds to it

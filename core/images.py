@@ -23,12 +23,12 @@ def decode_image(path: Path, height: int, width: int, mode: str) -> np.ndarray:
 
 
 def _eight_bit(image: Image.Image) -> Image.Image:
-    """``image`` with 8-bit samples: PIL's ``convert`` clips 16-bit gray (modes I;16* and I) at
-    255 instead of scaling it, which would turn a 16-bit PNG almost white. Other modes (palette,
+    """``image`` with 8-bit samples: PIL's ``convert`` clips 16-bit gray at 255 instead of
+    scaling it, which would turn a 16-bit PNG or PGM almost white. Modes I;16* and I (PIL's mode
+    for 16-bit PGM and 32-bit integer TIFF) are taken as 16-bit, 0..65535, for every image alike
+    (a dark image must not be read on another scale than a bright one). Other modes (palette,
     RGBA: alpha dropped, CMYK, ...) pass through for ``convert``."""
     if not (image.mode.startswith("I;16") or image.mode == "I"):
         return image
-    values = np.asarray(image, dtype=np.float64)
-    if image.mode.startswith("I;16") or values.max(initial=0) > 255:  # mode I holds 8- or 16-bit values
-        values = values / 257.0
+    values = np.asarray(image, dtype=np.float64) / 257.0
     return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")

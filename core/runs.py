@@ -145,7 +145,10 @@ def git_commit() -> str | None:
 def write_start_files(path: Path, config: RunConfig, device: str, plugins: dict[str, str]) -> None:
     import torch  # here, not at the top: `blitz runs` and `show` need no torch
 
-    atomic_write_text(path / "config.toml", tomli_w.dumps(to_toml_dict(config)))
+    # The data folder as found now, also where it came from $BLITZ_DATA_ROOT or the default
+    # ./data: `--resume` and `blitz eval` from another folder or shell find the same data.
+    saved = config if config.data_root is not None else config.model_copy(update={"data_root": config.resolved_data_root()})
+    atomic_write_text(path / "config.toml", tomli_w.dumps(to_toml_dict(saved)))
     manifest = {
         "blitz": __version__,
         "torch": torch.__version__,
@@ -213,7 +216,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     """The records of a metrics.jsonl; a line cut short by a crash is skipped."""
     records = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()  # a damaged line is skipped
     except OSError:
         return []
     for line in lines:

@@ -44,7 +44,7 @@ class JSONLLogger:
         """The file with only the records ``keep`` accepts (lines cut short by a crash go too),
         replaced in one rename: a crash now leaves the old file or the new one."""
         lines, self._epochs = [], set()
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():  # a damaged line is dropped
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:

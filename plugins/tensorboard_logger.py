@@ -17,14 +17,20 @@ class TensorBoardLogger:
                 "The tensorboard logger needs the tensorboard package: pip install tensorboard"
             ) from None
         self.writer_class, self.log_dir = SummaryWriter, str(log_dir)
+        self.resumed_at = -1  # the step a resumed run went on from
         self.writer = SummaryWriter(log_dir=self.log_dir)
 
     def log(self, record: dict[str, Any]) -> None:
         if record.get("event") == "resume":
             # TensorBoard hides the earlier events from this step on: the lost work, done again
+            self.resumed_at = int(record["step"])
             self.writer.close()
-            self.writer = self.writer_class(log_dir=self.log_dir, purge_step=int(record["step"]) + 1)
+            self.writer = self.writer_class(log_dir=self.log_dir, purge_step=self.resumed_at + 1)
             return
+        if record.get("event") == "epoch" and int(record.get("step", 0)) <= self.resumed_at:
+            # an epoch logged before the resume, now with the evaluation a stop cut short: only
+            # its test figures are new (the others would be drawn twice at the same step)
+            record = {k: v for k, v in record.items() if k.startswith("test_") or k in ("event", "step")}
         prefix = "epoch" if record.get("event") == "epoch" else "step"
         step = int(record.get("step", 0))
         for key, value in record.items():

@@ -324,7 +324,8 @@ def test_a_catalog_entry_that_does_not_resolve_as_it_says_is_refused_when_used_a
     path = write(
         tmp_path / "r.toml",
         '[models.mini]\nplugin = "nonexistent"\ncomponent = "lenet"\n'
-        '[models.mini2]\nplugin = "lenet"\ncomponent = "does_not_exist"\n',
+        '[models.mini2]\nplugin = "lenet"\ncomponent = "does_not_exist"\n'
+        '[models.linear]\nplugin = "lenet"\n[models.ghost]\nplugin = "nonexistent"\n',  # no component: the name itself
     )
     catalog = parse_catalog(path)
     monkeypatch.setenv("BLITZ_REGISTRY", str(path))
@@ -332,6 +333,9 @@ def test_a_catalog_entry_that_does_not_resolve_as_it_says_is_refused_when_used_a
         resolve("models", "mini", catalog)
     with pytest.raises(ConfigError, match="maps model 'mini2' to 'does_not_exist', which no loaded plugin registers"):
         resolve("models", "mini2", catalog)
-    listed = CliRunner().invoke(app, ["list", "models", "mini", "--json"])
+    listed = CliRunner().invoke(app, ["list", "models", "--json"])
     rows = {r["name"]: r for r in json.loads(listed.output)}
     assert "comes from plugin 'nonexistent'" in rows["mini"]["problem"] and "does_not_exist" in rows["mini2"]["problem"]
+    assert "says model 'linear' comes from plugin 'lenet'" in rows["linear"]["problem"]
+    assert "maps model 'ghost' to 'ghost', which no loaded plugin registers" in rows["ghost"]["problem"]
+    assert "problem" not in rows["lenet"]

@@ -400,3 +400,20 @@ def test_a_model_whose_forward_has_a_bug_is_named_with_the_dataset_before_traini
     plugin = Plugin(models={"buggy": lambda *, num_classes, input_shape: Buggy()})
     with pytest.raises(IncompatibleError, match="Model 'buggy' does not fit dataset 'random'.*AttributeError: 'Buggy' object has no attribute 'missing_layer'"):
         fit(tmp_path, plugin, model="buggy")
+
+
+def test_a_plugin_error_with_markup_characters_is_listed_as_text(monkeypatch):
+    from typer.testing import CliRunner
+
+    from blitz import plugin_host
+    from blitz.cli import app, console
+
+    class Brackets:
+        @hookimpl
+        def register_models(self, register):
+            raise ValueError("bad [/] input [red]")
+
+    monkeypatch.setattr(plugin_host, "_host", host_with(Brackets(), "brackets"))
+    monkeypatch.setattr(console, "width", 400)
+    result = CliRunner().invoke(app, ["list", "plugins"])
+    assert result.exit_code == 0 and "bad [/] input [red]" in result.output

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import time
+from io import StringIO
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from rich.console import Console
 from torch import nn
 
 from blitz.batches import LoaderBatches, TensorBatches, augment, batches_per_epoch
@@ -93,17 +95,35 @@ def test_a_resume_after_a_crash_drops_the_records_of_the_lost_work(tmp_path):
     assert [r["step"] for r in records(tmp_path / "run", "resume")] == [8]
 
 
+class EpochEnds:
+    """Records what on_epoch_end sees: (epoch, test accuracy)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, float | None]] = []
+
+    @hookimpl
+    def on_epoch_end(self, run, epoch, metrics):
+        self.seen.append((epoch, metrics["test_accuracy"]))
+
+
 def test_a_stop_at_the_last_step_of_an_epoch_leaves_its_evaluation_to_the_resume(tmp_path):
     full = Trainer(tiny_config(tmp_path, out=tmp_path / "full", log_every=10)).fit()  # 4 steps an epoch
-    trainer = Trainer(tiny_config(tmp_path, out=tmp_path / "cut", log_every=10))
+    hook = EpochEnds()
+    host = lambda: PluginHost([*discover(), local_source(hook, "epochends")])  # noqa: E731
+    trainer = Trainer(tiny_config(tmp_path, out=tmp_path / "cut", log_every=10), host=host())
     stop_in_epoch(trainer, 1, at_step=4)  # the epoch's last
     with pytest.raises(Interrupted, match="during the evaluation after epoch 1"):
         trainer.fit()
     meta = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.ckpt").meta
     assert (meta["epoch"], meta["step_in_epoch"], meta["evaluation_pending"]) == (2, 0, True)
+    console = Console(file=StringIO(), width=200)
     cut = Trainer(
-        tiny_config(tmp_path, out=tmp_path / "cut", log_every=10), resume_from=tmp_path / "cut" / "checkpoints" / "last.ckpt"
+        tiny_config(tmp_path, out=tmp_path / "cut", log_every=10), host=host(), console=console,
+        resume_from=tmp_path / "cut" / "checkpoints" / "last.ckpt",
     ).fit()
+    assert "Evaluating epoch 1 first: a stop had cut its evaluation short" in console.file.getvalue()
+    accuracies = [h["test_accuracy"] for h in full.history]
+    assert hook.seen == [(1, None), (1, accuracies[0]), (2, accuracies[1]), (3, accuracies[2])]  # the hooks see it too
     assert [h["test_accuracy"] for h in cut.history] == [h["test_accuracy"] for h in full.history]
     assert [r["test_accuracy"] for r in records(tmp_path / "cut", "epoch")] == [h["test_accuracy"] for h in full.history]
     a, b = final_weights(tmp_path / "full"), final_weights(tmp_path / "cut")
@@ -230,8 +250,11 @@ def test_sixteen_bit_images_are_scaled_to_eight_bits_not_clipped(tmp_path):
         pixels = decode_image(tmp_path / "ramp.png", 64, 64, mode)
         assert pixels.dtype == np.uint8 and pixels.shape == ((1 if mode == "L" else 3), 64, 64)
         assert np.abs(pixels.astype(float) - expected).max() <= 1
-    Image.fromarray(np.full((8, 8), 200, dtype=np.int32), "I").save(tmp_path / "small.tiff")  # 32-bit, 8-bit values
-    assert (decode_image(tmp_path / "small.tiff", 8, 8, "L") == 200).all()
+    # mode I (16-bit PGM, 32-bit TIFF) is on the 16-bit scale whatever the image's own range:
+    # a dark image is not read as an 8-bit one
+    for value, expected in ((200, 1), (51400, 200)):
+        Image.fromarray(np.full((8, 8), value, dtype=np.int32), "I").save(tmp_path / "gray.tiff")
+        assert (decode_image(tmp_path / "gray.tiff", 8, 8, "L") == expected).all()
 
 
 def test_a_batch_file_with_text_for_labels_is_a_data_error(tmp_path):
@@ -244,3 +267,92 @@ def test_a_batch_file_with_text_for_labels_is_a_data_error(tmp_path):
     path.write_bytes(pickle.dumps({"data": np.zeros((4, 3072), np.uint8), "labels": b"training batch 1 of 5"}))
     with pytest.raises(DataError, match="data_batch_1': 'labels' is not a list of class indices"):
         read_batch(path)
+
+
+def test_a_checkpoint_of_a_blitz_that_kept_a_batch_of_one_is_refused_not_misread(tmp_path):
+    from blitz.checkpoint import Checkpoint, save_checkpoint
+    from blitz.errors import UsageError
+
+    config = tiny_config(tmp_path, dataset_args={"length": 9, "test_length": 8}, batch_size=4, log_every=1)
+    trainer = Trainer(config)
+    stop_in_epoch(trainer, 1, at_step=1)
+    with pytest.raises(Interrupted):
+        trainer.fit()
+    path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    saved = load_checkpoint(path)
+    assert saved.meta.pop("steps_per_epoch") == 2  # 9 examples at 4: 2 steps now, 3 before
+    save_checkpoint(path, Checkpoint(saved.meta, saved.model, saved.training))  # as an earlier blitz wrote it
+    with pytest.raises(UsageError, match=r"saved by an earlier blitz that trained a last batch of one example \(3 steps"):
+        Trainer(config, resume_from=path).fit()
+
+
+def test_an_earlier_checkpoint_with_the_same_epochs_still_resumes(tmp_path):
+    from blitz.checkpoint import Checkpoint, save_checkpoint
+
+    trainer = Trainer(tiny_config(tmp_path))  # 100 examples at 25: no batch of one either way
+    stop_in_epoch(trainer, 2, at_step=2)
+    with pytest.raises(Interrupted):
+        trainer.fit()
+    path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    saved = load_checkpoint(path)
+    del saved.meta["steps_per_epoch"], saved.meta["epoch_so_far"]
+    save_checkpoint(path, Checkpoint(saved.meta, saved.model, saved.training))
+    assert len(Trainer(tiny_config(tmp_path), resume_from=path).fit().history) == 3
+
+
+def test_the_default_data_root_is_saved_absolute(tmp_path, monkeypatch):
+    import tomllib
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BLITZ_DATA_ROOT", raising=False)
+    Trainer(tiny_config(tmp_path, epochs=1)).fit()
+    saved = tomllib.loads((tmp_path / "run" / "config.toml").read_text())
+    assert saved["data_root"] == str(tmp_path / "data")
+
+
+def test_a_logger_that_calls_sys_exit_is_turned_off_and_training_goes_on(tmp_path):
+    class Exits:
+        def __init__(self, *, run_dir):
+            pass
+
+        def log(self, record):
+            raise SystemExit(0)
+
+        def close(self):
+            pass
+
+    class Loggers:
+        @hookimpl
+        def register_loggers(self, register):
+            register("exits", Exits, description="exits")
+
+    console = Console(file=StringIO(), width=200)
+    host = PluginHost([*discover(), local_source(Loggers(), "exitlog")])
+    result = Trainer(tiny_config(tmp_path, loggers=["exits", "jsonl"]), host=host, console=console).fit()
+    assert len(result.history) == 3 and "logger 'exits' (plugin 'exitlog') raised in log(): SystemExit" in console.file.getvalue()
+
+
+def test_a_damaged_byte_in_the_log_does_not_turn_the_logger_off(tmp_path):
+    from blitz.plugins.jsonl_logger import JSONLLogger
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'{"event": "step", "epoch": 1, "step": 2}\n\xff\xfe garbage\n{"event": "step", "epoch": 1, "step": 4}\n')
+    log = JSONLLogger(path)
+    log.log({"event": "resume", "epoch": 1, "step": 2})
+    log.close()
+    assert [r["step"] for r in read_metrics(path)] == [2, 2]  # the step record kept, the resume record added
+
+
+def test_tensorboard_draws_a_resumed_epoch_once(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = tiny_config(tmp_path, loggers=["tensorboard"], log_every=10)
+    trainer = Trainer(config)
+    stop_in_epoch(trainer, 1, at_step=4)  # its evaluation is done on resume
+    with pytest.raises(Interrupted):
+        trainer.fit()
+    Trainer(config, resume_from=tmp_path / "run" / "checkpoints" / "last.ckpt").fit()
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("epoch/train_loss")] == [4, 8, 12]
+    assert [e.step for e in events.Scalars("epoch/test_accuracy")] == [4, 8, 12]
