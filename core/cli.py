@@ -513,13 +513,13 @@ def runs_command(
 @app.command("show", help="Show one run: config, summary and per-epoch metrics.")
 @reports_errors
 def show(run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run directory, run name, the start of a name, or 'latest'.")]) -> None:
-    from blitz.runs import find_run, read_json, read_metrics
+    from blitz.runs import find_run, read_metrics, read_summary
 
     path = find_run(run_name)
-    summary = read_json(path / "summary.json")
+    summary = read_summary(path)
     console.print(f"[bold]{path}[/]")
     for key, value in summary.items():
-        if value is None:  # no recipe, no timed seconds yet: nothing to show
+        if value is None or (key == "best_accuracy" and value < 0):  # no recipe, no evaluation yet: nothing to show
             continue
         if isinstance(value, float):  # 23.6 s, not 23.644509513997036; accuracies as fractions
             shown: Any = f"{value:.4f}" if key.endswith("accuracy") else f"{value:,.1f}"
@@ -551,11 +551,15 @@ def eval_command(
     checkpoint: Annotated[str, typer.Option(help="Which checkpoint: best or last.")] = "best",
     dataset: Annotated[Optional[str], typer.Option(help="Evaluate on another data source.")] = None,
     data_root: Annotated[Optional[Path], typer.Option(help="Data folder.")] = None,
+    dataset_arg: Annotated[Optional[list[str]], typer.Option("--dataset-arg", help="KEY=VALUE for the data source, over the run's (repeatable).")] = None,
     strategy: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: auto).")] = None,
 ) -> None:
     from blitz.evaluation import evaluate_run
 
-    evaluate_run(run_name, checkpoint=checkpoint, dataset=dataset, data_root=data_root, strategy=strategy, console=console)
+    evaluate_run(
+        run_name, checkpoint=checkpoint, dataset=dataset, data_root=data_root,
+        dataset_args=parse_assignments(dataset_arg, "--dataset-arg"), strategy=strategy, console=console,
+    )
 
 
 @app.command("predict", help="Classify image files with a trained run: top-k classes with probabilities.")

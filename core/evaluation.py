@@ -26,8 +26,8 @@ from blitz import runs
 from blitz.batches import Normalizer
 from blitz.catalog import resolve
 from blitz.components import DataInfo, Strategy
-from blitz.config import RunConfig, read_toml, validate
-from blitz.errors import BlitzError, CheckpointError, UsageError
+from blitz.config import RunConfig, absolute_if_path, read_toml, validate
+from blitz.errors import BlitzError, CheckpointError, DataNotFoundError, UsageError
 from blitz.files import atomic_write_text
 
 CHECKPOINT_CHOICES = ("best", "last")
@@ -85,7 +85,18 @@ def load_run(run_name: str | Path, which: str = "best") -> LoadedRun:
             f"No checkpoint at '{path}': the run stopped before its first evaluation. Use "
             "--checkpoint last for the weights it saved when it stopped."
         )
-    state = ckpt.load_checkpoint(path)  # CheckpointError naming the path if missing or invalid
+    if not path.is_file() and not checkpoint_path(run_dir, "last").is_file():
+        raise CheckpointError(
+            f"No checkpoint at '{path}': the run saved none (it stopped or failed before its first, or trained "
+            "0 epochs). Resume it with 'blitz run --resume' or train a new run."
+        )
+    other = "last" if which == "best" else "best"
+    try:
+        state = ckpt.load_checkpoint(path)  # CheckpointError naming the path if invalid
+    except CheckpointError as exc:
+        if not checkpoint_path(run_dir, other).is_file():
+            raise
+        raise CheckpointError(f"{exc} Or try --checkpoint {other}.") from None
     config = run_config(run_dir)
     info = info_from_meta(state.meta, path)
     if "model" not in state.meta:
@@ -121,14 +132,21 @@ def eval_strategy(name: str | None) -> Strategy:
     return call_factory(resolve("strategies", name), "Strategy", device=None)
 
 
-def eval_config(loaded: LoadedRun, dataset: str | None, data_root: Path | None, device: torch.device) -> RunConfig:
+def eval_config(
+    loaded: LoadedRun, dataset: str | None, data_root: Path | None, device: torch.device,
+    dataset_args: dict[str, Any] | None = None,
+) -> RunConfig:
     """The config to load data and evaluate with: the run's, with the requested data swapped in."""
     update: dict[str, Any] = {}
     if dataset is not None and dataset != loaded.config.dataset:
         update["dataset"] = dataset
         update["dataset_args"] = {}  # the run's data arguments belong to the run's data source
+    if dataset_args:  # e.g. an image folder's path, after the folder moved
+        update["dataset_args"] = {**update.get("dataset_args", loaded.config.dataset_args), **{
+            key: absolute_if_path(key, value) for key, value in dataset_args.items()
+        }}
     if data_root is not None:
-        update["data_root"] = data_root.expanduser()  # model_copy does not run the validators
+        update["data_root"] = data_root.expanduser().absolute()  # model_copy does not run the validators
     if device.type == "cpu" and loaded.config.precision != "32":
         update["precision"] = "32"  # half-precision autocast on a CPU is slow and partial
     return loaded.config.model_copy(update=update)
@@ -151,6 +169,7 @@ def evaluate_run(
     checkpoint: str = "best",
     dataset: str | None = None,
     data_root: Path | None = None,
+    dataset_args: dict[str, Any] | None = None,
     strategy: str | None = None,
     console: Console | None = None,
 ) -> dict[str, Any]:
@@ -162,9 +181,24 @@ def evaluate_run(
     console = console or Console(emoji=False)
     loaded = load_run(run_name, checkpoint)
     device_strategy = eval_strategy(strategy)
-    config = eval_config(loaded, dataset, data_root, device_strategy.device)
-    bundle = load_data(resolve("datasets", config.dataset), config)
+    config = eval_config(loaded, dataset, data_root, device_strategy.device, dataset_args)
+    try:
+        bundle = load_data(resolve("datasets", config.dataset), config)
+    except DataNotFoundError as exc:  # the data source's advice is for `blitz run`; here it is one of these
+        raise DataNotFoundError(
+            f"{exc} For this run: --data-root DIR (it read '{config.resolved_data_root()}'), or "
+            "--dataset-arg KEY=VALUE for its data options."
+        ) from None
     check_data_fits(loaded, bundle.info, config.dataset)
+    if tuple(bundle.info.class_names) != tuple(loaded.info.class_names):
+        console.print(  # same count, other names (or order): the accuracy may mean nothing
+            f"Warning: dataset '{config.dataset}' names its classes {list(bundle.info.class_names)[:5]}..., the run "
+            f"{list(loaded.info.class_names)[:5]}...: the model's class i is scored as the data's class i.",
+            highlight=False, markup=False,
+        )
+    if config.precision != loaded.config.precision:
+        console.print(f"Precision {config.precision} on the CPU (the run trained in {loaded.config.precision}): "
+                      "figures may differ from results.json in the last digits.", highlight=False)
     # Normalize exactly as in training: the checkpoint's mean/std (which include any override).
     info = dataclasses.replace(bundle.info, mean=loaded.info.mean, std=loaded.info.std)
 
@@ -187,12 +221,12 @@ def evaluate_run(
         highlight=False,
     )
     for line in accuracy_lines(per_class):
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, markup=False)  # class names are data: "[x]" is text
     console.print(confusion_table(result.confusion, info.class_names))
 
     data = eval_results(result, info.class_names)
     data.update({"run": str(loaded.run_dir), "checkpoint": checkpoint, "dataset": config.dataset})
-    stem = f"eval-{safe_name(config.dataset)}"
+    stem = f"eval-{safe_name(config.dataset)}-{checkpoint}"  # best and last do not overwrite each other
     atomic_write_text(loaded.run_dir / f"{stem}.json", json.dumps(data, indent=2) + "\n")
     atomic_write_text(loaded.run_dir / f"{stem}-confusion.csv", confusion_csv(result.confusion, info.class_names))
     console.print(f"Saved {loaded.run_dir / (stem + '.json')} and {stem}-confusion.csv", highlight=False)
@@ -241,8 +275,8 @@ def read_image(path: Path, info: DataInfo) -> torch.Tensor:
         raise UsageError(f"No image file '{path}'.")
     try:
         pixels = decode_image(path, height, width, "L" if channels == 1 else "RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        reason = "not a readable image" if isinstance(exc, UnidentifiedImageError) else str(exc)
+    except Exception as exc:  # noqa: BLE001  # any file PIL cannot decode (a decompression bomb too) is the user's input
+        reason = "not a readable image" if isinstance(exc, UnidentifiedImageError) else f"{type(exc).__name__}: {exc}"
         raise UsageError(f"Cannot read '{path}': {reason}. Give PNG or JPEG files.") from None
     return torch.from_numpy(pixels)
 
@@ -296,4 +330,4 @@ def print_predictions(console: Console, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         console.print(f"[bold]{escape(row['file'])}[/]", highlight=False, soft_wrap=True)
         for p in row["predictions"]:
-            console.print(f"  {p['class']:<{width}}  {100 * p['probability']:6.2f} %", highlight=False)
+            console.print(f"  {p['class']:<{width}}  {100 * p['probability']:6.2f} %", highlight=False, markup=False)

@@ -120,8 +120,12 @@ def predictions_figure(result: TrainResult, trainer: Trainer) -> Figure | None:
 
 
 def short(name: str, limit: int = 16) -> str:
-    """A class name that fits its column of the fixed grid (two names per title)."""
-    return name if len(name) <= limit else name[: limit - 1] + "…"
+    """A class name that fits its column of the fixed grid (two names per title): its start and
+    its end, so that names differing only at the end (class_1, class_2, ...) stay apart."""
+    if len(name) <= limit:
+        return name
+    head = (limit - 1) // 3
+    return name[:head] + "…" + name[-(limit - 1 - head):]
 
 
 def predict_samples(result: TrainResult, trainer: Trainer, n: int) -> Samples:
@@ -205,6 +209,8 @@ def curves_figure(history: list[dict[str, Any]]) -> Figure | None:
     for ax in (loss_ax, accuracy_ax):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
+        if len(epochs) == 1:  # one point: the locator would still put ticks at 0.96 ... 1.04
+            ax.set_xticks(epochs)
     return figure
 
 

@@ -48,7 +48,7 @@ def print_final_report(console: Console, result: TrainResult) -> None:
         highlight=False,
     )
     for line in accuracy_lines(final.per_class(result.info.class_names)):
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, markup=False)  # class names are data: "[x]" is text
 
 
 def eval_results(result: EvalResult, class_names: tuple[str, ...]) -> dict[str, Any]:
@@ -97,7 +97,8 @@ def markdown_report(result: TrainResult, trainer: Trainer, pictures: list[Path])
     ]
     totals = final.confusion.sum(dim=1).tolist()
     for (name, accuracy), total in zip(per_class.items(), totals):
-        lines.append(f"| {name} | {100 * accuracy:.1f} % | {int(total)} |")
+        cell = name.replace("|", "\\|")  # a "|" in a class name would start a new column
+        lines.append(f"| {cell} | {100 * accuracy:.1f} % | {int(total)} |")
     lines += ["", "## Per epoch", "", "| epoch | train loss | test loss | test accuracy | images/s | seconds |",
               "|---:|---:|---:|---:|---:|---:|"]
     for h in result.history:

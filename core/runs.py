@@ -207,9 +207,37 @@ def list_runs(root: Path | None = None) -> list[dict[str, Any]]:
         return []
     rows = []
     for path in sorted(p for p in root.iterdir() if (p / "config.toml").is_file()):
-        summary = read_json(path / "summary.json")
-        rows.append({"run": path.name, "path": str(path), **summary})
+        rows.append({"run": path.name, "path": str(path), **read_summary(path)})
     return rows
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """summary.json, with status ``dead`` where it says ``running`` but no process trains the run
+    (killed with SIGKILL, out of memory, a power cut: nothing could write how it ended)."""
+    summary = read_json(run_dir / "summary.json")
+    if summary.get("status") == "running" and being_trained(run_dir) is False:
+        summary["status"] = "dead"
+    return summary
+
+
+def being_trained(run_dir: Path) -> bool | None:
+    """Whether a process holds the run's lock now; None where that cannot be told (no lock file,
+    no ``flock``). A shared lock, taken and dropped at once, as a probe."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        handle = open(run_dir / LOCK_FILE, encoding="utf-8")  # noqa: SIM115
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            return True if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) else None
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -454,3 +454,20 @@ def test_warnings_are_one_line_without_blitzs_source_lines(tmp_path):
     assert done.returncode == 0, done.stderr
     warning = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(warning) == 1 and warning[0].startswith("Warning: Skipped 1 unreadable image(s); the first:")
+
+
+def test_a_killed_run_is_shown_dead_not_running_and_show_hides_the_placeholder_accuracy(tmp_path, isolated_runs):
+    from blitz.runs import lock_run, read_summary, write_summary
+
+    out = tmp_path / "run"
+    assert blitz("run", "--recipe", "randomdemo", "--epochs", "1", "--out", out).exit_code == 0
+    write_summary(out, {**json.loads((out / "summary.json").read_text()), "status": "running", "best_accuracy": -1.0})
+    held = lock_run(out)  # its process, alive
+    try:
+        assert read_summary(out)["status"] == "running"
+    finally:
+        held.close()
+    assert read_summary(out)["status"] == "dead"  # as after kill -9: the file says running, nobody holds the lock
+    assert "dead" in blitz("runs", "--root", tmp_path).output
+    shown = blitz("show", out).output
+    assert "status: dead" in shown and "best_accuracy" not in shown

@@ -126,10 +126,10 @@ def test_eval_reproduces_the_final_accuracy(trained: Path, runs_dir: Path, monke
     final = json.loads((trained / "results.json").read_text())
     assert f"Accuracy of the network on the {TEST_LENGTH} test images: {100 * final['accuracy']:.2f} %" in result.stdout
     assert "Accuracy of class0" in result.stdout
-    evaluated = json.loads((trained / "eval-random.json").read_text())
+    evaluated = json.loads((trained / "eval-random-best.json").read_text())
     assert evaluated["accuracy"] == final["accuracy"]  # one epoch: best == last == final
     assert evaluated["confusion"] == final["confusion"]
-    assert (trained / "eval-random-confusion.csv").read_text() == (trained / "confusion.csv").read_text()
+    assert (trained / "eval-random-best-confusion.csv").read_text() == (trained / "confusion.csv").read_text()
 
 
 def test_eval_of_a_corrupt_checkpoint_is_one_line(trained: Path, tmp_path: Path) -> None:
@@ -140,7 +140,7 @@ def test_eval_of_a_corrupt_checkpoint_is_one_line(trained: Path, tmp_path: Path)
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and str(best) in lines[0]
+    assert len(lines) == 1 and str(best) in lines[0] and lines[0].endswith("Or try --checkpoint last.")
 
 
 def test_eval_of_a_missing_checkpoint_names_it(trained: Path, tmp_path: Path) -> None:
@@ -149,6 +149,9 @@ def test_eval_of_a_missing_checkpoint_names_it(trained: Path, tmp_path: Path) ->
     result = runner.invoke(app, ["eval", str(run), "--checkpoint", "last"])
     assert result.exit_code == 1
     assert str(run / "checkpoints" / "last.ckpt") in result.stderr
+    (run / "checkpoints" / "best.ckpt").unlink()  # none at all, as after --epochs 0
+    result = runner.invoke(app, ["eval", str(run)])
+    assert result.exit_code == 1 and "the run saved none" in result.stderr
 
 
 def test_eval_of_an_unknown_run_is_a_usage_error() -> None:
@@ -250,7 +253,7 @@ def test_eval_rebuilds_the_component_the_run_used_not_what_its_alias_means_now(
     result = runner.invoke(app, ["eval", str(out), "--strategy", "cpu"])
     assert result.exit_code == 0, result.output  # a linear model could not load LeNet's weights
     final = json.loads((out / "results.json").read_text())
-    assert json.loads((out / "eval-random.json").read_text())["accuracy"] == final["accuracy"]
+    assert json.loads((out / "eval-random-best.json").read_text())["accuracy"] == final["accuracy"]
 
 
 def test_pictures_normalize_a_datasets_uint8_pixels_as_training_does() -> None:
@@ -302,4 +305,47 @@ def test_long_class_names_are_shortened_to_fit_the_prediction_grid():
     from blitz.pictures import short
 
     assert short("truck") == "truck" and short("x" * 16) == "x" * 16
-    assert short("golden_retriever_with_a_long_name") == "golden_retrieve…"  # 16 characters: its column
+    assert short("golden_retriever_with_a_long_name") == "golde…_long_name"  # 16 characters: its column
+    assert short("a_very_long_class_name_1") != short("a_very_long_class_name_2")  # apart by their ends
+
+
+def test_predict_refuses_a_decompression_bomb_in_one_line(trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL refuses above twice this: a 64x64 image stands in for a huge one
+    Image.new("RGB", (64, 64)).save(tmp_path / "huge.png")
+    result = runner.invoke(app, ["predict", str(trained), str(tmp_path / "huge.png")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"Cannot read '{tmp_path / 'huge.png'}': DecompressionBombError" in " ".join(result.output.split())
+
+
+def test_eval_of_a_run_whose_image_folder_moved_takes_dataset_args_and_prints_names_as_text(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    for k, name in enumerate(("[unknown]", "cats|dogs")):
+        (folder / name).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (8, 8), (40 * i, 200 * k, 0)).save(folder / name / f"{i}.png")
+    out = tmp_path / "run"
+    trained = runner.invoke(app, ["run", "--model", "lenet", "--dataset", "imagefolder", "--dataset-arg", f"path={folder}",
+                                  "--dataset-arg", "image_size=16", "--dataset-arg", "test_fraction=0.5", "--epochs", "1",
+                                  "--strategy", "cpu", "--out", str(out)])
+    assert trained.exit_code == 0, trained.output
+    assert "Accuracy of [unknown] :" in trained.output  # a class name, not markup
+    assert "| cats\\|dogs | " in (out / "report.md").read_text()  # one cell of the per-class table
+    folder.rename(tmp_path / "moved")
+    lost = runner.invoke(app, ["eval", str(out), "--strategy", "cpu"])
+    assert lost.exit_code == 2 and "--dataset-arg KEY=VALUE" in " ".join(lost.output.split())
+    found = runner.invoke(app, ["eval", str(out), "--strategy", "cpu", "--dataset-arg", f"path={tmp_path / 'moved'}"])
+    assert found.exit_code == 0, found.output
+    assert json.loads((out / "eval-imagefolder-best.json").read_text())["accuracy"] == json.loads((out / "results.json").read_text())["accuracy"]
+
+
+def test_eval_on_data_with_other_class_names_warns(trained: Path, cifar_root: Path) -> None:
+    result = runner.invoke(app, ["eval", str(trained), "--strategy", "cpu", "--dataset", "cifar10", "--data-root", str(cifar_root)])
+    assert result.exit_code == 0, result.output
+    assert "Warning: dataset 'cifar10' names its classes" in " ".join(result.output.split())
+
+
+def test_the_curves_of_a_one_epoch_run_have_one_whole_epoch_tick() -> None:
+    history = [{"epoch": 1, "train_loss": 2.3, "test_loss": 2.2, "test_accuracy": 0.1}]
+    figure = pictures.curves_figure(history)
+    for ax in figure.axes:
+        assert list(ax.get_xticks()) == [1]
