@@ -278,7 +278,7 @@ def launch_ddp(resolved: ResolvedConfig, spec: LaunchSpec) -> None:
 
     if resolved.resume_checkpoint is not None:
         from blitz.checkpoint import load_checkpoint
-        from blitz.engine import check_process_count, check_resumable
+        from blitz.resume import check_process_count, check_resumable
         from blitz.runs import lock_run, release_run
 
         # The checks each process would make, here once, before any starts.

@@ -55,6 +55,7 @@ from blitz.optimizer_state import has_step_hooks, restore_optimizer
 from blitz.plugin_host import PluginHost, get_host
 from blitz.progress import EpochProgress
 from blitz.reproducibility import rng_state, seed_everything, set_rng_state
+from blitz.resume import EpochSoFar, check_process_count, check_resumable, check_same_epoch_length
 from blitz.scoring import EvalResult, EvaluationStopped, autocast, evaluate, without_grad
 from blitz.timing import Clock
 
@@ -163,25 +164,6 @@ class TrainResult:
 
 
 @dataclass
-class EpochSoFar:
-    """The part of an epoch trained before a stop: saved with a mid-epoch checkpoint, so that the
-    resumed epoch's record (mean loss, seconds, images/s) covers the whole epoch."""
-
-    steps: int = 0
-    loss_sum: float = 0.0
-    seconds: float = 0.0
-    images: int = 0
-
-    @classmethod
-    def from_meta(cls, saved: Any) -> EpochSoFar:
-        """From a checkpoint's meta (absent in checkpoints of earlier versions: nothing carried)."""
-        if not isinstance(saved, dict):
-            return cls()
-        return cls(int(saved.get("steps", 0)), float(saved.get("loss_sum", 0.0)),
-                   float(saved.get("seconds", 0.0)), int(saved.get("images", 0)))
-
-
-@dataclass
 class _Session:
     """What one training run works with: built by ``Trainer._start_session``, then handed to (and
     advanced by) each phase of the run: resume, epochs, checkpoints, finish."""
@@ -212,51 +194,6 @@ class _Session:
 # Up to this batch size a CPU run trains on one thread by default: a second one gains ~15 % on
 # an idle 2-core machine and loses up to 4x when other work shares the cores (batch 4, measured).
 SMALL_CPU_BATCH = 16
-
-
-def check_resumable(meta: dict[str, Any], epochs: int) -> None:
-    """Refuse to resume a run that has nothing left to do at ``epochs`` epochs (its files stay
-    as they are: a resume would only rewrite its report)."""
-    done, in_progress = int(meta["epoch"]) - 1, int(meta["step_in_epoch"]) > 0
-    if done == epochs and not in_progress and not meta.get("evaluation_pending"):
-        raise UsageError(
-            f"This run has finished its {done} epoch(s): nothing to resume. To train it further, "
-            f"add --epochs N with N above {done} (its schedule must be 'constant'), or start a new run."
-        )
-
-
-def check_same_epoch_length(meta: dict[str, Any], session: _Session, limit_steps: int | None, world_size: int) -> None:
-    """Refuse a checkpoint of an earlier blitz (one whose checkpoints did not record
-    ``steps_per_epoch``) where it trained a last batch of one example that this one leaves out:
-    its epochs had a step more, so its position and schedule do not carry over."""
-    if "steps_per_epoch" in meta or int(meta.get("world_size", 1)) != world_size:
-        return  # (another process count has other epochs anyway: resuming checks that elsewhere)
-    batches = session.batches
-    earlier = -(-batches.per_rank // batches.batch_size)  # that blitz's count: the partial batch always kept
-    if limit_steps:
-        earlier = min(earlier, limit_steps)
-    if earlier != session.steps_per_epoch:
-        raise UsageError(
-            f"This run was saved by an earlier blitz that trained a last batch of one example ({earlier} steps "
-            f"per epoch); this one leaves that batch out ({session.steps_per_epoch}), so the run cannot be "
-            "resumed exactly. Start a new run (this one's files stay as they are)."
-        )
-
-
-def check_process_count(meta: dict[str, Any], world_size: int) -> None:
-    """Refuse to finish a partial epoch with another number of processes than started it.
-
-    step_in_epoch counts each rank's steps through its share of the epoch's permutation: with
-    another count the shares differ, and examples would be seen twice or the rest of the epoch
-    skipped. From the end of an epoch any count may go on.
-    """
-    saved = int(meta.get("world_size", world_size))
-    if int(meta["step_in_epoch"]) > 0 and saved != world_size:
-        raise UsageError(
-            f"This run stopped in the middle of epoch {meta['epoch']} with {saved} process(es), and would "
-            f"resume with {world_size}: finish that epoch with the same count (--nproc-per-node x "
-            f"--nnodes = {saved}), or resume from the end of an epoch."
-        )
 
 
 @contextlib.contextmanager
@@ -521,7 +458,7 @@ class Trainer:
         session.best_accuracy = float(state.meta.get("best_accuracy", -1.0))
         start_epoch, start_step = int(state.meta["epoch"]), int(state.meta["step_in_epoch"])
         check_process_count(state.meta, strategy.world_size)  # on the saved position, before it is normalised
-        check_same_epoch_length(state.meta, session, config.limit_steps, strategy.world_size)
+        check_same_epoch_length(state.meta, session.batches, session.steps_per_epoch, config.limit_steps, strategy.world_size)
         if start_step >= session.steps_per_epoch:
             start_epoch, start_step = start_epoch + 1, 0
         session.start_epoch, session.start_step = start_epoch, start_step

@@ -1,0 +1,83 @@
+"""What carries a run across a stop, and what refuses to resume it.
+
+A checkpoint's meta says where the run stood (epoch, step, the epoch's figures so far, whether
+an evaluation was cut short); these checks refuse a resume that could not continue the run
+exactly, with a usage error that says what would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from blitz.batches import LoaderBatches, TensorBatches
+from blitz.errors import UsageError
+
+
+@dataclass
+class EpochSoFar:
+    """The part of an epoch trained before a stop: saved with a mid-epoch checkpoint, so that the
+    resumed epoch's record (mean loss, seconds, images/s) covers the whole epoch."""
+
+    steps: int = 0
+    loss_sum: float = 0.0
+    seconds: float = 0.0
+    images: int = 0
+
+    @classmethod
+    def from_meta(cls, saved: Any) -> EpochSoFar:
+        """From a checkpoint's meta (absent in checkpoints of earlier versions: nothing carried)."""
+        if not isinstance(saved, dict):
+            return cls()
+        return cls(int(saved.get("steps", 0)), float(saved.get("loss_sum", 0.0)),
+                   float(saved.get("seconds", 0.0)), int(saved.get("images", 0)))
+
+
+def check_resumable(meta: dict[str, Any], epochs: int) -> None:
+    """Refuse to resume a run that has nothing left to do at ``epochs`` epochs (its files stay
+    as they are: a resume would only rewrite its report)."""
+    done, in_progress = int(meta["epoch"]) - 1, int(meta["step_in_epoch"]) > 0
+    if done == epochs and not in_progress and not meta.get("evaluation_pending"):
+        raise UsageError(
+            f"This run has finished its {done} epoch(s): nothing to resume. To train it further, "
+            f"add --epochs N with N above {done} (its schedule must be 'constant'), or start a new run."
+        )
+
+
+def check_same_epoch_length(
+    meta: dict[str, Any], batches: TensorBatches | LoaderBatches, steps_per_epoch: int, limit_steps: int | None,
+    world_size: int,
+) -> None:
+    """Refuse a checkpoint of an earlier blitz (one whose checkpoints did not record
+    ``steps_per_epoch``) where it trained a last batch of one example that this one leaves out:
+    its epochs had a step more, so its position and schedule do not carry over."""
+    if "steps_per_epoch" in meta or int(meta.get("world_size", 1)) != world_size:
+        return  # (another process count has other epochs anyway: resuming checks that elsewhere)
+    earlier = -(-batches.per_rank // batches.batch_size)  # that blitz's count: the partial batch always kept
+    if limit_steps:
+        earlier = min(earlier, limit_steps)
+    if earlier != steps_per_epoch:
+        raise UsageError(
+            f"This run was saved by an earlier blitz that trained a last batch of one example ({earlier} steps "
+            f"per epoch); this one leaves that batch out ({steps_per_epoch}), so the run cannot be "
+            "resumed exactly. Start a new run (this one's files stay as they are)."
+        )
+
+
+def check_process_count(meta: dict[str, Any], world_size: int) -> None:
+    """Refuse to finish a partial epoch with another number of processes than started it.
+
+    step_in_epoch counts each rank's steps through its share of the epoch's permutation: with
+    another count the shares differ, and examples would be seen twice or the rest of the epoch
+    skipped. From the end of an epoch any count may go on.
+    """
+    saved = int(meta.get("world_size", world_size))
+    if int(meta["step_in_epoch"]) > 0 and saved != world_size:
+        raise UsageError(
+            f"This run stopped in the middle of epoch {meta['epoch']} with {saved} process(es), and would "
+            f"resume with {world_size}: finish that epoch with the same count (--nproc-per-node x "
+            f"--nnodes = {saved}), or resume from the end of an epoch."
+        )
+
+
+__all__ = ["EpochSoFar", "check_process_count", "check_resumable", "check_same_epoch_length"]
