@@ -30,7 +30,8 @@ def whitening_errors(images: torch.Tensor) -> dict[bool, list[float]]:
     for fp32 in (False, True):
         torch.manual_seed(0)
         model = airbench.build_airbench(num_classes=10, input_shape=(3, 32, 32), whiten_in_fp32=fp32)
-        model.init_from_data(images)
+        model.init_from_data(images)  # as the engine: fitted on the images' device, then moved there
+        model = model.to(images.device)
         with torch.no_grad():
             exact = F.conv2d(images.double(), model.whiten.weight.double(), model.whiten.bias.double())
             with torch.autocast(images.device.type, dtype=torch.bfloat16):

@@ -14,14 +14,16 @@ in rounds (a, d, b, c, a, ...), and read the medians and the round-by-round rati
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +54,13 @@ def run_blitz(name: str, args: list[str], data_root: Path, workdir: Path) -> dic
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            timeline.append((round(time.perf_counter() - start, 3), line.rstrip("\n")))
-        proc.wait()
+        try:
+            for line in proc.stdout:
+                timeline.append((round(time.perf_counter() - start, 3), line.rstrip("\n")))
+            proc.wait()
+        except BaseException:  # stopped (a time limit's SIGTERM, Ctrl-C): the run goes too, at once
+            proc.kill()
+            raise
     wall = time.perf_counter() - start
     output = "\n".join(line for _, line in timeline)
     if proc.returncode != 0:
@@ -83,13 +89,30 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def write_result(out: Path, prefix: str, result: dict[str, Any]) -> Path:
-    """Save ``result`` as ``<out>/<prefix>-<time>.json`` and say where."""
+def write_result(out: Path, prefix: str, result: dict[str, Any], path: Path | None = None, quiet: bool = False) -> Path:
+    """Save ``result`` as ``<out>/<prefix>-<time>.json`` (or over ``path``, in one rename) and say where."""
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written {path}")
+    path = path or out / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(result, indent=2) + "\n")
+    partial.replace(path)
+    if not quiet:
+        print(f"written {path}")
     return path
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a time limit's `timeout`) as KeyboardInterrupt inside: the script stops its runs
+    and keeps what it measured, instead of dying with nothing written."""
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -112,15 +135,18 @@ def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def interleaved_runs(
-    repeats: dict[str, int], run_one: Callable[[str, int], dict[str, Any]]
-) -> dict[str, dict[int, dict[str, Any]]]:
-    """Each entry's runs by round, taken in rounds (a, d, b, c, a, d, b, c, ...).
+    repeats: dict[str, int], run_one: Callable[[str, int], dict[str, Any]],
+    runs: dict[str, dict[int, dict[str, Any]]], after_each: Callable[[], None] = lambda: None,
+) -> None:
+    """Each entry's runs by round, taken in rounds (a, d, b, c, a, d, b, c, ...), into ``runs``
+    (entry -> round -> result), calling ``after_each`` after each run that worked.
 
     A shared machine's load drifts over minutes: back-to-back repeats of one entry would hand a
     busy spell to that entry alone (a slowed tutorial loop flatters every ratio against it), and
     rounds spread it over all. A run that fails is reported and left out; the others still count.
     """
-    runs: dict[str, dict[int, dict[str, Any]]] = {key: {} for key in repeats}
+    for key in repeats:
+        runs.setdefault(key, {})
     for i in range(max(repeats.values(), default=0)):
         for key, repeat in repeats.items():
             if i >= repeat:
@@ -133,7 +159,7 @@ def interleaved_runs(
                 continue
             runs[key][i] = result
             print("  " + json.dumps({k: result.get(k) for k in ("test_accuracy", "timed_seconds", "wall_seconds")}), flush=True)
-    return runs
+            after_each()
 
 
 def paired_ratios(
@@ -172,11 +198,25 @@ def main() -> None:
     }
     chosen = args.only or list(entries)
     repeats = {key: (args.fast_repeat or args.repeat) if key == "blitz-fast" else args.repeat for key in chosen}
-    with tempfile.TemporaryDirectory(prefix="blitz-bench-") as tmp:
-        runs = interleaved_runs(repeats, lambda key, i: entries[key](Path(tmp), i))
-    results: dict[str, dict[str, Any]] = {
-        key: median_of([by_round[i] for i in sorted(by_round)]) for key, by_round in runs.items() if by_round
-    }
+    machine = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if gpu else None,
+               "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
+
+    def medians() -> dict[str, Any]:
+        return {key: median_of([by_round[i] for i in sorted(by_round)]) for key, by_round in runs.items() if by_round}
+
+    # The file holds every run so far, written again after each: a time limit that stops this
+    # script (SIGTERM) or a crash of the machine loses at most the run in flight.
+    stopped = None
+    with sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="blitz-bench-") as tmp:
+        try:
+            interleaved_runs(repeats, lambda key, i: entries[key](Path(tmp), i), runs,
+                             after_each=lambda: write_result(args.out, "bench", {**medians(), "machine": machine, "partial": True}, path, quiet=True))
+        except KeyboardInterrupt as exc:
+            stopped = exc
+            print(f"stopped ({exc or 'Ctrl-C'}): the runs that finished are kept", flush=True)
+    results: dict[str, Any] = medians()
 
     base = results.get("tutorial-loop")
     hand = results.get("handwritten")
@@ -206,9 +246,12 @@ def main() -> None:
         print(f"\nframework overhead (blitz tutorial vs hand-written loop, training time): {100 * overhead:+.1f} %"
               + (f" (rounds: {', '.join(f'{100 * r:+.1f} %' for r in rounds)})" if rounds else ""))
         results["overhead"] = {"blitz_vs_handwritten_train_time": overhead, "rounds": rounds}
-    results["machine"] = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if gpu else None,
-                          "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
-    write_result(args.out, "bench", results)
+    results["machine"] = machine
+    if stopped is not None:
+        results["partial"] = True
+    write_result(args.out, "bench", results, path)
+    if stopped is not None:
+        raise SystemExit(124)  # as `timeout` itself says: stopped at the limit
     failed = [key for key in chosen if key not in results]
     if failed:  # the figures that did come are saved above; a script waiting on this must still know
         raise SystemExit(f"no result from: {', '.join(failed)} (see the errors above)")

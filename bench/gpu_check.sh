@@ -21,6 +21,20 @@ OUT=${OUT:-bench/results}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 wants() { [[ " $PARTS " == *" $1 "* ]]; }
+KNOWN="muon muon-stem32 muon-compile muon-compile-stem32 muon-nofreeze muon-fp16 muon-threads1 parts airbench compile resnet18 tutorial"
+for part in $PARTS; do  # a misspelt part would be skipped without a word, and its minutes lost
+  [[ " $KNOWN " == *" $part "* ]] || { echo "gpu_check.sh: unknown part '$part'; the parts: $KNOWN" >&2; exit 2; }
+done
+# say when a part's time limit stopped it (its finished runs are kept in its JSON: bench.py
+# rewrites the file after each run, and stops its run in flight on the limit's SIGTERM)
+limited() {  # PART LIMIT_S COMMAND...
+  local part=$1 limit=$2
+  shift 2
+  timeout "$limit" "$@" 2>&1 | tee "$OUT/$part.log"
+  local status=${PIPESTATUS[0]}
+  ((status == 124)) && echo "gpu_check.sh: part $part stopped at its limit of $limit s; its finished runs are kept" | tee -a "$OUT/$part.log"
+  return 0
+}
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   python3 -c "import torch, timm; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'timm', timm.__version__)"
@@ -30,8 +44,8 @@ wants() { [[ " $PARTS " == *" $1 "* ]]; }
 # recipe) and in fp32 (bf16 costs its faint directions a few percent: does that cost accuracy?);
 # then both compiled
 muon() {  # NAME LIMIT_S EXTRA_ARGS
-  timeout "$2" python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 5 \
-    --fast-recipe airbench94_muon --fast-args="$3" --out "$OUT/$1" 2>&1 | tee "$OUT/$1.log"
+  limited "$1" "$2" python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 5 \
+    --fast-recipe airbench94_muon --fast-args="$3" --out "$OUT/$1"
 }
 # (~75 s for five runs, ~125 s compiled with a cold first compile; the default four's limits
 # add up to under 10 minutes)
@@ -40,31 +54,31 @@ wants muon-stem32 && muon muon-stem32 110 "--model-arg whiten_in_fp32=true"
 wants muon-compile && muon muon-compile 170 "--compile"
 wants muon-compile-stem32 && muon muon-compile-stem32 170 "--compile --model-arg whiten_in_fp32=true"
 # the whitening layer's bf16 error and a step with the whitening bias frozen, on the GPU (~20 s)
-wants parts && timeout 60 python3 bench/airbench_parts.py --data-root "$DATA_ROOT" --rounds 20 2>&1 | tee "$OUT/parts.log"
+wants parts && limited parts 60 python3 bench/airbench_parts.py --data-root "$DATA_ROOT" --rounds 20
 # the whitening bias's gradient to the end, as before it was frozen: what the freezing saves
 wants muon-nofreeze && muon muon-nofreeze 120 "--optimizer-arg freeze_whiten_bias=false"
 # the same seeds in fp16 autocast with a gradient scaler: fp16's 11 significand bits, as the
 # reference's fp16 network, against bf16's 8 (is bf16 what costs the last 0.05 points?)
 wants muon-fp16 && muon muon-fp16 120 "--precision 16-mixed"
 # compiled without inductor's compile-worker pool (started on GPUs, waited for at exit): wall time
-wants muon-threads1 && TORCHINDUCTOR_COMPILE_THREADS=1 timeout 140 python3 bench/bench.py --data-root "$DATA_ROOT" \
-  --only blitz-fast --fast-repeat 3 --fast-recipe airbench94_muon --fast-args=--compile --out "$OUT/muon-threads1" \
-  2>&1 | tee "$OUT/muon-threads1.log"
+wants muon-threads1 && TORCHINDUCTOR_COMPILE_THREADS=1 limited muon-threads1 140 python3 bench/bench.py \
+  --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 3 --fast-recipe airbench94_muon --fast-args=--compile \
+  --out "$OUT/muon-threads1"
 # airbench94, five seeds: accuracy, airbench-style time (CUDA events) and end-to-end wall time
-wants airbench && timeout 160 python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 5 \
-  --out "$OUT" 2>&1 | tee "$OUT/airbench.log"
+wants airbench && limited airbench 160 python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast \
+  --fast-repeat 5 --out "$OUT"
 # the same with torch.compile (compilation is warm-up: outside the timed region, inside wall time)
-wants compile && timeout 150 python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 3 \
-  --fast-args=--compile --out "$OUT/compile" 2>&1 | tee "$OUT/airbench-compile.log"
+wants compile && limited airbench-compile 150 python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast \
+  --fast-repeat 3 --fast-args=--compile --out "$OUT/compile"
 # the strategy matrix: cuda / dataparallel / ddp x workload x fp32 / bf16
-wants resnet18 && timeout 220 python3 bench/strategies.py --data-root "$DATA_ROOT" --workloads resnet18 \
-  --resnet-epochs 3 --timeout 60 --out "$OUT" 2>&1 | tee "$OUT/strategies-resnet18.log"
+wants resnet18 && limited strategies-resnet18 220 python3 bench/strategies.py --data-root "$DATA_ROOT" \
+  --workloads resnet18 --resnet-epochs 3 --timeout 60 --out "$OUT"
 # batch 4 on a GPU is launch-bound, ~1 minute a run: images/s from six runs alone cut at 28 s
 # (each reports the steps it logged), accuracy from the six run to the end at once
-wants tutorial && timeout 230 python3 bench/strategies.py --data-root "$DATA_ROOT" --workloads tutorial \
-  --tutorial-epochs 2 --timeout 28 --out "$OUT/tutorial-speed" 2>&1 | tee "$OUT/strategies-tutorial-speed.log"
-wants tutorial && timeout 200 python3 bench/strategies.py --data-root "$DATA_ROOT" --workloads tutorial \
-  --tutorial-epochs 2 --timeout 150 --jobs 6 --out "$OUT/tutorial-accuracy" 2>&1 | tee "$OUT/strategies-tutorial-accuracy.log"
+wants tutorial && limited strategies-tutorial-speed 230 python3 bench/strategies.py --data-root "$DATA_ROOT" \
+  --workloads tutorial --tutorial-epochs 2 --timeout 28 --out "$OUT/tutorial-speed"
+wants tutorial && limited strategies-tutorial-accuracy 200 python3 bench/strategies.py --data-root "$DATA_ROOT" \
+  --workloads tutorial --tutorial-epochs 2 --timeout 150 --jobs 6 --out "$OUT/tutorial-accuracy"
 # one table of the airbench94_muon parts that ran, for docs/benchmarks.md
 ran=()
 for part in muon muon-stem32 muon-compile muon-compile-stem32 muon-nofreeze muon-fp16 muon-threads1; do

@@ -33,7 +33,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench import run_figures, write_result  # noqa: E402  (bench/bench.py, beside this file)
+from bench import run_figures, sigterm_as_interrupt, write_result  # noqa: E402  (bench/bench.py, beside this file)
 
 
 RUNNING: set[subprocess.Popen[str]] = set()  # the runs in flight, stopped on Ctrl-C
@@ -147,7 +147,9 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
             return row
 
-        rows = measure_all(matrix, measure, args.jobs)
+        # a time limit's SIGTERM stops the runs in flight too (their own process groups: out of its reach)
+        with sigterm_as_interrupt():
+            rows = measure_all(matrix, measure, args.jobs)
     write_result(args.out, "strategies", {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "rows": rows})
 
 

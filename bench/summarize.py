@@ -53,7 +53,7 @@ def summarize(name: str, result: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("no blitz-fast runs in it (every run failed, or not a bench.py result of a fast recipe)")
     accuracies = [100 * a for a in fast["all_accuracies"]]
     row: dict[str, Any] = {
-        "part": name,
+        "part": f"{name} (stopped at its limit)" if result.get("partial") else name,
         "runs": fast["runs"],
         "mean_accuracy": statistics.fmean(accuracies),
         "min_accuracy": min(accuracies),

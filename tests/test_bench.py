@@ -139,7 +139,10 @@ def test_bench_takes_its_entries_in_rounds_and_pairs_them_by_round(capsys):
             raise RuntimeError("blitz tutorial failed (exit 1)")
         return {"images_per_s": speed[key, i], "test_accuracy": 0.5, "timed_seconds": None, "wall_seconds": 1.0}
 
-    runs = bench.interleaved_runs({"loop": 3, "blitz": 3, "fast": 1}, run_one)
+    runs: dict = {}
+    done: list[int] = []
+    bench.interleaved_runs({"loop": 3, "blitz": 3, "fast": 1}, run_one, runs, after_each=lambda: done.append(1))
+    assert len(done) == 6  # after each run that worked: the bench rewrites its file then
     assert order == [("loop", 0), ("blitz", 0), ("fast", 0), ("loop", 1), ("blitz", 1), ("loop", 2), ("blitz", 2)]
     assert sorted(runs["blitz"]) == [0, 1] and sorted(runs["loop"]) == [0, 1, 2] and list(runs["fast"]) == [0]
     assert bench.paired_ratios(runs, "blitz", "loop", "images_per_s") == [5.0, 5.2]  # round 2 has no pair
@@ -198,3 +201,30 @@ def test_the_airbench_parts_benchmark_reports_both_figures(cifar_root, monkeypat
     assert bf16.startswith("whitening error, bf16 autocast: ") and len(bf16.split(": ")[1].split()) == 13  # 12 and "%"
     assert fp32.startswith("whitening error, bf16 autocast + whiten_in_fp32: ")
     assert step.startswith("step (batch 20, fp32, cpu): whitening bias training ") and "frozen" in step
+
+
+def test_a_bench_stopped_by_its_time_limit_keeps_the_runs_it_finished(tmp_path):
+    """gpu_check.sh runs each part under `timeout`: its SIGTERM must not lose the part's runs."""
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "results"
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parents[1] / "bench" / "bench.py"), "--data-root", str(tmp_path),
+         "--only", "blitz-fast", "--fast-recipe", "randomdemo", "--fast-repeat", "50", "--fast-args=--strategy cpu",
+         "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.glob("bench-*.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the file appears after the first run, and again after each
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 124
+    (written,) = out.glob("bench-*.json")
+    result = json.loads(written.read_text())
+    assert result["partial"] and 1 <= result["blitz-fast"]["runs"] < 50
+    assert not list(out.glob("*.partial"))
+    import summarize
+
+    assert summarize.summarize("muon", result)["part"] == "muon (stopped at its limit)"
