@@ -133,7 +133,8 @@ class StopRequest:
     def __call__(self, signum: int, _frame: Any = None) -> None:
         if self.signal_number is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C stops at once
-        self.signal_number = signum
+        if self.signal_number is None:  # the first says why: under torchrun a Ctrl-C is followed by its SIGTERM
+            self.signal_number = signum
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:

@@ -38,7 +38,7 @@ LAUNCH_OPTIONS = ("--nproc-per-node", "--nnodes", "--node-rank", "--rdzv-endpoin
 
 def launched_by_torchrun() -> bool:
     """Whether this process is a rank that torchrun (or blitz's launcher) started."""
-    return all(key in os.environ for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR"))
+    return all(key in os.environ for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"))
 
 
 def check_ddp_device(device: str | None) -> None:
@@ -147,9 +147,19 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
         # Every failed rank is named: the one a collective lost its peer in often fails first.
         failed = ", ".join(_describe_exit(r, f.exitcode) for r, f in sorted(exc.failures.items()))
         message = f"DDP job failed: {failed} (errors are printed above); the other ranks were stopped."
-        if all(f.exitcode == UsageError.exit_code for f in exc.failures.values()):
-            raise UsageError(message) from None  # the ranks refused the command line: exit 2, as alone
+        if code == UsageError.exit_code:
+            # The first rank to fail refused the command line (the others then lost their peer):
+            # exit 2, as the same run in one process
+            raise UsageError(message) from None
         raise BlitzError(message) from None
+    except Exception as exc:
+        if not type(exc).__module__.startswith("torch.distributed.elastic.rendezvous"):
+            raise
+        text = str(exc).strip().splitlines()
+        raise BlitzError(
+            f"The DDP job could not meet at its rendezvous ({type(exc).__name__}: {text[0] if text else ''}). "
+            "Is another job using this --rdzv-endpoint (and --rdzv-id)? Use another port or id."
+        ) from None
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise BlitzError(f"torchrun could not start the job (exit {exc.code}).") from None
@@ -178,7 +188,16 @@ def saved_process_count(meta: dict[str, Any]) -> int:
     return world if world == per_node else 1
 
 
+GLOBAL_OPTIONS_WITH_VALUES = ("--plugins-dir",)  # `blitz --plugins-dir DIR run ...`
+
+
 def argv_after_run() -> list[str]:
-    """The arguments given after ``run`` on this process's command line."""
+    """The arguments given after the ``run`` command on this process's command line (a
+    ``--plugins-dir`` folder named "run" before it is not the command)."""
     argv = sys.argv[1:]
-    return argv[argv.index("run") + 1 :] if "run" in argv else argv
+    i = 0
+    while i < len(argv):
+        if argv[i] == "run":
+            return argv[i + 1 :]
+        i += 2 if argv[i] in GLOBAL_OPTIONS_WITH_VALUES else 1
+    return argv

@@ -205,7 +205,7 @@ def test_auto_under_torchrun_takes_the_device_as_ddp_does(monkeypatch):
     from blitz import UsageError
     from blitz.plugins.strategy_auto import build_auto
 
-    for name, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}.items():
+    for name, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}.items():
         monkeypatch.setenv(name, value)
     strategy = build_auto(device="cpu")
     assert strategy.name == "ddp" and strategy.device.type == "cpu" and strategy.backend == "gloo"
@@ -296,7 +296,7 @@ def test_more_ddp_processes_than_gpus_is_a_clear_error(monkeypatch):
     from blitz.errors import StrategyUnavailableError
     from blitz.plugins.strategy_ddp import DDPStrategy
 
-    for name, value in {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1"}.items():
+    for name, value in {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
@@ -334,3 +334,45 @@ def test_forward_passes_without_grad_leave_dataparallel_threads_free_to_write():
     assert write_in_a_thread(torch.compile(AutocastDataParallel(torch.nn.Identity()))) == []  # --compile
     (error,) = write_in_a_thread(torch.nn.Identity())  # plain models keep inference_mode, and this is why not DP
     assert "Inplace update to inference tensor outside InferenceMode" in str(error)
+
+
+def test_the_first_signal_names_the_stop_and_a_second_ctrl_c_stops_at_once():
+    import signal
+
+    from blitz.engine import StopRequest
+
+    stop = StopRequest()
+    stop(signal.SIGINT)
+    stop(signal.SIGTERM)  # torchrun's, after the user's Ctrl-C
+    assert stop.signal_number == signal.SIGINT
+    with pytest.raises(KeyboardInterrupt):
+        stop(signal.SIGINT)
+
+
+def test_torchrun_variables_without_master_port_are_not_a_torchrun_launch(monkeypatch):
+    from blitz.launch import launched_by_torchrun
+
+    for name, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MASTER_PORT", raising=False)
+    assert not launched_by_torchrun()  # init_process_group would fail on it with a raw ValueError
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    assert launched_by_torchrun()
+
+
+def test_the_run_command_is_found_after_a_plugins_folder_named_run(monkeypatch):
+    from blitz.launch import argv_after_run
+
+    monkeypatch.setattr(sys, "argv", ["blitz", "--plugins-dir", "run", "run", "--strategy", "ddp", "--epochs", "1"])
+    assert argv_after_run() == ["--strategy", "ddp", "--epochs", "1"]
+    monkeypatch.setattr(sys, "argv", ["blitz", "--debug", "run", "--epochs", "1"])
+    assert argv_after_run() == ["--epochs", "1"]
+
+
+def test_a_usage_error_on_the_first_rank_to_fail_exits_2_as_alone(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "blitz", "run", "--strategy", "ddp", "--nproc-per-node", "2", "--dataset", "random",
+         "--dataset-arg", "length=0", "--epochs", "1", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
