@@ -675,6 +675,8 @@ def main() -> None:
     sys.stdout, sys.stderr = ReaderTolerantStream(sys.stdout), ReaderTolerantStream(sys.stderr)
     if "--debug" not in sys.argv and not os.environ.get("BLITZ_DEBUG"):
         warnings.formatwarning = _one_line_warning
+        if launched_by_torchrun() and os.environ.get("RANK", "0") != "0":
+            warnings.simplefilter("ignore")  # the ranks load the same data and code: rank 0 says it once
     exit_status: SystemExit | None = None
     try:
         app()

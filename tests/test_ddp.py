@@ -376,3 +376,21 @@ def test_a_usage_error_on_the_first_rank_to_fail_exits_2_as_alone(tmp_path):
         capture_output=True, text=True, timeout=180,
     )
     assert result.returncode == 2, result.stderr[-2000:]
+
+
+def test_a_data_warning_is_printed_once_not_once_per_rank(tmp_path):
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "imgs" / cls / f"{i}.png")
+    (tmp_path / "imgs" / "a" / "broken.png").write_bytes(b"not an image")
+    result = subprocess.run(
+        [sys.executable, "-m", "blitz", "run", "--strategy", "ddp", "--nproc-per-node", "2", "--dataset", "imagefolder",
+         "--dataset-arg", f"path={tmp_path / 'imgs'}", "--dataset-arg", "skip_bad=true", "--dataset-arg", "image_size=16",
+         "--epochs", "1", "--batch-size", "2", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (result.stdout + result.stderr).count("Skipped 1 unreadable image(s)") == 1
