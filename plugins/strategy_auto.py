@@ -8,7 +8,7 @@ import torch
 
 from blitz import Register, Strategy, UsageError, hookimpl
 from blitz.errors import StrategyUnavailableError
-from blitz.plugins.strategy_cpu import CPUStrategy
+from blitz.plugins.strategy_cpu import CPUStrategy, check_cpu_device
 from blitz.plugins.strategy_cuda import CUDAStrategy, cuda_device
 from blitz.launch import check_ddp_device, launched_by_torchrun
 from blitz.plugins.strategy_ddp import DDPStrategy
@@ -22,6 +22,7 @@ def build_auto(*, device: str | None = None) -> Strategy:
     elif device is not None and not device.startswith(("cpu", "cuda")):
         raise UsageError(f"--device '{device}' is neither 'cpu' nor a CUDA device such as 'cuda:0'.")
     elif device is not None and device.startswith("cpu"):
+        check_cpu_device(device)
         strategy = CPUStrategy("cpu")
         reason = "--device cpu was given"
     elif torch.cuda.is_available():

@@ -10,9 +10,16 @@ class CPUStrategy(Strategy):
 
 
 def build_cpu(*, device: str | None = None) -> CPUStrategy:
+    check_cpu_device(device)
     if device not in (None, "cpu"):
         raise UsageError(f"The cpu strategy runs on 'cpu', not '{device}'; use --strategy cuda for a GPU.")
     return CPUStrategy("cpu")
+
+
+def check_cpu_device(device: str | None) -> None:
+    """Refuse 'cpu:N': PyTorch has one CPU device (its cores are threads: --cpu-threads)."""
+    if device is not None and device.startswith("cpu:"):
+        raise UsageError(f"--device '{device}': give 'cpu' (PyTorch has one CPU device; --cpu-threads sets how many cores it uses).")
 
 
 @hookimpl

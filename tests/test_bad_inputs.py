@@ -271,3 +271,11 @@ def test_a_family_is_suggested_as_a_name_to_complete_not_as_its_pattern():
     assert result.exit_code == 2
     assert "Unknown model 'timm/'. Did you mean 'timm/<name>'? 'blitz list models timm/' lists the names." in one_line(result)
     assert "timm/*" not in result.output
+
+
+@pytest.mark.parametrize("strategy", ["cpu", "auto"])
+def test_a_numbered_cpu_device_is_refused_alike_by_cpu_and_auto(tmp_path, strategy):
+    args = [a for a in TINY if a not in ("--strategy", "cpu")]
+    result = blitz("run", *args, "--strategy", strategy, "--device", "cpu:1", "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    assert "--device 'cpu:1': give 'cpu' (PyTorch has one CPU device" in one_line(result)
