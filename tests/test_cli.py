@@ -439,13 +439,9 @@ def test_warnings_are_one_line_without_blitzs_source_lines(tmp_path):
     import subprocess
     import sys
 
-    from PIL import Image
+    from tests.test_data_sources import with_a_broken_image
 
-    for cls in ("a", "b"):
-        (tmp_path / "imgs" / cls).mkdir(parents=True)
-        for i in range(4):
-            Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "imgs" / cls / f"{i}.png")
-    (tmp_path / "imgs" / "a" / "broken.png").write_bytes(b"not an image")
+    with_a_broken_image(tmp_path / "imgs")
     done = subprocess.run(
         [sys.executable, "-m", "blitz", "data", "verify", "imagefolder", "--dataset-arg", f"path={tmp_path / 'imgs'}",
          "--dataset-arg", "skip_bad=true", "--dataset-arg", "image_size=8"],

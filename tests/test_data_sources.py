@@ -43,6 +43,13 @@ def make_folder(root: Path, classes: dict[str, tuple[int, int, int]] = COLOURS, 
     return root
 
 
+def with_a_broken_image(root: Path) -> Path:
+    """``make_folder``'s image folder plus one file that is not an image (for ``skip_bad``)."""
+    make_folder(root)
+    (root / next(iter(COLOURS)) / "broken.png").write_bytes(b"not an image")
+    return root
+
+
 def write_idx(path: Path, array: np.ndarray, *, gz: bool = False) -> None:
     """An idx file as torchvision's MNIST reads it: 0, 0, type 0x08, ndim, big-endian dims, data."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -379,13 +379,9 @@ def test_a_usage_error_on_the_first_rank_to_fail_exits_2_as_alone(tmp_path):
 
 
 def test_a_data_warning_is_printed_once_not_once_per_rank(tmp_path):
-    from PIL import Image
+    from tests.test_data_sources import with_a_broken_image
 
-    for cls in ("a", "b"):
-        (tmp_path / "imgs" / cls).mkdir(parents=True)
-        for i in range(6):
-            Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "imgs" / cls / f"{i}.png")
-    (tmp_path / "imgs" / "a" / "broken.png").write_bytes(b"not an image")
+    with_a_broken_image(tmp_path / "imgs")
     result = subprocess.run(
         [sys.executable, "-m", "blitz", "run", "--strategy", "ddp", "--nproc-per-node", "2", "--dataset", "imagefolder",
          "--dataset-arg", f"path={tmp_path / 'imgs'}", "--dataset-arg", "skip_bad=true", "--dataset-arg", "image_size=16",
