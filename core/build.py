@@ -135,6 +135,13 @@ def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
     return bundle
 
 
+def pixels_or_features(dtype: Any) -> bool:
+    """Whether a torch or numpy dtype is one blitz takes as input: uint8 pixels or floats."""
+    if isinstance(dtype, torch.dtype):
+        return dtype == torch.uint8 or dtype.is_floating_point
+    return isinstance(dtype, np.dtype) and (dtype == np.uint8 or np.issubdtype(dtype, np.floating))
+
+
 def _check_dataset_item(name: str, split_name: str, split: Any, info: DataInfo) -> None:
     """A Dataset split's first item against the source's DataInfo, as a TensorSplit is checked
     whole: its mistakes would otherwise surface as a shape or dtype error inside the first step."""
@@ -149,11 +156,7 @@ def _check_dataset_item(name: str, split_name: str, split: Any, info: DataInfo) 
     shape, dtype = tuple(getattr(image, "shape", ())), getattr(image, "dtype", None)
     if shape != tuple(info.input_shape):
         raise DataError(f"{where} has shape {shape}, but its DataInfo says input_shape {tuple(info.input_shape)}: a plugin bug.")
-    pixels = dtype in (torch.uint8, np.uint8)
-    features = (isinstance(dtype, torch.dtype) and dtype.is_floating_point) or (
-        isinstance(dtype, np.dtype) and np.issubdtype(dtype, np.floating)
-    )
-    if not (pixels or features):
+    if not pixels_or_features(dtype):
         raise DataError(f"{where} is {dtype}: give uint8 pixels (normalized and augmented by blitz) or float features.")
     integer = isinstance(label, (int, np.integer)) and not isinstance(label, bool)
     if isinstance(label, torch.Tensor):
@@ -170,7 +173,7 @@ def _check_tensor_split(name: str, split_name: str, split: TensorSplit, info: Da
             f"Dataset '{name}' {split_name} images have shape {tuple(images.shape[1:])} each, but its "
             f"DataInfo says input_shape {tuple(info.input_shape)}: a plugin bug."
         )
-    if images.dtype != torch.uint8 and not images.dtype.is_floating_point:
+    if not pixels_or_features(images.dtype):
         raise DataError(
             f"Dataset '{name}' {split_name} images are {images.dtype}: give uint8 pixels (normalized and "
             "augmented by blitz) or float features, not another integer type."

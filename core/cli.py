@@ -366,30 +366,30 @@ def _list_kind(kind: str, pattern: str, as_json: bool) -> None:
     else:
         registry = get_host().registries[kind]
         aliases = catalog.entries(kind)
+        registered: dict[str, dict[str, Any]] = {}
         for entry in registry.entries():
             name = entry.name.replace("/*", "/<name>")
             # registry.toml's own entry for the same name, where it has one, says more
             same = aliases.get(entry.name)
             description = same.description if same is not None and same.description else entry.description
             row = {"name": name, "description": description, "plugin": entry.plugin}
-            problem = alias_problem(entry.name, same, registry) if same is not None else None
-            if problem:  # the catalog's entry for this name wins when it is resolved, and fails
-                row.update(problem=problem, description=f"{description} (not usable: {problem})")
             hyperparameters = entry.metadata.get("hyperparameters")
             if hyperparameters:  # an optimizer's own lr, momentum and weight decay
                 row["hyperparameters"] = hyperparameters
                 row["description"] += " (" + ", ".join(f"{k} {v}" for k, v in hyperparameters.items()) + ")"
             rows.append(row)
+            registered[entry.name] = row
         for name, alias in sorted(aliases.items()):
-            if (alias.component and alias.component != name) or name not in registry.names():
+            row = registered.get(name) if not alias.component or alias.component == name else None
+            if row is None:  # a catalog name for another component (or for none that is registered)
                 row = {
                     "name": name, "description": alias.description or f"= {alias.component or name}",
                     "plugin": alias.plugin, "component": alias.component, "defaults": alias.defaults,
                 }
-                problem = alias_problem(name, alias, registry)
-                if problem:  # listed, so that the user sees the entry is there and why it fails
-                    row.update(problem=problem, description=f"{row['description']} (not usable: {problem})")
                 rows.append(row)
+            problem = alias_problem(name, alias, registry)
+            if problem:  # the catalog's entry wins when the name is resolved: show that, and why it fails
+                row.update(problem=problem, description=f"{row['description']} (not usable: {problem})")
         # 'timm/<pattern>': the family's own names (timm's architectures), which it can list
         family = next((e for e in registry.entries() if e.is_family and pattern.lower().startswith(e.name[:-1].lower())), None)
         if family is not None:

@@ -360,8 +360,7 @@ class Trainer:
         clock = Clock(strategy.device)
         init_from_data = getattr(model, "init_from_data", None)
         if callable(init_from_data) and isinstance(batches, TensorBatches):
-            resuming = self.resume_from is not None  # timed when the run first did it (then loaded over)
-            if not resuming:
+            if self.resume_from is None:  # a resumed run timed it when it first did it (then loads over it)
                 clock.resume()
             sample = batches.normalize(batches.images[:5000], torch.contiguous_format)
             init_from_data(sample)  # on the training device, where the images are
@@ -582,11 +581,16 @@ class Trainer:
             # The model to use (`blitz eval` and `predict` default to it), whatever
             # checkpoint_every says: that spacing is for resuming, from last.ckpt.
             self._save_checkpoint(session, "best", epoch + 1, 0)
+        self._publish_epoch(session, epoch, metrics, latest)
+        return checkpoint_due
+
+    def _publish_epoch(self, session: _Session, epoch: int, metrics: dict[str, Any], latest: EvalResult | None) -> None:
+        """An epoch's record to the loggers and the on_epoch_end hooks, and summary.json."""
+        run = session.run
         self._log(session, metrics)
         if run.strategy.is_main:
             self.warn_all(self.host.call_lifecycle("on_epoch_end", run=run, epoch=epoch, metrics=metrics))
             self._write_summary(run, "running", session.best_accuracy, latest)
-        return checkpoint_due
 
     def _evaluate(self, session: _Session) -> EvalResult:
         alone = session.run.strategy.world_size == 1
@@ -652,12 +656,9 @@ class Trainer:
         self._save_checkpoint(session, "last", epoch + 1, 0)
         if improved:
             self._save_checkpoint(session, "best", epoch + 1, 0)
-        if record is not None:
-            metrics = {"event": "epoch", "schema": runs.METRICS_SCHEMA, **record}
-            self._log(session, metrics)
-            if run.strategy.is_main:  # the hooks saw the epoch without test figures: now with them
-                self.warn_all(self.host.call_lifecycle("on_epoch_end", run=run, epoch=epoch, metrics=metrics))
-        if run.strategy.is_main:
+        if record is not None:  # loggers and hooks saw the epoch without test figures: now with them
+            self._publish_epoch(session, epoch, {"event": "epoch", "schema": runs.METRICS_SCHEMA, **record}, result)
+        elif run.strategy.is_main:
             self._write_summary(run, "running", session.best_accuracy, result)
         return result
 

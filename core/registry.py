@@ -120,8 +120,7 @@ class Registry:
 
     def _variant_suggestions(self, family: Entry) -> list[str]:
         prefix = family.name[:-2]
-        known = self._family_call(family, "list_variants") if "list_variants" in family.metadata else []
-        return [f"{prefix}/{v}" for v in known]
+        return [f"{prefix}/{v}" for v in self.variants(family)]
 
     def variants(self, family: Entry) -> list[str]:
         """The names a family's ``list_variants`` gives (none without one)."""
