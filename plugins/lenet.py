@@ -20,6 +20,7 @@ class LeNet(nn.Module):
     ) -> None:
         super().__init__()
         self.fused_cpu_step = fused_cpu_step  # hand-written kernels, the same math, on CPUs (see lenet_cpu_kernel)
+        self._gradient_buffers = lenet_cpu_kernel.GradientBuffers()  # where direct_gradients writes
         c1, c2 = 6 * width, 16 * width
         self.conv1 = nn.Conv2d(in_chans, c1, 5)
         self.pool = nn.MaxPool2d(2, 2)
@@ -62,8 +63,7 @@ class LeNet(nn.Module):
         params = self._layer_params()
         if not lenet_cpu_kernel.usable(inputs, params) or self._hooked(params, loss_fn):
             return None
-        with torch.no_grad():
-            return lenet_cpu_kernel.cross_entropy_gradients(inputs, labels, params, loss_fn.ignore_index)
+        return lenet_cpu_kernel.cross_entropy_gradients(inputs, labels, params, self._gradient_buffers, loss_fn.ignore_index)
 
     def _hooked(self, params: tuple[torch.Tensor, ...], loss_fn: nn.Module) -> bool:
         """Whether a hook would run in autograd's step: on this module, the loss, any module, or a parameter."""

@@ -98,6 +98,65 @@ def test_direct_gradients_accumulate_and_skip_frozen_parameters():
             torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6)
 
 
+def test_direct_gradients_are_ordinary_tensors_reused_step_after_step():
+    """The step runs under inference_mode, but its gradients must stay changeable in place
+    (gradient clipping, an optimizer's own updates), and be right again after zero_grad."""
+    direct, plain = _twins()
+    loss_fn = nn.CrossEntropyLoss()
+    kept = None
+    for step in range(3):
+        x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 5, (4,))
+        for net in (direct, plain):
+            net.zero_grad(set_to_none=True)
+        loss = direct.direct_gradients(x, y, loss_fn)
+        loss_fn(plain(x), y).backward()
+        grads = [p.grad for p in direct.parameters()]
+        assert not any(g.is_inference() for g in grads)
+        if kept is not None:  # the same tensors: no allocation per step
+            assert all(g is k for g, k in zip(grads, kept))
+        kept = grads
+        for p, q in zip(direct.parameters(), plain.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7)
+        torch.nn.utils.clip_grad_norm_(direct.parameters(), 0.1)  # in place, outside inference_mode
+        assert float(loss * 2) > 0  # the loss can be computed with outside it too
+
+
+def test_direct_gradients_add_to_a_gradient_some_parameters_already_have():
+    direct, plain = _twins()
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 5, (4,))
+    loss_fn = nn.CrossEntropyLoss()
+    for net in (direct, plain):
+        net.fc2.weight.grad = torch.ones_like(net.fc2.weight)
+        net.conv1.bias.grad = torch.full_like(net.conv1.bias, -2.0)
+    direct.direct_gradients(x, y, loss_fn)
+    loss_fn(plain(x), y).backward()
+    for (name, p), q in zip(direct.named_parameters(), plain.parameters()):
+        assert not p.grad.is_inference(), name
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("copy_with", ["deepcopy", "pickle"])
+def test_a_copied_lenet_gets_gradient_buffers_of_its_own(copy_with):
+    import copy
+    import io
+
+    net = build_lenet(num_classes=10, input_shape=(3, 32, 32))
+    loss_fn = nn.CrossEntropyLoss()
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    net.direct_gradients(x, y, loss_fn)
+    before = [p.grad.clone() for p in net.parameters()]
+    if copy_with == "deepcopy":
+        twin = copy.deepcopy(net)
+    else:
+        buffer = io.BytesIO()
+        torch.save(net, buffer)
+        twin = torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)
+    twin.zero_grad(set_to_none=True)
+    twin.direct_gradients(torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)), loss_fn)
+    assert all(torch.equal(p.grad, b) for p, b in zip(net.parameters(), before))  # the original's untouched
+    assert not any(torch.equal(p.grad, b) for p, b in zip(twin.parameters(), before))
+
+
 @pytest.mark.parametrize(
     "case",
     ["label smoothing", "class weights", "summed loss", "another loss", "eval mode", "autocast", "large batch",
