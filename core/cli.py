@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import logging
@@ -322,9 +323,11 @@ def train_and_report(resolved: ResolvedConfig) -> None:
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM ignored inside (a second or so of writing files), as they were after."""
+    """The stop signals ignored inside (a second or so of writing files), as they were after."""
+    from blitz.engine import STOP_SIGNALS
+
     try:
-        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
     except ValueError:  # not the main thread: signals cannot be handled here anyway
         previous = {}
     try:
@@ -634,10 +637,12 @@ def _exit_now(exc: SystemExit | None) -> NoReturn:
 
 
 class ReaderTolerantStream:
-    """sys.stdout or sys.stderr that carries on when its reader goes away (``blitz run | head``).
+    """sys.stdout or sys.stderr that carries on when its reader goes away (``blitz run | head``, or
+    the terminal closed).
 
-    Python raises BrokenPipeError on the next write, which would end a training run half-way, or
-    after training without its report and pictures. Output then goes nowhere; the work goes on.
+    Python raises BrokenPipeError (or, on a terminal that hung up, EIO) on the next write, which
+    would end a training run half-way, or after training without its report and pictures. Output
+    then goes nowhere; the work goes on.
     """
 
     def __init__(self, stream: Any) -> None:
@@ -646,7 +651,9 @@ class ReaderTolerantStream:
     def _guarded(self, method: str, *args: Any) -> Any:
         try:
             return getattr(self._stream, method)(*args)
-        except BrokenPipeError:
+        except OSError as exc:
+            if exc.errno not in (errno.EPIPE, errno.EIO):
+                raise
             self._stream = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115  # for the rest of the process
             return getattr(self._stream, method)(*args)
 

@@ -124,8 +124,13 @@ class TrainingRun:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+# The signals that stop a run after a checkpoint: Ctrl-C, kill (and schedulers), and a terminal
+# or SSH session closing under a run started without nohup/tmux (SIGHUP, where it exists).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
 class StopRequest:
-    """Set by SIGINT/SIGTERM (or a caller); the loop finishes its step, checkpoints and stops."""
+    """Set by SIGINT/SIGTERM/SIGHUP (or a caller); the loop finishes its step, checkpoints and stops."""
 
     def __init__(self) -> None:
         self.signal_number: int | None = None
@@ -140,7 +145,7 @@ class StopRequest:
     def installed(self) -> Iterator[None]:
         previous = {}
         try:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
                 previous[sig] = signal.signal(sig, self)
         except ValueError:  # not the main thread: signals stay as they are
             pass

@@ -82,7 +82,7 @@ def error_classes() -> list[type[errors.BlitzError]]:
 
 def test_troubleshooting_explains_every_exit_code_and_debug() -> None:
     text = read("troubleshooting.md")
-    codes = {cls.exit_code for cls in error_classes()} | {128 + 2, 128 + 15}  # Interrupted: SIGINT, SIGTERM
+    codes = {cls.exit_code for cls in error_classes()} | {128 + 2, 128 + 15, 128 + 1}  # Interrupted: SIGINT, SIGTERM, SIGHUP
     for code in sorted(codes):
         assert f"`{code}`" in text, f"exit code {code} is not explained in docs/troubleshooting.md"
     assert "--debug" in text and "BLITZ_DEBUG" in text

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import os
 import pickle
 from pathlib import Path
@@ -237,7 +239,7 @@ def test_a_full_disk_while_checkpointing_is_a_clear_error(tmp_path, monkeypatch)
         Trainer(tiny(tmp_path)).fit()
 
 
-@pytest.mark.parametrize(("signum", "code"), [(2, 130), (15, 143)])
+@pytest.mark.parametrize(("signum", "code"), [(2, 130), (15, 143), (1, 129)])  # Ctrl-C, kill, a closed terminal
 def test_a_signal_saves_a_resumable_checkpoint_and_exits_128_plus_n(tmp_path, signum, code):
     import signal as signals
     import subprocess
@@ -336,3 +338,27 @@ def test_a_reader_that_goes_away_does_not_end_the_run(tmp_path):
     proc.stderr.close()
     assert proc.wait(timeout=120) == 0
     assert (tmp_path / "run" / "report.md").is_file() and (tmp_path / "run" / "predictions.png").is_file()
+
+
+@pytest.mark.parametrize("error", [errno.EPIPE, errno.EIO])
+def test_output_to_a_reader_gone_or_a_terminal_hung_up_is_dropped(error):
+    from blitz.cli import ReaderTolerantStream
+
+    class Gone(io.StringIO):
+        def write(self, text):
+            raise OSError(error, os.strerror(error))
+
+    stream = ReaderTolerantStream(Gone())
+    assert stream.write("epoch 1/2 ...\n") == len("epoch 1/2 ...\n")  # to /dev/null from now on
+    stream.flush()
+
+
+def test_other_output_errors_are_not_hidden():
+    from blitz.cli import ReaderTolerantStream
+
+    class Full(io.StringIO):
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        ReaderTolerantStream(Full()).write("x")
