@@ -11,6 +11,8 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
+	@# blitz was distributed as "blitz" until 2026-11-27: two installs would register every plugin twice
+	$(PY) -m pip uninstall --quiet --yes blitz 2>/dev/null || true
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $@
 

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from blitz.components import DataInfo, TensorSplit
 from blitz.config import AugmentConfig
-from blitz.errors import DataError
+from blitz.errors import BlitzError, DataError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -286,7 +286,7 @@ class LoaderBatches:
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
         self.sampler.set_epoch(epoch)
         self.loader_generator.manual_seed(mix_seed(self.seed, self.rank, epoch, 3))
-        for step, (images, labels) in enumerate(self.loader):
+        for step, (images, labels) in enumerate(_worker_errors_unwrapped(self.loader)):
             if step < start_step:
                 continue
             check_labels(labels, self.num_classes, self.source, f"at step {step} of epoch {epoch}")
@@ -307,6 +307,26 @@ class LoaderBatches:
     def reseed(self, *parts: int) -> None:
         """A fresh stream for this rank (after a resume, where only rank 0's state was saved)."""
         self.augment_generator.manual_seed(mix_seed(*parts))
+
+
+def _worker_errors_unwrapped(loader: DataLoader) -> Iterator[Batch]:
+    """``loader``'s batches; a blitz error raised in a worker process (an image that became
+    unreadable) comes back as itself, one line, not as "Caught DataError in DataLoader worker
+    process 0." with the worker's traceback pasted into the message."""
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except BlitzError as exc:
+            text = str(exc)
+            if "Original Traceback" not in text:
+                raise
+            marker = f"{type(exc).__name__}: "
+            original = text[text.rfind(marker) + len(marker):].strip() if marker in text else text.splitlines()[-1]
+            raise type(exc)(original) from None
+        yield batch
 
 
 def eval_batches(
@@ -338,6 +358,6 @@ def eval_batches(
         return
     normalize = Normalizer(info, device)
     subset = Subset(split, range(rank, len(split), world_size))  # type: ignore[arg-type]
-    for step, (images, labels) in enumerate(DataLoader(subset, batch_size=batch_size, num_workers=num_workers)):
+    for step, (images, labels) in enumerate(_worker_errors_unwrapped(DataLoader(subset, batch_size=batch_size, num_workers=num_workers))):
         check_labels(labels, info.num_classes, source, f"in its test split, evaluation batch {step}")
         yield normalize(images.to(device), memory_format), labels.to(device)

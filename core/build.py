@@ -111,6 +111,11 @@ def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
         raise UsageError(f"Dataset '{resolved.name}' could not be built{given}: {exc}") from exc  # --debug shows the factory's own traceback
     check_returned(resolved, "Dataset", bundle, DataBundle)
     info = bundle.info
+    if info.num_classes < 2:
+        raise IncompatibleError(
+            f"Dataset '{resolved.name}' has {info.num_classes} class(es): a classifier needs at least two "
+            "(check its data folder or --dataset-arg options)."
+        )
     if info.is_image and info.mean and (
         len(info.mean) != info.input_shape[0] or any(not s > 0 for s in info.std)
     ):
@@ -241,6 +246,23 @@ def build_model(resolved: Resolved, info: DataInfo, config: RunConfig) -> nn.Mod
             + (" Check those arguments too." if given else "")
         ) from exc  # --debug shows the factory's own traceback
     return check_returned(resolved, "Model", model, nn.Module)
+
+
+def check_batch_norm_batches(model: nn.Module, config: RunConfig, examples_per_rank: int, model_name: str) -> None:
+    """Refuse training batches of one example for a model with BatchNorm, which cannot train on them
+    (PyTorch raises at the first step: "Expected more than 1 value per channel when training")."""
+    if min(config.batch_size, examples_per_rank) != 1:
+        return
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return
+    cause = (
+        "--batch-size 1" if config.batch_size == 1
+        else f"a training split of {examples_per_rank} example(s) per process"
+    )
+    raise IncompatibleError(
+        f"Model '{model_name}' has BatchNorm layers, which cannot train on batches of one example ({cause}): "
+        "use --batch-size 2 or more and at least 2 training examples per process, or a model without BatchNorm."
+    )
 
 
 def check_fit(model: nn.Module, info: DataInfo, model_name: str, dataset_name: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
 import functools
 import json
@@ -59,9 +60,12 @@ def one_line_usage_error(error: Any) -> None:
         message += "."
     ctx = getattr(error, "ctx", None)
     hint = f" See '{ctx.command_path} --help'." if ctx is not None else ""
+    if getattr(error, "option_name", None) in _GLOBAL_OPTIONS and ctx is not None and ctx.parent is not None:
+        hint = f" {error.option_name} goes before the command: 'blitz {error.option_name} ... {ctx.info_name} ...'."
     err_console.print(f"[bold red]Error:[/] {escape(message)}{hint}", highlight=False, soft_wrap=True)
 
 
+_GLOBAL_OPTIONS = ("--plugins-dir",)  # blitz's own option, not a command's ("--debug" is both)
 rich_utils.rich_format_error = one_line_usage_error
 _state = {"debug": False}
 
@@ -126,18 +130,39 @@ def main_options(
         reset_host()
 
 
+# Spellings TOML refuses but a user means as a boolean or number: Python's True/False, and a
+# decimal without its leading zero. Anything else TOML refuses stays a string (a name, a path).
+_PYTHON_BOOLEANS = {"True": True, "False": False}
+
+
+def parse_value(raw: str) -> Any:
+    """One ``--*-arg`` value: TOML (numbers, booleans, lists, quoted strings), else the text itself."""
+    if raw.strip() in _PYTHON_BOOLEANS:
+        return _PYTHON_BOOLEANS[raw.strip()]
+    for text in (raw, f"0{raw}" if raw.startswith(".") else None, f"-0{raw[1:]}" if raw.startswith("-.") else None):
+        if text is None:
+            continue
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            continue
+        # A date or time is TOML, but no option takes one: keep the text as typed.
+        return raw if isinstance(value, (datetime.date, datetime.time)) else value
+    return raw
+
+
 def parse_assignments(items: list[str] | None, flag: str) -> dict[str, Any]:
-    """``key=value`` pairs; values are read as TOML (numbers, booleans, lists) or else strings."""
+    """``key=value`` pairs; values are read as TOML (numbers, booleans, lists) or else strings.
+    A key given twice is refused: which one would count is anyone's guess."""
     result: dict[str, Any] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"{flag} expects KEY=VALUE, got '{item}'.")
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        result[key.strip()] = value
+        key = key.strip()
+        if key in result:
+            raise ConfigError(f"{flag} {key} is given twice; give it once.")
+        result[key] = parse_value(raw)
     return result
 
 
@@ -413,6 +438,9 @@ def _list_kind(kind: str, pattern: str, as_json: bool) -> None:
     if not rows:
         families = [e.name.replace("/*", "/") for e in get_host().registries[kind].entries() if e.is_family] if kind != "recipes" else []
         more = f"; a family's own names are listed by its prefix, e.g. blitz list {kind} '{families[0]}*resnet*'" if families else ""
+        broken = get_host().failed()
+        if broken:
+            more += f" ({len(broken)} plugin(s) failed to load: see 'blitz list-plugins')"
         console.print(f"No {kind} match '{given}'. 'blitz list {kind}' shows them all{more}.", highlight=False)
         return
     table = Table(title=f"{kind} ({len(rows)})")
@@ -593,10 +621,13 @@ def data_verify(
     config = RunConfig(dataset=name, data_root=data_root, dataset_args=parse_assignments(dataset_arg, "--dataset-arg"))
     bundle = load_data(resolve("datasets", name), config)
     info = bundle.info
-    console.print(f"[green]OK[/] {name}: {len(bundle.train):,} train and {len(bundle.test):,} test examples, "
+    console.print(f"[green]OK[/] {escape(name)}: {len(bundle.train):,} train and {len(bundle.test):,} test examples, "
                   f"{info.num_classes} classes, input shape {tuple(info.input_shape)}", highlight=False)
+    if info.class_names:  # in label order: a folder of split folders taken for classes shows here
+        names = ", ".join(info.class_names[:20]) + (f", ... ({len(info.class_names)} in all)" if len(info.class_names) > 20 else "")
+        console.print(f"  classes: {names}", highlight=False, markup=False)
     for path in bundle.files:
-        console.print(f"  checked {path}", highlight=False)
+        console.print(f"  checked {path}", highlight=False, markup=False)
 
 
 def _exit_at_once(signum: int, _frame: Any) -> None:

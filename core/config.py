@@ -23,7 +23,9 @@ Precision = Literal["32", "bf16", "16-mixed"]
 
 # Strict: a config file's `epochs = true` or `shuffle = 1` is refused, not read as 1 or true;
 # and no setting takes NaN or infinity (they only surface later as a diverged loss).
-_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+# protected_namespaces=(): fields named model_* (model_args) are blitz's, not pydantic's; pydantic
+# before 2.10 warned about them on every run.
+_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, protected_namespaces=())
 
 
 class AugmentConfig(BaseModel):

@@ -34,6 +34,7 @@ from blitz.build import (
     call_factory,
     call_with_options,
     check_augment,
+    check_batch_norm_batches,
     check_fit,
     check_returned,
     load_data,
@@ -358,7 +359,11 @@ class Trainer:
         self.say(f"Model: {c.model.name}, {parameters:,} parameters")
         torch.manual_seed(mix_seed(config.seed, strategy.rank))  # each rank draws its own dropout noise
 
+        if config.channels_last and not info.is_image:
+            self.warn_all([f"--channels-last is not used: dataset '{c.dataset.name}' gives inputs of shape "
+                           f"{tuple(info.input_shape)}, not images."])
         memory_format = torch.channels_last if config.channels_last and info.is_image else torch.contiguous_format
+        check_batch_norm_batches(model, config, len(bundle.train) // strategy.world_size, c.model.name)
         batches = self._train_batches(bundle, strategy, memory_format)
         # airbench-style time: fitting the model to the data, training steps and evaluations
         # (not warm-up, checkpoints, logs or hooks)
@@ -805,6 +810,11 @@ class Trainer:
     def _train_batches(self, bundle: DataBundle, strategy: Strategy, memory_format: torch.memory_format) -> TensorBatches | LoaderBatches:
         config = self.config
         if isinstance(bundle.train, TensorSplit):
+            if config.num_workers:
+                self.warn_all([
+                    f"--num-workers {config.num_workers} is not used: '{self.components.dataset.name}' is held in "
+                    "memory as tensors, batched without a DataLoader (workers help data read from files)."
+                ])
             return TensorBatches(
                 bundle.train, bundle.info, device=strategy.device, batch_size=config.batch_size,
                 shuffle=config.shuffle, seed=config.seed, augment=config.augment,

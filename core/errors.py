@@ -51,14 +51,20 @@ def closest_name(name: str, known: Iterable[str]) -> str | None:
 class UnknownNameError(UsageError, KeyError):
     """A component name that no installed plugin registers."""
 
-    def __init__(self, kind: str, name: str, known: Iterable[str], list_command: str) -> None:
+    def __init__(
+        self, kind: str, name: str, known: Iterable[str], list_command: str, broken: Iterable[str] = ()
+    ) -> None:
         self.kind, self.name, self.list_command = kind, name, list_command
         self.known = sorted(known)
+        self.broken = sorted(broken)  # plugins that failed to load: one of them may have registered it
         super().__init__(self._message(""))
 
     def _message(self, where: str) -> str:
         close = closest_name(self.name, self.known)
         hint = f" Did you mean '{close}'?" if close else ""
+        if self.broken:
+            hint += (f" (Plugin(s) {', '.join(repr(b) for b in self.broken[:3])} failed to load and may "
+                     "register it: see 'blitz list-plugins'.)")
         if close and close.endswith("/*"):  # a family: not a name to type as it is
             family = close[:-1]
             return (f"Unknown {self.kind} '{self.name}'{where}. Did you mean '{family}<name>'? "

@@ -191,9 +191,14 @@ def evaluate_run(
         ) from None
     check_data_fits(loaded, bundle.info, config.dataset)
     if tuple(bundle.info.class_names) != tuple(loaded.info.class_names):
+        differ = [
+            f"class {i}: '{ours}' here, '{theirs}' in the run"
+            for i, (ours, theirs) in enumerate(zip(bundle.info.class_names, loaded.info.class_names)) if ours != theirs
+        ] or [f"{len(bundle.info.class_names)} names here, {len(loaded.info.class_names)} in the run"]
         console.print(  # same count, other names (or order): the accuracy may mean nothing
-            f"Warning: dataset '{config.dataset}' names its classes {list(bundle.info.class_names)[:5]}..., the run "
-            f"{list(loaded.info.class_names)[:5]}...: the model's class i is scored as the data's class i.",
+            f"Warning: dataset '{config.dataset}' names its classes otherwise than the run did "
+            f"({'; '.join(differ[:3])}{'; ...' if len(differ) > 3 else ''}): "
+            "the model's class i is scored as the data's class i.",
             highlight=False, markup=False,
         )
     if config.precision != loaded.config.precision:

@@ -26,8 +26,13 @@ def _eight_bit(image: Image.Image) -> Image.Image:
     """``image`` with 8-bit samples: PIL's ``convert`` clips 16-bit gray at 255 instead of
     scaling it, which would turn a 16-bit PNG or PGM almost white. Modes I;16* and I (PIL's mode
     for 16-bit PGM and 32-bit integer TIFF) are taken as 16-bit, 0..65535, for every image alike
-    (a dark image must not be read on another scale than a bright one). Other modes (palette,
-    RGBA: alpha dropped, CMYK, ...) pass through for ``convert``."""
+    (a dark image must not be read on another scale than a bright one). Float images (mode F)
+    are refused: ``convert`` would clip them to black. Other modes (palette, RGBA: alpha dropped,
+    CMYK, ...) pass through for ``convert``."""
+    if image.mode == "F":  # floats: 0..1 or 0..255 or anything else; no scale to assume
+        raise ValueError(
+            "32-bit float pixels (PIL mode F), whose scale is not known; save it with 8 or 16 bits per sample"
+        )
     if not (image.mode.startswith("I;16") or image.mode == "I"):
         return image
     values = np.asarray(image, dtype=np.float64) / 257.0

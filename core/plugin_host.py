@@ -35,7 +35,7 @@ from blitz.registry import Entry, Registry
 ENTRY_POINT_GROUP = "blitz"
 LOAD_PLUGINS_ENV = "BLITZ_LOAD_PLUGINS"
 PLUGINS_DIR_ENV = "BLITZ_PLUGINS_DIR"
-BUILTIN_DISTRIBUTION = "blitz"
+BUILTIN_DISTRIBUTION = "blitz-train"  # pyproject.toml's name
 
 # kind -> (singular noun for messages, command that lists them)
 KINDS: dict[str, tuple[str, str]] = {
@@ -101,15 +101,28 @@ class PluginSource:
         return self.distribution == BUILTIN_DISTRIBUTION
 
 
+def _registers_nothing(plugin: object) -> str:
+    """Why a plugin that loaded implements no hook, as precisely as can be told."""
+    specs = {name for name in dir(hookspecs) if name.startswith(("register_", "on_"))}
+    unmarked = sorted(name for name in dir(plugin) if name in specs and callable(getattr(plugin, name)))
+    if unmarked:
+        return (f"registers nothing: {', '.join(unmarked)} lack(s) the @hookimpl marker "
+                "(from blitz import hookimpl)")
+    return ("registers nothing: no function in it is marked @hookimpl (the entry point must name the "
+            "module holding the hooks, not a function or another module)")
+
+
 def discover() -> list[PluginSource]:
     """The installed plugins and those in ``BLITZ_PLUGINS_DIR``: built-ins first, then the rest
     by name (an installed plugin before a file of the same name).
 
     Two entry points with one name are both returned (the host loads the first and reports the
     second), so a package cannot silently replace a built-in plugin by reusing its name; the same
-    entry point seen twice (a distribution on ``sys.path`` twice) counts once.
+    plugin name for the same module counts once, whichever distributions declare it (one on
+    ``sys.path`` twice, or stale metadata of an earlier install: a ``blitz.egg-info`` left in a
+    checkout from before the distribution was renamed ``blitz-train``), the built-in's kept.
     """
-    sources: dict[tuple[str, str, str], PluginSource] = {}
+    sources: dict[tuple[str, str], PluginSource] = {}
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = getattr(ep, "dist", None)
         source = PluginSource(
@@ -119,7 +132,9 @@ def discover() -> list[PluginSource]:
             distribution=dist.name if dist else "unknown",
             version=dist.version if dist else "unknown",
         )
-        sources.setdefault((source.name, source.module, source.distribution), source)
+        seen = sources.get((source.name, source.module))
+        if seen is None or (source.builtin and not seen.builtin):
+            sources[(source.name, source.module)] = source
     found = [*sources.values(), *folder_sources()]
     return sorted(found, key=lambda s: (not s.builtin, s.name))  # stable: files after entry points
 
@@ -243,6 +258,12 @@ class PluginHost:
             return
         record.loaded = True
         record.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
+        if not record.hooks:
+            record.errors.append(_registers_nothing(plugin))
+
+    def failed(self) -> list[str]:
+        """The plugins found but not loaded because of an error (a disabled one is not an error)."""
+        return sorted(r.name for r in self.records.values() if not r.loaded and r.errors)
 
     def _reject_unknown_hooks(self) -> None:
         # pm.check_pending() would raise on the first misspelled hook; report each one instead.

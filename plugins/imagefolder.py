@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 from blitz import DataBundle, DataError, DataInfo, DataNotFoundError, Register, TensorSplit, hookimpl
 from blitz.errors import ConfigError
 from blitz.images import decode_image
+from blitz.options import check_flag, check_option
 
 # torchvision's IMG_EXTENSIONS, so a folder that works with ImageFolder works here.
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -68,6 +69,31 @@ def is_image(name: str) -> bool:
     return name.lower().endswith(EXTENSIONS)
 
 
+SPLIT_NAMES = {"train", "training", "test", "testing", "val", "valid", "validation"}
+
+
+def _walk(top: Path) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk`` following links, without hidden folders, and each real folder once: a link
+    back up the tree (``cat/self -> .``) would list the same images again, under any class."""
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # .ipynb_checkpoints, .thumbs
+        yield dirpath, dirnames, filenames
+
+
+def _holds_class_folders(folder: Path) -> bool:
+    """Whether ``folder``'s images are all in subfolders (as a split folder's are), not loose."""
+    entries = list(os.scandir(folder))
+    return any(e.is_dir() and not e.name.startswith(".") for e in entries) and not any(
+        e.is_file() and is_image(e.name) for e in entries
+    )
+
+
 def scan(folder: Path) -> tuple[tuple[str, ...], FileList]:
     """The sorted class names (subfolders) of ``folder`` and every image file under them."""
     classes = tuple(sorted(
@@ -85,12 +111,26 @@ def scan(folder: Path) -> tuple[tuple[str, ...], FileList]:
             f"'{folder}' is not an image folder: {detail}. Expected <folder>/<class>/<image> with "
             f"images ending in {accepted}."
         )
+    splits = [name for name in classes if name.lower() in SPLIT_NAMES and _holds_class_folders(folder / name)]
+    if splits:
+        train = next((n for n in splits if n.lower() in ("train", "training")), splits[0])
+        others = [n for n in splits if n != train]
+        test_hint = f" --dataset-arg test_path='{folder / others[0]}'" if others else ""
+        raise ConfigError(
+            f"'{folder}' holds split folders ({', '.join(splits)}) that hold the class folders, not classes "
+            f"themselves: pass --data-root '{folder / train}'{test_hint}."
+        )
+    if len(classes) == 1:
+        raise ConfigError(
+            f"'{folder}' has one class folder, '{classes[0]}': a classifier needs at least two. If "
+            f"'{classes[0]}' holds the class folders, pass --data-root '{folder / classes[0]}'."
+        )
     files = FileList([], [])
     empty = []
     for index, name in enumerate(classes):
         found = sorted(
             Path(dirpath) / file
-            for dirpath, dirnames, filenames in os.walk(folder / name, followlinks=True)
+            for dirpath, dirnames, filenames in _walk(folder / name)
             for file in filenames
             if is_image(file) and not file.startswith(".")
         )
@@ -293,16 +333,23 @@ def load_imagefolder(
     """
     del download  # nothing to download: the images are the user's own
     root = Path(root) if root is not None else Path("data")
-    if not isinstance(image_size, int) or image_size < 1:
+    whole = isinstance(image_size, int) and not isinstance(image_size, bool)
+    if not whole or image_size < 1:
         raise ConfigError(f"image_size must be a positive integer, got {image_size!r}.")
-    if channels not in (1, 3):
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels not in (1, 3):
         raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}.")
     if normalize not in ("auto", "half"):
         raise ConfigError(f"normalize must be 'auto' or 'half', got {normalize!r}.")
+    try:
+        check_flag("skip_bad", skip_bad)
+        check_option("split_seed", split_seed, 0, whole=True)
+        check_option("max_in_memory_mb", max_in_memory_mb, 0)
+        if test_path is None:
+            check_option("test_fraction", test_fraction, 0)
+    except ValueError as exc:
+        raise ConfigError(f"{exc}.") from None
     if test_path is None and not 0 < test_fraction < 1:
         raise ConfigError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}.")
-    if max_in_memory_mb < 0:
-        raise ConfigError(f"max_in_memory_mb must not be negative, got {max_in_memory_mb!r}.")
     mode = "L" if channels == 1 else "RGB"
 
     folder = resolve_folder(path, root, "path")
@@ -354,6 +401,14 @@ def load_imagefolder(
             f"No readable images left in the {'training' if not n_train else 'test'} split of "
             f"'{folder}' after skipping {len(bad.found)} unreadable file(s)."
         )
+    if bad.found:  # a class whose every training image was unreadable cannot be learned
+        present = set(train_split.labels.tolist() if isinstance(train_split, TensorSplit) else train.labels)
+        lost = [name for index, name in enumerate(classes) if index not in present]
+        if lost:
+            raise DataError(
+                f"No readable training images left for class(es) {', '.join(lost)} in '{folder}' after "
+                f"skipping {len(bad.found)} unreadable file(s): replace them, or remove the class folder(s)."
+            )
 
     info = DataInfo(
         num_classes=len(classes),

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from blitz import DataBundle, DataInfo, Register, TensorSplit, hookimpl
+from blitz.options import check_option
 
 
 def load_random(
@@ -24,11 +25,16 @@ def load_random(
     Image shapes (C, H, W) give uint8 pixels; other shapes give standard-normal floats, as in
     the tutorial's ``RandomDataset(size, length)`` (``shape = [5]`` reproduces it).
     """
-    shape = tuple(int(s) for s in shape)
-    if not shape or any(s < 1 for s in shape):
-        raise ValueError(f"shape must be positive sizes, got {shape}")
-    if length < 1 or test_length < 1 or num_classes < 1:
-        raise ValueError("length, test_length and num_classes must be at least 1")
+    if not isinstance(shape, (list, tuple)) or not shape or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape
+    ):
+        raise ValueError(f"shape must be a list of whole numbers >= 1, like [3, 32, 32] or [5], got {shape!r}")
+    shape = tuple(shape)
+    for name, value, low in (("length", length, 1), ("test_length", test_length, 1), ("num_classes", num_classes, 2)):
+        check_option(name, value, low, whole=True)
+    check_option("seed", seed, 0, whole=True)
+    if seed >= 2**64:  # torch's generators take 64 bits
+        raise ValueError(f"seed must be below 2**64, got {seed}")
     g = torch.Generator().manual_seed(seed)
 
     def split(n: int) -> TensorSplit:

@@ -172,14 +172,14 @@ def test_list_plugins_json_lists_builtins():
     result = blitz("list-plugins", "--json")
     assert result.exit_code == 0
     plugins = {p["name"]: p for p in json.loads(result.output)}
-    assert plugins["lenet"]["distribution"] == "blitz" and plugins["lenet"]["registers"] == {"models": ["lenet"]}
+    assert plugins["lenet"]["distribution"] == "blitz-train" and plugins["lenet"]["registers"] == {"models": ["lenet"]}
     assert plugins["strategy_ddp"]["registers"] == {"strategies": ["ddp"]}
     assert all(not p["errors"] for p in plugins.values()), [p for p in plugins.values() if p["errors"]]
 
 
 def test_version():
     result = blitz("--version")
-    assert result.exit_code == 0 and result.output.split() == ["blitz", importlib.metadata.version("blitz")]
+    assert result.exit_code == 0 and result.output.split() == ["blitz", importlib.metadata.version("blitz-train")]
 
 
 def test_runs_and_show(tmp_path, isolated_runs):

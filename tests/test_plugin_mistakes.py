@@ -3,6 +3,7 @@ and never breaks blitz's own components."""
 
 from __future__ import annotations
 
+import importlib
 from io import StringIO
 from pathlib import Path
 from types import SimpleNamespace
@@ -35,20 +36,22 @@ def test_an_entry_point_reusing_a_builtin_name_is_reported_not_swapped_in(monkey
     from blitz import plugin_host
 
     def entry_point(name: str, value: str, dist: str) -> SimpleNamespace:
-        return SimpleNamespace(name=name, value=value, dist=SimpleNamespace(name=dist, version="1"), load=lambda: object())
+        module = importlib.import_module(value) if value.startswith("blitz.") else object()
+        return SimpleNamespace(name=name, value=value, dist=SimpleNamespace(name=dist, version="1"), load=lambda: module)
 
-    points = [entry_point("optimizers", "myopt", "evil"), entry_point("optimizers", "blitz.plugins.optimizers", "blitz"),
-              entry_point("optimizers", "blitz.plugins.optimizers", "blitz")]  # the same one seen twice
+    ours = plugin_host.BUILTIN_DISTRIBUTION
+    points = [entry_point("optimizers", "myopt", "evil"), entry_point("optimizers", "blitz.plugins.optimizers", ours),
+              entry_point("optimizers", "blitz.plugins.optimizers", ours)]  # the same one seen twice
     monkeypatch.setattr(plugin_host.importlib.metadata, "entry_points", lambda group: points)
     sources = discover()
-    assert [(s.name, s.distribution) for s in sources] == [("optimizers", "blitz"), ("optimizers", "evil")]
+    assert [(s.name, s.distribution) for s in sources] == [("optimizers", ours), ("optimizers", "evil")]
     host = PluginHost(sources)
     record = host.records["optimizers"]
     assert record.builtin and record.loaded and record.errors == []  # the built-in's row stays clean
     second = host.records["optimizers [myopt]"]
     assert (second.name, second.distribution, second.loaded) == ("optimizers", "evil", False)
     assert second.errors == [
-        "not loaded: the plugin name 'optimizers' is taken by blitz.plugins.optimizers from blitz 1; "
+        "not loaded: the plugin name 'optimizers' is taken by blitz.plugins.optimizers from blitz-train 1; "
         "plugin names must be unique, so rename this one"
     ]
 
@@ -61,6 +64,49 @@ def test_sys_exit_while_importing_a_plugin_is_caught():
     (error,) = host.records["exits"].errors
     assert error.startswith("failed to load: SystemExit: need a GPU (test_plugin_mistakes.py:")
     assert "sgd" in host.registries["optimizers"].names()
+
+
+def test_a_plugin_that_registers_nothing_says_why():
+    def register_models(register):  # no @hookimpl: pluggy never calls it
+        register("forgotten", lambda **_: nn.Linear(1, 1))
+
+    unmarked = SimpleNamespace(__name__="unmarked", register_models=register_models)
+    empty = SimpleNamespace(__name__="empty")
+    host = PluginHost([*builtins(), local_source(unmarked, "unmarked"), local_source(empty, "empty")])
+    assert host.records["unmarked"].errors == [
+        "registers nothing: register_models lack(s) the @hookimpl marker (from blitz import hookimpl)"
+    ]
+    assert host.records["empty"].errors[0].startswith("registers nothing: no function in it is marked @hookimpl")
+    assert "forgotten" not in host.registries["models"].names()
+
+
+def test_an_unknown_name_points_at_the_plugins_that_failed_to_load():
+    from blitz.catalog import resolve
+    from blitz.errors import UnknownNameError
+
+    def load() -> object:
+        raise ImportError("No module named 'timmm'")
+
+    host = PluginHost([*builtins(), PluginSource("wh", load, "wh_module", "wh-dist", "1")])
+    assert host.failed() == ["wh"]
+    with pytest.raises(UnknownNameError, match=r"Unknown model 'wh'\. \(Plugin\(s\) 'wh' failed to load .*blitz list-plugins"):
+        resolve("models", "wh", host=host)
+
+
+def test_the_same_module_declared_by_two_distributions_loads_once_as_the_builtin(monkeypatch):
+    """A `blitz.egg-info` left in a checkout from before the rename declares the built-ins again."""
+    from blitz import plugin_host
+
+    module = importlib.import_module("blitz.plugins.optimizers")
+    points = [
+        SimpleNamespace(name="optimizers", value="blitz.plugins.optimizers", dist=SimpleNamespace(name=dist, version="1"),
+                        load=lambda: module)
+        for dist in ("blitz", plugin_host.BUILTIN_DISTRIBUTION)
+    ]
+    monkeypatch.setattr(plugin_host.importlib.metadata, "entry_points", lambda group: points)
+    (source,) = discover()
+    assert source.builtin
+    assert PluginHost([source]).failed() == []
 
 
 def test_a_name_the_catalog_gives_to_another_component_is_refused():

@@ -231,7 +231,7 @@ def test_builtins_load_first_from_distribution_blitz() -> None:
     host = PluginHost(builtins())
     for name in ("lenet", "random", "optimizers", "schedules", "strategy_cpu", "jsonl_logger"):
         record = host.records[name]
-        assert record.distribution == "blitz" and record.builtin and record.loaded, record
+        assert record.distribution == "blitz-train" and record.builtin and record.loaded, record
     assert "lenet" in host.registries["models"]
 
 
@@ -659,7 +659,7 @@ def test_list_plugins_json_shows_builtins_and_what_they_register(installed_host:
     assert result.exit_code == 0, result.output
     records = {r["name"]: r for r in json.loads(result.stdout)}
     lenet = records["lenet"]
-    assert lenet["distribution"] == "blitz" and lenet["builtin"] and lenet["loaded"]
+    assert lenet["distribution"] == "blitz-train" and lenet["builtin"] and lenet["loaded"]
     assert lenet["registers"] == {"models": ["lenet"]} and lenet["hooks"] == ["register_models"]
     assert records["random"]["registers"] == {"datasets": ["random"]}
     assert "sgd" in records["optimizers"]["registers"]["optimizers"]

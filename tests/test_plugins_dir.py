@@ -85,9 +85,9 @@ def test_a_file_reusing_an_installed_plugins_name_is_reported(tmp_path: Path) ->
     rows = [p for p in json.loads(result.output) if p["name"] == "lenet"]
     assert [r["duplicate_of"] for r in rows] == [None, "blitz.plugins.lenet"]  # JSON readers can tell them apart
     assert [(r["distribution"], r["loaded"], r["errors"]) for r in rows] == [  # the built-in's row stays clean
-        ("blitz", True, []),
+        ("blitz-train", True, []),
         (f"folder {tmp_path}", False, [
-            f"not loaded: the plugin name 'lenet' is taken by blitz.plugins.lenet from blitz 0.1.0; plugin "
+            f"not loaded: the plugin name 'lenet' is taken by blitz.plugins.lenet from blitz-train 0.1.0; plugin "
             "names must be unique, so rename this one"
         ]),
     ]
