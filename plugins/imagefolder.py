@@ -72,13 +72,16 @@ def is_image(name: str) -> bool:
 SPLIT_NAMES = {"train", "training", "test", "testing", "val", "valid", "validation"}
 
 
-def _walk(top: Path) -> Iterator[tuple[str, list[str], list[str]]]:
-    """``os.walk`` following links, without hidden folders, and each real folder once: a link
-    back up the tree (``cat/self -> .``) would list the same images again, under any class."""
+def _walk(top: Path, dataset: Path) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk`` of a class folder, following links, without hidden folders, each real folder
+    once, and never back into ``dataset`` through a link: ``cat/self -> .`` would list the same
+    images again and again, ``cat/up -> ..`` every other class's images as cats."""
     seen: set[str] = set()
+    tree = os.path.realpath(dataset)
     for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
         real = os.path.realpath(dirpath)
-        if real in seen:
+        inside = real == tree or os.path.dirname(real) == tree  # the dataset or a class folder
+        if real in seen or (dirpath != str(top) and inside) or tree.startswith(real + os.sep):
             dirnames[:] = []
             continue
         seen.add(real)
@@ -130,7 +133,7 @@ def scan(folder: Path) -> tuple[tuple[str, ...], FileList]:
     for index, name in enumerate(classes):
         found = sorted(
             Path(dirpath) / file
-            for dirpath, dirnames, filenames in _walk(folder / name)
+            for dirpath, dirnames, filenames in _walk(folder / name, folder)
             for file in filenames
             if is_image(file) and not file.startswith(".")
         )

@@ -279,3 +279,52 @@ def test_a_numbered_cpu_device_is_refused_alike_by_cpu_and_auto(tmp_path, strate
     result = blitz("run", *args, "--strategy", strategy, "--device", "cpu:1", "--out", tmp_path / "run")
     assert result.exit_code == 2
     assert "--device 'cpu:1': give 'cpu' (PyTorch has one CPU device" in one_line(result)
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("True", True), ("False", False), (".1", 0.1), ("-.5", -0.5), ("07", "07"), ("2024-01-01", "2024-01-01"),
+     ("[1, 2]", [1, 2]), ('"x y"', "x y"), ("resnet", "resnet")],
+)
+def test_option_values_python_spellings_read_as_meant(raw, value):
+    from blitz.cli import parse_value
+
+    assert parse_value(raw) == value and type(parse_value(raw)) is type(value)
+
+
+def test_an_option_key_given_twice_is_refused():
+    result = blitz("run", *TINY, "--model-arg", "width=2", "--model-arg", "width=3")
+    assert result.exit_code == 2 and "--model-arg width is given twice; give it once." in one_line(result)
+
+
+@pytest.mark.parametrize(
+    ("arg", "expected"),
+    [("seed=1.5", "seed must be a whole number >= 0, got 1.5"),
+     ("length=1e3", "length must be a whole number >= 1, got 1000.0"),
+     ("shape=[3,32,32.7]", "shape must be a list of whole numbers >= 1"),
+     ("shape=5", "shape must be a list of whole numbers >= 1"),
+     ("num_classes=1", "num_classes must be a whole number >= 2, got 1")],
+)
+def test_random_data_options_of_the_wrong_type_are_one_line(arg, expected):
+    result = blitz("data", "verify", "random", "--dataset-arg", arg)
+    assert result.exit_code == 2 and expected in one_line(result) and "Traceback" not in result.output
+
+
+def test_batch_norm_on_batches_of_one_is_refused_before_training(tmp_path):
+    result = blitz("run", "--dataset", "random", "--dataset-arg", "length=1", "--dataset-arg", "test_length=4",
+                   "--model", "resnet18", "--strategy", "cpu", "--epochs", "1", "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    assert ("Model 'resnet18' has BatchNorm layers, which cannot train on batches of one example (a training "
+            "split of 1 example(s) per process)") in one_line(result)
+    batch_one = blitz("run", *TINY, "--model", "resnet18", "--batch-size", "1", "--out", tmp_path / "run2")
+    assert batch_one.exit_code == 2 and "(--batch-size 1)" in one_line(batch_one)
+    assert blitz("run", *TINY, "--model", "lenet", "--batch-size", "1", "--out", tmp_path / "run3").exit_code == 0
+
+
+def test_options_that_do_nothing_for_tensor_data_are_warned(tmp_path):
+    result = blitz("run", "--recipe", "randomdemo", "--strategy", "cpu", "--limit-steps", "2", "--num-workers", "2",
+                   "--channels-last", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    text = one_line(result)
+    assert "Warning: --num-workers 2 is not used: 'random' is held in memory as tensors" in text
+    assert "Warning: --channels-last is not used: dataset 'random' gives inputs of shape (5,), not images." in text

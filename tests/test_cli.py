@@ -467,3 +467,9 @@ def test_a_killed_run_is_shown_dead_not_running_and_show_hides_the_placeholder_a
     assert "dead" in blitz("runs", "--root", tmp_path).output
     shown = blitz("show", out).output
     assert "status: dead" in shown and "best_accuracy" not in shown
+
+
+def test_plugins_dir_after_the_command_says_where_it_goes(tmp_path):
+    result = runner.invoke(app, ["run", "--plugins-dir", str(tmp_path), "--dataset", "random"])
+    assert result.exit_code == 2
+    assert "No such option: --plugins-dir. --plugins-dir goes before the command: 'blitz --plugins-dir ... run ...'." in " ".join(result.output.split())

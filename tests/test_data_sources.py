@@ -441,3 +441,88 @@ def test_cli_verify_mnist(cli: CliRunner, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     result = cli.invoke(app, ["data", "verify", "fashionmnist", "--data-root", str(tmp_path)])
     assert result.exit_code == 2 and "--download" in result.output
+
+
+# ---- folders users get wrong (a review, the tenth session) ------------------------------------
+
+def test_imagefolder_refuses_split_folders_taken_for_classes(tmp_path: Path) -> None:
+    make_folder(tmp_path / "data" / "train")
+    make_folder(tmp_path / "data" / "test", per_class=2)
+    with pytest.raises(UsageError) as info:
+        load_imagefolder(root=tmp_path / "data")
+    message = str(info.value)
+    assert "holds split folders (test, train)" in message
+    assert f"--data-root '{tmp_path / 'data' / 'train'}' --dataset-arg test_path='{tmp_path / 'data' / 'test'}'" in message
+
+
+def test_imagefolder_refuses_a_single_class(tmp_path: Path) -> None:
+    make_folder(tmp_path / "unzipped" / "photos")  # the archive's own top folder, holding the classes
+    with pytest.raises(UsageError, match=r"one class folder, 'photos': a classifier needs at least two\. .*--data-root '.*photos'"):
+        load_imagefolder(root=tmp_path / "unzipped")
+
+
+def test_imagefolder_skips_hidden_subfolders_and_follows_a_link_loop_once(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "imgs")
+    write_image(root / "cat" / ".ipynb_checkpoints" / "copy.png", (9, 9, 9))
+    (root / "cat" / "self").symlink_to(root / "cat")  # a loop: cat/self/self/... is cat again
+    (root / "dog" / "up").symlink_to(root)  # and a link up: the cat and fish images must not count as dogs
+    (root / "fish" / "more").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    write_image(tmp_path / "elsewhere" / "kept.png", (0, 0, 200))  # a link out of the tree is followed
+    bundle = load_imagefolder(root=root, test_fraction=0.2)
+    labels = torch.cat([bundle.train.labels, bundle.test.labels])
+    assert torch.bincount(labels).tolist() == [5, 5, 6]
+
+
+def test_imagefolder_refuses_a_class_emptied_by_skip_bad(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "imgs")
+    for image in (root / "dog").iterdir():
+        image.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="Skipped 5"), pytest.raises(DataError, match=r"class\(es\) dog .*after skipping 5"):
+        load_imagefolder(root=root, skip_bad=True)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("skip_bad", "no"), ("image_size", True), ("channels", 3.0), ("split_seed", 0.5), ("max_in_memory_mb", "lots")],
+)
+def test_imagefolder_refuses_options_of_the_wrong_type(tmp_path: Path, option: str, value: object) -> None:
+    root = make_folder(tmp_path / "imgs")
+    with pytest.raises(UsageError, match=option):
+        load_imagefolder(root=root, **{option: value})
+
+
+def test_a_float_image_is_refused_not_read_as_black(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "imgs")
+    Image.fromarray(np.full((8, 8), 0.5, dtype=np.float32), "F").save(root / "cat" / "float.tiff")
+    with pytest.raises(DataError, match=r"float\.tiff.*32-bit float pixels"):
+        load_imagefolder(root=root)
+
+
+def test_a_dataloader_workers_data_error_is_one_line(tmp_path: Path) -> None:
+    from blitz.batches import LoaderBatches
+    from blitz.components import DataInfo
+    from blitz.config import AugmentConfig
+
+    class Unreadable(Dataset):
+        def __len__(self) -> int:
+            return 8
+
+        def __getitem__(self, index: int):
+            raise DataError(f"Cannot read image 'img{index}.png' (truncated). Replace or delete the file.")
+
+    batches = LoaderBatches(
+        Unreadable(), DataInfo(num_classes=2, input_shape=(3, 4, 4), class_names=("a", "b")), device=torch.device("cpu"), batch_size=4,
+        shuffle=False, seed=0, augment=AugmentConfig(), num_workers=1,
+    )
+    with pytest.raises(DataError) as info:
+        next(iter(batches.epoch(1)))
+    assert str(info.value) == "Cannot read image 'img0.png' (truncated). Replace or delete the file."
+
+
+def test_data_verify_lists_the_classes_of_a_folder_whose_name_looks_like_markup(tmp_path: Path) -> None:
+    from blitz.cli import app
+
+    root = make_folder(tmp_path / "mk[/]x")
+    result = CliRunner().invoke(app, ["data", "verify", "imagefolder", "--data-root", str(root)])
+    assert result.exit_code == 0, result.output
+    assert "classes: cat, dog, fish" in result.output and "mk[/]x" in result.output

@@ -207,6 +207,8 @@ def _source(info: DataInfo, images: torch.Tensor, labels: torch.Tensor):
          torch.tensor([0, 1, 2, 1]), r"Dataset 'odd' train labels range 0\.\.2, outside 0\.\.1 for its 2 classes"),
         (DataInfo(num_classes=2, class_names=("a", "b"), input_shape=(3, 8, 8)), torch.zeros(4, 3, 8, 8, dtype=torch.uint8),
          torch.tensor([0, -1, 1, 1]), r"Dataset 'odd' train labels range -1\.\.1, outside 0\.\.1"),
+        (DataInfo(num_classes=1, class_names=("a",), input_shape=(3, 8, 8)), torch.zeros(4, 3, 8, 8, dtype=torch.uint8),
+         torch.zeros(4, dtype=torch.long), r"Dataset 'odd' has 1 class\(es\): a classifier needs at least two"),
     ],
 )
 def test_a_data_source_inconsistent_with_its_own_datainfo_fails_before_training(tmp_path, info, images, labels, message):
