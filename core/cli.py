@@ -246,6 +246,10 @@ def run(
     _state["debug"] = _state["debug"] or debug
     from blitz.resolve import CLIOverrides, resolve_config
 
+    for flag, given in (("--recipe", recipe), ("--resume", resume), ("--device", device), ("--precision", precision)):
+        if given is not None and not given.strip():  # an unset "$VARIABLE", most likely
+            raise UsageError(f"{flag} was given an empty value; give a value or leave the flag out.")
+
     flags: dict[str, Any] = {
         "model": model, "dataset": dataset, "optimizer": optimizer, "schedule": schedule,
         "strategy": strategy, "device": device, "epochs": epochs, "batch_size": batch_size,
@@ -270,10 +274,6 @@ def run(
     )
     resolved = resolve_config(recipe=recipe, config_file=config, overrides=overrides, resume=resume)
 
-    if print_config:
-        show_config(resolved.config, resolved.provenance)
-        return
-
     from blitz.launch import check_ddp_device, launched_by_torchrun
 
     wants_launch = any(v is not None for v in (nproc_per_node, nnodes, node_rank, rdzv_endpoint, rdzv_backend, rdzv_id))
@@ -283,6 +283,9 @@ def run(
         )
     if resolved.config.strategy == "ddp":
         check_ddp_device(resolved.config.device)  # before starting processes that would each refuse it
+    if print_config:  # after the checks of the command line as a whole: what it shows would run
+        show_config(resolved.config, resolved.provenance)
+        return
     if resolved.config.strategy == "ddp" and not launched_by_torchrun():
         from blitz.launch import LaunchSpec
 
@@ -597,7 +600,7 @@ def eval_command(
 @reports_errors
 def predict(
     run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run directory, run name, the start of a name, or 'latest'.")],
-    images: Annotated[list[Path], typer.Argument(help="PNG or JPEG files.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, BMP, WebP, TIFF, ...).")],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="How many classes to show.")] = 3,
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

@@ -62,7 +62,9 @@ def absolute_if_path(key: str, value: Any) -> Any:
     if not (isinstance(value, str) and key.endswith(PATH_OPTION_SUFFIXES) and value):
         return value
     path = Path(value).expanduser()
-    return str(path.absolute()) if not path.is_absolute() and path.exists() else value
+    if path.exists():
+        return str(path.absolute())
+    return str(path) if value.startswith("~") else value
 
 
 class RunConfig(BaseModel):
@@ -126,6 +128,12 @@ class RunConfig(BaseModel):
         # (`--resume`, `blitz eval`)
         return path.expanduser().absolute() if path is not None else None
 
+    @field_validator("loggers")
+    @classmethod
+    def _each_logger_once(cls, loggers: list[str]) -> list[str]:
+        # Twice in a config file would write every record twice (the command line merges too).
+        return list(dict.fromkeys(loggers))
+
     @field_validator("model_args", "dataset_args")
     @classmethod
     def _absolute_paths(cls, options: dict[str, Any]) -> dict[str, Any]:
@@ -175,7 +183,7 @@ _NESTED = {"augment", "model_args", "dataset_args", "optimizer_args", "schedule_
 def read_toml(path: Path, what: str = "config file") -> dict[str, Any]:
     """Parse a TOML file, turning every failure into a ConfigError naming the file and line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not TOML's
     except FileNotFoundError:
         raise ConfigError(f"The {what} '{path}' does not exist.") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -183,7 +191,9 @@ def read_toml(path: Path, what: str = "config file") -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"The {what} '{path}' is not valid TOML: {exc}.") from None
+        other = {".json": "JSON", ".yaml": "YAML", ".yml": "YAML"}.get(path.suffix.lower())
+        hint = f" ({other} is not read: write the {what} in TOML)" if other else ""
+        raise ConfigError(f"The {what} '{path}' is not valid TOML{hint}: {exc}.") from None
 
 
 class Layer:

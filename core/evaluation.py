@@ -282,7 +282,7 @@ def read_image(path: Path, info: DataInfo) -> torch.Tensor:
         pixels = decode_image(path, height, width, "L" if channels == 1 else "RGB")
     except Exception as exc:  # noqa: BLE001  # any file PIL cannot decode (a decompression bomb too) is the user's input
         reason = "not a readable image" if isinstance(exc, UnidentifiedImageError) else f"{type(exc).__name__}: {exc}"
-        raise UsageError(f"Cannot read '{path}': {reason}. Give PNG or JPEG files.") from None
+        raise UsageError(f"Cannot read '{path}': {reason}. Give image files (PNG, JPEG, BMP, WebP, TIFF, ...).") from None
     return torch.from_numpy(pixels)
 
 

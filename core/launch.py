@@ -76,7 +76,20 @@ def strip_launch_options(argv: list[str]) -> list[str]:
     return out
 
 
+def ddp_timeout_seconds() -> float:
+    """``$BLITZ_DDP_TIMEOUT`` (default 600): how long a collective may wait, checked before launching."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip() or "600"
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not (seconds > 0 and seconds != float("inf")):  # nan fails too
+        raise UsageError(f"${TIMEOUT_ENV} must be a number of seconds above 0, like 600, got '{raw}'.")
+    return seconds
+
+
 def torchrun_args(spec: LaunchSpec, run_argv: list[str]) -> list[str]:
+    ddp_timeout_seconds()  # a bad value fails here, once, not in every worker
     if spec.nproc_per_node < 1 or spec.nnodes < 1:
         raise UsageError("--nproc-per-node and --nnodes must be at least 1.")
     if not 0 <= spec.node_rank < spec.nnodes:

@@ -33,7 +33,7 @@ METRICS_SCHEMA = 1
 
 
 def runs_root() -> Path:
-    return Path(os.environ.get(RUNS_DIR_ENV, "runs"))
+    return Path(os.environ.get(RUNS_DIR_ENV) or "runs")  # set but empty (an unset $VAR): the default
 
 
 def new_run_dir(config: RunConfig) -> Path:

@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from blitz import Register, Strategy, UsageError, hookimpl
 from blitz.errors import StrategyUnavailableError
-from blitz.launch import TIMEOUT_ENV, check_ddp_device, launched_by_torchrun
+from blitz.launch import check_ddp_device, ddp_timeout_seconds, launched_by_torchrun
 from blitz.plugins.strategy_cuda import use_gpu
 
 
@@ -48,7 +48,7 @@ class DDPStrategy(Strategy):
         if self.device.type == "cuda":
             use_gpu(self.device)
         if not dist.is_initialized():
-            timeout = timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, "600")))
+            timeout = timedelta(seconds=ddp_timeout_seconds())
             dist.init_process_group(
                 backend=self.backend,
                 timeout=timeout,

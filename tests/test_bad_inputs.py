@@ -328,3 +328,52 @@ def test_options_that_do_nothing_for_tensor_data_are_warned(tmp_path):
     text = one_line(result)
     assert "Warning: --num-workers 2 is not used: 'random' is held in memory as tensors" in text
     assert "Warning: --channels-last is not used: dataset 'random' gives inputs of shape (5,), not images." in text
+
+
+def test_empty_values_from_unset_variables_are_refused():
+    for flag in ("--recipe", "--resume", "--device", "--precision"):
+        result = blitz("run", *TINY, flag, "")
+        assert result.exit_code == 2 and f"{flag} was given an empty value" in one_line(result), flag
+
+
+def test_an_empty_runs_dir_variable_means_the_default(monkeypatch):
+    from blitz.runs import runs_root
+
+    monkeypatch.setenv("BLITZ_RUNS_DIR", "")
+    assert runs_root() == Path("runs")
+
+
+def test_print_config_refuses_what_the_run_would_refuse():
+    result = blitz("run", *TINY, "--nproc-per-node", "2", "--print-config")
+    assert result.exit_code == 2 and "go with --strategy ddp" in one_line(result)
+
+
+@pytest.mark.parametrize("value", ["10m", "-5", "nan", "inf"])
+def test_a_bad_ddp_timeout_is_one_line_before_launching(monkeypatch, value):
+    monkeypatch.setenv("BLITZ_DDP_TIMEOUT", value)
+    result = blitz("run", *TINY, "--strategy", "ddp", "--nproc-per-node", "1")
+    assert result.exit_code == 2
+    assert f"$BLITZ_DDP_TIMEOUT must be a number of seconds above 0, like 600, got '{value}'." in one_line(result)
+
+
+def test_config_files_with_a_byte_order_mark_json_or_twice_the_same_logger(tmp_path):
+    from blitz.config import read_toml, RunConfig
+
+    bom = tmp_path / "windows.toml"
+    bom.write_bytes("\ufeffepochs = 3\n".encode("utf-8"))
+    assert read_toml(bom) == {"epochs": 3}
+    as_json = tmp_path / "c.json"
+    as_json.write_text('{"epochs": 3}')
+    result = blitz("run", *TINY, "--config", as_json)
+    assert result.exit_code == 2 and "is not valid TOML (JSON is not read: write the config file in TOML)" in one_line(result)
+    assert RunConfig(loggers=["jsonl", "jsonl", "tensorboard"]).loggers == ["jsonl", "tensorboard"]
+
+
+def test_a_home_relative_path_option_is_expanded(tmp_path, monkeypatch):
+    from blitz.config import RunConfig
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "w.pth").write_bytes(b"")
+    config = RunConfig(model_args={"pretrained_file": "~/w.pth"}, dataset_args={"test_path": "~/missing"})
+    assert config.model_args["pretrained_file"] == str(tmp_path / "w.pth")
+    assert config.dataset_args["test_path"] == str(tmp_path / "missing")  # expanded, for its error message
