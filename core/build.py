@@ -19,7 +19,7 @@ from blitz.batches import labels_out_of_range
 from blitz.catalog import Resolved, load_catalog, resolve
 from blitz.components import DataBundle, DataInfo, TensorSplit
 from blitz.config import SUPPLIED_BY_BLITZ, RunConfig
-from blitz.errors import DataError, IncompatibleError, PluginError, UsageError
+from blitz.errors import DataError, IncompatibleError, PluginError, UsageError, closest_name
 from blitz.plugin_host import PluginHost, get_host
 
 
@@ -83,8 +83,10 @@ def call_factory(resolved: Resolved, what: str, *args: Any, **kwargs: Any) -> An
                 n for n, p in signature.parameters.items()
                 if p.kind is inspect.Parameter.KEYWORD_ONLY and n != "variant" and n not in _SUPPLIED_BY_BLITZ.get(what, ())
             )
+            close = closest_name(unknown[0], options)
             raise UsageError(
                 f"{what} '{resolved.name}' takes no argument '{unknown[0]}'"
+                + (f" (did you mean '{close}'?)" if close else "")
                 + (f"; it takes: {', '.join(options)}." if options else ".")
             )
     return resolved.entry.factory(*args, **kwargs)

@@ -25,7 +25,7 @@ from rich.table import Table
 from typer import rich_utils
 
 from blitz import __version__
-from blitz.errors import BlitzError, ConfigError, Interrupted, UsageError
+from blitz.errors import BlitzError, ConfigError, Interrupted, UsageError, debug_requested
 
 if TYPE_CHECKING:
     from blitz.launch import LaunchSpec
@@ -80,7 +80,7 @@ def reports_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except BlitzError as exc:
-            if _state["debug"] or os.environ.get("BLITZ_DEBUG"):
+            if _state["debug"] or debug_requested():
                 raise
             # A stop is agreed by every rank of a ddp job at the same step: rank 0 tells it once
             # (and the launcher, which has nothing to add, not at all).
@@ -88,7 +88,7 @@ def reports_errors(func: F) -> F:
                 err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:  # Ctrl-C before training set its own handler, or a second one
-            if _state["debug"] or os.environ.get("BLITZ_DEBUG"):
+            if _state["debug"] or debug_requested():
                 raise
             if os.environ.get("RANK", "0") == "0":  # every rank of a ddp job got it: say it once
                 err_console.print(INTERRUPTED, highlight=False)
@@ -367,9 +367,10 @@ def signals_held() -> Iterator[None]:
 
 def show_config(config: Any, provenance: dict[str, str]) -> None:
     table = Table(title="Resolved config", show_lines=False)
-    table.add_column("key")
-    table.add_column("value")
-    table.add_column("from")
+    # Folded, not cut with "…": a value shown must be one that can be copied into a config file
+    table.add_column("key", overflow="fold")
+    table.add_column("value", overflow="fold")
+    table.add_column("from", overflow="fold")
     data = config.model_dump(mode="json")
     for key, value in data.items():
         if isinstance(value, dict):
@@ -714,7 +715,7 @@ def main() -> None:
     from blitz.launch import launched_by_torchrun
 
     sys.stdout, sys.stderr = ReaderTolerantStream(sys.stdout), ReaderTolerantStream(sys.stderr)
-    if "--debug" not in sys.argv and not os.environ.get("BLITZ_DEBUG"):
+    if "--debug" not in sys.argv and not debug_requested():
         warnings.formatwarning = _one_line_warning
         if launched_by_torchrun() and os.environ.get("RANK", "0") != "0":
             warnings.simplefilter("ignore")  # the ranks load the same data and code: rank 0 says it once

@@ -260,7 +260,12 @@ def describe_validation_error(exc: ValidationError, provenance: dict[str, str]) 
         source = sources.pop() if len(sources) == 1 else None
     where = f" (from {source})" if source else ""
     if error["type"] == "extra_forbidden":
-        close = closest_name(field.rsplit(".", 1)[-1], _known_keys(field))
+        key = field.rsplit(".", 1)[-1]
+        if "." not in field:  # `flip = true` at the top of a file: the flags are --flip etc., the keys live in [augment]
+            meant = closest_name(key, [*_known_keys(field), *AugmentConfig.model_fields])
+            if meant in AugmentConfig.model_fields:
+                return f"Unknown config key '{field}'{where}. Augmentation keys go in an [augment] table: '{meant}' there."
+        close = closest_name(key, _known_keys(field))
         if close is not None:
             prefix = "augment." if field.startswith("augment.") else ""
             return f"Unknown config key '{field}'{where}. Did you mean '{prefix}{close}'?"

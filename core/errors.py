@@ -8,7 +8,13 @@ something went wrong while working (a runtime error).
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
+
+
+def debug_requested() -> bool:
+    """``$BLITZ_DEBUG`` set to anything but empty, 0, false, no or off (``BLITZ_DEBUG=0`` is off)."""
+    return os.environ.get("BLITZ_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 class BlitzError(Exception):

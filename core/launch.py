@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from blitz.errors import BlitzError, Interrupted, UsageError
+from blitz.errors import BlitzError, Interrupted, UsageError, debug_requested
 
 TIMEOUT_ENV = "BLITZ_DDP_TIMEOUT"  # seconds a collective may wait before the job fails
 FINISHED_ENV = "BLITZ_FINISHED_FILE"  # set by the launcher: rank 0 writes "finished" there at the end
@@ -139,7 +139,7 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
     # torchrun's own warnings about stopping workers repeat what blitz says: errors only (its
     # modules set their loggers' levels themselves, when imported above).
-    if not os.environ.get("BLITZ_DEBUG"):
+    if not debug_requested():
         for name in list(logging.root.manager.loggerDict):
             if name.startswith("torch.distributed.elastic"):
                 logging.getLogger(name).setLevel(logging.ERROR)

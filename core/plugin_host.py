@@ -19,6 +19,7 @@ import importlib.util
 import os
 import re
 import sys
+import sysconfig
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -187,14 +188,39 @@ def _allowed_third_party() -> set[str] | None:
     return {name.strip() for name in value.split(",") if name.strip()}
 
 
-def _short_error(exc: BaseException) -> str:
+def _short_error(exc: BaseException, module: str | None = None) -> str:
+    """``Type: message (file:line)``, one line, at the plugin's own line where the traceback has one."""
     if isinstance(exc, SyntaxError) and exc.filename:  # the plugin's own line, not importlib's
         return f"{type(exc).__name__}: {exc.msg} ({exc.filename.rsplit('/', 1)[-1]}:{exc.lineno})"
     if isinstance(exc, pluggy.PluginValidationError):  # three lines, pointing into pluggy: one, at the hook
         return _validation_error(exc)
-    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-    where = f" ({last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    frame = _plugin_frame(traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else [], module)
+    where = f" ({frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})" if frame else ""
+    if isinstance(exc, ModuleNotFoundError) and module and exc.name == module.split(":")[0]:
+        where = " (the module its entry point names: a misspelling?)"
+    return f"{type(exc).__name__}: {first}{where}"
+
+
+# Frames never shown as the plugin's line: Python's own modules and blitz's plugin host.
+_NOT_THE_PLUGINS = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"], str(Path(__file__).parent))
+
+
+def _plugin_frame(frames: list[traceback.FrameSummary], module: str | None) -> traceback.FrameSummary | None:
+    """The frame to show: the last in the plugin's own package (its module's top-level name), else
+    the last outside Python's own modules (importlib, the frozen ones); None if there is none:
+    "(__init__.py:204)" in importlib.metadata reads like the plugin's own file."""
+    top = module.split(":")[0].split(".")[0] if module else None
+    if top:
+        for frame in reversed(frames):
+            path = Path(frame.filename)
+            if top in path.parts or path.stem == top:
+                return frame
+    for frame in reversed(frames):
+        if not frame.filename.startswith("<") and not frame.filename.startswith(_NOT_THE_PLUGINS):
+            return frame
+    return None
 
 
 def _validation_error(exc: pluggy.PluginValidationError) -> str:
@@ -254,7 +280,7 @@ class PluginHost:
             plugin = source.load()
             self.pm.register(plugin, name=source.name)
         except (Exception, SystemExit) as exc:  # a broken plugin must never stop the CLI (sys.exit included)
-            record.errors.append(f"failed to load: {_short_error(exc)}")
+            record.errors.append(f"failed to load: {_short_error(exc, source.module)}")
             return
         record.loaded = True
         record.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
@@ -299,7 +325,7 @@ class PluginHost:
             try:
                 impl.function(**({"register": register} if impl.argnames else {}))
             except (Exception, SystemExit) as exc:  # sys.exit() in a plugin ends only the plugin
-                record.errors.append(f"raised in register_{kind}: {_short_error(exc)}")
+                record.errors.append(f"raised in register_{kind}: {_short_error(exc, record.module)}")
 
     def _reject_catalog_clashes(self) -> None:
         """A third-party name that registry.toml already gives to another component is refused.

@@ -44,6 +44,16 @@ class ResolvedConfig:
     resume_checkpoint: Path | None = None
 
 
+# The flags behind config keys whose names differ from them (the rest: --key-with-dashes).
+_FLAGS = {"augment": "--flip/--flip-mode/--translate/--cutout", "model_args": "--model-arg",
+          "dataset_args": "--dataset-arg", "optimizer_args": "--optimizer-arg", "schedule_args": "--schedule-arg"}
+
+
+def _as_flag(key: str) -> str:
+    """A config key as the user typed it on the command line: 'limit_steps' -> '--limit-steps'."""
+    return _FLAGS.get(key, "--" + key.replace("_", "-"))
+
+
 def resolve_config(
     *,
     recipe: str | None = None,
@@ -72,7 +82,7 @@ def resolve_config(
         changed = sorted(set(overrides.as_values()) - set(allowed))
         if changed:
             raise UsageError(
-                f"--resume keeps the run's settings; '{changed[0]}' cannot change (only "
+                f"--resume keeps the run's settings; {_as_flag(changed[0])} cannot change (only "
                 f"{', '.join(sorted(allowed.values()))} can)."
             )
     else:
@@ -102,10 +112,32 @@ def resolve_config(
 
     values, provenance = merge_layers(layers, canonical)
     fill_optimizer_hyperparameters(values, provenance, catalog, layers, canonical)
+    fill_catalog_defaults(values, provenance, catalog)
     config = validate(values, provenance)
     check_names(config, provenance)
     check_needed_options(config, provenance)
     return ResolvedConfig(config, provenance, resume_checkpoint)
+
+
+_ARGS_OF = {"model": "model_args", "dataset": "dataset_args", "optimizer": "optimizer_args", "schedule": "schedule_args"}
+
+
+def fill_catalog_defaults(values: dict[str, Any], provenance: dict[str, str], catalog: Catalog) -> None:
+    """A registry.toml entry's ``defaults`` (``vit_tiny``: ``img_size = 32``) as the run's own
+    options, where no layer set them: ``--print-config`` shows them, and the run's config.toml
+    keeps them, so that a resumed or rerun run builds the same model after registry.toml changed."""
+    for field, args_key in _ARGS_OF.items():
+        name = values.get(field, RunConfig.model_fields[field].default)
+        entry = catalog.entries(NAME_FIELDS[field]).get(name) if isinstance(name, str) else None
+        if entry is None or not entry.defaults:
+            continue
+        options = values.setdefault(args_key, {})
+        if not isinstance(options, dict):
+            continue  # validate() reports a non-table
+        for key, value in entry.defaults.items():
+            if key not in options:
+                options[key] = value
+                provenance[f"{args_key}.{key}"] = f"registry {NAME_FIELDS[field]}.{name}"
 
 
 def check_needed_options(config: RunConfig, provenance: dict[str, str]) -> None:

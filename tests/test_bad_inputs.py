@@ -377,3 +377,26 @@ def test_a_home_relative_path_option_is_expanded(tmp_path, monkeypatch):
     config = RunConfig(model_args={"pretrained_file": "~/w.pth"}, dataset_args={"test_path": "~/missing"})
     assert config.model_args["pretrained_file"] == str(tmp_path / "w.pth")
     assert config.dataset_args["test_path"] == str(tmp_path / "missing")  # expanded, for its error message
+
+
+def test_a_misspelt_option_key_gets_a_suggestion():
+    result = blitz("run", *TINY, "--model", "lenet", "--model-arg", "widht=2")
+    assert result.exit_code == 2
+    assert "Model 'lenet' takes no argument 'widht' (did you mean 'width'?); it takes: fused_cpu_step, width." in one_line(result)
+
+
+@pytest.mark.parametrize(("text", "meant"), [("flip = true", "flip"), ('flip_mode = "alternate"', "flip_mode"),
+                                             ("cutout = 8", "cutout"), ("translat = 2", "translate")])
+def test_augmentation_keys_at_the_top_of_a_config_file_point_at_the_augment_table(tmp_path, text, meant):
+    path = tmp_path / "c.toml"
+    path.write_text(text + "\n")
+    result = blitz("run", *TINY, "--config", path)
+    assert result.exit_code == 2 and f"Augmentation keys go in an [augment] table: '{meant}' there." in one_line(result)
+
+
+def test_blitz_debug_0_means_off(monkeypatch):
+    from blitz.errors import debug_requested
+
+    for value, on in (("", False), ("0", False), ("false", False), ("No", False), ("1", True), ("yes", True)):
+        monkeypatch.setenv("BLITZ_DEBUG", value)
+        assert debug_requested() is on, value

@@ -465,3 +465,33 @@ def test_a_plugin_error_with_markup_characters_is_listed_as_text(monkeypatch):
     monkeypatch.setattr(console, "width", 400)
     result = CliRunner().invoke(app, ["list", "plugins"])
     assert result.exit_code == 0 and "bad [/] input [red]" in result.output
+
+
+def test_a_load_error_is_one_line_at_the_plugins_own_line(tmp_path):
+    import sys
+
+    package = tmp_path / "weightsplugin"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "import torch\n\nWEIGHTS = torch.load('/nonexistent/weights.pt')  # fails inside torch\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        host = PluginHost([*builtins(), PluginSource(
+            "weights", lambda: importlib.import_module("weightsplugin"), "weightsplugin", "weights-dist", "1")])
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("weightsplugin", None)
+    (error,) = host.records["weights"].errors
+    assert error.startswith("failed to load: FileNotFoundError: ") and error.endswith("(__init__.py:3)")
+
+    def multi_line() -> object:
+        raise ValueError("first line\nsecond line")
+
+    host = PluginHost([*builtins(), PluginSource("multi", multi_line, "multi_module", "multi-dist", "1")])
+    assert host.records["multi"].errors == ["failed to load: ValueError: first line (test_plugin_mistakes.py:"
+                                            + str(multi_line.__code__.co_firstlineno + 1) + ")"]
+    typo = PluginHost([*builtins(), PluginSource("typo", lambda: importlib.import_module("ep_mdo"), "ep_mdo", "d", "1")])
+    assert typo.records["typo"].errors == [
+        "failed to load: ModuleNotFoundError: No module named 'ep_mdo' (the module its entry point names: a misspelling?)"
+    ]

@@ -186,7 +186,11 @@ def test_resume_through_the_cli_continues_and_finishes(tmp_path):
     assert more.exit_code == 0, more.output
     assert "Resuming from" in more.output and "epoch 3/3" in more.output and "epoch 1/3" not in more.output
     refused = runner.invoke(app, ["run", "--resume", str(out), "--lr", "0.5"])
-    assert refused.exit_code == 2 and "'lr' cannot change" in refused.output
+    assert refused.exit_code == 2 and "--lr cannot change" in refused.output
+    for flags, named in ((["--model-arg", "width=2"], "--model-arg"), (["--flip"], "--flip/--flip-mode/--translate/--cutout"),
+                         (["--limit-steps", "3"], "--limit-steps")):
+        again = runner.invoke(app, ["run", "--resume", str(out), *flags])
+        assert again.exit_code == 2 and f"; {named} cannot change" in again.output, flags
     assert "(only --data-root, --device, --epochs, --log-every, --logger, --strategy can)" in " ".join(refused.output.split())
 
 
