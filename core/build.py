@@ -89,7 +89,27 @@ def call_factory(resolved: Resolved, what: str, *args: Any, **kwargs: Any) -> An
                 + (f" (did you mean '{close}'?)" if close else "")
                 + (f"; it takes: {', '.join(options)}." if options else ".")
             )
-    return resolved.entry.factory(*args, **kwargs)
+    try:
+        return resolved.entry.factory(*args, **kwargs)
+    except TypeError as exc:
+        if exc.__traceback__ is not None and exc.__traceback__.tb_next is None:
+            # Raised by the call itself, before the factory's first line: its signature cannot
+            # take what blitz passes (positional-only parameters, say), whatever the user gave.
+            raise PluginError(
+                f"{what} '{resolved.name}' of plugin '{resolved.entry.plugin}' cannot be called as blitz calls "
+                f"{what.lower()} factories ({exc}): see 'Factory contracts' in docs/plugins.md."
+            ) from exc
+        raise
+
+
+def plugin_bug(resolved: Resolved, what: str, exc: BaseException) -> PluginError:
+    """A factory that failed on its own, with no option from the user: the plugin's bug, not a usage error."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return PluginError(
+        f"{what} '{resolved.name}' of plugin '{resolved.entry.plugin}' failed while being built "
+        f"({type(exc).__name__}: {first}): a bug in the plugin, not in your command; --debug shows where."
+    )
 
 
 def call_with_options(resolved: Resolved, what: str, *args: Any, **kwargs: Any) -> Any:
@@ -108,7 +128,11 @@ def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
         bundle = call_factory(
             resolved, "Dataset", root=config.resolved_data_root(), download=config.download, **args
         )
-    except (ValueError, TypeError) as exc:  # the factory's own check of its options (or of its tensors)
+    except TypeError as exc:
+        if not config.dataset_args:  # nothing the user gave could have caused it
+            raise plugin_bug(resolved, "Dataset", exc) from exc
+        raise UsageError(f"Dataset '{resolved.name}' could not be built with options {args}: {exc}") from exc
+    except ValueError as exc:  # the factory's own check of its options (or of its tensors)
         given = f" with options {args}" if args else ""
         raise UsageError(f"Dataset '{resolved.name}' could not be built{given}: {exc}") from exc  # --debug shows the factory's own traceback
     check_returned(resolved, "Dataset", bundle, DataBundle)
@@ -234,6 +258,8 @@ def build_model(resolved: Resolved, info: DataInfo, config: RunConfig) -> nn.Mod
             resolved, "Model", num_classes=info.num_classes, input_shape=info.input_shape, **args
         )
     except TypeError as exc:
+        if not config.model_args:  # nothing the user gave could have caused it: `nn.Linear(..., bais=False)`
+            raise plugin_bug(resolved, "Model", exc) from exc
         if "unexpected keyword argument" not in str(exc):
             raise IncompatibleError(
                 f"Model '{resolved.name}' does not fit dataset '{config.dataset}': it cannot be built for "

@@ -495,3 +495,30 @@ def test_a_load_error_is_one_line_at_the_plugins_own_line(tmp_path):
     assert typo.records["typo"].errors == [
         "failed to load: ModuleNotFoundError: No module named 'ep_mdo' (the module its entry point names: a misspelling?)"
     ]
+
+
+def _typo_model(*, num_classes, input_shape):
+    return nn.Linear(3 * 8 * 8, num_classes, bais=False)  # the plugin's bug: a misspelt keyword
+
+
+def _positional_only(num_classes, input_shape, /):
+    return nn.Linear(1, num_classes)
+
+
+def _broken_data(*, root, download):
+    return None + 1  # the plugin's bug
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"model": "typo"}, r"Model 'typo' of plugin 'mine' failed while being built \(TypeError: .*'bais'\): a bug in the plugin, not in your command"),
+        ({"model": "posonly"}, r"Model 'posonly' of plugin 'mine' cannot be called as blitz calls model factories \(.*positional-only"),
+        ({"dataset": "broken", "dataset_args": {}}, r"Dataset 'broken' of plugin 'mine' failed while being built \(TypeError: unsupported operand"),
+    ],
+)
+def test_a_factorys_own_type_error_is_the_plugins_bug_not_a_usage_error(tmp_path, changes, message):
+    plugin = Plugin(models={"typo": _typo_model, "posonly": _positional_only}, datasets={"broken": _broken_data})
+    with pytest.raises(PluginError, match=message) as info:
+        fit(tmp_path, plugin, **changes)
+    assert info.value.exit_code == 1
