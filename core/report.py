@@ -35,10 +35,14 @@ def _number(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
-def accuracy_lines(per_class: dict[str, float]) -> list[str]:
-    """``Accuracy of plane : 53 %``, one line per class, as the tutorial prints them."""
+def accuracy_lines(per_class: dict[str, float | None]) -> list[str]:
+    """``Accuracy of plane : 53 %``, one line per class, as the tutorial prints them (``n/a`` for
+    a class without test images)."""
     width = max((len(name) for name in per_class), default=0)
-    return [f"Accuracy of {name:<{width}} : {round(100 * acc):2d} %" for name, acc in per_class.items()]
+    return [
+        f"Accuracy of {name:<{width}} : " + (f"{round(100 * acc):2d} %" if acc is not None else "n/a (no test images)")
+        for name, acc in per_class.items()
+    ]
 
 
 def print_final_report(console: Console, result: TrainResult) -> None:
@@ -98,7 +102,8 @@ def markdown_report(result: TrainResult, trainer: Trainer, pictures: list[Path])
     totals = final.confusion.sum(dim=1).tolist()
     for (name, accuracy), total in zip(per_class.items(), totals):
         cell = name.replace("|", "\\|")  # a "|" in a class name would start a new column
-        lines.append(f"| {cell} | {100 * accuracy:.1f} % | {int(total)} |")
+        shown = f"{100 * accuracy:.1f} %" if accuracy is not None else "n/a"
+        lines.append(f"| {cell} | {shown} | {int(total)} |")
     lines += ["", "## Per epoch", "", "| epoch | train loss | test loss | test accuracy | images/s | seconds |",
               "|---:|---:|---:|---:|---:|---:|"]
     for h in result.history:

@@ -24,10 +24,13 @@ class EvalResult:
     confusion: torch.Tensor  # (K, K) counts, rows = true class, columns = predicted
     count: int
 
-    def per_class(self, class_names: tuple[str, ...]) -> dict[str, float]:
-        totals = self.confusion.sum(dim=1).clamp(min=1)
+    def per_class(self, class_names: tuple[str, ...]) -> dict[str, float | None]:
+        """Each class's accuracy; None for a class with no test examples (not 0 %: nothing was scored)."""
+        totals = self.confusion.sum(dim=1)
         correct = self.confusion.diagonal()
-        return {name: float(correct[i] / totals[i]) for i, name in enumerate(class_names)}
+        return {
+            name: float(correct[i] / totals[i]) if totals[i] else None for i, name in enumerate(class_names)
+        }
 
 
 def autocast(config: RunConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:

@@ -14,6 +14,7 @@ rather than hours into training.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from collections.abc import Iterator
@@ -154,15 +155,24 @@ def scan(folder: Path) -> tuple[tuple[str, ...], FileList]:
     return classes, files
 
 
-def stratified_split(files: FileList, num_classes: int, fraction: float, seed: int) -> tuple[FileList, FileList]:
-    """Hold out ``fraction`` of each class (at least one image where a class has two or more)."""
-    rng = np.random.default_rng(seed)
+def stratified_split(
+    files: FileList, num_classes: int, fraction: float, seed: int, folder: Path | None = None
+) -> tuple[FileList, FileList]:
+    """Hold out ``fraction`` of each class (at least one image where a class has two or more).
+
+    Within a class, images are ranked by a hash of ``seed`` and their path (relative to
+    ``folder``), and the first are held out: an image's place depends on its own name and its
+    class's size only. Adding images to one class leaves every other class's split as it was,
+    and in that class moves only images at the boundary (about ``fraction`` of those added);
+    a random permutation drawn class after class reshuffled every class, and a run's test
+    images became training images of the next (or of ``blitz eval``'s split).
+    """
     labels = np.asarray(files.labels)
     train_idx: list[int] = []
     test_idx: list[int] = []
     for c in range(num_classes):
         members = np.flatnonzero(labels == c)
-        members = members[rng.permutation(len(members))]
+        members = np.asarray(sorted(members, key=lambda i: _rank(files.paths[i], folder, seed)), dtype=np.int64)
         n_test = round(len(members) * fraction)
         if len(members) >= 2:
             n_test = min(max(n_test, 1), len(members) - 1)  # keep a training image of every class
@@ -176,6 +186,13 @@ def stratified_split(files: FileList, num_classes: int, fraction: float, seed: i
         return FileList([files.paths[i] for i in indices], [files.labels[i] for i in indices])
 
     return take(train_idx), take(test_idx)
+
+
+def _rank(path: Path, folder: Path | None, seed: int) -> bytes:
+    """A file's place in its class's held-out order: from its path under the image folder (so
+    moving the folder keeps the split) and the seed."""
+    name = path.relative_to(folder).as_posix() if folder is not None and path.is_relative_to(folder) else path.as_posix()
+    return hashlib.blake2b(f"{seed}\0{name}".encode(), digest_size=16).digest()
 
 
 def try_decode(path: Path, size: int, mode: str) -> np.ndarray | str:
@@ -373,7 +390,7 @@ def load_imagefolder(
         train = files
         folders.append(test_folder)
     else:
-        train, test = stratified_split(files, len(classes), test_fraction, split_seed)
+        train, test = stratified_split(files, len(classes), test_fraction, split_seed, folder)
         if not len(test):
             raise DataError(
                 f"'{folder}' has too few images to hold out a test split ({len(files)} in "

@@ -236,7 +236,7 @@ def test_imagefolder_skip_bad(tmp_path: Path, max_mb: float) -> None:
     (root / "dog" / "broken.png").write_bytes(b"garbage")
     good = root / "cat" / "img0.png"
     (root / "cat" / "truncated.png").write_bytes(good.read_bytes()[:40])
-    with pytest.warns(UserWarning, match=r"Skipped 2 unreadable image\(s\); the first: .*truncated.png"):
+    with pytest.warns(UserWarning, match=r"Skipped 2 unreadable image\(s\); the first: .*(truncated|broken)\.png"):
         bundle = load_imagefolder(root=root, skip_bad=True, max_in_memory_mb=max_mb)
     assert len(bundle.train) + len(bundle.test) == 15
 
@@ -526,3 +526,26 @@ def test_data_verify_lists_the_classes_of_a_folder_whose_name_looks_like_markup(
     result = CliRunner().invoke(app, ["data", "verify", "imagefolder", "--data-root", str(root)])
     assert result.exit_code == 0, result.output
     assert "classes: cat, dog, fish" in result.output and "mk[/]x" in result.output
+
+
+def test_imagefolder_split_stays_when_images_are_added_or_the_folder_moves(tmp_path: Path) -> None:
+    """Added images must not reshuffle the held-out split: a run's test images would become
+    training images of the next run (or be scored by `blitz eval` after training on them)."""
+    root = make_folder(tmp_path / "imgs", per_class=20)
+
+    def held_out(folder: Path) -> dict[str, set[str]]:
+        classes, files = imagefolder.scan(folder)
+        _, test = imagefolder.stratified_split(files, len(classes), 0.2, 0, folder)
+        return {c: {p.relative_to(folder).as_posix() for p, label in zip(test.paths, test.labels) if classes[label] == c}
+                for c in classes}
+
+    before = held_out(root)
+    assert [len(v) for v in before.values()] == [4, 4, 4]
+    for i in range(5):
+        write_image(root / "cat" / f"new{i}.png", (200, 0, 0))
+    after = held_out(root)
+    assert after["dog"] == before["dog"] and after["fish"] == before["fish"]
+    assert len(after["cat"]) == 5 and len(after["cat"] - before["cat"] - {f"cat/new{i}.png" for i in range(5)}) <= 1
+    moved = tmp_path / "elsewhere"
+    root.rename(moved)
+    assert held_out(moved) == after

@@ -350,3 +350,13 @@ def test_the_curves_of_a_one_epoch_run_have_one_whole_epoch_tick() -> None:
     figure = pictures.curves_figure(history)
     for ax in figure.axes:
         assert list(ax.get_xticks()) == [1]
+
+
+def test_a_class_without_test_images_is_not_scored_zero():
+    from blitz.report import accuracy_lines
+    from blitz.scoring import EvalResult
+
+    result = EvalResult(loss=0.5, accuracy=0.75, confusion=torch.tensor([[3, 1], [0, 0]]), count=4)
+    per_class = result.per_class(("a", "b"))
+    assert per_class == {"a": 0.75, "b": None}
+    assert accuracy_lines(per_class) == ["Accuracy of a : 75 %", "Accuracy of b : n/a (no test images)"]
