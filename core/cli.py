@@ -577,6 +577,9 @@ def show(run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run direct
                 f"{r['images_per_s']:,.0f}", f"{r['seconds']:.1f}",
             )
         console.print(table)
+    elif not (path / "metrics.jsonl").exists():  # a config whose `loggers` left out jsonl
+        console.print("No epoch table: the run kept no metrics.jsonl (its loggers did not include 'jsonl').",
+                      highlight=False)
 
 
 @app.command("eval", help="Evaluate a run's checkpoint: accuracy, per-class accuracy, confusion matrix.")

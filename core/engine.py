@@ -335,15 +335,17 @@ class Trainer:
         """summary.json says how a run ended early: ``stopped`` (by a signal; resumable from
         last.ckpt) or ``failed``. It says ``running`` from the start, so `blitz runs` lists
         a run that ends in its first epoch too."""
-        if session.run.strategy.is_main:
-            self._write_summary(session.run, "running", session.best_accuracy, session.latest)
+        if session.run.strategy.is_main:  # a resumed run's epoch so far counts from the start
+            self._write_summary(session.run, "running", session.best_accuracy, session.latest, partial=session.so_far.seconds)
         try:
             yield
         except BaseException as exc:
             if session.run.strategy.is_main:
                 status = "stopped" if isinstance(exc, (Interrupted, KeyboardInterrupt)) else "failed"
                 with contextlib.suppress(Exception):  # the error at hand is the one to report
-                    self._write_summary(session.run, status, session.best_accuracy, session.latest)
+                    self._write_summary(
+                        session.run, status, session.best_accuracy, session.latest, partial=session.so_far.seconds
+                    )
             raise
 
     def _start_session(self, strategy: Strategy) -> _Session:
@@ -951,7 +953,11 @@ class Trainer:
             raise
         return loggers
 
-    def _write_summary(self, run: TrainingRun, status: str, best: float, last: EvalResult | None, timed: float | None = None) -> None:
+    def _write_summary(
+        self, run: TrainingRun, status: str, best: float, last: EvalResult | None, timed: float | None = None,
+        partial: float = 0.0,
+    ) -> None:
+        """summary.json; ``partial``: training seconds of an epoch stopped part-way (not in the history)."""
         if run.run_dir is None:
             return
         runs.write_summary(run.run_dir, {
@@ -963,7 +969,7 @@ class Trainer:
             "epochs_done": len(run.history),
             "best_accuracy": best,
             "last_accuracy": last.accuracy if last else None,
-            "seconds": sum(h["seconds"] for h in run.history),
+            "seconds": sum(h["seconds"] for h in run.history) + partial,
             "timed_seconds": timed,
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         })

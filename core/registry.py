@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from blitz.errors import PluginError, UnknownNameError
+from blitz.errors import PluginError, UnknownNameError, closest_name
 
 # The run settings an optimizer may register values for (`hyperparameters=` in its registration).
 OPTIMIZER_HYPERPARAMETERS = ("lr", "momentum", "weight_decay")
@@ -42,6 +42,10 @@ def _natural_key(name: str) -> list[Any]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
+# The register() keywords blitz itself reads (besides the name and factory).
+_READ_BY_BLITZ = ("description", "hyperparameters", "list_variants", "validate_variant")
+
+
 class Registry:
     """Components of one kind (models, datasets, ...), keyed by name."""
 
@@ -67,6 +71,13 @@ class Registry:
                 f"Plugin '{entry.plugin}' registered {self.kind} '{entry.name}' with description "
                 f"{entry.description!r}: give a string."
             )
+        for key in entry.metadata:  # a plugin's own keys are kept; one that looks like blitz's is a typo
+            meant = closest_name(key, _READ_BY_BLITZ) if key not in _READ_BY_BLITZ else None
+            if meant is not None:
+                raise PluginError(
+                    f"Plugin '{entry.plugin}' registered {self.kind} '{entry.name}' with '{key}=': did you mean "
+                    f"'{meant}'? (blitz reads {', '.join(sorted(_READ_BY_BLITZ))}; other keys are kept as they are.)"
+                )
         for key in ("list_variants", "validate_variant"):
             if key in entry.metadata and not (entry.is_family and callable(entry.metadata[key])):
                 raise PluginError(

@@ -99,6 +99,12 @@ def load_cifar10(*, root: Path | None, download: bool = False) -> DataBundle:
         folder = locate(root)
         missing = [name for name in (*TRAIN_FILES, *TEST_FILES) if not (folder / name).is_file()]
     if missing:
+        archive = next((a for a in (root / "cifar-10-python.tar.gz", folder.parent / "cifar-10-python.tar.gz") if a.is_file()), None)
+        if archive is not None:  # downloaded by hand, not unpacked
+            raise DataNotFoundError(
+                f"CIFAR-10 not found: looked for '{folder / missing[0]}', but the archive '{archive}' is there: "
+                f"unpack it where it is (tar xzf '{archive}' -C '{archive.parent}')."
+            )
         raise DataNotFoundError(
             f"CIFAR-10 not found: looked for '{folder / missing[0]}'. Put the '{FOLDER}' folder under "
             "the data root (--data-root DIR or $BLITZ_DATA_ROOT), or add --download to 'blitz run' where a network exists."

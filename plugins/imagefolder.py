@@ -266,7 +266,15 @@ class Stats:
 def load_tensor_split(files: FileList, size: int, mode: str, bad: BadFiles) -> TensorSplit:
     """Decode every image into one preallocated uint8 tensor (no second copy while stacking)."""
     channels = 1 if mode == "L" else 3
-    images = torch.empty((len(files), channels, size, size), dtype=torch.uint8)
+    try:
+        images = torch.empty((len(files), channels, size, size), dtype=torch.uint8)
+    except RuntimeError as exc:  # torch's allocator: "can't allocate memory: you tried to allocate ..."
+        needed = len(files) * channels * size * size / 2**20
+        raise DataError(
+            f"The {len(files):,} decoded images need {needed:,.0f} MB, which this machine could not allocate "
+            f"({str(exc).splitlines()[0][:80]}): lower --dataset-arg max_in_memory_mb (images are then read "
+            "from disk as needed) or image_size."
+        ) from None
     keep = torch.ones(len(files), dtype=torch.bool)
     for i, pixels in decode_all(files, size, mode):
         if isinstance(pixels, str):

@@ -549,3 +549,25 @@ def test_imagefolder_split_stays_when_images_are_added_or_the_folder_moves(tmp_p
     moved = tmp_path / "elsewhere"
     root.rename(moved)
     assert held_out(moved) == after
+
+
+def test_imagefolder_images_that_do_not_fit_in_memory_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_folder(tmp_path / "imgs")
+    real_empty = torch.empty
+
+    def no_memory(*args, **kwargs):
+        if kwargs.get("dtype") is torch.uint8:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+        return real_empty(*args, **kwargs)
+
+    monkeypatch.setattr(imagefolder.torch, "empty", no_memory)
+    with pytest.raises(DataError, match=r"decoded images need .* MB, which this machine could not allocate .*max_in_memory_mb"):
+        load_imagefolder(root=root, max_in_memory_mb=10**6)
+
+
+def test_cifar10_archive_downloaded_but_not_unpacked_says_so(tmp_path: Path) -> None:
+    from blitz.plugins.cifar10 import load_cifar10
+
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"")
+    with pytest.raises(DataNotFoundError, match=r"the archive '.*cifar-10-python\.tar\.gz' is there: unpack it where it is \(tar xzf"):
+        load_cifar10(root=tmp_path)

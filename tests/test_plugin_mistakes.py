@@ -522,3 +522,18 @@ def test_a_factorys_own_type_error_is_the_plugins_bug_not_a_usage_error(tmp_path
     with pytest.raises(PluginError, match=message) as info:
         fit(tmp_path, plugin, **changes)
     assert info.value.exit_code == 1
+
+
+def test_a_misspelt_register_keyword_is_the_plugins_error_not_silently_metadata():
+    def register_models(register):
+        register("typo_desc", lambda **_: nn.Linear(1, 1), descripton="A model")
+        register("own_key", lambda **_: nn.Linear(1, 1), description="kept", paper="arXiv:2404.00498")
+
+    plugin = SimpleNamespace(__name__="typos", register_models=hookimpl(register_models))
+    host = PluginHost([*builtins(), local_source(plugin, "typos")])
+    assert host.records["typos"].errors == [
+        "Plugin 'typos' registered model 'typo_desc' with 'descripton=': did you mean 'description'? (blitz reads "
+        "description, hyperparameters, list_variants, validate_variant; other keys are kept as they are.)"
+    ]
+    assert "typo_desc" not in host.registries["models"].names()
+    assert host.registries["models"].get("own_key").metadata == {"paper": "arXiv:2404.00498"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import json
 import os
 import pickle
 from pathlib import Path
@@ -270,6 +271,8 @@ def test_a_signal_saves_a_resumable_checkpoint_and_exits_128_plus_n(tmp_path, si
     assert f"Stopped by {signals.Signals(signum).name} at epoch 1" in stderr and "--resume" in stderr
     assert "Traceback" not in stderr
     assert load_checkpoint(out / "checkpoints" / "last.ckpt").meta["step_in_epoch"] > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "stopped" and summary["seconds"] > 0  # the part of epoch 1 trained
     assert (out / "config.toml").read_bytes() and {k: v for k, v in digest(out).items() if k == "config.toml"} == {
         k: v for k, v in before.items() if k == "config.toml"}
 
