@@ -192,7 +192,7 @@ def default(field: str) -> str:
 @reports_errors
 def run(
     recipe: Annotated[Optional[str], typer.Option(help="A named setup from registry.toml (see 'blitz list recipes').")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="A TOML config file (keys as in 'blitz run --print-config').")] = None,
+    config: Annotated[Optional[str], typer.Option("--config", metavar="FILE", help="A TOML config file (keys as in 'blitz run --print-config').")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model name (see 'blitz list models')." + default("model"))] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Data source (see 'blitz list datasets')." + default("dataset"))] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="Optimizer (see 'blitz list optimizers')." + default("optimizer"))] = None,
@@ -207,9 +207,9 @@ def run(
     weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay (default: the optimizer's own; 0, adamw 0.01).")] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing of the loss." + default("label_smoothing"))] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed." + default("seed"))] = None,
-    data_root: Annotated[Optional[Path], typer.Option(help="Data folder (default $BLITZ_DATA_ROOT or ./data).")] = None,
+    data_root: Annotated[Optional[str], typer.Option(metavar="DIR", help="Data folder (default $BLITZ_DATA_ROOT or ./data).")] = None,
     download: Annotated[Optional[bool], typer.Option("--download/--no-download", help="Download the data if missing (needs a network).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<time>-<name>-<dataset>).")] = None,
+    out: Annotated[Optional[str], typer.Option(metavar="DIR", help="Run directory (default runs/<time>-<name>-<dataset>).")] = None,
     resume: Annotated[Optional[str], typer.Option(help="Continue the run in this directory from its last checkpoint.")] = None,
     precision: Annotated[Optional[str], typer.Option(help="32, bf16 or 16-mixed." + default("precision"))] = None,
     channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="Channels-last memory format.")] = None,
@@ -246,16 +246,18 @@ def run(
     _state["debug"] = _state["debug"] or debug
     from blitz.resolve import CLIOverrides, resolve_config
 
-    for flag, given in (("--recipe", recipe), ("--resume", resume), ("--device", device), ("--precision", precision)):
-        if given is not None and not given.strip():  # an unset "$VARIABLE", most likely
+    for flag, given in (("--recipe", recipe), ("--resume", resume), ("--device", device), ("--precision", precision),
+                        ("--config", config), ("--data-root", data_root), ("--out", out)):
+        if given is not None and not given.strip():  # an unset "$VARIABLE", most likely: not the current folder
             raise UsageError(f"{flag} was given an empty value; give a value or leave the flag out.")
+    config_path, data_root_path, out_path = (Path(p) if p is not None else None for p in (config, data_root, out))
 
     flags: dict[str, Any] = {
         "model": model, "dataset": dataset, "optimizer": optimizer, "schedule": schedule,
         "strategy": strategy, "device": device, "epochs": epochs, "batch_size": batch_size,
         "eval_batch_size": eval_batch_size, "lr": lr, "momentum": momentum,
         "weight_decay": weight_decay, "label_smoothing": label_smoothing, "seed": seed,
-        "data_root": data_root, "download": download, "out": out, "precision": precision,
+        "data_root": data_root_path, "download": download, "out": out_path, "precision": precision,
         "channels_last": channels_last, "compile": compile, "deterministic": deterministic,
         "shuffle": shuffle, "limit_steps": limit_steps, "log_every": log_every,
         "loggers": list(dict.fromkeys(["jsonl", *logger])) if logger else None,
@@ -272,7 +274,7 @@ def run(
         optimizer_args=parse_assignments(optimizer_arg, "--optimizer-arg"),
         schedule_args=parse_assignments(schedule_arg, "--schedule-arg"),
     )
-    resolved = resolve_config(recipe=recipe, config_file=config, overrides=overrides, resume=resume)
+    resolved = resolve_config(recipe=recipe, config_file=config_path, overrides=overrides, resume=resume)
 
     from blitz.launch import check_ddp_device, launched_by_torchrun
 

@@ -331,7 +331,7 @@ def test_options_that_do_nothing_for_tensor_data_are_warned(tmp_path):
 
 
 def test_empty_values_from_unset_variables_are_refused():
-    for flag in ("--recipe", "--resume", "--device", "--precision"):
+    for flag in ("--recipe", "--resume", "--device", "--precision", "--config", "--data-root", "--out"):
         result = blitz("run", *TINY, flag, "")
         assert result.exit_code == 2 and f"{flag} was given an empty value" in one_line(result), flag
 
