@@ -219,15 +219,24 @@ def merge_layers(
     same = canonical or (lambda field, name: name)
     merged: dict[str, Any] = {}
     provenance: dict[str, str] = {}
+    tied: set[str] = set()  # "schedule_args.warmup": given by a layer that also named the schedule
     for layer in layers:
         for component, options in _OPTIONS_OF.items():
             if (
                 component in layer.values and component in merged
                 and same(component, layer.values[component]) != same(component, merged[component])
             ):
-                merged.pop(options, None)
-                for key in [k for k in provenance if k.startswith(f"{options}.")]:
+                # Options given with the old component go with it; options given without naming
+                # one (a config file's [schedule_args] over a recipe's schedule) stay.
+                kept = {k: v for k, v in (merged.get(options) or {}).items() if f"{options}.{k}" not in tied}
+                merged[options] = kept
+                for key in [k for k in provenance if k.startswith(f"{options}.") and k in tied]:
                     del provenance[key]
+                    tied.discard(key)
+        for component, options in _OPTIONS_OF.items():
+            if isinstance(layer.values.get(options), dict):
+                for sub in layer.values[options]:
+                    (tied.add if component in layer.values else tied.discard)(f"{options}.{sub}")
         for key, value in layer.values.items():
             if key in _NESTED and isinstance(value, dict) and isinstance(merged.get(key), dict):
                 merged[key] = {**merged[key], **value}

@@ -366,3 +366,19 @@ def test_registry_defaults_are_the_runs_own_options_kept_for_a_resume(tmp_path, 
     monkeypatch.setenv("BLITZ_REGISTRY", str(changed))
     assert resolve_config(resume=str(out)).config.model_args == {"img_size": 32, "patch_size": 4}
     assert resolve_config(overrides=CLIOverrides(values={"model": "vit_tiny"})).config.model_args["patch_size"] == 8
+
+
+def test_switching_component_drops_only_the_options_given_with_the_old_one():
+    from blitz.config import Layer, merge_layers
+
+    layers = [
+        Layer("recipe r", {"schedule": "onecycle", "schedule_args": {"pct_start": 0.3}}),
+        Layer("config c.toml", {"schedule_args": {"warmup": 0.05}}),  # for whichever schedule runs
+        Layer("command line", {"schedule": "cosine"}),
+    ]
+    values, provenance = merge_layers(layers)
+    assert values["schedule_args"] == {"warmup": 0.05} and provenance["schedule_args.warmup"] == "config c.toml"
+    assert "schedule_args.pct_start" not in provenance
+    named = [Layer("config c.toml", {"schedule": "onecycle", "schedule_args": {"pct_start": 0.3}}),
+             Layer("command line", {"schedule": "cosine"})]
+    assert merge_layers(named)[0]["schedule_args"] == {}
