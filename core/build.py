@@ -6,6 +6,7 @@ ValueError becomes one clear error naming the component, before any training sta
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 from dataclasses import dataclass
@@ -276,12 +277,25 @@ def build_model(resolved: Resolved, info: DataInfo, config: RunConfig) -> nn.Mod
     return check_returned(resolved, "Model", model, nn.Module)
 
 
-def check_batch_norm_batches(model: nn.Module, config: RunConfig, examples_per_rank: int, model_name: str) -> None:
-    """Refuse training batches of one example for a model with BatchNorm, which cannot train on them
-    (PyTorch raises at the first step: "Expected more than 1 value per channel when training")."""
+def check_batch_norm_batches(
+    model: nn.Module, config: RunConfig, examples_per_rank: int, model_name: str, input_shape: tuple[int, ...]
+) -> None:
+    """Refuse training batches of one example where a BatchNorm layer would see one value per
+    channel (PyTorch raises at the first step: "Expected more than 1 value per channel when
+    training"); with feature maps larger than 1x1 a batch of one trains, so a copy of the model
+    tries one example in training mode first."""
     if min(config.batch_size, examples_per_rank) != 1:
         return
     if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return
+    trial = copy.deepcopy(model).train()  # its running statistics change: not the model's
+    try:
+        with torch.no_grad():
+            trial(torch.zeros(1, *input_shape))
+    except ValueError as exc:
+        if "Expected more than 1 value per channel" not in str(exc):
+            return  # another problem: check_fit and the first step report it
+    else:
         return
     cause = (
         "--batch-size 1" if config.batch_size == 1

@@ -77,7 +77,7 @@ class Catalog(BaseModel):
 
 
 def catalog_path() -> Path:
-    return Path(os.environ.get(CATALOG_ENV, DEFAULT_CATALOG))
+    return Path(os.environ.get(CATALOG_ENV) or DEFAULT_CATALOG)  # empty: unset
 
 
 def parse_catalog(path: Path) -> Catalog:

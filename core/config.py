@@ -166,7 +166,7 @@ class RunConfig(BaseModel):
     def resolved_data_root(self) -> Path:
         if self.data_root is not None:
             return self.data_root
-        return Path(os.environ.get(DATA_ROOT_ENV, "data")).expanduser().absolute()
+        return Path(os.environ.get(DATA_ROOT_ENV) or "data").expanduser().absolute()  # empty: unset
 
 
 # What blitz passes to every factory of a kind, and where the user sets it instead.

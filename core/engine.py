@@ -147,6 +147,8 @@ class StopRequest:
         previous = {}
         try:
             for sig in STOP_SIGNALS:
+                if signal.getsignal(sig) is signal.SIG_IGN:  # `nohup` (SIGHUP), `cmd &` in a script (SIGINT): left ignored
+                    continue
                 previous[sig] = signal.signal(sig, self)
         except ValueError:  # not the main thread: signals stay as they are
             pass
@@ -365,7 +367,7 @@ class Trainer:
             self.warn_all([f"--channels-last is not used: dataset '{c.dataset.name}' gives inputs of shape "
                            f"{tuple(info.input_shape)}, not images."])
         memory_format = torch.channels_last if config.channels_last and info.is_image else torch.contiguous_format
-        check_batch_norm_batches(model, config, len(bundle.train) // strategy.world_size, c.model.name)
+        check_batch_norm_batches(model, config, len(bundle.train) // strategy.world_size, c.model.name, info.input_shape)
         batches = self._train_batches(bundle, strategy, memory_format)
         # airbench-style time: fitting the model to the data, training steps and evaluations
         # (not warm-up, checkpoints, logs or hooks)

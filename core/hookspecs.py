@@ -105,5 +105,6 @@ def on_train_end(run: TrainingRun, metrics: dict[str, Any]) -> None:
     """Called once after training ends normally.
 
     :param run: the training run.
-    :param metrics: the final figures, including ``test_accuracy`` and ``per_class_accuracy``.
+    :param metrics: the final figures, including ``test_accuracy`` and ``per_class_accuracy``
+        (``{class name: fraction}``; None for a class without test examples).
     """

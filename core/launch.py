@@ -83,8 +83,8 @@ def ddp_timeout_seconds() -> float:
         seconds = float(raw)
     except ValueError:
         seconds = float("nan")
-    if not (seconds > 0 and seconds != float("inf")):  # nan fails too
-        raise UsageError(f"${TIMEOUT_ENV} must be a number of seconds above 0, like 600, got '{raw}'.")
+    if not 0 < seconds <= 10**9:  # nan fails too; and torch's timedelta must hold it (~31 years)
+        raise UsageError(f"${TIMEOUT_ENV} must be a number of seconds above 0 (at most 1e9), like 600, got '{raw}'.")
     return seconds
 
 

@@ -34,7 +34,7 @@ def check_fraction(name: str, value: Any, *, zero_allowed: bool) -> None:
 def check_option(name: str, value: Any, low: float, high: float | None = None, *, whole: bool = False) -> None:
     """Refuse an option that is not a number in [low, high) (a whole number if ``whole``), by name."""
     kinds = (int,) if whole else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) \
+    if isinstance(value, bool) or not isinstance(value, kinds) or (isinstance(value, float) and not math.isfinite(value)) \
             or value < low or (high is not None and value >= high):
         kind = "a whole number" if whole else "a number"
         bounds = f">= {low:g}" + (f" and < {high:g}" if high is not None else "")

@@ -214,8 +214,12 @@ def _plugin_frame(frames: list[traceback.FrameSummary], module: str | None) -> t
     top = module.split(":")[0].split(".")[0] if module else None
     if top:
         for frame in reversed(frames):
-            path = Path(frame.filename)
-            if top in path.parts or path.stem == top:
+            parts = Path(frame.filename).parts
+            installed = [i for i, part in enumerate(parts) if part in ("site-packages", "dist-packages")]
+            # installed: the folder right after site-packages must be it (a venv inside a folder
+            # of the plugin's name holds other libraries); elsewhere, any folder of that name
+            mine = parts[installed[-1] + 1:][:1] if installed else parts
+            if top in mine or Path(frame.filename).stem == top:
                 return frame
     for frame in reversed(frames):
         if not frame.filename.startswith("<") and not frame.filename.startswith(_NOT_THE_PLUGINS):
@@ -288,8 +292,13 @@ class PluginHost:
             record.errors.append(_registers_nothing(plugin))
 
     def failed(self) -> list[str]:
-        """The plugins found but not loaded because of an error (a disabled one is not an error)."""
-        return sorted(r.name for r in self.records.values() if not r.loaded and r.errors)
+        """The plugins that failed to load, or whose register hook raised: either may be missing
+        components (a disabled plugin is not a failure, nor a second one of a taken name)."""
+        return sorted({
+            r.name for r in self.records.values()
+            if r.duplicate_of is None and r.errors
+            and (not r.loaded or any(e.startswith("raised in register_") for e in r.errors))
+        })
 
     def _reject_unknown_hooks(self) -> None:
         # pm.check_pending() would raise on the first misspelled hook; report each one instead.

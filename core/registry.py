@@ -8,13 +8,14 @@ the factory receives the part after the slash as ``variant``.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from blitz.errors import PluginError, UnknownNameError, closest_name
+from blitz.errors import PluginError, UnknownNameError
 
 # The run settings an optimizer may register values for (`hyperparameters=` in its registration).
 OPTIMIZER_HYPERPARAMETERS = ("lr", "momentum", "weight_decay")
@@ -46,6 +47,16 @@ def _natural_key(name: str) -> list[Any]:
 _READ_BY_BLITZ = ("description", "hyperparameters", "list_variants", "validate_variant")
 
 
+def _misspelling_of(key: str) -> str | None:
+    """The keyword blitz reads that ``key`` is a slip of the keyboard for (``descripton``), if any:
+    near-identical only, as a plugin's own keys (``citation``, ``variants``) are kept."""
+    if key in _READ_BY_BLITZ:
+        return None
+    squashed = key.lower().replace("-", "_")
+    close = [k for k in _READ_BY_BLITZ if squashed == k or difflib.SequenceMatcher(None, squashed, k).ratio() >= 0.85]
+    return close[0] if close else None
+
+
 class Registry:
     """Components of one kind (models, datasets, ...), keyed by name."""
 
@@ -72,7 +83,7 @@ class Registry:
                 f"{entry.description!r}: give a string."
             )
         for key in entry.metadata:  # a plugin's own keys are kept; one that looks like blitz's is a typo
-            meant = closest_name(key, _READ_BY_BLITZ) if key not in _READ_BY_BLITZ else None
+            meant = _misspelling_of(key)
             if meant is not None:
                 raise PluginError(
                     f"Plugin '{entry.plugin}' registered {self.kind} '{entry.name}' with '{key}=': did you mean "

@@ -82,7 +82,8 @@ def _walk(top: Path, dataset: Path) -> Iterator[tuple[str, list[str], list[str]]
     for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
         real = os.path.realpath(dirpath)
         inside = real == tree or os.path.dirname(real) == tree  # the dataset or a class folder
-        if real in seen or (dirpath != str(top) and inside) or tree.startswith(real + os.sep):
+        ancestor = os.path.commonpath([real, tree]) == real  # "/" or any folder above the image folder
+        if real in seen or (dirpath != str(top) and inside) or (ancestor and real != tree):
             dirnames[:] = []
             continue
         seen.add(real)
@@ -98,8 +99,10 @@ def _holds_class_folders(folder: Path) -> bool:
     )
 
 
-def scan(folder: Path) -> tuple[tuple[str, ...], FileList]:
-    """The sorted class names (subfolders) of ``folder`` and every image file under them."""
+def scan(folder: Path, given_as: str = "--data-root") -> tuple[tuple[str, ...], FileList]:
+    """The sorted class names (subfolders) of ``folder`` and every image file under them.
+    ``given_as``: how the user named the folder (``--data-root``, ``--dataset-arg path=``, ...),
+    for the advice when it is a level off."""
     classes = tuple(sorted(
         entry.name for entry in os.scandir(folder)
         if entry.is_dir() and not entry.name.startswith(".")  # skip .git, .ipynb_checkpoints
@@ -115,19 +118,23 @@ def scan(folder: Path) -> tuple[tuple[str, ...], FileList]:
             f"'{folder}' is not an image folder: {detail}. Expected <folder>/<class>/<image> with "
             f"images ending in {accepted}."
         )
-    splits = [name for name in classes if name.lower() in SPLIT_NAMES and _holds_class_folders(folder / name)]
-    if splits:
-        train = next((n for n in splits if n.lower() in ("train", "training")), splits[0])
-        others = [n for n in splits if n != train]
-        test_hint = f" --dataset-arg test_path='{folder / others[0]}'" if others else ""
+    def pass_instead(path: Path) -> str:
+        return f"--data-root '{path}'" if given_as == "--data-root" else f"--dataset-arg {given_as}='{path}'"
+
+    # Every subfolder a split's name, each holding folders: a train/test layout, not classes
+    # (a real class named 'train' among others stays a class).
+    if all(name.lower() in SPLIT_NAMES and _holds_class_folders(folder / name) for name in classes):
+        train = next((n for n in classes if n.lower() in ("train", "training")), classes[0])
+        others = [n for n in classes if n != train]
+        test_hint = f" --dataset-arg test_path='{folder / others[0]}'" if others and given_as != "test_path" else ""
         raise ConfigError(
-            f"'{folder}' holds split folders ({', '.join(splits)}) that hold the class folders, not classes "
-            f"themselves: pass --data-root '{folder / train}'{test_hint}."
+            f"'{folder}' holds split folders ({', '.join(classes)}) that hold the class folders, not classes "
+            f"themselves: pass {pass_instead(folder / train)}{test_hint}."
         )
     if len(classes) == 1:
         raise ConfigError(
             f"'{folder}' has one class folder, '{classes[0]}': a classifier needs at least two. If "
-            f"'{classes[0]}' holds the class folders, pass --data-root '{folder / classes[0]}'."
+            f"'{classes[0]}' holds the class folders, pass {pass_instead(folder / classes[0])}."
         )
     files = FileList([], [])
     empty = []
@@ -381,11 +388,11 @@ def load_imagefolder(
     mode = "L" if channels == 1 else "RGB"
 
     folder = resolve_folder(path, root, "path")
-    classes, files = scan(folder)
+    classes, files = scan(folder, "--data-root" if path is None else "path")
     folders = [folder]
     if test_path is not None:
         test_folder = resolve_folder(test_path, root, "test_path")
-        test_classes, test = scan(test_folder)
+        test_classes, test = scan(test_folder, "test_path")
         if test_classes != classes:
             only_train = sorted(set(classes) - set(test_classes))
             only_test = sorted(set(test_classes) - set(classes))

@@ -121,7 +121,7 @@ _ONE = torch.ones((), dtype=torch.float32)  # the loss's gradient; float32 whate
 class GradientBuffers:
     """The tensors a model's gradients are written into, the same ones step after step.
 
-    The step runs under ``inference_mode``, whose ATen calls skip autograd's dispatch (~5 % of a
+    The step runs under ``inference_mode``, whose ATen calls skip autograd's dispatch (~4 % of a
     batch-4 step); but a tensor made there is an inference tensor, which no code outside may
     change in place (an optimizer or a gradient clip would fail on it). So the gradients are
     written into ordinary tensors made here once, outside it, as ``zero_grad(set_to_none=False)``
@@ -134,7 +134,9 @@ class GradientBuffers:
 
     def for_params(self, params: tuple[torch.Tensor, ...]) -> Gradients:
         """Ten float32 tensors shaped as ``params``; made again when ``params`` are other tensors."""
-        if len(self._params) != len(params) or not all(map(operator.is_, self._params, params)):
+        if len(self._params) != len(params) or not all(map(operator.is_, self._params, params)) or not all(
+            t.dtype is torch.float32 and t.is_cpu and t.is_contiguous() for t in self._tensors
+        ):  # other parameters, or a buffer converted while it was .grad (`model.double()`, `.to(...)`)
             self._params = params
             self._tensors = tuple(torch.empty(p.shape, dtype=torch.float32) for p in params)
         return self._tensors
@@ -176,14 +178,15 @@ def cross_entropy_gradients(
                 p.grad = k.copy_(g)
             else:
                 p.grad.add_(g)
-    return loss
+    return loss.clone()  # an ordinary tensor: a caller may change it in place (`loss += ...`)
 
 
 SMALL_BATCH = 16  # above this, oneDNN's multi-threaded convolutions win (measured: 3x at batch 128)
 
 
 def usable(x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> bool:
-    """Whether the fused step applies: a small float32 batch on the CPU, gradients wanted, no autocast."""
+    """Whether the fused step applies: a small float32 batch on the CPU, gradients wanted, no
+    autocast, contiguous weights (channels-last ones would need gradients laid out alike)."""
     # Runs every step, so it uses the cheap checks (`is_cpu`, dtype identity): ~1 us, not ~5.
     f32 = torch.float32
     return (
@@ -192,5 +195,5 @@ def usable(x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> bool:
         and x.dtype is f32
         and torch.is_grad_enabled()
         and not torch.is_autocast_enabled("cpu")
-        and all(p.dtype is f32 and p.is_cpu for p in params)
+        and all(p.dtype is f32 and p.is_cpu and p.is_contiguous() for p in params)
     )

@@ -82,6 +82,11 @@ class LeanSGD(torch.optim.SGD):
     def _general_step(self, closure: Callable[[], float] | None) -> float | None:
         # SGD.step without the hook-running wrapper torch.optim puts around every optimizer
         # class's step: this step already ran inside LeanSGD's, so hooks would run twice.
+        for group in self.param_groups:  # torch's fused SGD has the layout problem too (2.14)
+            for p in group["params"]:
+                g = p.grad
+                if g is not None and not g.is_sparse and g.shape == p.shape and g.stride() != p.stride():
+                    p.grad = torch.empty_like(p).copy_(g)
         step = torch.optim.SGD.step
         return (step.__wrapped__ if getattr(step, "hooked", False) else step)(self, closure)
 
@@ -118,10 +123,14 @@ def zero_missing_momentum_buffers(optimizer: torch.optim.SGD) -> None:
 
 
 def _same_kind(params: list[torch.Tensor], grads: list[torch.Tensor | None]) -> bool:
-    """Whether every parameter has a dense gradient, all on one device with one dtype (the fused kernel's terms)."""
+    """Whether every parameter has a dense gradient, all on one device with one dtype, laid out
+    in memory as the parameter (the fused kernel's terms: it walks both in memory order, so a
+    contiguous gradient of a channels-last weight would update each weight with another's)."""
     device, dtype = params[0].device, params[0].dtype
     for p, g in zip(params, grads):
         if g is None or g.is_sparse or p.device != device or p.dtype != dtype or g.dtype != dtype:
+            return False
+        if not (p.is_contiguous() and g.is_contiguous()) and g.stride() != p.stride():
             return False
     return True
 

@@ -348,12 +348,12 @@ def test_print_config_refuses_what_the_run_would_refuse():
     assert result.exit_code == 2 and "go with --strategy ddp" in one_line(result)
 
 
-@pytest.mark.parametrize("value", ["10m", "-5", "nan", "inf"])
+@pytest.mark.parametrize("value", ["10m", "-5", "nan", "inf", "1e14"])
 def test_a_bad_ddp_timeout_is_one_line_before_launching(monkeypatch, value):
     monkeypatch.setenv("BLITZ_DDP_TIMEOUT", value)
     result = blitz("run", *TINY, "--strategy", "ddp", "--nproc-per-node", "1")
     assert result.exit_code == 2
-    assert f"$BLITZ_DDP_TIMEOUT must be a number of seconds above 0, like 600, got '{value}'." in one_line(result)
+    assert f"$BLITZ_DDP_TIMEOUT must be a number of seconds above 0 (at most 1e9), like 600, got '{value}'." in one_line(result)
 
 
 def test_config_files_with_a_byte_order_mark_json_or_twice_the_same_logger(tmp_path):
@@ -400,3 +400,10 @@ def test_blitz_debug_0_means_off(monkeypatch):
     for value, on in (("", False), ("0", False), ("false", False), ("No", False), ("1", True), ("yes", True)):
         monkeypatch.setenv("BLITZ_DEBUG", value)
         assert debug_requested() is on, value
+
+
+def test_batch_norm_on_batches_of_one_trains_where_its_feature_maps_are_larger_than_one_pixel(tmp_path):
+    result = blitz("run", "--dataset", "random", "--dataset-arg", "shape=[3,64,64]", "--dataset-arg", "length=3",
+                   "--dataset-arg", "test_length=2", "--model", "resnet18", "--batch-size", "1", "--strategy", "cpu",
+                   "--epochs", "1", "--limit-steps", "2", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output

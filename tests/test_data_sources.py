@@ -571,3 +571,22 @@ def test_cifar10_archive_downloaded_but_not_unpacked_says_so(tmp_path: Path) -> 
     (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"")
     with pytest.raises(DataNotFoundError, match=r"the archive '.*cifar-10-python\.tar\.gz' is there: unpack it where it is \(tar xzf"):
         load_cifar10(root=tmp_path)
+
+
+def test_imagefolder_level_advice_names_the_option_used_and_a_class_named_train_stays(tmp_path: Path) -> None:
+    make_folder(tmp_path / "ds" / "train")
+    make_folder(tmp_path / "ds" / "val", per_class=2)
+    with pytest.raises(UsageError, match=r"pass --dataset-arg path='.*ds/train' --dataset-arg test_path='.*ds/val'"):
+        load_imagefolder(root=tmp_path / "elsewhere", path=str(tmp_path / "ds"))
+    vehicles = tmp_path / "vehicles"
+    for name in ("train", "bus", "car"):  # 'train' is a class here, its images in subfolders
+        write_image(vehicles / name / "side" / "a.png", (10, 10, 10))
+        write_image(vehicles / name / "front" / "b.png", (20, 20, 20))
+    assert load_imagefolder(root=vehicles, test_fraction=0.5).info.class_names == ("bus", "car", "train")
+
+
+def test_imagefolder_does_not_follow_a_link_to_the_root_of_the_filesystem(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "imgs")
+    (root / "cat" / "everything").symlink_to("/")
+    bundle = load_imagefolder(root=root)
+    assert len(bundle.train) + len(bundle.test) == 15

@@ -234,3 +234,38 @@ def test_direct_gradients_leave_hooked_steps_to_autograd(hook):
             handle.remove()
     if hook != "all frozen":  # the hook gone, the direct path is back
         assert net.direct_gradients(x, y, loss_fn) is not None
+
+
+def test_direct_gradients_after_the_model_moved_between_dtypes_and_layouts():
+    direct, plain = _twins()
+    loss_fn = nn.CrossEntropyLoss()
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 5, (4,))
+    direct.direct_gradients(x, y, loss_fn)
+    for move in (lambda m: m.double(), lambda m: m.to(memory_format=torch.channels_last)):
+        move(direct)  # converts the .grad tensors too: the buffers they were
+        direct.zero_grad()
+        direct.float().to(memory_format=torch.contiguous_format)
+        plain.zero_grad()
+        loss = direct.direct_gradients(x, y, loss_fn)
+        loss += 1.0  # an ordinary tensor, not an inference one
+        loss_fn(plain(x), y).backward()
+        for p, q in zip(direct.parameters(), plain.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_channels_last_weights_go_through_autograd_and_lean_sgd_keeps_layouts_apart():
+    """A contiguous gradient for a channels-last weight made fused SGD update each weight with
+    another weight's gradient (it walks both in memory order)."""
+    from blitz.plugins.optimizers import LeanSGD
+
+    net = build_lenet(num_classes=5, input_shape=(3, 32, 32)).to(memory_format=torch.channels_last)
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 5, (4,))
+    assert net.direct_gradients(x, y, nn.CrossEntropyLoss()) is None
+    weight = torch.randn(6, 3, 5, 5).contiguous(memory_format=torch.channels_last).requires_grad_()
+    grad = torch.randn(6, 3, 5, 5)  # contiguous: another layout than the weight's
+    expected = weight.detach() - 0.1 * grad
+    for fused in (True, False):
+        w = weight.detach().clone(memory_format=torch.preserve_format).requires_grad_()
+        w.grad = grad.clone()
+        LeanSGD([w], lr=0.1, momentum=0.0, fused=fused).step()
+        torch.testing.assert_close(w.detach(), expected, rtol=1e-6, atol=1e-6)  # scrambled: off by ~0.1

@@ -527,7 +527,8 @@ def test_a_factorys_own_type_error_is_the_plugins_bug_not_a_usage_error(tmp_path
 def test_a_misspelt_register_keyword_is_the_plugins_error_not_silently_metadata():
     def register_models(register):
         register("typo_desc", lambda **_: nn.Linear(1, 1), descripton="A model")
-        register("own_key", lambda **_: nn.Linear(1, 1), description="kept", paper="arXiv:2404.00498")
+        register("own_key", lambda **_: nn.Linear(1, 1), description="kept", paper="arXiv:2404.00498", citation="x",
+                 variants=3, hparams={})
 
     plugin = SimpleNamespace(__name__="typos", register_models=hookimpl(register_models))
     host = PluginHost([*builtins(), local_source(plugin, "typos")])
@@ -536,4 +537,15 @@ def test_a_misspelt_register_keyword_is_the_plugins_error_not_silently_metadata(
         "description, hyperparameters, list_variants, validate_variant; other keys are kept as they are.)"
     ]
     assert "typo_desc" not in host.registries["models"].names()
-    assert host.registries["models"].get("own_key").metadata == {"paper": "arXiv:2404.00498"}
+    assert host.registries["models"].get("own_key").metadata == {
+        "paper": "arXiv:2404.00498", "citation": "x", "variants": 3, "hparams": {}}
+
+
+def test_failed_plugins_are_those_missing_components_not_a_second_one_of_a_taken_name():
+    def register_models(register):
+        raise RuntimeError("needs a licence file")
+
+    raising = SimpleNamespace(__name__="raising", register_models=hookimpl(register_models))
+    lenet_again = SimpleNamespace(__name__="lenet_again", register_models=hookimpl(lambda register: None))
+    host = PluginHost([*builtins(), local_source(raising, "raising"), local_source(lenet_again, "lenet")])
+    assert host.failed() == ["raising"]  # the second 'lenet' is reported in its row, but lenet is there

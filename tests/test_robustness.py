@@ -369,3 +369,31 @@ def test_other_output_errors_are_not_hidden():
 
     with pytest.raises(OSError, match="No space left"):
         ReaderTolerantStream(Full()).write("x")
+
+
+def test_a_run_started_under_nohup_ignores_sighup(tmp_path):
+    import signal as signals
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "blitz", "run", "--model", "lenet", "--dataset", "random", "--dataset-arg", "length=200000",
+         "--epochs", "1", "--batch-size", "4", "--strategy", "cpu", "--log-every", "10", "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signals.signal(signals.SIGHUP, signals.SIG_IGN),  # what nohup does
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").stat().st_size):
+            time.sleep(0.2)
+        proc.send_signal(signals.SIGHUP)
+        time.sleep(1.5)
+        assert proc.poll() is None  # still training
+        proc.send_signal(signals.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143 and "Stopped by SIGTERM" in stderr, stderr[-800:]
