@@ -103,13 +103,17 @@ def call_factory(resolved: Resolved, what: str, *args: Any, **kwargs: Any) -> An
         raise
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (torch's signature dumps run to dozens)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def plugin_bug(resolved: Resolved, what: str, exc: BaseException) -> PluginError:
     """A factory that failed on its own, with no option from the user: the plugin's bug, not a usage error."""
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
     return PluginError(
         f"{what} '{resolved.name}' of plugin '{resolved.entry.plugin}' failed while being built "
-        f"({type(exc).__name__}: {first}): a bug in the plugin, not in your command; --debug shows where."
+        f"({type(exc).__name__}: {first_line(exc)}): a bug in the plugin, not in your command; --debug shows where."
     )
 
 
@@ -132,10 +136,10 @@ def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
     except TypeError as exc:
         if not config.dataset_args:  # nothing the user gave could have caused it
             raise plugin_bug(resolved, "Dataset", exc) from exc
-        raise UsageError(f"Dataset '{resolved.name}' could not be built with options {args}: {exc}") from exc
+        raise UsageError(f"Dataset '{resolved.name}' could not be built with options {args}: {first_line(exc)}") from exc
     except ValueError as exc:  # the factory's own check of its options (or of its tensors)
         given = f" with options {args}" if args else ""
-        raise UsageError(f"Dataset '{resolved.name}' could not be built{given}: {exc}") from exc  # --debug shows the factory's own traceback
+        raise UsageError(f"Dataset '{resolved.name}' could not be built{given}: {first_line(exc)}") from exc  # --debug shows the factory's own traceback
     check_returned(resolved, "Dataset", bundle, DataBundle)
     info = bundle.info
     if info.num_classes < 2:

@@ -206,7 +206,7 @@ class Layer:
 
 # A component's options belong to it: a later layer that names another component (say
 # `--schedule onecycle` over a recipe's linear schedule) drops the earlier layers' options for it.
-_OPTIONS_OF = {"model": "model_args", "dataset": "dataset_args", "optimizer": "optimizer_args", "schedule": "schedule_args"}
+OPTIONS_OF = {"model": "model_args", "dataset": "dataset_args", "optimizer": "optimizer_args", "schedule": "schedule_args"}
 
 
 def merge_layers(
@@ -221,7 +221,7 @@ def merge_layers(
     provenance: dict[str, str] = {}
     tied: set[str] = set()  # "schedule_args.warmup": given by a layer that also named the schedule
     for layer in layers:
-        for component, options in _OPTIONS_OF.items():
+        for component, options in OPTIONS_OF.items():
             if (
                 component in layer.values and component in merged
                 and same(component, layer.values[component]) != same(component, merged[component])
@@ -233,7 +233,7 @@ def merge_layers(
                 for key in [k for k in provenance if k.startswith(f"{options}.") and k in tied]:
                     del provenance[key]
                     tied.discard(key)
-        for component, options in _OPTIONS_OF.items():
+        for component, options in OPTIONS_OF.items():
             if isinstance(layer.values.get(options), dict):
                 for sub in layer.values[options]:
                     (tied.add if component in layer.values else tied.discard)(f"{options}.{sub}")

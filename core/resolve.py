@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from blitz.catalog import NAME_FIELDS, Catalog, load_catalog, resolve
-from blitz.config import Layer, RunConfig, merge_layers, read_toml, validate
+from blitz.config import OPTIONS_OF, Layer, RunConfig, merge_layers, read_toml, validate
 from blitz.errors import ConfigError, UnknownNameError, UsageError
 from blitz.registry import OPTIMIZER_HYPERPARAMETERS
 from blitz.runs import find_run, lock_run, release_run
@@ -119,25 +119,21 @@ def resolve_config(
     return ResolvedConfig(config, provenance, resume_checkpoint)
 
 
-_ARGS_OF = {"model": "model_args", "dataset": "dataset_args", "optimizer": "optimizer_args", "schedule": "schedule_args"}
-
-
 def fill_catalog_defaults(values: dict[str, Any], provenance: dict[str, str], catalog: Catalog) -> None:
     """A registry.toml entry's ``defaults`` (``vit_tiny``: ``img_size = 32``) as the run's own
     options, where no layer set them: ``--print-config`` shows them, and the run's config.toml
     keeps them, so that a resumed or rerun run builds the same model after registry.toml changed."""
-    for field, args_key in _ARGS_OF.items():
+    for field, args_key in OPTIONS_OF.items():
         name = values.get(field, RunConfig.model_fields[field].default)
         entry = catalog.entries(NAME_FIELDS[field]).get(name) if isinstance(name, str) else None
         if entry is None or not entry.defaults:
             continue
-        options = values.setdefault(args_key, {})
-        if not isinstance(options, dict):
+        given = values.get(args_key, {})
+        if not isinstance(given, dict):
             continue  # validate() reports a non-table
-        for key, value in entry.defaults.items():
-            if key not in options:
-                options[key] = value
-                provenance[f"{args_key}.{key}"] = f"registry {NAME_FIELDS[field]}.{name}"
+        values[args_key] = {**entry.defaults, **given}  # a new dict: the layers' own stay as they were
+        for key in entry.defaults.keys() - given.keys():
+            provenance[f"{args_key}.{key}"] = f"registry {NAME_FIELDS[field]}.{name}"
 
 
 def check_needed_options(config: RunConfig, provenance: dict[str, str]) -> None:
