@@ -6,7 +6,6 @@ ValueError becomes one clear error naming the component, before any training sta
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import inspect
 from dataclasses import dataclass
@@ -104,9 +103,12 @@ def call_factory(resolved: Resolved, what: str, *args: Any, **kwargs: Any) -> An
 
 
 def first_line(exc: BaseException) -> str:
-    """An exception's message cut to its first line (torch's signature dumps run to dozens)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
+    """An exception's message on one line: a TypeError's first line (torch's signature dumps run
+    to dozens), any other's lines joined (a validation error's field and reason come after its
+    first line), cut at 300 characters."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = (lines[0] if lines else "") if isinstance(exc, TypeError) else "; ".join(lines)
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def plugin_bug(resolved: Resolved, what: str, exc: BaseException) -> PluginError:
@@ -286,20 +288,34 @@ def check_batch_norm_batches(
 ) -> None:
     """Refuse training batches of one example where a BatchNorm layer would see one value per
     channel (PyTorch raises at the first step: "Expected more than 1 value per channel when
-    training"); with feature maps larger than 1x1 a batch of one trains, so a copy of the model
-    tries one example in training mode first."""
+    training"); with feature maps larger than 1x1 a batch of one trains. One example goes through
+    the model in eval mode (no statistics change, no dropout noise) while hooks on its BatchNorm
+    layers note how many values per channel each would get."""
     if min(config.batch_size, examples_per_rank) != 1:
         return
-    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
         return
-    trial = copy.deepcopy(model).train()  # its running statistics change: not the model's
+    values_per_channel: list[int] = []
+
+    def note(module: nn.Module, inputs: tuple[Any, ...]) -> None:
+        x = inputs[0] if inputs else None
+        if isinstance(x, torch.Tensor) and x.dim() >= 2 and x.shape[1]:
+            values_per_channel.append(x.numel() // x.shape[1])
+
+    handles = [m.register_forward_pre_hook(note) for m in norms]
+    was_training = model.training
     try:
+        model.eval()
         with torch.no_grad():
-            trial(torch.zeros(1, *input_shape))
-    except ValueError as exc:
-        if "Expected more than 1 value per channel" not in str(exc):
-            return  # another problem: check_fit and the first step report it
-    else:
+            model(torch.zeros(1, *input_shape))
+    except Exception:  # noqa: BLE001  # another problem: check_fit and the first step report it
+        return
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    if not values_per_channel or min(values_per_channel) > 1:
         return
     cause = (
         "--batch-size 1" if config.batch_size == 1

@@ -20,7 +20,8 @@ from typing import Any
 
 from blitz.errors import BlitzError, Interrupted, UsageError, debug_requested
 
-TIMEOUT_ENV = "BLITZ_DDP_TIMEOUT"  # seconds a collective may wait before the job fails
+TIMEOUT_ENV = "BLITZ_DDP_TIMEOUT"
+SIGNALS_ENV = "TORCHELASTIC_SIGNALS_TO_HANDLE"  # torchrun's own setting: the signals it stops a job on  # seconds a collective may wait before the job fails
 FINISHED_ENV = "BLITZ_FINISHED_FILE"  # set by the launcher: rank 0 writes "finished" there at the end
 
 
@@ -146,6 +147,14 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
     finished = Path(tempfile.mkdtemp(prefix="blitz-launch-")) / "finished"
     earlier = os.environ.get(FINISHED_ENV)
     os.environ[FINISHED_ENV] = str(finished)  # for the processes torchrun starts
+    # torchrun handles SIGTERM, SIGINT, SIGHUP and SIGQUIT whatever this process ignored: a job
+    # started with nohup (SIGHUP ignored) would stop when its terminal closed.
+    given_signals = os.environ.get(SIGNALS_ENV)
+    if given_signals is None:
+        os.environ[SIGNALS_ENV] = ",".join(
+            name for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
+            if hasattr(signal, name) and signal.getsignal(getattr(signal, name)) is not signal.SIG_IGN
+        )
     try:
         torchrun_main(args)
     except SignalException as exc:  # Ctrl-C or SIGTERM reached the launcher; workers save and stop
@@ -177,6 +186,8 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
         if exc.code not in (0, None):
             raise BlitzError(f"torchrun could not start the job (exit {exc.code}).") from None
     finally:
+        if given_signals is None:
+            os.environ.pop(SIGNALS_ENV, None)
         shutil.rmtree(finished.parent, ignore_errors=True)
         if earlier is None:  # this process may go on (the Python API, tests): leave no trace
             os.environ.pop(FINISHED_ENV, None)

@@ -34,6 +34,11 @@ def check_fraction(name: str, value: Any, *, zero_allowed: bool) -> None:
 def check_option(name: str, value: Any, low: float, high: float | None = None, *, whole: bool = False) -> None:
     """Refuse an option that is not a number in [low, high) (a whole number if ``whole``), by name."""
     kinds = (int,) if whole else (int, float)
+    if not whole and isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            raise ValueError(f"{name} must be a number, got one of {len(str(value))} digits") from None
     if isinstance(value, bool) or not isinstance(value, kinds) or (isinstance(value, float) and not math.isfinite(value)) \
             or value < low or (high is not None and value >= high):
         kind = "a whole number" if whole else "a number"

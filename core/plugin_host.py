@@ -294,11 +294,7 @@ class PluginHost:
     def failed(self) -> list[str]:
         """The plugins that failed to load, or whose register hook raised: either may be missing
         components (a disabled plugin is not a failure, nor a second one of a taken name)."""
-        return sorted({
-            r.name for r in self.records.values()
-            if r.duplicate_of is None and r.errors
-            and (not r.loaded or any(e.startswith("raised in register_") for e in r.errors))
-        })
+        return sorted({r.name for r in self.records.values() if r.duplicate_of is None and r.errors})
 
     def _reject_unknown_hooks(self) -> None:
         # pm.check_pending() would raise on the first misspelled hook; report each one instead.

@@ -47,14 +47,22 @@ def _natural_key(name: str) -> list[Any]:
 _READ_BY_BLITZ = ("description", "hyperparameters", "list_variants", "validate_variant")
 
 
-def _misspelling_of(key: str) -> str | None:
+def _misspelling_of(key: str, kind: str) -> str | None:
     """The keyword blitz reads that ``key`` is a slip of the keyboard for (``descripton``), if any:
-    near-identical only, as a plugin's own keys (``citation``, ``variants``) are kept."""
-    if key in _READ_BY_BLITZ:
+    near-identical or a common abbreviation only, as a plugin's own keys (``citation``,
+    ``variants``) are kept; ``hyperparameters`` is read for optimizers only, so a model's
+    ``hparams`` is its own."""
+    read = [k for k in _READ_BY_BLITZ if k != "hyperparameters" or kind == "optimizer"]
+    if key in read:
         return None
     squashed = key.lower().replace("-", "_")
-    close = [k for k in _READ_BY_BLITZ if squashed == k or difflib.SequenceMatcher(None, squashed, k).ratio() >= 0.85]
-    return close[0] if close else None
+    for known in read:
+        if squashed == known or difflib.SequenceMatcher(None, squashed, known).ratio() >= 0.8:
+            return known
+    abbreviations = {"descr": "description", "desc": "description", "hparam": "hyperparameters",
+                     "hyperparam": "hyperparameters"}
+    meant = abbreviations.get(squashed.replace("_", "").rstrip("s"))
+    return meant if meant in read else None
 
 
 class Registry:
@@ -83,7 +91,7 @@ class Registry:
                 f"{entry.description!r}: give a string."
             )
         for key in entry.metadata:  # a plugin's own keys are kept; one that looks like blitz's is a typo
-            meant = _misspelling_of(key)
+            meant = _misspelling_of(key, self.kind)
             if meant is not None:
                 raise PluginError(
                     f"Plugin '{entry.plugin}' registered {self.kind} '{entry.name}' with '{key}=': did you mean "

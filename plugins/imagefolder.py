@@ -82,7 +82,10 @@ def _walk(top: Path, dataset: Path) -> Iterator[tuple[str, list[str], list[str]]
     for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
         real = os.path.realpath(dirpath)
         inside = real == tree or os.path.dirname(real) == tree  # the dataset or a class folder
-        ancestor = os.path.commonpath([real, tree]) == real  # "/" or any folder above the image folder
+        try:
+            ancestor = os.path.commonpath([real, tree]) == real  # "/" or any folder above the image folder
+        except ValueError:  # another drive (Windows): not above it
+            ancestor = False
         if real in seen or (dirpath != str(top) and inside) or (ancestor and real != tree):
             dirnames[:] = []
             continue
@@ -121,14 +124,17 @@ def scan(folder: Path, given_as: str = "--data-root") -> tuple[tuple[str, ...], 
     def pass_instead(path: Path) -> str:
         return f"--data-root '{path}'" if given_as == "--data-root" else f"--dataset-arg {given_as}='{path}'"
 
-    # Every subfolder a split's name, each holding folders: a train/test layout, not classes
-    # (a real class named 'train' among others stays a class).
-    if all(name.lower() in SPLIT_NAMES and _holds_class_folders(folder / name) for name in classes):
-        train = next((n for n in classes if n.lower() in ("train", "training")), classes[0])
-        others = [n for n in classes if n != train]
+    # A train folder and a test/val folder, both holding folders: a split layout, not classes,
+    # whatever else lies beside them (__MACOSX/ from a zip); a class named 'train' among 'bus' and
+    # 'car' stays a class.
+    splits = [n for n in classes if n.lower() in SPLIT_NAMES and _holds_class_folders(folder / n)]
+    train = next((n for n in splits if n.lower() in ("train", "training")), None)
+    others = [n for n in splits if n != train and n.lower() not in ("train", "training")]
+    if (train is not None and others) or (splits and len(splits) == len(classes)):
+        train = train or splits[0]
         test_hint = f" --dataset-arg test_path='{folder / others[0]}'" if others and given_as != "test_path" else ""
         raise ConfigError(
-            f"'{folder}' holds split folders ({', '.join(classes)}) that hold the class folders, not classes "
+            f"'{folder}' holds split folders ({', '.join(splits)}) that hold the class folders, not classes "
             f"themselves: pass {pass_instead(folder / train)}{test_hint}."
         )
     if len(classes) == 1:

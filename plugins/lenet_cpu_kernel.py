@@ -134,9 +134,13 @@ class GradientBuffers:
 
     def for_params(self, params: tuple[torch.Tensor, ...]) -> Gradients:
         """Ten float32 tensors shaped as ``params``; made again when ``params`` are other tensors."""
-        if len(self._params) != len(params) or not all(map(operator.is_, self._params, params)) or not all(
-            t.dtype is torch.float32 and t.is_cpu and t.is_contiguous() for t in self._tensors
-        ):  # other parameters, or a buffer converted while it was .grad (`model.double()`, `.to(...)`)
+        tensors = self._tensors
+        if len(self._params) != len(params) or not all(map(operator.is_, self._params, params)) or not (
+            # a buffer converted while it was .grad (`model.double()`, `.to(channels_last)`): the
+            # two conv weights' show it (they are the only 4-D ones; dtype moves convert all)
+            tensors[0].dtype is torch.float32 and tensors[0].is_contiguous() and tensors[2].is_contiguous()
+            and tensors[-1].dtype is torch.float32 and tensors[0].is_cpu
+        ):  # other parameters, or converted buffers
             self._params = params
             self._tensors = tuple(torch.empty(p.shape, dtype=torch.float32) for p in params)
         return self._tensors
@@ -195,5 +199,6 @@ def usable(x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> bool:
         and x.dtype is f32
         and torch.is_grad_enabled()
         and not torch.is_autocast_enabled("cpu")
-        and all(p.dtype is f32 and p.is_cpu and p.is_contiguous() for p in params)
+        and all(p.dtype is f32 and p.is_cpu for p in params)
+        and params[0].is_contiguous() and params[2].is_contiguous()  # the conv weights: the only 4-D ones
     )

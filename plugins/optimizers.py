@@ -82,13 +82,20 @@ class LeanSGD(torch.optim.SGD):
     def _general_step(self, closure: Callable[[], float] | None) -> float | None:
         # SGD.step without the hook-running wrapper torch.optim puts around every optimizer
         # class's step: this step already ran inside LeanSGD's, so hooks would run twice.
+        loss = None
+        if closure is not None:  # first: the gradients to lay out are the ones it makes
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:  # torch's fused SGD has the layout problem too (2.14)
+            if not group["fused"]:
+                continue
             for p in group["params"]:
                 g = p.grad
                 if g is not None and not g.is_sparse and g.shape == p.shape and g.stride() != p.stride():
                     p.grad = torch.empty_like(p).copy_(g)
         step = torch.optim.SGD.step
-        return (step.__wrapped__ if getattr(step, "hooked", False) else step)(self, closure)
+        (step.__wrapped__ if getattr(step, "hooked", False) else step)(self, None)
+        return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         if not set_to_none:

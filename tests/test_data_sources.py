@@ -448,6 +448,7 @@ def test_cli_verify_mnist(cli: CliRunner, tmp_path: Path) -> None:
 def test_imagefolder_refuses_split_folders_taken_for_classes(tmp_path: Path) -> None:
     make_folder(tmp_path / "data" / "train")
     make_folder(tmp_path / "data" / "test", per_class=2)
+    write_image(tmp_path / "data" / "__MACOSX" / "junk.png", (1, 1, 1))  # a zip's stray folder beside them
     with pytest.raises(UsageError) as info:
         load_imagefolder(root=tmp_path / "data")
     message = str(info.value)

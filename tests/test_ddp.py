@@ -390,3 +390,24 @@ def test_a_data_warning_is_printed_once_not_once_per_rank(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (result.stdout + result.stderr).count("Skipped 1 unreadable image(s)") == 1
+
+
+def test_torchrun_leaves_alone_the_signals_this_process_ignores(monkeypatch):
+    """Under nohup (SIGHUP ignored) torchrun installed its own SIGHUP handler: the job stopped
+    when the terminal closed."""
+    import signal
+
+    import torch.distributed.run
+
+    from blitz.launch import SIGNALS_ENV, LaunchSpec, launch
+
+    seen = {}
+    monkeypatch.setattr(torch.distributed.run, "main", lambda args: seen.setdefault("signals", os.environ[SIGNALS_ENV]))
+    monkeypatch.delenv(SIGNALS_ENV, raising=False)
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        launch(LaunchSpec(nproc_per_node=1), ["--dataset", "random"])
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert seen["signals"] == "SIGTERM,SIGINT,SIGQUIT"
+    assert SIGNALS_ENV not in os.environ  # as it was

@@ -264,8 +264,11 @@ def test_channels_last_weights_go_through_autograd_and_lean_sgd_keeps_layouts_ap
     weight = torch.randn(6, 3, 5, 5).contiguous(memory_format=torch.channels_last).requires_grad_()
     grad = torch.randn(6, 3, 5, 5)  # contiguous: another layout than the weight's
     expected = weight.detach() - 0.1 * grad
-    for fused in (True, False):
+    for fused, with_closure in ((True, False), (False, False), (True, True)):
         w = weight.detach().clone(memory_format=torch.preserve_format).requires_grad_()
-        w.grad = grad.clone()
-        LeanSGD([w], lr=0.1, momentum=0.0, fused=fused).step()
+        if with_closure:  # the gradient made inside the closure must be laid out too
+            LeanSGD([w], lr=0.1, momentum=0.0, fused=fused).step(lambda: setattr(w, "grad", grad.clone()))
+        else:
+            w.grad = grad.clone()
+            LeanSGD([w], lr=0.1, momentum=0.0, fused=fused).step()
         torch.testing.assert_close(w.detach(), expected, rtol=1e-6, atol=1e-6)  # scrambled: off by ~0.1

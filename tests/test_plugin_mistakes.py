@@ -549,3 +549,46 @@ def test_failed_plugins_are_those_missing_components_not_a_second_one_of_a_taken
     lenet_again = SimpleNamespace(__name__="lenet_again", register_models=hookimpl(lambda register: None))
     host = PluginHost([*builtins(), local_source(raising, "raising"), local_source(lenet_again, "lenet")])
     assert host.failed() == ["raising"]  # the second 'lenet' is reported in its row, but lenet is there
+
+
+@pytest.mark.parametrize("keyword", ["hyperparams", "hparams", "hyper_params", "descr"])
+def test_abbreviated_register_keywords_blitz_reads_are_refused(keyword):
+    def register_optimizers(register):
+        register("bigsgd", lambda model, *, lr, momentum, weight_decay: torch.optim.SGD(model.parameters(), lr=lr),
+                 **{keyword: {"lr": 0.5}})
+
+    plugin = SimpleNamespace(__name__="abbrev", register_optimizers=hookimpl(register_optimizers))
+    host = PluginHost([*builtins(), local_source(plugin, "abbrev")])
+    (error,) = host.records["abbrev"].errors
+    assert f"with '{keyword}=': did you mean" in error
+    assert host.failed() == ["abbrev"]  # and an unknown 'bigsgd' points at it
+
+
+class _LockedNet(nn.Module):
+    """BatchNorm on 8x8 maps (a batch of one trains) and an attribute deepcopy cannot copy."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        import threading
+
+        self.lock = threading.Lock()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 8 * 8, num_classes))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_batch_norm_check_needs_no_copy_of_the_model(tmp_path):
+    plugin = Plugin(models={"locked": lambda *, num_classes, input_shape: _LockedNet(num_classes)})
+    result, _ = fit(tmp_path, plugin, model="locked", batch_size=1, limit_steps=2,
+                    dataset_args={"length": 8, "test_length": 4, "shape": [3, 8, 8]})
+    assert result.history
+
+
+def test_a_dataset_refusal_over_several_lines_keeps_its_reason(tmp_path):
+    def checked(*, root, download, length: int = 8):
+        raise ValueError("1 validation error for Opts\nlength\n  Input should be greater than 0")
+
+    plugin = Plugin(datasets={"checked": checked})
+    with pytest.raises(UsageError, match=r"1 validation error for Opts; length; Input should be greater than 0"):
+        fit(tmp_path, plugin, dataset="checked", dataset_args={"length": -3})
