@@ -47,6 +47,9 @@ console = Console(emoji=False)  # ":x:" in a name or path is text, not an emoji
 err_console = Console(stderr=True, emoji=False)
 
 
+_GLOBAL_OPTIONS = ("--plugins-dir",)  # blitz's own option, not a command's ("--debug" is both)
+
+
 def one_line_usage_error(error: Any) -> None:
     """A command-line parsing error (a bad flag or value) as one line, like blitz's own errors.
 
@@ -65,7 +68,6 @@ def one_line_usage_error(error: Any) -> None:
     err_console.print(f"[bold red]Error:[/] {escape(message)}{hint}", highlight=False, soft_wrap=True)
 
 
-_GLOBAL_OPTIONS = ("--plugins-dir",)  # blitz's own option, not a command's ("--debug" is both)
 rich_utils.rich_format_error = one_line_usage_error
 _state = {"debug": False}
 
@@ -137,18 +139,17 @@ _PYTHON_BOOLEANS = {"True": True, "False": False}
 
 def parse_value(raw: str) -> Any:
     """One ``--*-arg`` value: TOML (numbers, booleans, lists, quoted strings), else the text itself."""
-    if raw.strip() in _PYTHON_BOOLEANS:
-        return _PYTHON_BOOLEANS[raw.strip()]
-    for text in (raw, f"0{raw}" if raw.startswith(".") else None, f"-0{raw[1:]}" if raw.startswith("-.") else None):
-        if text is None:
-            continue
-        try:
-            value = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            continue
-        # A date or time is TOML, but no option takes one: keep the text as typed.
-        return raw if isinstance(value, (datetime.date, datetime.time)) else value
-    return raw
+    text = raw.strip()
+    if text in _PYTHON_BOOLEANS:
+        return _PYTHON_BOOLEANS[text]
+    if text.startswith((".", "-.")):
+        text = text.replace(".", "0.", 1)  # ".5" -> "0.5", "-.5" -> "-0.5"
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+    # A date or time is TOML, but no option takes one: keep the text as typed.
+    return raw if isinstance(value, (datetime.date, datetime.time)) else value
 
 
 def parse_assignments(items: list[str] | None, flag: str) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from typing import Any
 
 from blitz.errors import BlitzError, Interrupted, UsageError, debug_requested
 
-TIMEOUT_ENV = "BLITZ_DDP_TIMEOUT"
-SIGNALS_ENV = "TORCHELASTIC_SIGNALS_TO_HANDLE"  # torchrun's own setting: the signals it stops a job on  # seconds a collective may wait before the job fails
+TIMEOUT_ENV = "BLITZ_DDP_TIMEOUT"  # seconds a collective may wait before the job fails
+SIGNALS_ENV = "TORCHELASTIC_SIGNALS_TO_HANDLE"  # torchrun's own setting: the signals it stops a job on
 FINISHED_ENV = "BLITZ_FINISHED_FILE"  # set by the launcher: rank 0 writes "finished" there at the end
 
 

@@ -57,7 +57,6 @@ def forward(x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> tuple[torch.Te
     pooled = (w1.shape[0], batch, side // 2, side // 2)
     p1 = m1.relu_().view(pooled).transpose(0, 1).contiguous()
     i1 = i1.view(pooled).contiguous()
-    w2 = w2.contiguous()  # channels-last weights: the plain kernel wants NCHW
     a2 = aten._slow_conv2d_forward(p1, w2, _K5, b2, _S1, _P0)
     m2, i2 = aten.max_pool2d_with_indices(a2.contiguous(memory_format=_CL), _K2, _K2)
     p2 = m2.relu_().contiguous().flatten(1)
