@@ -177,6 +177,18 @@ def parse_floats(text: str | None, flag: str) -> list[float] | None:
         raise ConfigError(f"{flag} expects numbers separated by commas, got '{text}'.") from None
 
 
+def parse_thread_count(text: str | None) -> int | str | None:
+    """``--cpu-threads``: a whole number of threads, or ``auto``."""
+    if text is None:
+        return None
+    value = text.strip().lower()
+    if value == "auto":
+        return value
+    if value.isascii() and value.isdigit() and 1 <= int(value) <= 1024:
+        return int(value)
+    raise ConfigError(f"--cpu-threads '{text}': give a whole number of threads from 1 to 1024, or auto.")
+
+
 RUN_HELP = "Train a model. Flags override --config, which overrides --recipe, which overrides defaults."
 
 
@@ -223,7 +235,7 @@ def run(
     cutout: Annotated[Optional[int], typer.Option(help="Cutout square side, pixels (0 = off)." + default("augment.cutout"))] = None,
     limit_steps: Annotated[Optional[int], typer.Option(help="Stop each epoch after this many steps (quick checks).")] = None,
     compile_mode: Annotated[Optional[str], typer.Option(help="torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune.")] = None,
-    cpu_threads: Annotated[Optional[int], typer.Option(help="PyTorch CPU threads (default: PyTorch's choice; 1 for training steps at batch sizes up to 16, unless OMP_NUM_THREADS is set).")] = None,
+    cpu_threads: Annotated[Optional[str], typer.Option(help="PyTorch CPU threads, or 'auto': 1 or 2 for training steps, whichever is faster as blitz times them (default: PyTorch's choice; 1 for training steps at batch sizes up to 16, unless OMP_NUM_THREADS is set).")] = None,
     eval_every: Annotated[Optional[int], typer.Option(help="Epochs between test evaluations (0 = only at the end)." + default("eval_every"))] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Epochs between checkpoints (0 = only at the end and when stopped)." + default("checkpoint_every"))] = None,
     num_workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes (Dataset sources)." + default("num_workers"))] = None,
@@ -252,6 +264,7 @@ def run(
         if given is not None and not given.strip():  # an unset "$VARIABLE", most likely: not the current folder
             raise UsageError(f"{flag} was given an empty value; give a value or leave the flag out.")
     config_path, data_root_path, out_path = (Path(p) if p is not None else None for p in (config, data_root, out))
+    threads = parse_thread_count(cpu_threads)
 
     flags: dict[str, Any] = {
         "model": model, "dataset": dataset, "optimizer": optimizer, "schedule": schedule,
@@ -262,7 +275,7 @@ def run(
         "channels_last": channels_last, "compile": compile, "deterministic": deterministic,
         "shuffle": shuffle, "limit_steps": limit_steps, "log_every": log_every,
         "loggers": list(dict.fromkeys(["jsonl", *logger])) if logger else None,
-        "eval_every": eval_every, "checkpoint_every": checkpoint_every, "num_workers": num_workers, "cpu_threads": cpu_threads,
+        "eval_every": eval_every, "checkpoint_every": checkpoint_every, "num_workers": num_workers, "cpu_threads": threads,
         "compile_mode": compile_mode,
         "mean": parse_floats(mean, "--mean"), "std": parse_floats(std, "--std"),
     }

@@ -106,7 +106,10 @@ class RunConfig(BaseModel):
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = Field(
         "default", description="torch.compile mode; reduce-overhead replays CUDA graphs on GPUs"
     )
-    cpu_threads: int | None = Field(None, ge=1, le=1024, description="PyTorch CPU threads; default: PyTorch's (1 for training steps of batches up to 16)")
+    cpu_threads: int | Literal["auto"] | None = Field(
+        None, description="PyTorch CPU threads, or auto (1 or 2 for training steps, the faster as timed); "
+        "default: PyTorch's (1 for training steps of batches up to 16)",
+    )
 
     data_root: Path | None = Field(None, strict=False, description=f"data folder; default ${DATA_ROOT_ENV} or ./data")
     download: bool = Field(False, description="download the data set if missing (needs a network)")
@@ -127,6 +130,14 @@ class RunConfig(BaseModel):
         # expansion); absolute, so that the run's saved config finds its data from any folder
         # (`--resume`, `blitz eval`)
         return path.expanduser().absolute() if path is not None else None
+
+    @field_validator("cpu_threads", mode="before")
+    @classmethod
+    def _thread_count(cls, value: Any) -> Any:
+        # One message for every wrong value (a union's own errors name only its first member).
+        if value is None or value == "auto" or (type(value) is int and 1 <= value <= 1024):
+            return value
+        raise ValueError("give a whole number of threads from 1 to 1024, or auto")
 
     @field_validator("loggers")
     @classmethod

@@ -58,6 +58,7 @@ from blitz.progress import EpochProgress
 from blitz.reproducibility import rng_state, seed_everything, set_rng_state
 from blitz.resume import EpochSoFar, check_process_count, check_resumable, check_same_epoch_length
 from blitz.scoring import EvalResult, EvaluationStopped, autocast, evaluate, without_grad
+from blitz.thread_tuner import ThreadTuner
 from blitz.timing import Clock
 
 
@@ -207,12 +208,11 @@ SMALL_CPU_BATCH = 16
 
 @contextlib.contextmanager
 def threads_for(count: int | None) -> Iterator[None]:
-    """PyTorch's intra-op thread count set to ``count`` inside, put back after (None: unchanged)."""
-    if count is None:
-        yield
-        return
+    """PyTorch's intra-op thread count set to ``count`` inside (None: as it is), and put back after
+    (also where a ThreadTuner changed it inside)."""
     before = torch.get_num_threads()
-    torch.set_num_threads(count)
+    if count is not None:
+        torch.set_num_threads(count)
     try:
         yield
     finally:
@@ -239,6 +239,7 @@ class Trainer:
         self.stop = StopRequest()
         self.components = resolve_components(config, self.host)
         self.train_threads: int | None = None  # set by fit: the CPU threads of training steps
+        self.thread_tuner: ThreadTuner | None = None  # set by fit for --cpu-threads auto on CPUs
         self.run_lock: IO[str] | None = None  # held while this process trains in its run folder
         self.keep_run_lock = False  # True: the caller releases it (the CLI, after the report)
         self.compile_setup_seconds = 0.0  # torch.compile's own call, shown as part of the warm-up
@@ -282,18 +283,25 @@ class Trainer:
     def _fit(self, strategy: Strategy) -> TrainResult:
         config = self.config
         seed_everything(config.seed, config.deterministic, strategy.device)
-        if config.cpu_threads is not None:
+        if isinstance(config.cpu_threads, int):
             torch.set_num_threads(config.cpu_threads)
         on_cpu = strategy.device.type == "cpu"
+        threads = torch.get_num_threads()
         # Training steps of small CPU batches: one thread, unless --cpu-threads or OMP_NUM_THREADS
-        # says otherwise (evaluation batches are large and keep the process's threads).
+        # says otherwise (evaluation batches are large and keep the process's threads); auto:
+        # 1 or 2, the faster as timed while training (thread_tuner.py)
         self.train_threads = (
             1 if on_cpu and config.cpu_threads is None and "OMP_NUM_THREADS" not in os.environ
             and config.batch_size <= SMALL_CPU_BATCH else None
         )
-        threads = torch.get_num_threads()
+        auto = on_cpu and config.cpu_threads == "auto"
+        if auto and threads == 1:  # nothing to choose from (one core, or OMP_NUM_THREADS=1)
+            auto, self.train_threads = False, 1
+        self.thread_tuner = ThreadTuner((1, 2)) if auto else None
         if not on_cpu:
             threads_text = ""
+        elif auto:
+            threads_text = f", 1 or 2 CPU threads for training steps, the faster as timed ({threads} for evaluation)"
         elif self.train_threads is None or self.train_threads == threads:
             threads_text = f", {threads} CPU thread(s)"
         else:
@@ -550,7 +558,10 @@ class Trainer:
                 session.clock.pause()
                 latest = session.latest = result or latest
                 loss_avg = done.loss_sum / max(done.steps, 1)
-                checkpoint_due = self._end_epoch(session, epoch, loss_avg, result, latest, done.images, done.seconds)
+                threads_used = self.thread_tuner.take_steps_at() if self.thread_tuner else None
+                checkpoint_due = self._end_epoch(
+                    session, epoch, loss_avg, result, latest, done.images, done.seconds, threads_used
+                )
                 if abandoned or (epoch < config.epochs and self.stop_agreed()):  # a signal in evaluation or hooks
                     if not checkpoint_due:
                         self._save_checkpoint(session, "last", epoch + 1, 0)
@@ -562,9 +573,12 @@ class Trainer:
 
     def _end_epoch(
         self, session: _Session, epoch: int, loss_avg: float, result: EvalResult | None,
-        latest: EvalResult | None, images: int, epoch_seconds: float,
+        latest: EvalResult | None, images: int, epoch_seconds: float, threads_used: dict[int, int] | None = None,
     ) -> bool:
-        """Record, print, checkpoint, log and announce a finished epoch; whether it checkpointed."""
+        """Record, print, checkpoint, log and announce a finished epoch; whether it checkpointed.
+
+        ``threads_used``: the epoch's steps at each CPU thread count, where --cpu-threads auto chose.
+        """
         config, run = self.config, session.run
         metrics = {
             "event": "epoch",
@@ -578,11 +592,16 @@ class Trainer:
             "lr": session.optimizer.param_groups[0]["lr"],
             "seconds": epoch_seconds,
         }
+        threads_text = ""
+        if threads_used and sum(threads_used.values()):
+            metrics["cpu_threads_steps"] = {str(n): steps for n, steps in threads_used.items()}
+            most = max(threads_used, key=lambda n: threads_used[n])
+            threads_text = f", {most} CPU thread(s) for {100 * threads_used[most] / sum(threads_used.values()):.0f} % of steps"
         run.history.append({k: v for k, v in metrics.items() if k not in ("event", "schema")})
         tested = f"  test loss {result.loss:.3f}  test accuracy {100 * result.accuracy:.2f} %" if result else ""
         self.say(
             f"epoch {epoch}/{config.epochs}  train loss {loss_avg:.3f}{tested}  "
-            f"({metrics['images_per_s']:,.0f} img/s, {epoch_seconds:.1f} s)"
+            f"({metrics['images_per_s']:,.0f} img/s, {epoch_seconds:.1f} s{threads_text})"
         )
         improved = False
         if result is not None and result.accuracy > session.best_accuracy:
@@ -858,6 +877,9 @@ class Trainer:
         precision = autocast(config, device)
         direct = None if use_scaler else direct_gradients_of(model)
         freeze = session.freezer.after_step if session.freezer else None
+        tuner = self.thread_tuner
+        if tuner:
+            tuner.start()
         for inputs, labels in session.batches.epoch(epoch, first_step):
             if steps_done >= steps:
                 break
@@ -884,6 +906,8 @@ class Trainer:
             run.global_step += 1
             if freeze:
                 freeze(run.global_step)
+            if tuner:
+                tuner.after_step(labels.shape[0])
             window_steps += 1
             n = labels.shape[0] * world  # every rank trains on as many: images/s is the whole job's
             window_images += n

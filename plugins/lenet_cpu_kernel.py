@@ -2,18 +2,19 @@
 
 At the tutorial's batch of 4, LeNet's step is all overhead: ~15 autograd nodes, oneDNN's set-up
 for convolutions with 6 channels, and a max-pool per node. ``forward`` and ``backward`` compute
-the identical math with direct ATen calls: the first convolution as one im2col and one matrix
-product (reused for its weight gradient), the second through the plain (non-oneDNN) kernel,
-pooling before ReLU (equal: ReLU is monotonic, and it halves the ReLU work), and both max-pools
-on channels-last copies (ATen's NCHW max-pool mispredicts a branch on every other comparison of
-fresh data; the channels-last one compares whole vectors). Gradients match autograd's to float
-rounding, ties in pooling included (tested).
+the identical math with direct ATen calls: the first convolution as one im2col and one batched
+product of its two halves (columns reused for its weight gradient; see ``_parts`` for why two),
+the second through the plain (non-oneDNN) kernel, pooling before ReLU (equal: ReLU is
+monotonic, and it halves the ReLU work), and both max-pools on channels-last copies (ATen's
+NCHW max-pool mispredicts a branch on every other comparison of fresh data; the channels-last
+one compares whole vectors). Gradients match autograd's to float rounding, ties in pooling
+included (tested), and are the same bits on one thread or two.
 
 Two ways in: ``cross_entropy_gradients`` (blitz's engine, through ``LeNet.direct_gradients``)
-runs the loss and the backward without autograd at all, and under ``inference_mode``, ~0.43 ms
-per step at batch 4 on a 2-core CPU; ``LeNetTrainStep`` is the same as one autograd node,
-~0.55 ms, for loops that call the model and ``loss.backward()`` themselves. Through autograd's
-modules it is ~0.72 ms.
+runs the loss and the backward without autograd at all, and under ``inference_mode``: ~0.46 ms
+per step at batch 4 on one core of a 2-core CPU, ~0.39 ms on both. ``LeNetTrainStep`` is the
+same as one autograd node, ~0.55 ms, for loops that call the model and ``loss.backward()``
+themselves. Through autograd's modules it is ~0.72 ms.
 """
 
 from __future__ import annotations
@@ -29,12 +30,38 @@ _K5, _S1, _P0, _K2, _D1 = [5, 5], [1, 1], [0, 0], [2, 2], [1, 1]
 _CL = torch.channels_last
 
 
-def _im2col(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (C*25, B*Ho*Wo): every 5x5 patch as a column, channel-major like the weights."""
+def _im2col(x: torch.Tensor, by_rows: bool = False) -> torch.Tensor:
+    """(B, C, H, W) -> (C*25, B*Ho*Wo): every 5x5 patch as a column, channel-major like the weights.
+
+    ``by_rows``: every image's top half of output rows first, then the bottom halves (see
+    ``_parts``).
+    """
     b, c, h, w = x.shape
     ho, wo = h - 4, w - 4
-    patches = x.as_strided((c, 5, 5, b, ho, wo), (h * w, w, 1, c * h * w, w, 1))
+    if by_rows:
+        patches = x.as_strided((c, 5, 5, 2, b, ho // 2, wo), (h * w, w, 1, ho // 2 * w, c * h * w, w, 1))
+    else:
+        patches = x.as_strided((c, 5, 5, b, ho, wo), (h * w, w, 1, c * h * w, w, 1))
     return patches.reshape(c * 25, b * ho * wo)
+
+
+def _parts(batch: int, side: int) -> tuple[int, bool]:
+    """In how many parts the first convolution's columns go to ``bmm``, and whether they are cut
+    between rows (else between images): each part a whole number of 2x2 pooling windows.
+
+    Why: with two threads, MKL splits one matrix product's sums in a way that depends on the
+    thread count (the weights then differ in the last bits); a batched product gives each part
+    to one thread and sums each column alike with one thread or two. So a run's weights are the
+    same whatever ``torch.set_num_threads`` says (tested), and the engine may pick the faster.
+    """
+    if batch % 2 == 0:
+        return 2, False
+    return (2, True) if side % 4 == 0 else (1, False)
+
+
+# How the (part, C, N', H', W') planes of the first layer map to (N, C, H, W) images, and back
+# (both orders are their own inverse): parts of whole images, or of each image's rows.
+_IMAGES_ORDER, _ROWS_ORDER = (0, 2, 1, 3, 4), (2, 1, 0, 3, 4)
 
 
 Saved = tuple[torch.Tensor, ...]
@@ -46,17 +73,23 @@ def forward(x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> tuple[torch.Te
     w1, b1, w2, b2, w3, b3, w4, b4, w5, b5 = params
     x = x.contiguous()
     batch, side = x.shape[0], x.shape[2] - 4
-    cols = _im2col(x)
-    # conv1 in (C, N, H, W) layout: one matmul over all patches of the batch
-    a1 = torch.addmm(b1.unsqueeze(1), w1.reshape(w1.shape[0], -1), cols).view(w1.shape[0], batch, side, side)
+    parts, by_rows = _parts(batch, side)
+    cols = _im2col(x, by_rows)
+    c1, k1 = w1.shape[0], cols.shape[0]
+    halves = cols.view(k1, parts, -1).transpose(0, 1)
+    plane = (side // 2, side) if by_rows else (side, side)  # the max-pool's: a part of an image
+    # conv1 in (part, C, N', H', W') layout: all of a part's patches in one product
+    a1 = torch.baddbmm(b1.view(1, c1, 1), w1.reshape(1, c1, k1).expand(parts, -1, -1), halves)
+    a1 = a1.view(1, -1, *plane)
     # Both max-pools run on channels-last copies: ATen's NCHW kernel branches on every
     # comparison and, on fresh data, mispredicts about half of them (3x slower); the
     # channels-last kernel compares whole vectors. Its indices are the same per-plane
     # positions, kept in NCHW order for the backward.
-    m1, i1 = aten.max_pool2d_with_indices(a1.view(1, -1, side, side).contiguous(memory_format=_CL), _K2, _K2)
-    pooled = (w1.shape[0], batch, side // 2, side // 2)
-    p1 = m1.relu_().view(pooled).transpose(0, 1).contiguous()
-    i1 = i1.view(pooled).contiguous()
+    m1, i1 = aten.max_pool2d_with_indices(a1.contiguous(memory_format=_CL), _K2, _K2)
+    pooled = m1.relu_().view(parts, c1, batch if by_rows else batch // parts, *m1.shape[2:])
+    # contiguous: _slow_conv2d's weight gradient reads its input as such (a view would be wrong)
+    p1 = pooled.permute(_ROWS_ORDER if by_rows else _IMAGES_ORDER).contiguous().view(batch, c1, side // 2, -1)
+    i1 = i1.contiguous()
     a2 = aten._slow_conv2d_forward(p1, w2, _K5, b2, _S1, _P0)
     m2, i2 = aten.max_pool2d_with_indices(a2.contiguous(memory_format=_CL), _K2, _K2)
     p2 = m2.relu_().contiguous().flatten(1)
@@ -65,7 +98,7 @@ def forward(x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> tuple[torch.Te
     h1 = linear(p2, w3, b3).relu_()
     h2 = linear(h1, w4, b4).relu_()
     logits = linear(h2, w5, b5)
-    return logits, (cols, a1, i1, p1, a2, i2, p2, h1, h2, w1, w2, w3, w4, w5)
+    return logits, (halves, a1, i1, p1, a2, i2, p2, h1, h2, w1, w2, w3, w4, w5)
 
 
 def backward(dz: torch.Tensor, saved: Saved, out: Gradients | None = None) -> Gradients:
@@ -73,11 +106,14 @@ def backward(dz: torch.Tensor, saved: Saved, out: Gradients | None = None) -> Gr
 
     Written into ``out`` (ten tensors shaped as the parameters) where given, else new tensors.
     """
-    cols, a1, i1, p1, a2, i2, p2, h1, h2, w1, w2, w3, w4, w5 = saved
+    halves, a1, i1, p1, a2, i2, p2, h1, h2, w1, w2, w3, w4, w5 = saved
     g1, gb1, g2, gb2, g3, gb3, g4, gb4, g5, gb5 = out or (None,) * 10
     dz = dz.contiguous()
     relu_back = aten.threshold_backward
-    g5, gb5 = torch.mm(dz.t(), h2, out=g5), torch.sum(dz, 0, out=gb5)
+    # (h2ᵀ dz)ᵀ, not dzᵀ h2: MKL splits the latter's sums by thread count from a batch of 8 on
+    # (and an `out=` of that layout would turn the product back round)
+    g5 = torch.mm(h2.t(), dz).t() if g5 is None else g5.copy_(torch.mm(h2.t(), dz).t())
+    gb5 = torch.sum(dz, 0, out=gb5)
     dh2 = relu_back(dz.mm(w5), h2, 0)
     g4, gb4 = torch.mm(dh2.t(), h1, out=g4), torch.sum(dh2, 0, out=gb4)
     dh1 = relu_back(dh2.mm(w4), h1, 0)
@@ -90,13 +126,20 @@ def backward(dz: torch.Tensor, saved: Saved, out: Gradients | None = None) -> Gr
         gi2 = aten._slow_conv2d_backward.grad_input(
             da2, p1, w2, _K5, _S1, _P0, grad_input=torch.empty_like(p1), grad_weight=g2, grad_bias=gb2
         )[0]
-    dp1 = relu_back(gi2, p1, 0).transpose(0, 1)
-    da1 = aten.max_pool2d_with_indices_backward(dp1, a1, _K2, _K2, _P0, _D1, False, i1).view(w1.shape[0], -1)
-    if g1 is None:
-        g1 = da1.mm(cols.t()).view(w1.shape)
-    else:  # into the buffer itself (its view), so that .grad is the buffer and not a view of it
-        torch.mm(da1, cols.t(), out=g1.view(w1.shape[0], -1))
-    gb1 = torch.sum(da1, 1, out=gb1)
+    parts, c1, batch = halves.shape[0], w1.shape[0], p1.shape[0]
+    by_rows = parts == 2 and batch % 2 == 1  # as _parts chose
+    order, shape = (_ROWS_ORDER, (batch, c1, parts)) if by_rows else (_IMAGES_ORDER, (parts, batch // parts, c1))
+    # back to the forward's (part, C, N', H', W') planes
+    dp1 = relu_back(gi2, p1, 0).view(*shape, *i1.shape[2:]).permute(order).reshape(i1.shape)
+    da1 = aten.max_pool2d_with_indices_backward(dp1, a1, _K2, _K2, _P0, _D1, False, i1).view(parts, c1, -1)
+    # per part, then the parts added: the same sums whatever the thread count (see _halves);
+    # into the buffer itself where given (its view), so that .grad is the buffer, not a view
+    into = None if g1 is None else g1.view(parts, c1, -1) if parts == 1 else g1.view(c1, -1)
+    product = torch.bmm(da1, halves.transpose(1, 2), out=into if parts == 1 else None)
+    if parts > 1:
+        product = torch.add(product[0], product[1], out=into)
+    g1 = product.view(w1.shape) if g1 is None else g1
+    gb1 = torch.sum(da1, (0, 2), out=gb1)
     return g1, gb1, g2, gb2, g3, gb3, g4, gb4, g5, gb5
 
 

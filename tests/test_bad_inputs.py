@@ -59,6 +59,32 @@ def test_resume_with_fewer_epochs_than_done_keeps_the_runs_record(tmp_path):
     assert blitz("run", "--resume", run, "--epochs", "3").exit_code == 0
 
 
+@pytest.mark.parametrize("value", ["x", "0", "2000", "-1", "1.5", " "])
+def test_a_cpu_thread_count_that_is_neither_a_number_nor_auto_is_refused(value):
+    result = blitz("run", *TINY, "--cpu-threads", value, "--print-config")
+    assert result.exit_code == 2, result.output
+    assert f"--cpu-threads '{value}': give a whole number of threads from 1 to 1024, or auto." in one_line(result)
+
+
+@pytest.mark.parametrize(("toml", "got"), [('cpu_threads = "fast"', "'fast'"), ("cpu_threads = 0", "0"),
+                                           ("cpu_threads = true", "True"), ('cpu_threads = "2"', "'2'")])
+def test_a_cpu_thread_count_in_a_config_file_is_a_number_or_auto(tmp_path, toml, got):
+    path = tmp_path / "c.toml"
+    path.write_text(toml + "\n")
+    result = blitz("run", "--config", path, "--print-config")
+    assert result.exit_code == 2, result.output
+    assert (f"Invalid value for 'cpu_threads' (from config {path}): give a whole number of threads from 1 to 1024, "
+            f"or auto; got {got}.") in one_line(result)
+
+
+@pytest.mark.parametrize(("given", "shown"), [("AUTO", '"auto"'), ("3", "3")])
+def test_cpu_threads_auto_or_a_number_is_taken(given, shown):
+    result = blitz("run", *TINY, "--cpu-threads", given, "--print-config")
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if " cpu_threads " in line)
+    assert [cell.strip() for cell in row.split("│")[1:4]] == ["cpu_threads", shown, "command line"]
+
+
 @pytest.mark.parametrize(
     ("toml", "field", "got"),
     [("epochs = true", "epochs", "True"), ("shuffle = 1", "shuffle", "1"), ("lr = true", "lr", "True"),

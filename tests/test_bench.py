@@ -228,3 +228,19 @@ def test_a_bench_stopped_by_its_time_limit_keeps_the_runs_it_finished(tmp_path):
     import summarize
 
     assert summarize.summarize("muon", result)["part"] == "muon (stopped at its limit)"
+
+
+@pytest.mark.parametrize("threads", ["auto", "1"])
+def test_the_handwritten_loop_trains_with_the_recipes_thread_setting(cifar_root, monkeypatch, tmp_path, threads):
+    import handwritten_loop
+
+    out = tmp_path / "hand.json"
+    monkeypatch.setattr(sys, "argv", ["handwritten_loop.py", "--data-root", str(cifar_root), "--epochs", "1",
+                                      "--cpu-threads", threads, "--json", str(out)])
+    before = handwritten_loop.torch.get_num_threads()
+    try:
+        handwritten_loop.main()
+    finally:
+        handwritten_loop.torch.set_num_threads(before)
+    result = json.loads(out.read_text())
+    assert result["name"] == "handwritten-loop" and result["images_per_s"] > 0 and 0 <= result["test_accuracy"] <= 1

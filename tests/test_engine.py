@@ -718,6 +718,7 @@ def test_small_cpu_batches_train_on_one_thread_unless_told(tmp_path, monkeypatch
             ("b", 32, None, None, {(True, 2), (False, 2)}),
             ("c", 8, 2, None, {(True, 2), (False, 2)}),
             ("d", 8, None, "2", {(True, 2), (False, 2)}),
+            ("e", 8, "auto", None, {(True, 1), (False, 2)}),  # 4 steps an epoch: too few to try 2
         )
         for out, batch_size, threads, omp, expected in cases:
             if omp is None:

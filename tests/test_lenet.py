@@ -17,7 +17,15 @@ def test_tutorial_shapes():
     assert sum(p.numel() for p in net.parameters()) == 62_006
 
 
-@pytest.mark.parametrize(("batch", "shape", "width"), [(4, (3, 32, 32), 1), (7, (1, 28, 28), 1), (3, (3, 36, 36), 2)])
+# The first layer's columns go to bmm in two parts, of whole images (even batches) or of each
+# image's rows (odd batches where the output's side divides by 4), else in one: each layout here.
+KERNEL_CASES = [
+    (4, (3, 32, 32), 1), (7, (1, 28, 28), 1), (3, (3, 36, 36), 2), (2, (3, 32, 32), 1), (5, (3, 31, 31), 1),
+    (16, (3, 32, 32), 1), (6, (3, 30, 30), 1),
+]
+
+
+@pytest.mark.parametrize(("batch", "shape", "width"), KERNEL_CASES)
 def test_fused_step_matches_autograd(batch, shape, width):
     torch.manual_seed(0)
     fused = build_lenet(num_classes=5, input_shape=shape, width=width)
@@ -55,7 +63,7 @@ def _twins(shape=(3, 32, 32), width=1, num_classes=5):
     return direct, plain
 
 
-@pytest.mark.parametrize(("batch", "shape", "width"), [(4, (3, 32, 32), 1), (7, (1, 28, 28), 1), (3, (3, 36, 36), 2)])
+@pytest.mark.parametrize(("batch", "shape", "width"), [*KERNEL_CASES, (1, (3, 30, 30), 1)])
 def test_direct_gradients_match_autograd(batch, shape, width):
     direct, plain = _twins(shape, width)
     x = torch.randn(batch, *shape)
@@ -272,3 +280,29 @@ def test_channels_last_weights_go_through_autograd_and_lean_sgd_keeps_layouts_ap
             w.grad = grad.clone()
             LeanSGD([w], lr=0.1, momentum=0.0, fused=fused).step()
         torch.testing.assert_close(w.detach(), expected, rtol=1e-6, atol=1e-6)  # scrambled: off by ~0.1
+
+
+@pytest.mark.parametrize(("batch", "size"), [(4, 32), (3, 32), (16, 28), (2, 30)])
+def test_training_gives_the_same_bits_on_one_thread_or_two(batch, size):
+    """--cpu-threads auto switches between 1 and 2 threads mid-run: the direct step must not care."""
+    from blitz.plugins.optimizers import LeanSGD
+
+    def train(threads: int) -> list[torch.Tensor]:
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        net = build_lenet(num_classes=10, input_shape=(3, size, size))
+        optimizer = LeanSGD(net.parameters(), lr=0.05, momentum=0.9, fused=True)
+        data = torch.Generator().manual_seed(1)
+        for _ in range(20):
+            x, y = torch.randn(batch, 3, size, size, generator=data), torch.randint(0, 10, (batch,), generator=data)
+            optimizer.zero_grad(set_to_none=True)
+            assert net.direct_gradients(x, y, nn.CrossEntropyLoss()) is not None
+            optimizer.step()
+        return [p.detach().clone() for p in net.parameters()]
+
+    before = torch.get_num_threads()
+    try:
+        one, two = train(1), train(2)
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(one, two))

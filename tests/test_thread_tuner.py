@@ -1,0 +1,129 @@
+"""--cpu-threads auto: the tuner's choices on simulated step times, and its wiring in the engine."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from blitz.thread_tuner import MAX_HOLD_WINDOWS, WINDOW_STEPS, ThreadTuner
+
+
+@pytest.fixture(autouse=True)
+def _threads_put_back():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+class SimulatedSteps:
+    """A clock that advances by each step's cost at the tuner's current thread count."""
+
+    def __init__(self, cost: Callable[[int, int], float]) -> None:
+        self.cost = cost  # (threads, step number) -> seconds
+        self.now = 0.0
+        self.step = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def run(self, tuner: ThreadTuner, steps: int) -> None:
+        tuner.start()
+        for _ in range(steps):
+            self.now += self.cost(tuner.current, self.step)
+            self.step += 1
+            tuner.after_step(4)
+
+
+def test_two_threads_are_chosen_where_they_are_faster():
+    work = SimulatedSteps(lambda threads, step: 0.4e-3 if threads == 2 else 0.5e-3)
+    tuner = ThreadTuner(clock=work.clock)
+    work.run(tuner, 5000)
+    used = tuner.take_steps_at()
+    assert tuner.chosen == 2 and used[2] > 0.95 * 5000
+    assert torch.get_num_threads() == 2  # the count it chose is the one set
+    assert tuner.take_steps_at() == {1: 0, 2: 0}  # counted since the last call
+
+
+def test_a_slow_second_thread_is_tried_rarely_and_briefly():
+    work = SimulatedSteps(lambda threads, step: 1.5e-3 if threads == 2 else 0.5e-3)  # the other core busy
+    tuner = ThreadTuner(clock=work.clock)
+    work.run(tuner, 25_000)  # two epochs of the tutorial
+    used = tuner.take_steps_at()
+    assert tuner.chosen == 1 and torch.get_num_threads() == 1
+    assert used[2] <= 40  # a handful of tries, each stopped after its first few steps (17 steps if run in full)
+
+
+def test_the_choice_follows_the_machines_load_both_ways():
+    busy_from, quiet_from = 4000, 8000
+
+    def cost(threads: int, step: int) -> float:
+        busy = busy_from <= step < quiet_from
+        return (1.5e-3 if busy else 0.4e-3) if threads == 2 else 0.5e-3
+
+    work = SimulatedSteps(cost)
+    tuner = ThreadTuner(clock=work.clock)
+    work.run(tuner, busy_from)
+    assert tuner.chosen == 2
+    tuner.take_steps_at()
+    # the other core got busy: noticed after one slow window (the epoch's first is warm-up), then a try
+    work.run(tuner, 200)
+    assert tuner.chosen == 1 and tuner.take_steps_at()[2] <= 4 * WINDOW_STEPS
+    work.run(tuner, quiet_from - busy_from - 200)
+    work.run(tuner, (MAX_HOLD_WINDOWS + 4) * WINDOW_STEPS)  # quiet again: found at the next try at the latest
+    assert tuner.chosen == 2
+
+
+def test_waking_the_thread_pool_does_not_count_against_a_try():
+    last = {"threads": 1}
+
+    def cost(threads: int, step: int) -> float:
+        woken, last["threads"] = threads != last["threads"], threads
+        return 4e-3 if woken and threads == 2 else (0.4e-3 if threads == 2 else 0.5e-3)
+
+    work = SimulatedSteps(cost)
+    tuner = ThreadTuner(clock=work.clock)
+    work.run(tuner, 3000)
+    assert tuner.chosen == 2
+
+
+def test_epochs_shorter_than_a_window_train_on_one_thread_without_trying():
+    work = SimulatedSteps(lambda threads, step: 0.4e-3 if threads == 2 else 0.5e-3)
+    tuner = ThreadTuner(clock=work.clock)
+    for _ in range(5):
+        work.run(tuner, WINDOW_STEPS - 1)  # every epoch's first window is warm-up, untimed
+    assert tuner.take_steps_at() == {1: 5 * (WINDOW_STEPS - 1), 2: 0}
+
+
+def test_auto_threads_in_a_cpu_run_are_recorded_and_put_back(tmp_path, monkeypatch):
+    from blitz.engine import Trainer
+    from tests.test_engine import tiny_config
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    torch.set_num_threads(2)
+    lines: list[str] = []
+    config = tiny_config(tmp_path, batch_size=2, epochs=2, cpu_threads="auto", dataset_args={"length": 200, "test_length": 8})
+    trainer = Trainer(config)
+    trainer.say = lines.append  # type: ignore[method-assign]
+    trainer.fit()
+    assert any("1 or 2 CPU threads for training steps, the faster as timed (2 for evaluation)" in line for line in lines)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in records if r.get("event") == "epoch"]
+    assert [sum(r["cpu_threads_steps"].values()) for r in epochs] == [100, 100]
+    assert any("CPU thread(s) for" in line and "% of steps" in line for line in lines)
+    assert torch.get_num_threads() == 2
+
+
+def test_auto_with_one_thread_available_trains_on_it(tmp_path, monkeypatch):
+    from blitz.engine import Trainer
+    from tests.test_engine import tiny_config
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    lines: list[str] = []
+    trainer = Trainer(tiny_config(tmp_path, epochs=1, cpu_threads="auto"))
+    trainer.say = lines.append  # type: ignore[method-assign]
+    trainer.fit()
+    assert trainer.thread_tuner is None and any("1 CPU thread(s)" in line for line in lines)
