@@ -2,10 +2,13 @@
 
 Runs, each in a fresh process, and prints one table (also written as JSON):
   (a) tutorial-loop     bench/tutorial_loop.py: the tutorial's loop in its own style (baseline)
-  (d) handwritten-loop  bench/handwritten_loop.py: blitz's tutorial work without blitz (overhead)
-  (b) blitz tutorial    `blitz run --recipe tutorial`
+  (d) handwritten-loop  bench/handwritten_loop.py: blitz's tutorial work without blitz, 1 thread
+  (b) blitz tutorial    `blitz run --recipe tutorial` (1 or 2 threads, the faster as timed)
+  (e) blitz tutorial 1t `blitz run --recipe tutorial --cpu-threads 1`: (d)'s work, for overhead
   (c) blitz fast        `blitz run --recipe lenet_fast` on a CPU, `--recipe airbench94` on a GPU
-Ratios are images/s and wall time against (a); overhead is blitz's training time against (d).
+Ratios are images/s and wall time against (a); overhead is (e)'s training time against (d): the
+same work on one thread (with threads chosen by timing, each process would choose by the load of
+its own moment, and the overhead figure would measure the machine's load).
 On a GPU, blitz's airbench-style time (CUDA events around training and the final evaluation)
 is reported too. Times from a shared, noisy machine: repeat with --repeat, which runs the entries
 in rounds (a, d, b, c, a, ...), and read the medians and the round-by-round ratios.
@@ -30,11 +33,11 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 
-def run_script(script: str, data_root: Path, epochs: int, workdir: Path) -> dict[str, Any]:
+def run_script(script: str, data_root: Path, epochs: int, workdir: Path, args: tuple[str, ...] = ()) -> dict[str, Any]:
     out = workdir / f"{script}-{time.monotonic_ns()}.json"
     start = time.perf_counter()
     subprocess.run([sys.executable, str(HERE / script), "--data-root", str(data_root), "--epochs", str(epochs),
-                    "--json", str(out)], check=True, stdout=subprocess.DEVNULL)
+                    "--json", str(out), *args], check=True, stdout=subprocess.DEVNULL)
     result = json.loads(out.read_text())
     result["wall_seconds"] = time.perf_counter() - start
     return result
@@ -77,7 +80,12 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
     train_seconds = sum(e["seconds"] for e in epochs)
     images = sum(e["images_per_s"] * e["seconds"] for e in epochs)
     manifest = json.loads((run_dir / "manifest.json").read_text())
+    threads: dict[str, int] = {}  # --cpu-threads auto: training steps per thread count
+    for e in epochs:
+        for count, steps in e.get("cpu_threads_steps", {}).items():
+            threads[count] = threads.get(count, 0) + steps
     return {
+        **({"cpu_threads_steps": threads} if threads else {}),
         "images_per_s": images / train_seconds if train_seconds else 0.0,
         "train_seconds": train_seconds,
         "timed_seconds": summary.get("timed_seconds"),
@@ -124,6 +132,9 @@ def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
     merged["all_accuracies"] = [r["test_accuracy"] for r in results]
     merged["all_timed_seconds"] = [r.get("timed_seconds") for r in results]
     merged["all_wall_seconds"] = [r["wall_seconds"] for r in results]
+    if any("cpu_threads_steps" in r for r in results):
+        merged.pop("cpu_threads_steps", None)
+        merged["all_cpu_threads_steps"] = [r.get("cpu_threads_steps") for r in results]
     if any("epoch_seconds" in r for r in results):
         merged["all_epoch_seconds"] = [r.get("epoch_seconds") for r in results]
     if any("timeline" in r for r in results):
@@ -177,7 +188,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each entry; medians are reported")
     parser.add_argument("--fast-repeat", type=int, default=None, help="runs of the fast recipe (default --repeat)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs for (a), (b) and (d)")
-    parser.add_argument("--only", nargs="*", help="entries to run: tutorial-loop handwritten blitz-tutorial blitz-fast")
+    parser.add_argument("--only", nargs="*",
+                        help="entries to run: tutorial-loop handwritten blitz-tutorial blitz-tutorial-1t blitz-fast")
     parser.add_argument("--fast-recipe", default=None,
                         help="the fast recipe (c) (default: airbench94 on a GPU, lenet_fast on a CPU)")
     parser.add_argument("--fast-args", default="", help="more `blitz run` options for the fast recipe, e.g. '--compile'")
@@ -190,8 +202,10 @@ def main() -> None:
     fast_recipe = args.fast_recipe or ("airbench94" if gpu else "lenet_fast")
     entries = {
         "tutorial-loop": lambda w, i: run_script("tutorial_loop.py", args.data_root, args.epochs, w),
-        "handwritten": lambda w, i: run_script("handwritten_loop.py", args.data_root, args.epochs, w),
+        "handwritten": lambda w, i: run_script("handwritten_loop.py", args.data_root, args.epochs, w, ("--cpu-threads", "1")),
         "blitz-tutorial": lambda w, i: run_blitz("blitz tutorial", ["--recipe", "tutorial", "--epochs", str(args.epochs)], args.data_root, w),
+        "blitz-tutorial-1t": lambda w, i: run_blitz("blitz tutorial 1t", ["--recipe", "tutorial", "--epochs", str(args.epochs),
+                                                    "--cpu-threads", "1"], args.data_root, w),
         # each run of the fast recipe has its own seed, so the repeats sample run-to-run variance
         "blitz-fast": lambda w, i: run_blitz(f"blitz {fast_recipe}", ["--recipe", fast_recipe, "--seed", str(i),
                                              *args.fast_args.split()], args.data_root, w),
@@ -239,11 +253,11 @@ def main() -> None:
         print(f"\nblitz tutorial vs tutorial loop, images/s round by round: "
               f"{', '.join(f'{r:.2f}x' for r in speedups)} (median {statistics.median(speedups):.2f}x)")
         results["paired"] = {"blitz_tutorial_vs_loop_images_per_s": speedups, "median": statistics.median(speedups)}
-    if hand and "blitz-tutorial" in results:
+    if hand and "blitz-tutorial-1t" in results:
         # round by round where both ran, as the ratio above; else the medians' ratio
-        rounds = [r - 1 for r in paired_ratios(runs, "blitz-tutorial", "handwritten", "train_seconds")]
-        overhead = statistics.median(rounds) if rounds else results["blitz-tutorial"]["train_seconds"] / hand["train_seconds"] - 1
-        print(f"\nframework overhead (blitz tutorial vs hand-written loop, training time): {100 * overhead:+.1f} %"
+        rounds = [r - 1 for r in paired_ratios(runs, "blitz-tutorial-1t", "handwritten", "train_seconds")]
+        overhead = statistics.median(rounds) if rounds else results["blitz-tutorial-1t"]["train_seconds"] / hand["train_seconds"] - 1
+        print(f"\nframework overhead (blitz tutorial vs hand-written loop, 1 thread each, training time): {100 * overhead:+.1f} %"
               + (f" (rounds: {', '.join(f'{100 * r:+.1f} %' for r in rounds)})" if rounds else ""))
         results["overhead"] = {"blitz_vs_handwritten_train_time": overhead, "rounds": rounds}
     results["machine"] = machine
