@@ -76,10 +76,10 @@ def forward(x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> tuple[torch.Te
     parts, by_rows = _parts(batch, side)
     cols = _im2col(x, by_rows)
     c1, k1 = w1.shape[0], cols.shape[0]
-    halves = cols.view(k1, parts, -1).transpose(0, 1)
+    col_parts = cols.view(k1, parts, -1).transpose(0, 1)
     plane = (side // 2, side) if by_rows else (side, side)  # the max-pool's: a part of an image
     # conv1 in (part, C, N', H', W') layout: all of a part's patches in one product
-    a1 = torch.baddbmm(b1.view(1, c1, 1), w1.reshape(1, c1, k1).expand(parts, -1, -1), halves)
+    a1 = torch.baddbmm(b1.view(1, c1, 1), w1.reshape(1, c1, k1).expand(parts, -1, -1), col_parts)
     a1 = a1.view(1, -1, *plane)
     # Both max-pools run on channels-last copies: ATen's NCHW kernel branches on every
     # comparison and, on fresh data, mispredicts about half of them (3x slower); the
@@ -98,7 +98,7 @@ def forward(x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> tuple[torch.Te
     h1 = linear(p2, w3, b3).relu_()
     h2 = linear(h1, w4, b4).relu_()
     logits = linear(h2, w5, b5)
-    return logits, (halves, a1, i1, p1, a2, i2, p2, h1, h2, w1, w2, w3, w4, w5)
+    return logits, (col_parts, a1, i1, p1, a2, i2, p2, h1, h2, w1, w2, w3, w4, w5)
 
 
 def backward(dz: torch.Tensor, saved: Saved, out: Gradients | None = None) -> Gradients:
@@ -106,7 +106,7 @@ def backward(dz: torch.Tensor, saved: Saved, out: Gradients | None = None) -> Gr
 
     Written into ``out`` (ten tensors shaped as the parameters) where given, else new tensors.
     """
-    halves, a1, i1, p1, a2, i2, p2, h1, h2, w1, w2, w3, w4, w5 = saved
+    col_parts, a1, i1, p1, a2, i2, p2, h1, h2, w1, w2, w3, w4, w5 = saved
     g1, gb1, g2, gb2, g3, gb3, g4, gb4, g5, gb5 = out or (None,) * 10
     dz = dz.contiguous()
     relu_back = aten.threshold_backward
@@ -126,16 +126,16 @@ def backward(dz: torch.Tensor, saved: Saved, out: Gradients | None = None) -> Gr
         gi2 = aten._slow_conv2d_backward.grad_input(
             da2, p1, w2, _K5, _S1, _P0, grad_input=torch.empty_like(p1), grad_weight=g2, grad_bias=gb2
         )[0]
-    parts, c1, batch = halves.shape[0], w1.shape[0], p1.shape[0]
+    parts, c1, batch = col_parts.shape[0], w1.shape[0], p1.shape[0]
     by_rows = parts == 2 and batch % 2 == 1  # as _parts chose
     order, shape = (_ROWS_ORDER, (batch, c1, parts)) if by_rows else (_IMAGES_ORDER, (parts, batch // parts, c1))
     # back to the forward's (part, C, N', H', W') planes
     dp1 = relu_back(gi2, p1, 0).view(*shape, *i1.shape[2:]).permute(order).reshape(i1.shape)
     da1 = aten.max_pool2d_with_indices_backward(dp1, a1, _K2, _K2, _P0, _D1, False, i1).view(parts, c1, -1)
-    # per part, then the parts added: the same sums whatever the thread count (see _halves);
+    # per part, then the parts added: the same sums whatever the thread count (see _parts);
     # into the buffer itself where given (its view), so that .grad is the buffer, not a view
     into = None if g1 is None else g1.view(parts, c1, -1) if parts == 1 else g1.view(c1, -1)
-    product = torch.bmm(da1, halves.transpose(1, 2), out=into if parts == 1 else None)
+    product = torch.bmm(da1, col_parts.transpose(1, 2), out=into if parts == 1 else None)
     if parts > 1:
         product = torch.add(product[0], product[1], out=into)
     g1 = product.view(w1.shape) if g1 is None else g1

@@ -21,7 +21,7 @@ def test_tutorial_shapes():
 # image's rows (odd batches where the output's side divides by 4), else in one: each layout here.
 KERNEL_CASES = [
     (4, (3, 32, 32), 1), (7, (1, 28, 28), 1), (3, (3, 36, 36), 2), (2, (3, 32, 32), 1), (5, (3, 31, 31), 1),
-    (16, (3, 32, 32), 1), (6, (3, 30, 30), 1),
+    (16, (3, 32, 32), 1), (6, (3, 30, 30), 1), (4, (3, 33, 33), 1),
 ]
 
 
