@@ -11,7 +11,7 @@ same work on one thread (with threads chosen by timing, each process would choos
 its own moment, and the overhead figure would measure the machine's load).
 On a GPU, blitz's airbench-style time (CUDA events around training and the final evaluation)
 is reported too. Times from a shared, noisy machine: repeat with --repeat, which runs the entries
-in rounds (a, d, b, c, a, ...), and read the medians and the round-by-round ratios.
+in rounds (a, d, b, e, c, a, ...), and read the medians and the round-by-round ratios.
 """
 
 from __future__ import annotations

@@ -235,7 +235,7 @@ def run(
     cutout: Annotated[Optional[int], typer.Option(help="Cutout square side, pixels (0 = off)." + default("augment.cutout"))] = None,
     limit_steps: Annotated[Optional[int], typer.Option(help="Stop each epoch after this many steps (quick checks).")] = None,
     compile_mode: Annotated[Optional[str], typer.Option(help="torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune.")] = None,
-    cpu_threads: Annotated[Optional[str], typer.Option(help="PyTorch CPU threads, or 'auto': 1 or 2 for training steps, whichever is faster as blitz times them (default: PyTorch's choice; 1 for training steps at batch sizes up to 16, unless OMP_NUM_THREADS is set).")] = None,
+    cpu_threads: Annotated[Optional[str], typer.Option(metavar="N|auto", help="PyTorch CPU threads, 1-1024, or 'auto' (CPU runs: training steps on 1 or 2 threads, whichever blitz times as faster; evaluation keeps PyTorch's count). Default: PyTorch's choice, except 1 for training steps at batch sizes up to 16 unless OMP_NUM_THREADS is set.")] = None,
     eval_every: Annotated[Optional[int], typer.Option(help="Epochs between test evaluations (0 = only at the end)." + default("eval_every"))] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Epochs between checkpoints (0 = only at the end and when stopped)." + default("checkpoint_every"))] = None,
     num_workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes (Dataset sources)." + default("num_workers"))] = None,

@@ -202,7 +202,7 @@ class _Session:
 
 
 # Up to this batch size a CPU run trains on one thread by default: a second one gains ~15 % on
-# an idle 2-core machine and loses up to 4x when other work shares the cores (batch 4, measured).
+# an idle 2-core machine and loses 17 % to 3.4x when other work shares the cores (batch 4, measured).
 SMALL_CPU_BATCH = 16
 
 

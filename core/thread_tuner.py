@@ -1,7 +1,7 @@
 """``--cpu-threads auto``: train on whichever of 1 or 2 CPU threads is faster now, by timing.
 
 At the small batches of the tutorial (4 images) a second thread makes LeNet's step ~15 % faster
-while the other core is idle, and 17-49 % slower while other work keeps it busy: on a shared
+while the other core is idle, and 17 % to 3.4x slower while other work keeps it busy: on a shared
 machine neither count is right for a whole run. So the tuner times windows of steps at each
 count, trains on the faster, and tries the other again now and then: at first after
 ``HOLD_WINDOWS`` windows, four times as late after each try that confirms the choice (up to
