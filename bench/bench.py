@@ -149,7 +149,7 @@ def interleaved_runs(
     repeats: dict[str, int], run_one: Callable[[str, int], dict[str, Any]],
     runs: dict[str, dict[int, dict[str, Any]]], after_each: Callable[[], None] = lambda: None,
 ) -> None:
-    """Each entry's runs by round, taken in rounds (a, d, b, c, a, d, b, c, ...), into ``runs``
+    """Each entry's runs by round, taken in rounds (a, d, b, e, c, a, d, b, e, c, ...), into ``runs``
     (entry -> round -> result), calling ``after_each`` after each run that worked.
 
     A shared machine's load drifts over minutes: back-to-back repeats of one entry would hand a
@@ -187,7 +187,7 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, required=True, help="folder holding cifar-10-batches-py/")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each entry; medians are reported")
     parser.add_argument("--fast-repeat", type=int, default=None, help="runs of the fast recipe (default --repeat)")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs for (a), (b) and (d)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs for (a), (b), (d) and (e)")
     parser.add_argument("--only", nargs="*",
                         help="entries to run: tutorial-loop handwritten blitz-tutorial blitz-tutorial-1t blitz-fast")
     parser.add_argument("--fast-recipe", default=None,
@@ -253,6 +253,8 @@ def main() -> None:
         print(f"\nblitz tutorial vs tutorial loop, images/s round by round: "
               f"{', '.join(f'{r:.2f}x' for r in speedups)} (median {statistics.median(speedups):.2f}x)")
         results["paired"] = {"blitz_tutorial_vs_loop_images_per_s": speedups, "median": statistics.median(speedups)}
+    if bool(hand) != ("blitz-tutorial-1t" in results):
+        print("\nno overhead figure: it needs both handwritten and blitz-tutorial-1t")
     if hand and "blitz-tutorial-1t" in results:
         # round by round where both ran, as the ratio above; else the medians' ratio
         rounds = [r - 1 for r in paired_ratios(runs, "blitz-tutorial-1t", "handwritten", "train_seconds")]

@@ -38,13 +38,19 @@ def load(folder: Path, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels)).long()
 
 
+def thread_count(text: str) -> str:
+    if text != "auto" and not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"give a whole number of threads or auto, not {text!r}")
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, required=True)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cpu-threads", default="auto", help="threads for training steps, or auto (the recipe's)")
+    parser.add_argument("--cpu-threads", default="auto", type=thread_count, help="threads for training steps, or auto (the recipe's)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 

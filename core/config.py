@@ -134,8 +134,11 @@ class RunConfig(BaseModel):
     @field_validator("cpu_threads", mode="before")
     @classmethod
     def _thread_count(cls, value: Any) -> Any:
-        # One message for every wrong value (a union's own errors name only its first member).
-        if value is None or value == "auto" or (type(value) is int and 1 <= value <= 1024):
+        # One message for every wrong value (a union's own errors name only its first member);
+        # "AUTO" as the command line takes it
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        if value is None or (type(value) is int and 1 <= value <= 1024):
             return value
         raise ValueError("give a whole number of threads from 1 to 1024, or auto")
 

@@ -280,9 +280,11 @@ class Trainer:
         runs.release_run(self.run_lock)
         self.run_lock = None
 
-    def _fit(self, strategy: Strategy) -> TrainResult:
+    def _choose_threads(self, strategy: Strategy) -> tuple[str, list[str]]:
+        """Set the CPU thread counts of evaluation and training steps (``train_threads``, or
+        ``thread_tuner`` for --cpu-threads auto); returns the Strategy line's words for them, and
+        warnings."""
         config = self.config
-        seed_everything(config.seed, config.deterministic, strategy.device)
         if isinstance(config.cpu_threads, int):
             torch.set_num_threads(config.cpu_threads)
         on_cpu = strategy.device.type == "cpu"
@@ -295,18 +297,31 @@ class Trainer:
             and config.batch_size <= SMALL_CPU_BATCH else None
         )
         auto = on_cpu and config.cpu_threads == "auto"
+        warnings = []
         if auto and threads == 1:  # nothing to choose from (one core, or OMP_NUM_THREADS=1)
             auto, self.train_threads = False, 1
+        elif auto and (strategy.world_size > 1 or config.compile):
+            why = (
+                "each process's steps wait on the others', so no process can time its own" if strategy.world_size > 1
+                else "compiled CPU kernels keep the thread count they were compiled with"
+            )
+            warnings.append(f"--cpu-threads auto is not used: {why}; training steps run on {threads} thread(s).")
+            auto = False
         self.thread_tuner = ThreadTuner((1, 2)) if auto else None
         if not on_cpu:
-            threads_text = ""
-        elif auto:
-            threads_text = f", 1 or 2 CPU threads for training steps, the faster as timed ({threads} for evaluation)"
-        elif self.train_threads is None or self.train_threads == threads:
-            threads_text = f", {threads} CPU thread(s)"
-        else:
-            threads_text = f", {self.train_threads} CPU thread(s) for training steps ({threads} for evaluation)"
+            return "", warnings
+        if auto:
+            return f", 1 or 2 CPU threads for training steps, the faster as timed ({threads} for evaluation)", warnings
+        if self.train_threads is None or self.train_threads == threads:
+            return f", {threads} CPU thread(s)", warnings
+        return f", {self.train_threads} CPU thread(s) for training steps ({threads} for evaluation)", warnings
+
+    def _fit(self, strategy: Strategy) -> TrainResult:
+        config = self.config
+        seed_everything(config.seed, config.deterministic, strategy.device)
+        threads_text, warnings = self._choose_threads(strategy)
         self.say(f"Strategy: {strategy.describe()}{threads_text}")
+        self.warn_all(warnings)
         state = self._resumable_state() if self.resume_from is not None else None  # before any work
         session = self._start_session(strategy)
         if state is not None:

@@ -38,14 +38,15 @@ class ThreadTuner:
     """
 
     def __init__(self, counts: tuple[int, int] = (1, 2), clock: Callable[[], float] = time.perf_counter) -> None:
-        self.counts = counts
-        self.chosen = counts[0]  # the fewer first: a wrong guess costs ~15 % there, 3x the other way
+        self.counts = tuple(sorted(counts))
+        self.chosen = self.counts[0]  # the fewer first: a wrong guess costs ~15 % there, 3x the other way
         self.current = self.chosen  # the count of the window under way: the chosen one, or a try
         self.steps_at: dict[int, int] = dict.fromkeys(counts, 0)
         self._clock = clock
         self._recent: deque[float] = deque(maxlen=3)  # the chosen count's last windows, s per image
         self._hold = HOLD_WINDOWS
         self._held = 0  # windows at the chosen count since the last try
+        self._try_after_slowdown = False
         self._steps = self._images = 0
         self._window_start = 0.0
         self._timed = False
@@ -98,9 +99,12 @@ class ThreadTuner:
             self._end_try(faster=seconds_per_image < statistics.median(self._recent), seconds_per_image=seconds_per_image)
             return
         slowed = self._far_slower(seconds_per_image)
+        if slowed:  # the load changed: judge the other count against the chosen one's speed now
+            self._recent.clear()
         self._recent.append(seconds_per_image)
         self._held += 1
-        if (self._held >= self._hold or slowed) and len(self._recent) >= 2:
+        if slowed or (self._held >= self._hold and len(self._recent) >= 2):
+            self._try_after_slowdown = slowed
             self._set(next(n for n in self.counts if n != self.chosen))  # try the other
             self._untimed_steps = 1
 
@@ -110,7 +114,7 @@ class ThreadTuner:
             self._recent.clear()
             self._recent.append(seconds_per_image)
             self._hold = HOLD_WINDOWS
-        else:  # confirmed: try again four times as late
+        elif not self._try_after_slowdown:  # confirmed: try again four times as late
             self._hold = min(4 * self._hold, MAX_HOLD_WINDOWS)
         self._held = 0
         self._set(self.chosen)

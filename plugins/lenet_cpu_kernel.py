@@ -19,6 +19,7 @@ themselves. Through autograd's modules it is ~0.72 ms.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 from typing import Any
 
@@ -45,14 +46,34 @@ def _im2col(x: torch.Tensor, by_rows: bool = False) -> torch.Tensor:
     return patches.reshape(c * 25, b * ho * wo)
 
 
+class _OneThread:
+    """Runs its block on one thread, whatever ``torch.set_num_threads`` says.
+
+    Why: with more threads MKL splits a matrix product's sums in ways that depend on the thread
+    count and the shapes (LeNet's small linear products differ in the last bits on 2 threads at
+    batches 5-11), so a run's weights would depend on the count. The step runs everything on one
+    thread but the kernels whose threads never share a sum: the first convolution's two-part
+    ``bmm`` (one part per thread, see ``_parts``), ``_slow_conv2d`` (one image per thread),
+    copies and max-pools. So the step gives the same bits on one thread or two (tested), and the
+    engine may pick the faster (``--cpu-threads auto``). Setting the count costs ~0.1 us.
+    """
+
+    __slots__ = ("_before",)
+
+    def __enter__(self) -> None:
+        self._before = torch.get_num_threads()
+        if self._before != 1:
+            torch.set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._before != 1:
+            torch.set_num_threads(self._before)
+
+
 def _parts(batch: int, side: int) -> tuple[int, bool]:
     """In how many parts the first convolution's columns go to ``bmm``, and whether they are cut
-    between rows (else between images): each part a whole number of 2x2 pooling windows.
-
-    Why: with two threads, MKL splits one matrix product's sums in a way that depends on the
-    thread count (the weights then differ in the last bits); a batched product gives each part
-    to one thread and sums each column alike with one thread or two. So a run's weights are the
-    same whatever ``torch.set_num_threads`` says (tested), and the engine may pick the faster.
+    between rows (else between images): each part a whole number of 2x2 pooling windows. Two
+    parts, one per thread, where the shapes allow; one part runs on one thread (``_OneThread``).
     """
     if batch % 2 == 0:
         return 2, False
@@ -79,7 +100,8 @@ def forward(x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> tuple[torch.Te
     col_parts = cols.view(k1, parts, -1).transpose(0, 1)
     plane = (side // 2, side) if by_rows else (side, side)  # the max-pool's: a part of an image
     # conv1 in (part, C, N', H', W') layout: all of a part's patches in one product
-    a1 = torch.baddbmm(b1.view(1, c1, 1), w1.reshape(1, c1, k1).expand(parts, -1, -1), col_parts)
+    with _OneThread() if parts == 1 else contextlib.nullcontext():
+        a1 = torch.baddbmm(b1.view(1, c1, 1), w1.reshape(1, c1, k1).expand(parts, -1, -1), col_parts)
     a1 = a1.view(1, -1, *plane)
     # Both max-pools run on channels-last copies: ATen's NCHW kernel branches on every
     # comparison and, on fresh data, mispredicts about half of them (3x slower); the
@@ -95,9 +117,10 @@ def forward(x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> tuple[torch.Te
     p2 = m2.relu_().contiguous().flatten(1)
     i2 = i2.contiguous()
     linear = F.linear  # addmm(bias, x, weight.t()), one call from Python instead of two
-    h1 = linear(p2, w3, b3).relu_()
-    h2 = linear(h1, w4, b4).relu_()
-    logits = linear(h2, w5, b5)
+    with _OneThread():
+        h1 = linear(p2, w3, b3).relu_()
+        h2 = linear(h1, w4, b4).relu_()
+        logits = linear(h2, w5, b5)
     return logits, (col_parts, a1, i1, p1, a2, i2, p2, h1, h2, w1, w2, w3, w4, w5)
 
 
@@ -110,15 +133,14 @@ def backward(dz: torch.Tensor, saved: Saved, out: Gradients | None = None) -> Gr
     g1, gb1, g2, gb2, g3, gb3, g4, gb4, g5, gb5 = out or (None,) * 10
     dz = dz.contiguous()
     relu_back = aten.threshold_backward
-    # (h2ᵀ dz)ᵀ, not dzᵀ h2: MKL splits the latter's sums by thread count from a batch of 8 on
-    # (and an `out=` of that layout would turn the product back round)
-    g5 = torch.mm(h2.t(), dz).t() if g5 is None else g5.copy_(torch.mm(h2.t(), dz).t())
-    gb5 = torch.sum(dz, 0, out=gb5)
-    dh2 = relu_back(dz.mm(w5), h2, 0)
-    g4, gb4 = torch.mm(dh2.t(), h1, out=g4), torch.sum(dh2, 0, out=gb4)
-    dh1 = relu_back(dh2.mm(w4), h1, 0)
-    g3, gb3 = torch.mm(dh1.t(), p2, out=g3), torch.sum(dh1, 0, out=gb3)
-    dp2 = relu_back(dh1.mm(w3), p2, 0).view(a2.shape[0], a2.shape[1], a2.shape[2] // 2, a2.shape[3] // 2)
+    with _OneThread():
+        g5, gb5 = torch.mm(dz.t(), h2, out=g5), torch.sum(dz, 0, out=gb5)
+        dh2 = relu_back(dz.mm(w5), h2, 0)
+        g4, gb4 = torch.mm(dh2.t(), h1, out=g4), torch.sum(dh2, 0, out=gb4)
+        dh1 = relu_back(dh2.mm(w4), h1, 0)
+        g3, gb3 = torch.mm(dh1.t(), p2, out=g3), torch.sum(dh1, 0, out=gb3)
+        dp2 = relu_back(dh1.mm(w3), p2, 0)
+    dp2 = dp2.view(a2.shape[0], a2.shape[1], a2.shape[2] // 2, a2.shape[3] // 2)
     da2 = aten.max_pool2d_with_indices_backward(dp2, a2, _K2, _K2, _P0, _D1, False, i2)
     if out is None:
         gi2, g2, gb2 = aten._slow_conv2d_backward.output_mask(da2, p1, w2, _K5, _S1, _P0, [True, True, True])
@@ -127,19 +149,22 @@ def backward(dz: torch.Tensor, saved: Saved, out: Gradients | None = None) -> Gr
             da2, p1, w2, _K5, _S1, _P0, grad_input=torch.empty_like(p1), grad_weight=g2, grad_bias=gb2
         )[0]
     parts, c1, batch = col_parts.shape[0], w1.shape[0], p1.shape[0]
-    by_rows = parts == 2 and batch % 2 == 1  # as _parts chose
+    by_rows = _parts(batch, a1.shape[3])[1]  # a1's planes are side wide
     order, shape = (_ROWS_ORDER, (batch, c1, parts)) if by_rows else (_IMAGES_ORDER, (parts, batch // parts, c1))
     # back to the forward's (part, C, N', H', W') planes
     dp1 = relu_back(gi2, p1, 0).view(*shape, *i1.shape[2:]).permute(order).reshape(i1.shape)
     da1 = aten.max_pool2d_with_indices_backward(dp1, a1, _K2, _K2, _P0, _D1, False, i1).view(parts, c1, -1)
-    # per part, then the parts added: the same sums whatever the thread count (see _parts);
-    # into the buffer itself where given (its view), so that .grad is the buffer, not a view
-    into = None if g1 is None else g1.view(parts, c1, -1) if parts == 1 else g1.view(c1, -1)
-    product = torch.bmm(da1, col_parts.transpose(1, 2), out=into if parts == 1 else None)
-    if parts > 1:
-        product = torch.add(product[0], product[1], out=into)
+    # per part (one per thread), then the parts added; into the buffer itself where given (its
+    # view), so that .grad is the buffer, not a view of it
+    if parts == 1:
+        with _OneThread():
+            product = torch.bmm(da1, col_parts.transpose(1, 2), out=None if g1 is None else g1.view(1, c1, -1))
+    else:
+        per_part = torch.bmm(da1, col_parts.transpose(1, 2))
+        product = torch.add(per_part[0], per_part[1], out=None if g1 is None else g1.view(c1, -1))
     g1 = product.view(w1.shape) if g1 is None else g1
-    gb1 = torch.sum(da1, (0, 2), out=gb1)
+    with _OneThread():
+        gb1 = torch.sum(da1, (0, 2), out=gb1)
     return g1, gb1, g2, gb2, g3, gb3, g4, gb4, g5, gb5
 
 
@@ -210,10 +235,11 @@ def cross_entropy_gradients(
     kept = buffers.for_params(params)  # outside inference_mode: ordinary tensors
     with torch.inference_mode():
         logits, saved = forward(x, params)
-        log_probs = aten._log_softmax(logits, 1, False)
-        loss, total_weight = aten.nll_loss_forward(log_probs, labels, None, 1, ignore_index)
-        d_log_probs = aten.nll_loss_backward(_ONE, log_probs, labels, None, 1, ignore_index, total_weight)
-        dz = aten._log_softmax_backward_data(d_log_probs, log_probs, 1, torch.float32)
+        with _OneThread():
+            log_probs = aten._log_softmax(logits, 1, False)
+            loss, total_weight = aten.nll_loss_forward(log_probs, labels, None, 1, ignore_index)
+            d_log_probs = aten.nll_loss_backward(_ONE, log_probs, labels, None, 1, ignore_index, total_weight)
+            dz = aten._log_softmax_backward_data(d_log_probs, log_probs, 1, torch.float32)
         grads = backward(dz, saved, kept if unset else None)
         for p, g, k in zip(params, grads, kept):
             if not p.requires_grad:

@@ -85,6 +85,15 @@ def test_cpu_threads_auto_or_a_number_is_taken(given, shown):
     assert [cell.strip() for cell in row.split("│")[1:4]] == ["cpu_threads", shown, "command line"]
 
 
+def test_cpu_threads_auto_in_a_config_file_is_taken_as_on_the_command_line(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('cpu_threads = " Auto"\n')
+    result = blitz("run", *TINY, "--config", path, "--print-config")
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if " cpu_threads " in line)
+    assert row.split("│")[2].strip() == '"auto"'
+
+
 @pytest.mark.parametrize(
     ("toml", "field", "got"),
     [("epochs = true", "epochs", "True"), ("shuffle = 1", "shuffle", "1"), ("lr = true", "lr", "True"),

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from blitz.thread_tuner import MAX_HOLD_WINDOWS, WINDOW_STEPS, ThreadTuner
+from blitz.thread_tuner import MAX_HOLD_WINDOWS, TRY_CHECK_STEPS, WINDOW_STEPS, ThreadTuner
 
 
 @pytest.fixture(autouse=True)
@@ -68,9 +68,11 @@ def test_the_choice_follows_the_machines_load_both_ways():
     work.run(tuner, busy_from)
     assert tuner.chosen == 2
     tuner.take_steps_at()
-    # the other core got busy: noticed after one slow window (the epoch's first is warm-up), then a try
+    # the other core got busy: noticed after one slow window (the epoch's first is warm-up), and
+    # the try of 1 thread judged against that window, not the fast ones before it
     work.run(tuner, 200)
-    assert tuner.chosen == 1 and tuner.take_steps_at()[2] <= 4 * WINDOW_STEPS
+    # on 2 threads: the warm-up window, the slow one, then one try cut short (1 + 4 steps)
+    assert tuner.chosen == 1 and tuner.take_steps_at()[2] == 2 * WINDOW_STEPS + 1 + TRY_CHECK_STEPS
     work.run(tuner, quiet_from - busy_from - 200)
     work.run(tuner, (MAX_HOLD_WINDOWS + 4) * WINDOW_STEPS)  # quiet again: found at the next try at the latest
     assert tuner.chosen == 2
@@ -127,3 +129,21 @@ def test_auto_with_one_thread_available_trains_on_it(tmp_path, monkeypatch):
     trainer.say = lines.append  # type: ignore[method-assign]
     trainer.fit()
     assert trainer.thread_tuner is None and any("1 CPU thread(s)" in line for line in lines)
+
+
+@pytest.mark.parametrize(("world_size", "compile_", "reason"), [
+    (2, False, "each process's steps wait on the others', so no process can time its own"),
+    (1, True, "compiled CPU kernels keep the thread count they were compiled with"),
+])
+def test_auto_is_declined_where_timing_cannot_choose(tmp_path, monkeypatch, world_size, compile_, reason):
+    from types import SimpleNamespace
+
+    from blitz.engine import Trainer
+    from tests.test_engine import tiny_config
+
+    torch.set_num_threads(2)
+    trainer = Trainer(tiny_config(tmp_path, epochs=1, cpu_threads="auto", compile=compile_))
+    strategy = SimpleNamespace(device=torch.device("cpu"), world_size=world_size)
+    text, warnings = trainer._choose_threads(strategy)  # type: ignore[arg-type]
+    assert trainer.thread_tuner is None and text == ", 2 CPU thread(s)"
+    assert warnings == [f"--cpu-threads auto is not used: {reason}; training steps run on 2 thread(s)."]
