@@ -61,6 +61,7 @@ class ThreadTuner:
         self._untimed_steps = 0
 
     def after_step(self, images: int) -> None:
+        """A step of ``images`` is done: time the window, and switch the count where it is due."""
         self.steps_at[self.current] += 1
         if self._untimed_steps:  # a try's first step: waking the thread pool, not its speed
             self._untimed_steps -= 1
