@@ -280,10 +280,9 @@ class Trainer:
         runs.release_run(self.run_lock)
         self.run_lock = None
 
-    def _choose_threads(self, strategy: Strategy) -> tuple[str, list[str]]:
+    def _choose_threads(self, strategy: Strategy) -> str:
         """Set the CPU thread counts of evaluation and training steps (``train_threads``, or
-        ``thread_tuner`` for --cpu-threads auto); returns the Strategy line's words for them, and
-        warnings."""
+        ``thread_tuner`` for --cpu-threads auto); returns the Strategy line's words for them."""
         config = self.config
         if isinstance(config.cpu_threads, int):
             torch.set_num_threads(config.cpu_threads)
@@ -292,36 +291,28 @@ class Trainer:
         # Training steps of small CPU batches: one thread, unless --cpu-threads or OMP_NUM_THREADS
         # says otherwise (evaluation batches are large and keep the process's threads); auto:
         # 1 or 2, the faster as timed while training (thread_tuner.py)
+        auto = on_cpu and config.cpu_threads == "auto"
+        # auto trains as unset where there is nothing to choose from (one thread), or timing
+        # cannot choose: ddp's processes wait on each other's steps, and compiled CPU kernels keep
+        # the thread count they were compiled with
+        declined = auto and (threads == 1 or strategy.world_size > 1 or config.compile)
         self.train_threads = (
-            1 if on_cpu and config.cpu_threads is None and "OMP_NUM_THREADS" not in os.environ
+            1 if on_cpu and (config.cpu_threads is None or declined) and "OMP_NUM_THREADS" not in os.environ
             and config.batch_size <= SMALL_CPU_BATCH else None
         )
-        auto = on_cpu and config.cpu_threads == "auto"
-        warnings = []
-        if auto and threads == 1:  # nothing to choose from (one core, or OMP_NUM_THREADS=1)
-            auto, self.train_threads = False, 1
-        elif auto and (strategy.world_size > 1 or config.compile):
-            why = (
-                "each process's steps wait on the others', so no process can time its own" if strategy.world_size > 1
-                else "compiled CPU kernels keep the thread count they were compiled with"
-            )
-            warnings.append(f"--cpu-threads auto is not used: {why}; training steps run on {threads} thread(s).")
-            auto = False
-        self.thread_tuner = ThreadTuner((1, 2)) if auto else None
+        self.thread_tuner = ThreadTuner((1, 2)) if auto and not declined else None
         if not on_cpu:
-            return "", warnings
-        if auto:
-            return f", 1 or 2 CPU threads for training steps, the faster as timed ({threads} for evaluation)", warnings
+            return ""
+        if self.thread_tuner:
+            return f", 1 or 2 CPU threads for training steps, the faster as timed ({threads} for evaluation)"
         if self.train_threads is None or self.train_threads == threads:
-            return f", {threads} CPU thread(s)", warnings
-        return f", {self.train_threads} CPU thread(s) for training steps ({threads} for evaluation)", warnings
+            return f", {threads} CPU thread(s)"
+        return f", {self.train_threads} CPU thread(s) for training steps ({threads} for evaluation)"
 
     def _fit(self, strategy: Strategy) -> TrainResult:
         config = self.config
         seed_everything(config.seed, config.deterministic, strategy.device)
-        threads_text, warnings = self._choose_threads(strategy)
-        self.say(f"Strategy: {strategy.describe()}{threads_text}")
-        self.warn_all(warnings)
+        self.say(f"Strategy: {strategy.describe()}{self._choose_threads(strategy)}")
         state = self._resumable_state() if self.resume_from is not None else None  # before any work
         session = self._start_session(strategy)
         if state is not None:

@@ -6,7 +6,7 @@ machine neither count is right for a whole run. So the tuner times windows of st
 count, trains on the faster, and tries the other again now and then: at first after
 ``HOLD_WINDOWS`` windows, four times as late after each try that confirms the choice (up to
 ``MAX_HOLD_WINDOWS``), since every try of the slower count costs; and at once when the chosen
-count's windows slow down (other work started).
+count's windows slow down (two in a row: other work started).
 
 Where a model's step gives the same bits on 1 or 2 threads, as LeNet's CPU step does (tested),
 the choice changes nothing but the speed; elsewhere the last bits of a run's weights may depend
@@ -47,6 +47,7 @@ class ThreadTuner:
         self._hold = HOLD_WINDOWS
         self._held = 0  # windows at the chosen count since the last try
         self._try_after_slowdown = False
+        self._slow_window = False  # the last window at the chosen count was far slower than its best
         self._steps = self._images = 0
         self._window_start = 0.0
         self._timed = False
@@ -99,8 +100,13 @@ class ThreadTuner:
         if self.current != self.chosen:
             self._end_try(faster=seconds_per_image < statistics.median(self._recent), seconds_per_image=seconds_per_image)
             return
-        slowed = self._far_slower(seconds_per_image)
-        if slowed:  # the load changed: judge the other count against the chosen one's speed now
+        far_slower = self._far_slower(seconds_per_image)
+        # Two slow windows in a row: the load changed (a lone one is a hiccup: a preemption, a
+        # collection; kept out of the record, or the next try would be judged against it)
+        slowed, self._slow_window = far_slower and self._slow_window, far_slower and not self._slow_window
+        if self._slow_window:
+            return
+        if slowed:  # judge the other count against the chosen one's speed now
             self._recent.clear()
         self._recent.append(seconds_per_image)
         self._held += 1

@@ -52,10 +52,13 @@ class _OneThread:
     Why: with more threads MKL splits a matrix product's sums in ways that depend on the thread
     count and the shapes (LeNet's small linear products differ in the last bits on 2 threads at
     batches 5-11), so a run's weights would depend on the count. The step runs everything on one
-    thread but the kernels whose threads never share a sum: the first convolution's two-part
-    ``bmm`` (one part per thread, see ``_parts``), ``_slow_conv2d`` (one image per thread),
-    copies and max-pools. So the step gives the same bits on one thread or two (tested), and the
-    engine may pick the faster (``--cpu-threads auto``). Setting the count costs ~0.1 us.
+    thread but the first convolution's two-part ``bmm`` (one part per thread, see ``_parts``),
+    ``_slow_conv2d`` (its forward and input gradient one image per thread; its weight gradient
+    image after image), copies and max-pools. The ``bmm`` parts and the weight gradient's
+    products are still MKL's to split, and at these shapes it does not: the step gives the same
+    bits on one thread or two (tested for every batch 1-16 and layout; a review also scanned
+    sizes 28-128, widths 1-2 and AVX2 code paths), and the engine may pick the faster
+    (``--cpu-threads auto``). Setting the count costs ~0.1 us.
     """
 
     __slots__ = ("_before",)
