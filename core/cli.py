@@ -179,14 +179,16 @@ def parse_floats(text: str | None, flag: str) -> list[float] | None:
 
 def parse_thread_count(text: str | None) -> int | str | None:
     """``--cpu-threads``: a whole number of threads, or ``auto``."""
+    from blitz.config import CPU_THREADS_HINT, MAX_CPU_THREADS
+
     if text is None:
         return None
     value = text.strip().lower()
     if value == "auto":
         return value
-    if value.isascii() and value.isdigit() and 1 <= int(value) <= 1024:
+    if value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_CPU_THREADS:
         return int(value)
-    raise ConfigError(f"--cpu-threads '{text}': give a whole number of threads from 1 to 1024, or auto.")
+    raise ConfigError(f"--cpu-threads '{text}': {CPU_THREADS_HINT}.")
 
 
 RUN_HELP = "Train a model. Flags override --config, which overrides --recipe, which overrides defaults."

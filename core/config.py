@@ -19,6 +19,8 @@ from blitz.errors import ConfigError, closest_name
 
 DATA_ROOT_ENV = "BLITZ_DATA_ROOT"
 Precision = Literal["32", "bf16", "16-mixed"]
+MAX_CPU_THREADS = 1024
+CPU_THREADS_HINT = f"give a whole number of threads from 1 to {MAX_CPU_THREADS}, or auto"
 
 
 # Strict: a config file's `epochs = true` or `shuffle = 1` is refused, not read as 1 or true;
@@ -138,9 +140,9 @@ class RunConfig(BaseModel):
         # "AUTO" as the command line takes it
         if isinstance(value, str) and value.strip().lower() == "auto":
             return "auto"
-        if value is None or (type(value) is int and 1 <= value <= 1024):
+        if value is None or (type(value) is int and 1 <= value <= MAX_CPU_THREADS):
             return value
-        raise ValueError("give a whole number of threads from 1 to 1024, or auto")
+        raise ValueError(CPU_THREADS_HINT)
 
     @field_validator("loggers")
     @classmethod

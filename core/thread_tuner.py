@@ -41,7 +41,7 @@ class ThreadTuner:
         self.counts = tuple(sorted(counts))
         self.chosen = self.counts[0]  # the fewer first: a wrong guess costs ~15 % there, 3x the other way
         self.current = self.chosen  # the count of the window under way: the chosen one, or a try
-        self.steps_at: dict[int, int] = dict.fromkeys(counts, 0)
+        self.steps_at: dict[int, int] = dict.fromkeys(self.counts, 0)
         self._clock = clock
         self._recent: deque[float] = deque(maxlen=3)  # the chosen count's last windows, s per image
         self._hold = HOLD_WINDOWS
