@@ -19,10 +19,11 @@ def seed_everything(seed: int, deterministic: bool, device: torch.device) -> Non
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
         return
-    # Set either way, so that an earlier deterministic run in this process (blitz used as a
-    # library) does not carry over. CPU kernels are already run-to-run deterministic for a fixed
-    # thread count.
-    torch.use_deterministic_algorithms(False)
+    # Turned off, so that an earlier deterministic run in this process (blitz used as a library)
+    # does not carry over; only when on, as the call imports torch._inductor (~1 s of every
+    # run's start). CPU kernels are already run-to-run deterministic for a fixed thread count.
+    if torch.are_deterministic_algorithms_enabled():
+        torch.use_deterministic_algorithms(False)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -216,6 +218,22 @@ def test_a_gpu_run_sets_determinism_both_ways(monkeypatch):
     finally:
         torch.use_deterministic_algorithms(before[0])
         torch.backends.cudnn.benchmark = before[1]
+
+def test_a_run_that_is_not_deterministic_does_not_import_the_compiler():
+    """Turning deterministic algorithms off when they are off imports torch._inductor (~1 s of
+    every run's start, eager runs included): seed_everything leaves the switch alone then."""
+    code = (
+        "import sys, torch\n"
+        "from blitz.reproducibility import seed_everything\n"
+        "import blitz.engine, blitz.plugins.airbench, blitz.plugins.muon\n"
+        "seed_everything(0, False, torch.device('cpu'))\n"
+        "seed_everything(0, False, torch.device('cuda'))  # only its type is read\n"
+        "print(sorted(m for m in sys.modules if m.startswith('torch._inductor')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
 
 class StopAfterEpoch:
     """A plugin that asks the trainer to stop (as SIGTERM would) at the end of one epoch."""
