@@ -1,27 +1,32 @@
 #!/usr/bin/env bash
 # The GPU measurements for docs/benchmarks.md, as one prepared run on a lent H100 (see
-# docs/benchmarks.md for how the data and the wheels get there). Writes logs and JSON under $OUT
-# (or bench/results); each part has its own time limit, and a failing part does not stop the rest.
+# docs/benchmarks.md for how the data and the wheels get there). Writes one log, the JSON of each
+# part and a summary under $OUT (or bench/results): at most 8 files come back from a lent call, so
+# the parts share gpu_check.log. Each part has its own time limit, and a failing part does not
+# stop the rest.
 #   bash bench/gpu_check.sh [DATA_ROOT [PART ...]]
-# Parts: muon (airbench94_muon, 5 seeds, ~1.5 min), muon-stem32 (the same with the whitening layer
-# in fp32, 5 seeds, ~1.5 min), muon-compile and muon-compile-stem32 (both with --compile, 5 seeds,
-# ~2 min each), muon-nofreeze (the whitening bias's gradient computed to the end, as before the
-# eighth session, 5 seeds, ~1.5 min), muon-fp16 (fp16 autocast, the reference's precision, 5
-# seeds, ~1.5 min), muon-threads1 (compiled, inductor without its worker pool, 3 seeds, ~1 min),
-# parts (bench/airbench_parts.py: whitening error and a frozen-bias step on the GPU, ~20 s),
-# airbench (airbench94, 5 seeds, ~2 min), compile (airbench94 with --compile, 3 seeds, ~2 min),
-# resnet18 and tutorial (the strategy matrix, ~3 and ~6 min). One command may run 10 minutes on
-# the lent machine: the default is muon, muon-stem32, muon-compile and muon-threads1 (~7 min);
+# Parts: startup (bench/startup.py: where the seconds before a run's first line go, ~1 min),
+# muon (airbench94_muon eager, 5 seeds, ~1.5 min), muon-compile (with --compile: the recipe's
+# reduce-overhead mode, CUDA graphs; 5 seeds, ~2 min with a cold first compile),
+# muon-compile-default (--compile in PyTorch's default mode, 5 seeds, ~2 min), muon-stem32 (the
+# whitening layer in fp32, 5 seeds, ~1.5 min), muon-nofreeze (the whitening bias's gradient
+# computed to the end, 5 seeds, ~1.5 min), muon-fp16 (fp16 autocast, 5 seeds, ~1.5 min),
+# muon-threads1 (compiled, inductor without its worker pool, 3 seeds, ~1 min), parts
+# (bench/airbench_parts.py: whitening error and a frozen-bias step on the GPU, ~20 s), airbench
+# (airbench94, 5 seeds, ~2 min), compile (airbench94 with --compile, 3 seeds, ~2 min), resnet18
+# and tutorial (the strategy matrix, ~3 and ~6 min). One command may run 10 minutes on the lent
+# machine: the default is startup, muon and muon-compile (~4.5 min; limits add up to 6.2);
 # run the others in further calls.
 set -uo pipefail
 DATA_ROOT=${1:-/root/cifar10}
 shift || true
-PARTS=${*:-muon muon-stem32 muon-compile muon-threads1}
+PARTS=${*:-startup muon muon-compile}
 OUT=${OUT:-bench/results}
 mkdir -p "$OUT"
+LOG="$OUT/gpu_check.log"
 export PYTHONUNBUFFERED=1
 wants() { [[ " $PARTS " == *" $1 "* ]]; }
-KNOWN="muon muon-stem32 muon-compile muon-compile-stem32 muon-nofreeze muon-fp16 muon-threads1 parts airbench compile resnet18 tutorial"
+KNOWN="startup muon muon-compile muon-compile-default muon-stem32 muon-nofreeze muon-fp16 muon-threads1 parts airbench compile resnet18 tutorial"
 for part in $PARTS; do  # a misspelt part would be skipped without a word, and its minutes lost
   [[ " $KNOWN " == *" $part "* ]] || { echo "gpu_check.sh: unknown part '$part'; the parts: $KNOWN" >&2; exit 2; }
 done
@@ -30,35 +35,38 @@ done
 limited() {  # PART LIMIT_S COMMAND...
   local part=$1 limit=$2
   shift 2
-  timeout "$limit" "$@" 2>&1 | tee "$OUT/$part.log"
+  echo "== part $part (limit $limit s) ==" | tee -a "$LOG"
+  timeout "$limit" "$@" 2>&1 | tee -a "$LOG"
   local status=${PIPESTATUS[0]}
-  ((status == 124)) && echo "gpu_check.sh: part $part stopped at its limit of $limit s; its finished runs are kept" | tee -a "$OUT/$part.log"
+  ((status == 124)) && echo "gpu_check.sh: part $part stopped at its limit of $limit s; its finished runs are kept" | tee -a "$LOG"
   return 0
 }
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   python3 -c "import torch, timm; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'timm', timm.__version__)"
   nproc
-} 2>&1 | tee "$OUT/gpu.txt"
-# airbench94_muon (the newer record's methods), five seeds, with the whitening layer in bf16 (the
-# recipe) and in fp32 (bf16 costs its faint directions a few percent: does that cost accuracy?);
-# then both compiled
+} 2>&1 | tee -a "$LOG"
+# where the ~8.5 s before a run's first line went on the H100 (2.9 s on the 2-core CPU then)
+wants startup && limited startup 90 python3 bench/startup.py --repeat 3 --out "$OUT/startup"
+# airbench94_muon (the newer record's methods), five seeds: eager, then compiled as the recipe
+# compiles (reduce-overhead: CUDA graphs), then in PyTorch's default mode, which on the H100
+# trained no faster than eager
 muon() {  # NAME LIMIT_S EXTRA_ARGS
   limited "$1" "$2" python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 5 \
     --fast-recipe airbench94_muon --fast-args="$3" --out "$OUT/$1"
 }
-# (~75 s for five runs, ~125 s compiled with a cold first compile; the default four's limits
-# add up to under 10 minutes)
+# (~75 s for five runs eager, ~130 s compiled with a cold first compile)
 wants muon && muon muon 110 ""
+wants muon-compile && muon muon-compile 200 "--compile"
+wants muon-compile-default && muon muon-compile-default 170 "--compile --compile-mode default"
+# the whitening layer in fp32 (bf16 costs its faint directions a few percent)
 wants muon-stem32 && muon muon-stem32 110 "--model-arg whiten_in_fp32=true"
-wants muon-compile && muon muon-compile 170 "--compile"
-wants muon-compile-stem32 && muon muon-compile-stem32 170 "--compile --model-arg whiten_in_fp32=true"
 # the whitening layer's bf16 error and a step with the whitening bias frozen, on the GPU (~20 s)
 wants parts && limited parts 60 python3 bench/airbench_parts.py --data-root "$DATA_ROOT" --rounds 20
 # the whitening bias's gradient to the end, as before it was frozen: what the freezing saves
 wants muon-nofreeze && muon muon-nofreeze 120 "--optimizer-arg freeze_whiten_bias=false"
 # the same seeds in fp16 autocast with a gradient scaler: fp16's 11 significand bits, as the
-# reference's fp16 network, against bf16's 8 (is bf16 what costs the last 0.05 points?)
+# reference's fp16 network, against bf16's 8
 wants muon-fp16 && muon muon-fp16 120 "--precision 16-mixed"
 # compiled without inductor's compile-worker pool (started on GPUs, waited for at exit): wall time
 wants muon-threads1 && TORCHINDUCTOR_COMPILE_THREADS=1 limited muon-threads1 140 python3 bench/bench.py \
@@ -81,7 +89,7 @@ wants tutorial && limited strategies-tutorial-accuracy 200 python3 bench/strateg
   --workloads tutorial --tutorial-epochs 2 --timeout 150 --jobs 6 --out "$OUT/tutorial-accuracy"
 # one table of the airbench94_muon parts that ran, for docs/benchmarks.md
 ran=()
-for part in muon muon-stem32 muon-compile muon-compile-stem32 muon-nofreeze muon-fp16 muon-threads1; do
+for part in muon muon-compile muon-compile-default muon-stem32 muon-nofreeze muon-fp16 muon-threads1; do
   wants "$part" && ls "$OUT/$part"/bench-*.json >/dev/null 2>&1 && ran+=("$OUT/$part")
 done
 ((${#ran[@]})) && python3 bench/summarize.py "${ran[@]}" 2>&1 | tee "$OUT/summary.md"
