@@ -6,7 +6,8 @@
 # stop the rest.
 #   bash bench/gpu_check.sh [DATA_ROOT [PART ...]]
 # Parts: startup (bench/startup.py: where the seconds before a run's first line go, ~1 min),
-# muon (airbench94_muon eager, 5 seeds, ~1.5 min), muon-compile (with --compile: the recipe's
+# muon (airbench94_muon eager, 5 seeds, ~1.5 min), muon-graphs (eager with --cuda-graphs: each
+# step's forward and backward replayed as CUDA graphs, 5 seeds, ~1.5 min), muon-compile (with --compile: the recipe's
 # reduce-overhead mode, CUDA graphs; 5 seeds, ~2 min with a cold first compile),
 # muon-compile-default (--compile in PyTorch's default mode, 5 seeds, ~2 min), muon-stem32 (the
 # whitening layer in fp32, 5 seeds, ~1.5 min), muon-nofreeze (the whitening bias's gradient
@@ -15,18 +16,18 @@
 # (bench/airbench_parts.py: whitening error and a frozen-bias step on the GPU, ~20 s), airbench
 # (airbench94, 5 seeds, ~2 min), compile (airbench94 with --compile, 3 seeds, ~2 min), resnet18
 # and tutorial (the strategy matrix, ~3 and ~6 min). One command may run 10 minutes on the lent
-# machine: the default is startup, muon and muon-compile (~4.5 min; limits add up to 6.2);
+# machine: the default is startup, muon, muon-graphs and muon-compile (~6 min; limits add up to 8.5);
 # run the others in further calls.
 set -uo pipefail
 DATA_ROOT=${1:-/root/cifar10}
 shift || true
-PARTS=${*:-startup muon muon-compile}
+PARTS=${*:-startup muon muon-graphs muon-compile}
 OUT=${OUT:-bench/results}
 mkdir -p "$OUT"
 LOG="$OUT/gpu_check.log"
 export PYTHONUNBUFFERED=1
 wants() { [[ " $PARTS " == *" $1 "* ]]; }
-KNOWN="startup muon muon-compile muon-compile-default muon-stem32 muon-nofreeze muon-fp16 muon-threads1 parts airbench compile resnet18 tutorial"
+KNOWN="startup muon muon-graphs muon-compile muon-compile-default muon-stem32 muon-nofreeze muon-fp16 muon-threads1 parts airbench compile resnet18 tutorial"
 for part in $PARTS; do  # a misspelt part would be skipped without a word, and its minutes lost
   [[ " $KNOWN " == *" $part "* ]] || { echo "gpu_check.sh: unknown part '$part'; the parts: $KNOWN" >&2; exit 2; }
 done
@@ -48,15 +49,16 @@ limited() {  # PART LIMIT_S COMMAND...
 } 2>&1 | tee -a "$LOG"
 # where the ~8.5 s before a run's first line went on the H100 (2.9 s on the 2-core CPU then)
 wants startup && limited startup 90 python3 bench/startup.py --repeat 3 --out "$OUT/startup"
-# airbench94_muon (the newer record's methods), five seeds: eager, then compiled as the recipe
-# compiles (reduce-overhead: CUDA graphs), then in PyTorch's default mode, which on the H100
-# trained no faster than eager
+# airbench94_muon (the newer record's methods), five seeds: eager, eager with CUDA graphs, then
+# compiled as the recipe compiles (reduce-overhead: CUDA graphs of the compiled model), then in
+# PyTorch's default mode, which on the H100 trained no faster than eager
 muon() {  # NAME LIMIT_S EXTRA_ARGS
   limited "$1" "$2" python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 5 \
     --fast-recipe airbench94_muon --fast-args="$3" --out "$OUT/$1"
 }
 # (~75 s for five runs eager, ~130 s compiled with a cold first compile)
 wants muon && muon muon 110 ""
+wants muon-graphs && muon muon-graphs 110 "--cuda-graphs"
 wants muon-compile && muon muon-compile 200 "--compile"
 wants muon-compile-default && muon muon-compile-default 170 "--compile --compile-mode default"
 # the whitening layer in fp32 (bf16 costs its faint directions a few percent)
@@ -89,7 +91,7 @@ wants tutorial && limited strategies-tutorial-accuracy 200 python3 bench/strateg
   --workloads tutorial --tutorial-epochs 2 --timeout 150 --jobs 6 --out "$OUT/tutorial-accuracy"
 # one table of the airbench94_muon parts that ran, for docs/benchmarks.md
 ran=()
-for part in muon muon-compile muon-compile-default muon-stem32 muon-nofreeze muon-fp16 muon-threads1; do
+for part in muon muon-graphs muon-compile muon-compile-default muon-stem32 muon-nofreeze muon-fp16 muon-threads1; do
   wants "$part" && ls "$OUT/$part"/bench-*.json >/dev/null 2>&1 && ran+=("$OUT/$part")
 done
 ((${#ran[@]})) && python3 bench/summarize.py "${ran[@]}" 2>&1 | tee "$OUT/summary.md"

@@ -108,6 +108,9 @@ class RunConfig(BaseModel):
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = Field(
         "default", description="torch.compile mode; reduce-overhead replays CUDA graphs on GPUs"
     )
+    cuda_graphs: bool = Field(
+        False, description="replay each training step's forward and backward as CUDA graphs (one GPU, not compiled)"
+    )
     cpu_threads: int | Literal["auto"] | None = Field(
         None, description="PyTorch CPU threads, or auto (1 or 2 for training steps, the faster as timed); "
         "default: PyTorch's (1 for training steps of batches up to 16)",

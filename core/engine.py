@@ -50,6 +50,7 @@ from blitz.errors import (
     TrainingDivergedError,
     UsageError,
 )
+from blitz.cuda_graphs import TrainingGraphs, cuda_graphs_problem
 from blitz.freezing import GradientFreezer, can_freeze
 from blitz.launch import launched_by_torchrun
 from blitz.optimizer_state import has_step_hooks, restore_optimizer
@@ -198,6 +199,8 @@ class _Session:
     evaluation_pending: bool = False  # the last finished epoch's evaluation was abandoned (Ctrl-C)
     so_far: EpochSoFar = field(default_factory=EpochSoFar)  # of the epoch a resumed run goes on with
     may_freeze: bool = False  # whether gradients a schedule ends early may be turned off (blitz.freezing)
+    use_graphs: bool = False  # --cuda-graphs, where it can be used: captured in the warm-up
+    graphs: TrainingGraphs | None = None  # the captured training step, removed when training ends
     freezer: GradientFreezer = field(default_factory=GradientFreezer)  # set once training starts
 
 
@@ -334,14 +337,17 @@ class Trainer:
                 )
                 session.freezer.catch_up(session.run.global_step)
                 loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-                if strategy.device.type == "cuda" or config.compile:
-                    self._warm_up(
+                if strategy.device.type == "cuda" or config.compile or session.use_graphs:
+                    session.graphs = self._warm_up(
                         session.train_model, session.model, session.run.info, session.batches,
                         session.test_split, loss_fn, session.memory_format, session.optimizer,
+                        capture_graphs=session.use_graphs,
                     )
                 latest = self._train_epochs(session, loss_fn)
             finally:  # also when warm-up, training or a hook fails: files flushed, writers stopped
                 session.freezer.restore()  # the model leaves training as it came
+                if session.graphs is not None:
+                    session.graphs.remove()
                 for logger in session.loggers:
                     logger.close()
             return self._finish(session, latest)
@@ -414,7 +420,8 @@ class Trainer:
         train_model = strategy.wrap(model)
         self.compile_setup_seconds = 0.0
         scaled = config.precision == "16-mixed"
-        may_freeze = can_freeze(train_model, model, compiled=config.compile, scaled=scaled)
+        use_graphs = config.cuda_graphs and self._graphs_usable(train_model, model)
+        may_freeze = can_freeze(train_model, model, compiled=config.compile, scaled=scaled, graphed=use_graphs)
         if config.compile:
             started = time.perf_counter()
             train_model = torch.compile(train_model, mode=config.compile_mode)
@@ -433,6 +440,7 @@ class Trainer:
             total_steps=total_steps,
             clock=clock,
             may_freeze=may_freeze,
+            use_graphs=use_graphs,
         )
 
     def _load_data(self, strategy: Strategy) -> DataBundle:
@@ -759,14 +767,15 @@ class Trainer:
     def _warm_up(
         self, train_model: nn.Module, model: nn.Module, info: DataInfo, batches: TensorBatches | LoaderBatches,
         test_split: Any, loss_fn: nn.Module, memory_format: torch.memory_format,
-        optimizer: torch.optim.Optimizer | None = None,
-    ) -> None:
+        optimizer: torch.optim.Optimizer | None = None, capture_graphs: bool = False,
+    ) -> TrainingGraphs | None:
         """Run each batch shape of the run once, forward and backward, and each evaluation shape
         forward, and take one optimizer step, before the clock starts: cuDNN's autotuning (and
         torch.compile's compilation) happen on the first batch of each shape, and a GPU loads
         each kernel (the optimizer's too) at its first launch; timed, all of it would count as
-        training. Nothing of it stays: weights, buffers, gradients, the optimizer's state and
-        random state are put back.
+        training. Then, with ``capture_graphs``, capture the training step of the full batch as
+        CUDA graphs (returned). Nothing else of it stays: weights, buffers, gradients, the
+        optimizer's state and random state are put back.
         """
         config, device = self.config, self.strategy.device
         start = time.perf_counter()
@@ -800,17 +809,43 @@ class Trainer:
             for n in sorted(eval_sizes - {0}):
                 train_model(inputs(n))
         train_model.train()
+        graphs = None
+        if capture_graphs:  # after the autotuning: the graphs replay the kernels it chose
+            n = min(b, batches.per_rank)
+            # a sample as the training batches come (their dtype and layout), drawing no randomness
+            sample = batches.normalize(batches.images[:n], memory_format) if isinstance(batches, TensorBatches) else inputs(n)
+            try:
+                with autocast(config, device, cache=False):
+                    graphs = TrainingGraphs(train_model, sample)
+            except Exception as exc:  # an op a graph cannot hold (a host sync, a module hook): train as usual
+                first_line = (str(exc).strip().splitlines() or [""])[0]
+                self.warn_all([f"--cuda-graphs is not used: capturing the training step failed "
+                               f"({type(exc).__name__}: {first_line})."])
         for p in model.parameters():
             p.grad = None
-        model.load_state_dict(saved)
+        model.load_state_dict(saved)  # in place: the graphs read the same tensors
         set_rng_state(random_state)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        what = " and ".join(w for w, on in (("compiling", config.compile), ("cuDNN autotuning", device.type == "cuda")) if on)
+        what = " and ".join(w for w, on in (
+            ("compiling", config.compile), ("cuDNN autotuning", device.type == "cuda"),
+            ("capturing CUDA graphs", graphs is not None),
+        ) if on)
         seconds = time.perf_counter() - start + self.compile_setup_seconds  # all that compiling cost
         self.say(f"Warm-up ({what}, not timed): {seconds:.1f} s")
         if config.compile:
             release_compile_workers()
+        return graphs
+
+    def _graphs_usable(self, train_model: nn.Module, model: nn.Module) -> bool:
+        """Whether this run can capture CUDA graphs (``--cuda-graphs``); says why not where not."""
+        problem = cuda_graphs_problem(
+            self.strategy.device, compiled=self.config.compile,
+            wrapper=None if train_model is model else type(train_model).__name__,
+        )
+        if problem is not None:
+            self.warn_all([f"--cuda-graphs is not used: {problem}."])
+        return problem is None
 
     def _interrupted(self, where: str, run_dir: Path | None) -> Interrupted:
         signum = self.stop.signal_number or signal.SIGTERM

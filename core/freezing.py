@@ -10,7 +10,8 @@ airbench94_muon's training time on a GPU.
 
 Only for a model trained as it is or through DataParallel: not under ``--compile`` (flipping
 ``requires_grad`` would make torch.compile compile the graph again mid-run, inside the timed
-training), not inside DistributedDataParallel or another wrapper (DDP's reducer waits for every
+training), not under ``--cuda-graphs`` (a captured backward computes the gradients it was
+captured with), not inside DistributedDataParallel or another wrapper (DDP's reducer waits for every
 gradient it was built with), and not with a gradient scaler (16-mixed: a step it skips is not
 an optimizer step, and a frozen gradient would leave its overflow check). ``requires_grad`` is
 put back when training ends.
@@ -90,8 +91,8 @@ class GradientFreezer:
                 self.frozen.append(p)
 
 
-def can_freeze(train_model: nn.Module, model: nn.Module, *, compiled: bool, scaled: bool) -> bool:
+def can_freeze(train_model: nn.Module, model: nn.Module, *, compiled: bool, scaled: bool, graphed: bool = False) -> bool:
     """Whether gradients may be turned off mid-run for ``model`` as its strategy wrapped it
     (``train_model``, before any compilation): see the module's docstring."""
     plain = train_model is model or isinstance(train_model, nn.DataParallel)  # its replicas follow
-    return plain and not compiled and not scaled
+    return plain and not compiled and not scaled and not graphed

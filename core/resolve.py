@@ -146,6 +146,12 @@ def check_needed_options(config: RunConfig, provenance: dict[str, str]) -> None:
     for key, flag, on, needed in needs:
         if provenance.get(key) == "command line" and not on:
             raise UsageError(f"{flag} applies with {needed}, which this run does not use: add {needed}, or drop {flag}.")
+    # Both asked for here: refused. One from a recipe or file is a default: the run says which it uses.
+    if config.compile and config.cuda_graphs and provenance.get("compile") == provenance.get("cuda_graphs") == "command line":
+        raise UsageError(
+            "--cuda-graphs and --compile do not go together: --cuda-graphs captures the model as it is, "
+            "--compile --compile-mode reduce-overhead captures the compiled one; use one of them."
+        )
 
 
 def fill_optimizer_hyperparameters(

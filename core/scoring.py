@@ -33,11 +33,13 @@ class EvalResult:
         }
 
 
-def autocast(config: RunConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+def autocast(config: RunConfig, device: torch.device, cache: bool = True) -> contextlib.AbstractContextManager[Any]:
+    """The run's autocast. ``cache=False`` casts the weights at every use instead of once per
+    context, as a CUDA graph's capture needs (its replays must cast the current weights)."""
     if config.precision == "32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=cache)
 
 
 def without_grad(model: nn.Module) -> contextlib.AbstractContextManager[Any]:

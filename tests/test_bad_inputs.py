@@ -290,6 +290,13 @@ def test_augmentation_of_data_that_is_not_images_is_refused_not_skipped(tmp_path
     assert "--flip/--translate/--cutout augment images, but dataset 'random' gives inputs of shape" in one_line(result)
 
 
+def test_cuda_graphs_and_compile_together_are_refused(tmp_path):
+    result = blitz("run", *TINY, "--cuda-graphs", "--compile", "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    assert "--cuda-graphs and --compile do not go together" in one_line(result)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("--flip-mode", "alternate"), "--flip-mode applies with --flip, which this run does not use"),
     (("--compile-mode", "max-autotune"), "--compile-mode applies with --compile, which this run does not use"),

@@ -97,6 +97,7 @@ def test_only_for_a_plain_or_dataparallel_model_uncompiled_and_unscaled():
     assert can_freeze(nn.DataParallel(model), model, compiled=False, scaled=False)  # replicas follow requires_grad
     assert not can_freeze(model, model, compiled=True, scaled=False)
     assert not can_freeze(model, model, compiled=False, scaled=True)
+    assert not can_freeze(model, model, compiled=False, scaled=False, graphed=True)  # --cuda-graphs
     ddp = object.__new__(nn.parallel.DistributedDataParallel)  # isinstance is all that is asked
     assert not can_freeze(ddp, model, compiled=False, scaled=False)
     assert not can_freeze(nn.Sequential(model), model, compiled=False, scaled=False)  # an unknown wrapper
