@@ -58,6 +58,7 @@ muon() {  # NAME LIMIT_S EXTRA_ARGS
 }
 # (~75 s for five runs eager, ~130 s compiled with a cold first compile)
 wants muon && muon muon 110 ""
+# (the summary's last column counts the runs that captured graphs: a failed capture only warns)
 wants muon-graphs && muon muon-graphs 110 "--cuda-graphs"
 wants muon-compile && muon muon-compile 200 "--compile"
 wants muon-compile-default && muon muon-compile-default 170 "--compile --compile-mode default"

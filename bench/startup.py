@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 # Each piece: what it measures, and the code a fresh interpreter runs (timed inside, so the
@@ -64,25 +65,28 @@ def main() -> None:
     import torch  # only to know whether the CUDA row can run
 
     rows: dict[str, float | str] = {}
-    rows["interpreter start and exit (python -c pass)"] = statistics.median(
-        time_interpreter() for _ in range(args.repeat))
+    width = 52
+
+    def record(name: str, measure: Callable[[], float]) -> None:
+        """One row, printed as soon as it is measured (a part stopped at its limit keeps those)."""
+        try:
+            rows[name] = statistics.median(measure() for _ in range(args.repeat))
+        except (RuntimeError, subprocess.SubprocessError) as exc:
+            rows[name] = f"failed: {exc}"
+        value = rows[name]
+        print(f"{name:<{width}}  {value:.3f}" if isinstance(value, float) else f"{name:<{width}}  {value}", flush=True)
+
+    print(f"{'piece':<{width}}  seconds (median of {args.repeat})")
+    record("interpreter start and exit (python -c pass)", time_interpreter)
     for name, code in PIECES:
         if "cuda" in code and not torch.cuda.is_available():
             rows[name] = "no GPU"
+            print(f"{name:<{width}}  no GPU")
             continue
-        try:
-            rows[name] = statistics.median(time_piece(code) for _ in range(args.repeat))
-        except RuntimeError as exc:
-            rows[name] = f"failed: {exc}"
+        record(name, lambda code=code: time_piece(code))
     blitz = shutil.which("blitz")
     if blitz:
-        rows["`blitz list-plugins`, start to exit"] = statistics.median(
-            time_command([blitz, "list-plugins"]) for _ in range(args.repeat))
-
-    width = max(len(name) for name in rows)
-    print(f"{'piece':<{width}}  seconds (median of {args.repeat})")
-    for name, value in rows.items():
-        print(f"{name:<{width}}  {value:.3f}" if isinstance(value, float) else f"{name:<{width}}  {value}")
+        record("`blitz list-plugins`, start to exit", lambda: time_command([blitz, "list-plugins"]))
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         record = {"python": sys.version.split()[0], "torch": torch.__version__, "repeat": args.repeat,

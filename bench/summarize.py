@@ -6,7 +6,9 @@ Each argument is a bench JSON file or a folder holding them (the newest is read)
 runs, mean and spread of test accuracy, median timed and wall seconds, and, where the JSON has
 them (since the eighth session), the median seconds from the command's start to the warm-up's
 end and to the first epoch's end, the first epoch against the others, and the seconds from the
-last output line to the process's exit. For docs/benchmarks.md; it measures nothing itself.
+last output line to the process's exit, and how many runs captured CUDA graphs (``--cuda-graphs``
+only warns and trains as usual where its capture fails). For docs/benchmarks.md; it measures
+nothing itself.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 WARM_UP = re.compile(r"^Warm-up \(.*\): ([0-9.]+) s")
+GRAPHS_CAPTURED = "capturing CUDA graphs"  # in the warm-up's line
 FIRST_EPOCH_END = re.compile(r"^epoch 1/\d+  train loss")  # not the progress lines printed off a terminal
 
 
@@ -69,6 +72,8 @@ def summarize(name: str, result: dict[str, Any]) -> dict[str, Any]:
     row["median_warm_up_end"] = median(warm_up_end)
     row["median_first_epoch_end"] = median([seconds_at(t, FIRST_EPOCH_END) for t in timelines])
     row["median_exit"] = median(fast.get("all_exit_seconds") or [])
+    captured = sum(any(GRAPHS_CAPTURED in str(line) for _, line in t) for t in timelines)
+    row["graphs"] = f"{captured}/{len(timelines)}" if timelines else None
     epochs = [e for e in fast.get("all_epoch_seconds") or [] if e and len(e) > 1]
     row["first_epoch_over_rest"] = median([e[0] / statistics.fmean(e[1:]) for e in epochs]) if epochs else None
     return row
@@ -80,15 +85,15 @@ def table(rows: list[dict[str, Any]]) -> str:
 
     lines = [
         "| part | runs | mean accuracy | min–max | median timed s | median wall s | warm-up s | warm-up ends at s "
-        "| epoch 1 ends at s | epoch 1 / later | exit s |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| epoch 1 ends at s | epoch 1 / later | exit s | CUDA graphs |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['part']} | {r['runs']} | {r['mean_accuracy']:.2f} % | {r['min_accuracy']:.2f}–{r['max_accuracy']:.2f} % "
             f"| {number(r['median_timed'])} | {number(r['median_wall'], 1)} | {number(r['median_warm_up'], 1)} "
             f"| {number(r['median_warm_up_end'], 1)} | {number(r['median_first_epoch_end'], 1)} "
-            f"| {number(r['first_epoch_over_rest'])} | {number(r['median_exit'])} |"
+            f"| {number(r['first_epoch_over_rest'])} | {number(r['median_exit'])} | {r['graphs'] or '–'} |"
         )
     return "\n".join(lines)
 

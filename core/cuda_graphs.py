@@ -51,6 +51,9 @@ class TrainingGraphs:
         self.module = module
         self.shape = sample.shape
         self.dtype = sample.dtype
+        self.requires_grad = sample.requires_grad
+        self.device_type = sample.device.type
+        self.autocast = _autocast_state(self.device_type)  # the graphs hold its casts
         self._own_forward = "forward" in module.__dict__  # a forward set on the instance, kept
         self._original = module.forward
         capture = capture or torch.cuda.make_graphed_callables
@@ -61,26 +64,39 @@ class TrainingGraphs:
         except BaseException:
             self.remove()
             raise
-        self._replay = module.forward
+        self._replay: Callable[[torch.Tensor], Any] | None = module.forward
         module.forward = self._forward
 
     def _forward(self, *args: Any, **kwargs: Any) -> Any:
-        if self.fits(args, kwargs):
+        if self._replay is not None and self.fits(args, kwargs):
             return self._replay(args[0])
         return self._original(*args, **kwargs)
 
     def fits(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-        """Whether a call is one the graphs were captured for: training, with gradients, on one
-        input tensor of the captured shape and dtype."""
+        """Whether a call is one the graphs were captured for: training, with gradients, under the
+        same autocast, on one input tensor like the sample (shape, dtype, requires_grad)."""
         if kwargs or len(args) != 1 or not isinstance(args[0], torch.Tensor):
             return False
         x = args[0]
-        return self.module.training and torch.is_grad_enabled() and x.shape == self.shape and x.dtype == self.dtype
+        return (
+            self.module.training and torch.is_grad_enabled()
+            and x.shape == self.shape and x.dtype == self.dtype and x.requires_grad == self.requires_grad
+            and _autocast_state(self.device_type) == self.autocast
+        )
 
     def remove(self) -> None:
-        """The module's forward as it was before the capture (the graphs' memory goes with them)."""
+        """The module's forward as it was before the capture. The graphs' memory is let go, and
+        with it the last step's gradients (views of the graphs' buffers)."""
         if self._own_forward:
             self.module.forward = self._original
         else:
             self.module.__dict__.pop("forward", None)
+        self._replay = None
+        for p in self.module.parameters():
+            p.grad = None
+
+
+def _autocast_state(device_type: str) -> tuple[bool, torch.dtype | None]:
+    enabled = torch.is_autocast_enabled(device_type)
+    return enabled, torch.get_autocast_dtype(device_type) if enabled else None
 

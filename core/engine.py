@@ -809,33 +809,48 @@ class Trainer:
             for n in sorted(eval_sizes - {0}):
                 train_model(inputs(n))
         train_model.train()
-        graphs = None
-        if capture_graphs:  # after the autotuning: the graphs replay the kernels it chose
-            n = min(b, batches.per_rank)
-            # a sample as the training batches come (their dtype and layout), drawing no randomness
-            sample = batches.normalize(batches.images[:n], memory_format) if isinstance(batches, TensorBatches) else inputs(n)
-            try:
-                with autocast(config, device, cache=False):
-                    graphs = TrainingGraphs(train_model, sample)
-            except Exception as exc:  # an op a graph cannot hold (a host sync, a module hook): train as usual
-                first_line = (str(exc).strip().splitlines() or [""])[0]
-                self.warn_all([f"--cuda-graphs is not used: capturing the training step failed "
-                               f"({type(exc).__name__}: {first_line})."])
-        for p in model.parameters():
-            p.grad = None
-        model.load_state_dict(saved)  # in place: the graphs read the same tensors
-        set_rng_state(random_state)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        what = " and ".join(w for w, on in (
-            ("compiling", config.compile), ("cuDNN autotuning", device.type == "cuda"),
-            ("capturing CUDA graphs", graphs is not None),
-        ) if on)
-        seconds = time.perf_counter() - start + self.compile_setup_seconds  # all that compiling cost
-        self.say(f"Warm-up ({what}, not timed): {seconds:.1f} s")
+        graphs = self._capture_graphs(train_model, batches, memory_format, inputs) if capture_graphs else None
+        try:
+            for p in model.parameters():
+                p.grad = None
+            model.load_state_dict(saved)  # in place: the graphs read the same tensors
+            set_rng_state(random_state)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            what = " and ".join(w for w, on in (
+                ("compiling", config.compile), ("cuDNN autotuning", device.type == "cuda"),
+                ("capturing CUDA graphs", graphs is not None),
+            ) if on)
+            seconds = time.perf_counter() - start + self.compile_setup_seconds  # all that compiling cost
+            self.say(f"Warm-up ({what}, not timed): {seconds:.1f} s")
+        except BaseException:  # the caller never gets the graphs to remove: the model leaves as it came
+            if graphs is not None:
+                graphs.remove()
+            raise
         if config.compile:
             release_compile_workers()
         return graphs
+
+    def _capture_graphs(
+        self, train_model: nn.Module, batches: TensorBatches | LoaderBatches, memory_format: torch.memory_format,
+        inputs: Callable[[int], torch.Tensor],
+    ) -> TrainingGraphs | None:
+        """The full batch's training step captured as CUDA graphs (after the warm-up's autotuning:
+        the graphs replay the kernels it chose), or None, with a warning, where the capture fails."""
+        n = min(self.config.batch_size, batches.per_rank)
+        # A sample as the training batches come (their dtype and layout), drawing no randomness,
+        # in a buffer of its own: each replay copies its batch into it (float data comes out of
+        # normalize() as a view of the stored examples, which it would overwrite).
+        sample = (batches.normalize(batches.images[:n], memory_format).clone() if isinstance(batches, TensorBatches)
+                  else inputs(n))
+        try:
+            with autocast(self.config, self.strategy.device, cache=False):
+                return TrainingGraphs(train_model, sample)
+        except Exception as exc:  # an op a graph cannot hold (a host sync, a module hook): train as usual
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            self.warn_all([f"--cuda-graphs is not used: capturing the training step failed "
+                           f"({type(exc).__name__}: {first_line})."])
+            return None
 
     def _graphs_usable(self, train_model: nn.Module, model: nn.Module) -> bool:
         """Whether this run can capture CUDA graphs (``--cuda-graphs``); says why not where not."""

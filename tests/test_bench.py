@@ -104,6 +104,7 @@ def test_bench_runs_a_chosen_fast_recipe_and_writes_its_figures(tmp_path, monkey
     assert cells[:3] == ["results", "2", f"{100 * sum(fast['all_accuracies']) / 2:.2f} %"]
     assert cells[6] == "–"  # no warm-up on a CPU without --compile
     assert float(cells[8]) < max(fast["all_wall_seconds"])  # when epoch 1 ended
+    assert cells[11] == "0/2"  # runs that captured CUDA graphs
     (tmp_path / "failed").mkdir()  # a part whose every run failed: its JSON has no blitz-fast entry
     (tmp_path / "failed" / "bench-1.json").write_text('{"machine": {}}')
     with pytest.raises(SystemExit) as exit_info:
@@ -244,3 +245,16 @@ def test_the_handwritten_loop_trains_with_the_recipes_thread_setting(cifar_root,
         handwritten_loop.torch.set_num_threads(before)
     result = json.loads(out.read_text())
     assert result["name"] == "handwritten-loop" and result["images_per_s"] > 0 and 0 <= result["test_accuracy"] <= 1
+
+
+def test_the_summary_counts_the_runs_that_captured_cuda_graphs():
+    """--cuda-graphs only warns where its capture fails, and trains as usual: the table says so."""
+    import summarize
+
+    def run(warm_up: str) -> list[list[object]]:
+        return [[9.0, f"Warm-up ({warm_up}, not timed): 1.4 s"], [11.0, "epoch 1/8  train loss 1.7"]]
+
+    fast = {"runs": 2, "all_accuracies": [0.94, 0.94], "all_timelines": [
+        run("cuDNN autotuning and capturing CUDA graphs"), run("cuDNN autotuning"),
+    ]}
+    assert summarize.summarize("muon-graphs", {"blitz-fast": fast})["graphs"] == "1/2"
