@@ -15,7 +15,8 @@
 # muon-threads1 (compiled, inductor without its worker pool, 3 seeds, ~1 min), parts
 # (bench/airbench_parts.py: whitening error and a frozen-bias step on the GPU, ~20 s), airbench
 # (airbench94, 5 seeds, ~2 min), compile (airbench94 with --compile, 3 seeds, ~2 min), resnet18
-# and tutorial (the strategy matrix, ~3 and ~6 min). One command may run 10 minutes on the lent
+# and tutorial (the strategy matrix, ~3 and ~6 min), tutorial-graphs (the tutorial recipe on the
+# GPU, 5,000 steps of batch 4 with and without --cuda-graphs, ~30 s). One command may run 10 minutes on the lent
 # machine: the default is startup, muon, muon-graphs and muon-compile (~6 min; limits add up to 8.5);
 # run the others in further calls.
 set -uo pipefail
@@ -27,7 +28,7 @@ mkdir -p "$OUT"
 LOG="$OUT/gpu_check.log"
 export PYTHONUNBUFFERED=1
 wants() { [[ " $PARTS " == *" $1 "* ]]; }
-KNOWN="startup muon muon-graphs muon-compile muon-compile-default muon-stem32 muon-nofreeze muon-fp16 muon-threads1 parts airbench compile resnet18 tutorial"
+KNOWN="startup muon muon-graphs muon-compile muon-compile-default muon-stem32 muon-nofreeze muon-fp16 muon-threads1 parts airbench compile resnet18 tutorial tutorial-graphs"
 for part in $PARTS; do  # a misspelt part would be skipped without a word, and its minutes lost
   [[ " $KNOWN " == *" $part "* ]] || { echo "gpu_check.sh: unknown part '$part'; the parts: $KNOWN" >&2; exit 2; }
 done
@@ -90,6 +91,14 @@ wants tutorial && limited strategies-tutorial-speed 230 python3 bench/strategies
   --workloads tutorial --tutorial-epochs 2 --timeout 28 --out "$OUT/tutorial-speed"
 wants tutorial && limited strategies-tutorial-accuracy 200 python3 bench/strategies.py --data-root "$DATA_ROOT" \
   --workloads tutorial --tutorial-epochs 2 --timeout 150 --jobs 6 --out "$OUT/tutorial-accuracy"
+# batch 4 waits on kernel launches most of all: the same 5,000 steps eager, then replayed as
+# CUDA graphs (images/s in each epoch line)
+tutorial_steps() {  # EXTRA_ARGS
+  python3 -m blitz run --recipe tutorial --strategy cuda --data-root "$DATA_ROOT" --epochs 1 --limit-steps 5000 \
+    --out "/tmp/blitz-tutorial-graphs-$RANDOM" "$@"
+}
+wants tutorial-graphs && limited tutorial-graphs 90 bash -c "$(declare -f tutorial_steps); DATA_ROOT='$DATA_ROOT'; \
+  tutorial_steps; tutorial_steps --cuda-graphs"
 # one table of the airbench94_muon parts that ran, for docs/benchmarks.md
 ran=()
 for part in muon muon-graphs muon-compile muon-compile-default muon-stem32 muon-nofreeze muon-fp16 muon-threads1; do

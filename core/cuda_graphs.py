@@ -99,4 +99,3 @@ class TrainingGraphs:
 def _autocast_state(device_type: str) -> tuple[bool, torch.dtype | None]:
     enabled = torch.is_autocast_enabled(device_type)
     return enabled, torch.get_autocast_dtype(device_type) if enabled else None
-

@@ -44,7 +44,6 @@ from blitz.build import (
 from blitz.components import DataBundle, DataInfo, Strategy, TensorSplit, direct_gradients_of
 from blitz.config import RunConfig
 from blitz.errors import (
-    BlitzError,
     Interrupted,
     OutputError,
     TrainingDivergedError,

@@ -123,9 +123,9 @@ def fill_catalog_defaults(values: dict[str, Any], provenance: dict[str, str], ca
     """A registry.toml entry's ``defaults`` (``vit_tiny``: ``img_size = 32``) as the run's own
     options, where no layer set them: ``--print-config`` shows them, and the run's config.toml
     keeps them, so that a resumed or rerun run builds the same model after registry.toml changed."""
-    for field, args_key in OPTIONS_OF.items():
-        name = values.get(field, RunConfig.model_fields[field].default)
-        entry = catalog.entries(NAME_FIELDS[field]).get(name) if isinstance(name, str) else None
+    for option, args_key in OPTIONS_OF.items():
+        name = values.get(option, RunConfig.model_fields[option].default)
+        entry = catalog.entries(NAME_FIELDS[option]).get(name) if isinstance(name, str) else None
         if entry is None or not entry.defaults:
             continue
         given = values.get(args_key, {})
@@ -133,7 +133,7 @@ def fill_catalog_defaults(values: dict[str, Any], provenance: dict[str, str], ca
             continue  # validate() reports a non-table
         values[args_key] = {**entry.defaults, **given}  # a new dict: the layers' own stay as they were
         for key in entry.defaults.keys() - given.keys():
-            provenance[f"{args_key}.{key}"] = f"registry {NAME_FIELDS[field]}.{name}"
+            provenance[f"{args_key}.{key}"] = f"registry {NAME_FIELDS[option]}.{name}"
 
 
 def check_needed_options(config: RunConfig, provenance: dict[str, str]) -> None:

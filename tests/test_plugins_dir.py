@@ -87,7 +87,7 @@ def test_a_file_reusing_an_installed_plugins_name_is_reported(tmp_path: Path) ->
     assert [(r["distribution"], r["loaded"], r["errors"]) for r in rows] == [  # the built-in's row stays clean
         ("blitz-train", True, []),
         (f"folder {tmp_path}", False, [
-            f"not loaded: the plugin name 'lenet' is taken by blitz.plugins.lenet from blitz-train 0.1.0; plugin "
+            "not loaded: the plugin name 'lenet' is taken by blitz.plugins.lenet from blitz-train 0.1.0; plugin "
             "names must be unique, so rename this one"
         ]),
     ]

@@ -12,7 +12,6 @@ import pytest
 import torch
 from PIL import Image
 from rich.console import Console
-from torch import nn
 
 from blitz.batches import LoaderBatches, TensorBatches, augment, batches_per_epoch
 from blitz.checkpoint import load_checkpoint
