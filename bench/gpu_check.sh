@@ -48,7 +48,7 @@ limited() {  # PART LIMIT_S COMMAND...
   python3 -c "import torch, timm; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'timm', timm.__version__)"
   nproc
 } 2>&1 | tee -a "$LOG"
-# where the ~8.5 s before a run's first line went on the H100 (2.9 s on the 2-core CPU then)
+# where the ~8.5 s before a run's first line went on the H100 (2.6-2.9 s on the 2-core CPU then)
 wants startup && limited startup 90 python3 bench/startup.py --repeat 3 --out "$OUT/startup"
 # airbench94_muon (the newer record's methods), five seeds: eager, eager with CUDA graphs, then
 # compiled as the recipe compiles (reduce-overhead: CUDA graphs of the compiled model), then in

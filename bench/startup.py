@@ -1,7 +1,7 @@
 """Where a run's start-up goes: each piece timed in fresh processes, medians of several.
 
-On the lent H100 a `blitz run` printed its first line 8.5 s after it started (2.9 s on the
-2-core CPU): this splits that time into the interpreter, importing torch, starting CUDA,
+On the lent H100 a `blitz run` printed its first line 8.5 s after it started (on the 2-core
+CPU, 1.4 s): this splits such time into the interpreter, importing torch, starting CUDA,
 importing the compiler and matplotlib, and blitz's own command line with its plugins.
 
     python bench/startup.py [--repeat 5] [--out DIR]
