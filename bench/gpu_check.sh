@@ -6,6 +6,8 @@
 # stop the rest.
 #   bash bench/gpu_check.sh [DATA_ROOT [PART ...]]
 # Parts: startup (bench/startup.py: where the seconds before a run's first line go, ~1 min),
+# graphs-check (one epoch of airbench94_muon with --deterministic, without and with --cuda-graphs:
+# the same weights? ~40 s),
 # muon (airbench94_muon eager, 5 seeds, ~1.5 min), muon-graphs (eager with --cuda-graphs: each
 # step's forward and backward replayed as CUDA graphs, 5 seeds, ~1.5 min), muon-compile (with --compile: the recipe's
 # reduce-overhead mode, CUDA graphs; 5 seeds, ~2 min with a cold first compile),
@@ -17,18 +19,19 @@
 # (airbench94, 5 seeds, ~2 min), compile (airbench94 with --compile, 3 seeds, ~2 min), resnet18
 # and tutorial (the strategy matrix, ~3 and ~6 min), tutorial-graphs (the tutorial recipe on the
 # GPU, 5,000 steps of batch 4 with and without --cuda-graphs, ~30 s). One command may run 10 minutes on the lent
-# machine: the default is startup, muon, muon-graphs and muon-compile (~6 min; limits add up to 8.5);
+# machine: the default is startup, graphs-check, muon, muon-graphs and muon-nofreeze (~6 min;
+# limits add up to 7.7);
 # run the others in further calls.
 set -uo pipefail
 DATA_ROOT=${1:-/root/cifar10}
 shift || true
-PARTS=${*:-startup muon muon-graphs muon-compile}
+PARTS=${*:-startup graphs-check muon muon-graphs muon-nofreeze}
 OUT=${OUT:-bench/results}
 mkdir -p "$OUT"
 LOG="$OUT/gpu_check.log"
 export PYTHONUNBUFFERED=1
 wants() { [[ " $PARTS " == *" $1 "* ]]; }
-KNOWN="startup muon muon-graphs muon-compile muon-compile-default muon-stem32 muon-nofreeze muon-fp16 muon-threads1 parts airbench compile resnet18 tutorial tutorial-graphs"
+KNOWN="startup graphs-check muon muon-graphs muon-compile muon-compile-default muon-stem32 muon-nofreeze muon-fp16 muon-threads1 parts airbench compile resnet18 tutorial tutorial-graphs"
 for part in $PARTS; do  # a misspelt part would be skipped without a word, and its minutes lost
   [[ " $KNOWN " == *" $part "* ]] || { echo "gpu_check.sh: unknown part '$part'; the parts: $KNOWN" >&2; exit 2; }
 done
@@ -49,7 +52,17 @@ limited() {  # PART LIMIT_S COMMAND...
   nproc
 } 2>&1 | tee -a "$LOG"
 # where the ~8.5 s before a run's first line went on the H100 (2.6-2.9 s on the 2-core CPU then)
-wants startup && limited startup 90 python3 bench/startup.py --repeat 3 --out "$OUT/startup"
+wants startup && limited startup 60 python3 bench/startup.py --repeat 3 --out "$OUT/startup"
+# --cuda-graphs must train as eager does: one deterministic epoch each way (the whitening bias's
+# gradient computed to the end in both, as graphs do), then every weight compared
+graphs_check() {
+  for graphs in --no-cuda-graphs --cuda-graphs; do
+    python3 -m blitz run --recipe airbench94_muon --data-root "$DATA_ROOT" --epochs 1 --deterministic \
+      --optimizer-arg freeze_whiten_bias=false --out "/tmp/blitz-graphs-check-$$$graphs" "$graphs" | grep -E "^(Warm-up|epoch|Warning)"
+  done
+  python3 bench/same_weights.py "/tmp/blitz-graphs-check-$$--no-cuda-graphs" "/tmp/blitz-graphs-check-$$--cuda-graphs"
+}
+wants graphs-check && limited graphs-check 80 bash -c "$(declare -f graphs_check); DATA_ROOT='$DATA_ROOT'; graphs_check"
 # airbench94_muon (the newer record's methods), five seeds: eager, eager with CUDA graphs, then
 # compiled as the recipe compiles (reduce-overhead: CUDA graphs of the compiled model), then in
 # PyTorch's default mode, which on the H100 trained no faster than eager

@@ -258,3 +258,23 @@ def test_the_summary_counts_the_runs_that_captured_cuda_graphs():
         run("cuDNN autotuning and capturing CUDA graphs"), run("cuDNN autotuning"),
     ]}
     assert summarize.summarize("muon-graphs", {"blitz-fast": fast})["graphs"] == "1/2"
+
+
+def test_same_weights_compares_every_tensor_of_two_runs(tmp_path, capsys):
+    """bench/same_weights.py, the verdict of gpu_check.sh's graphs-check part."""
+    import same_weights
+    from blitz.config import RunConfig
+    from blitz.engine import Trainer
+
+    def run(name: str, seed: int) -> str:
+        Trainer(RunConfig(model="linear", dataset="random", strategy="cpu", epochs=1, batch_size=25,
+                          dataset_args={"length": 50, "test_length": 10, "shape": [5]}, seed=seed,
+                          out=tmp_path / name)).fit()
+        return str(tmp_path / name)
+
+    a, b, c = run("a", 0), run("b", 0), run("c", 1)
+    assert same_weights.main([a, b]) == 0
+    assert "same weights: all 2 tensors equal" in capsys.readouterr().out
+    assert same_weights.main([a, c]) == 1
+    assert re.search(r"^2 of 2 tensors differ; the most: fc\.(weight|bias) by \S+$", capsys.readouterr().out.strip())
+    assert same_weights.main([a]) == 2
