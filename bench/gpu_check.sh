@@ -14,13 +14,13 @@
 # muon-compile-default (--compile in PyTorch's default mode, 5 seeds, ~2 min), muon-stem32 (the
 # whitening layer in fp32, 5 seeds, ~1.5 min), muon-nofreeze (the whitening bias's gradient
 # computed to the end, 5 seeds, ~1.5 min), muon-fp16 (fp16 autocast, 5 seeds, ~1.5 min),
-# muon-threads1 (compiled, inductor without its worker pool, 3 seeds, ~1 min), parts
+# muon-threads1 (compiled in the default mode, inductor without its worker pool, 3 seeds, ~1 min), parts
 # (bench/airbench_parts.py: whitening error and a frozen-bias step on the GPU, ~20 s), airbench
 # (airbench94, 5 seeds, ~2 min), compile (airbench94 with --compile, 3 seeds, ~2 min), resnet18
 # and tutorial (the strategy matrix, ~3 and ~6 min), tutorial-graphs (the tutorial recipe on the
 # GPU, 5,000 steps of batch 4 with and without --cuda-graphs, ~30 s). One command may run 10 minutes on the lent
 # machine: the default is startup, graphs-check, muon, muon-graphs and muon-nofreeze (~6 min;
-# limits add up to 7.7);
+# limits add up to 8.5);
 # run the others in further calls.
 set -uo pipefail
 DATA_ROOT=${1:-/root/cifar10}
@@ -52,7 +52,7 @@ limited() {  # PART LIMIT_S COMMAND...
   nproc
 } 2>&1 | tee -a "$LOG"
 # where the ~8.5 s before a run's first line went on the H100 (2.6-2.9 s on the 2-core CPU then)
-wants startup && limited startup 60 python3 bench/startup.py --repeat 3 --out "$OUT/startup"
+wants startup && limited startup 90 python3 bench/startup.py --repeat 2 --out "$OUT/startup"
 # --cuda-graphs must train as eager does: one deterministic epoch each way (the whitening bias's
 # gradient computed to the end in both, as graphs do), then every weight compared
 graphs_check() {
@@ -85,10 +85,11 @@ wants muon-nofreeze && muon muon-nofreeze 120 "--optimizer-arg freeze_whiten_bia
 # the same seeds in fp16 autocast with a gradient scaler: fp16's 11 significand bits, as the
 # reference's fp16 network, against bf16's 8
 wants muon-fp16 && muon muon-fp16 120 "--precision 16-mixed"
-# compiled without inductor's compile-worker pool (started on GPUs, waited for at exit): wall time
+# compiled (PyTorch's default mode, as measured in the twelfth session) without inductor's
+# compile-worker pool (started on GPUs, waited for at exit): wall time
 wants muon-threads1 && TORCHINDUCTOR_COMPILE_THREADS=1 limited muon-threads1 140 python3 bench/bench.py \
-  --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 3 --fast-recipe airbench94_muon --fast-args=--compile \
-  --out "$OUT/muon-threads1"
+  --data-root "$DATA_ROOT" --only blitz-fast --fast-repeat 3 --fast-recipe airbench94_muon \
+  --fast-args="--compile --compile-mode default" --out "$OUT/muon-threads1"
 # airbench94, five seeds: accuracy, airbench-style time (CUDA events) and end-to-end wall time
 wants airbench && limited airbench 160 python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast \
   --fast-repeat 5 --out "$OUT"

@@ -67,14 +67,25 @@ def main() -> None:
     rows: dict[str, float | str] = {}
     width = 52
 
+    def save() -> None:
+        if args.out is None:
+            return
+        args.out.mkdir(parents=True, exist_ok=True)
+        record = {"python": sys.version.split()[0], "torch": torch.__version__, "repeat": args.repeat,
+                  "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+                  "seconds": rows}
+        (args.out / "startup.json").write_text(json.dumps(record, indent=2) + "\n")
+
     def record(name: str, measure: Callable[[], float]) -> None:
-        """One row, printed as soon as it is measured (a part stopped at its limit keeps those)."""
+        """One row, printed and saved as soon as it is measured (a part stopped at its limit keeps
+        those)."""
         try:
             rows[name] = statistics.median(measure() for _ in range(args.repeat))
         except (RuntimeError, subprocess.SubprocessError) as exc:
             rows[name] = f"failed: {exc}"
         value = rows[name]
         print(f"{name:<{width}}  {value:.3f}" if isinstance(value, float) else f"{name:<{width}}  {value}", flush=True)
+        save()
 
     print(f"{'piece':<{width}}  seconds (median of {args.repeat})")
     record("interpreter start and exit (python -c pass)", time_interpreter)
@@ -87,12 +98,6 @@ def main() -> None:
     blitz = shutil.which("blitz")
     if blitz:
         record("`blitz list-plugins`, start to exit", lambda: time_command([blitz, "list-plugins"]))
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        record = {"python": sys.version.split()[0], "torch": torch.__version__, "repeat": args.repeat,
-                  "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-                  "seconds": rows}
-        (args.out / "startup.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

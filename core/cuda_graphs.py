@@ -3,7 +3,7 @@
 A small network at a large batch still waits on kernel launches: each step's few hundred
 kernels are launched one by one from Python. A CUDA graph records them once and replays them
 with one launch. On an H100, torch.compile's ``reduce-overhead`` mode (which does this for
-compiled code) trained airbench94_muon 20 % faster than eager, but its compilation costs 6-25 s
+compiled code) trained airbench94_muon ~19 % faster than eager, but its compilation costs 6-25 s
 of warm-up per run; this captures the eager model's own kernels instead, in well under a second.
 
 PyTorch's ``torch.cuda.make_graphed_callables`` does the capture: it runs the model a few times
