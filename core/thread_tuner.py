@@ -56,10 +56,9 @@ class ThreadTuner:
     def start(self) -> None:
         """Steps begin (again): train at the chosen count; the first window is warm-up, untimed."""
         self._set(self.chosen)
-        self._steps = self._images = 0
         self._timed = False
-        self._window_start = self._clock()
         self._untimed_steps = 0
+        self._restart_window()
 
     def after_step(self, images: int) -> None:
         """A step of ``images`` is done: time the window, and switch the count where it is due."""
