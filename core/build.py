@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from blitz.batches import labels_out_of_range
 from blitz.catalog import Resolved, load_catalog, resolve
 from blitz.components import DataBundle, DataInfo, TensorSplit
 from blitz.config import SUPPLIED_BY_BLITZ, RunConfig
-from blitz.errors import DataError, IncompatibleError, PluginError, UsageError, closest_name
+from blitz.errors import BlitzError, DataError, IncompatibleError, PluginError, UsageError, closest_name
 from blitz.plugin_host import PluginHost, get_host
 
 
@@ -47,6 +48,35 @@ def resolve_components(config: RunConfig, host: PluginHost | None = None) -> Com
         strategy=resolve("strategies", config.strategy, catalog, host),
         loggers=[resolve("loggers", name, catalog, host) for name in config.loggers],
     )
+
+
+def component_origins(components: Components) -> dict[str, dict[str, str]]:
+    """What each of the run's components is and which plugin supplied it, for manifest.json."""
+    named = {"model": components.model, "dataset": components.dataset, "optimizer": components.optimizer,
+             "schedule": components.schedule, "strategy": components.strategy}
+    origins = {kind: {"name": r.name, "component": r.entry.name, "plugin": r.entry.plugin} for kind, r in named.items()}
+    for i, r in enumerate(components.loggers):
+        origins[f"logger {i + 1}"] = {"name": r.name, "component": r.entry.name, "plugin": r.entry.plugin}
+    return origins
+
+
+def contested_components(components: Components, host: PluginHost) -> list[str]:
+    """Warnings for the run's components whose name another plugin also registered, refused
+    (the first registration wins): the user may have meant that plugin's."""
+    named = [("models", components.model), ("datasets", components.dataset), ("optimizers", components.optimizer),
+             ("schedules", components.schedule), ("strategies", components.strategy),
+             *(("loggers", r) for r in components.loggers)]
+    warnings = []
+    for kind, r in named:
+        registry = host.registries[kind]
+        others = sorted({*registry.refused.get(r.name, []), *registry.refused.get(r.entry.name, [])})
+        if others:
+            warnings.append(
+                f"{registry.kind} '{r.name}' comes from plugin '{r.entry.plugin}'; plugin(s) "
+                f"{', '.join(repr(o) for o in others)} register(s) the name too, refused (the first registration "
+                "wins; a catalog entry before any): see 'blitz list-plugins'."
+            )
+    return warnings
 
 
 # Keywords blitz itself passes to factories (from the data, flags or the run), not --*-arg options:
@@ -100,6 +130,13 @@ def call_factory(resolved: Resolved, what: str, *args: Any, **kwargs: Any) -> An
                 f"{what.lower()} factories ({exc}): see 'Factory contracts' in docs/plugins.md."
             ) from exc
         raise
+    except (ValueError, BlitzError):
+        raise  # the callers say what these mean (a rejected option, missing data...)
+    except Exception as exc:  # a failure of its own (a RuntimeError, a file it cannot read): one line
+        raise PluginError(
+            f"{what} '{resolved.name}' of plugin '{resolved.entry.plugin}' failed while being built "
+            f"({type(exc).__name__}: {first_line(exc)}); --debug shows where."
+        ) from exc
 
 
 def first_line(exc: BaseException) -> str:
@@ -119,14 +156,39 @@ def plugin_bug(resolved: Resolved, what: str, exc: BaseException) -> PluginError
     )
 
 
-def call_with_options(resolved: Resolved, what: str, *args: Any, **kwargs: Any) -> Any:
-    """``call_factory`` for optimizers and schedules: a factory's rejection of a value is a usage error."""
+def unexpected_keyword(exc: TypeError) -> str | None:
+    """The keyword a call refused (``f() got an unexpected keyword argument 'bais'``), if that was it."""
+    found = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+    return found.group(1) if found else None
+
+
+def user_could_cause(exc: TypeError, given: dict[str, Any]) -> bool:
+    """Whether a TypeError from inside a factory may come from the options the user gave: not
+    where none were given, nor where it refuses a keyword the user did not give (the factory's
+    own call of something else is wrong)."""
+    keyword = unexpected_keyword(exc)
+    return bool(given) and (keyword is None or keyword in given)
+
+
+def call_with_options(resolved: Resolved, what: str, *args: Any, given: dict[str, Any], **kwargs: Any) -> Any:
+    """``call_factory`` for optimizers and schedules: a factory's rejection of a value is a usage
+    error. ``given``: the options the user set (``--optimizer-arg``...); a TypeError from inside a
+    factory given none of them is the plugin's bug (the lr, momentum and weight decay blitz
+    always passes are validated numbers)."""
     try:
         return call_factory(resolved, what, *args, **kwargs)
-    except (ValueError, TypeError) as exc:
-        options = {k: v for k, v in kwargs.items() if k not in ("total_steps",)}
-        rejected = f"rejected its options {options}" if options else "refused"  # a schedule may refuse the optimizer
-        raise UsageError(f"{what} '{resolved.name}' {rejected}: {exc}") from exc  # --debug shows the factory's own traceback
+    except TypeError as exc:
+        if not user_could_cause(exc, given):
+            raise plugin_bug(resolved, what, exc) from exc
+        raise _rejected(resolved, what, kwargs, exc) from exc  # --debug shows the factory's own traceback
+    except ValueError as exc:
+        raise _rejected(resolved, what, kwargs, exc) from exc
+
+
+def _rejected(resolved: Resolved, what: str, options: dict[str, Any], exc: BaseException) -> UsageError:
+    options = {k: v for k, v in options.items() if k != "total_steps"}
+    rejected = f"rejected its options {options}" if options else "refused"  # a schedule may refuse the optimizer
+    return UsageError(f"{what} '{resolved.name}' {rejected}: {exc}")
 
 
 def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
@@ -136,7 +198,7 @@ def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
             resolved, "Dataset", root=config.resolved_data_root(), download=config.download, **args
         )
     except TypeError as exc:
-        if not config.dataset_args:  # nothing the user gave could have caused it
+        if not user_could_cause(exc, config.dataset_args):
             raise plugin_bug(resolved, "Dataset", exc) from exc
         raise UsageError(f"Dataset '{resolved.name}' could not be built with options {args}: {first_line(exc)}") from exc
     except ValueError as exc:  # the factory's own check of its options (or of its tensors)
@@ -265,12 +327,12 @@ def build_model(resolved: Resolved, info: DataInfo, config: RunConfig) -> nn.Mod
             resolved, "Model", num_classes=info.num_classes, input_shape=info.input_shape, **args
         )
     except TypeError as exc:
-        if not config.model_args:  # nothing the user gave could have caused it: `nn.Linear(..., bais=False)`
+        if not user_could_cause(exc, config.model_args):  # `nn.Linear(..., bais=False)` in the factory
             raise plugin_bug(resolved, "Model", exc) from exc
-        if "unexpected keyword argument" not in str(exc):
-            raise IncompatibleError(
-                f"Model '{resolved.name}' does not fit dataset '{config.dataset}': it cannot be built for "
-                f"inputs of shape {tuple(info.input_shape)} with {info.num_classes} classes ({exc})."
+        if unexpected_keyword(exc) is None:  # a value of the wrong type, most likely
+            raise UsageError(
+                f"Model '{resolved.name}' could not be built with --model-arg {config.model_args} "
+                f"({first_line(exc)}): check those values' types."
             ) from exc  # --debug shows the factory's own traceback
         raise UsageError(f"Model '{resolved.name}' rejected its arguments {args}: {exc}.") from exc  # --debug shows the factory's own traceback
     except ValueError as exc:  # the factory's own check of shapes or arguments

@@ -196,5 +196,8 @@ def resolve(kind: str, name: str, catalog: Catalog | None = None, host: PluginHo
         entry = registry.get(name)
     except UnknownNameError as exc:
         known = set(exc.known) | set(catalog.entries(kind))
-        raise UnknownNameError(exc.kind, name, known, registry.list_command, broken=host.failed()) from None
+        raise UnknownNameError(
+            exc.kind, name, known, registry.list_command, broken=host.failed(), skipped=host.skipped(),
+            unmatched=host.unmatched_allowed,
+        ) from None
     return Resolved(name, entry, {}, entry.description)

@@ -524,6 +524,10 @@ def list_plugins(as_json: Annotated[bool, typer.Option("--json", help="Print JSO
             status = "[green]ok[/]"
         table.add_row(escape(r.name), escape(r.origin + (" (built-in)" if r.builtin else "")), escape(registers), status)
     console.print(table)
+    unmatched = get_host().unmatched_allowed
+    if unmatched:
+        console.print(f"[yellow]BLITZ_LOAD_PLUGINS names {', '.join(repr(u) for u in unmatched)}, which no plugin has "
+                      "(names are the 'plugin' column's, case-sensitive).[/]", highlight=False)
 
 
 @list_app.command("plugins", help="List every plugin (same as 'blitz list-plugins').")

@@ -37,6 +37,8 @@ from blitz.build import (
     check_batch_norm_batches,
     check_fit,
     check_returned,
+    component_origins,
+    contested_components,
     load_data,
     resolve_components,
     with_normalization,
@@ -260,6 +262,7 @@ class Trainer:
             c.strategy, "Strategy", call_factory(c.strategy, "Strategy", device=config.device), Strategy
         )
         self.strategy = strategy
+        self.warn_all(contested_components(c, self.host))
         started = int(os.environ.get("WORLD_SIZE", "1")) if launched_by_torchrun() else 1
         if started > 1 and strategy.world_size == 1:  # each process would train alone, on all the data
             raise UsageError(
@@ -404,7 +407,7 @@ class Trainer:
             test_split = TensorSplit(test_split.images.to(strategy.device), test_split.labels.to(strategy.device))
 
         optimizer = check_returned(c.optimizer, "Optimizer", call_with_options(
-            c.optimizer, "Optimizer", model,
+            c.optimizer, "Optimizer", model, given=config.optimizer_args,
             lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
             **{**c.optimizer.defaults, **config.optimizer_args},
         ), torch.optim.Optimizer)
@@ -413,7 +416,7 @@ class Trainer:
             steps_per_epoch = min(steps_per_epoch, config.limit_steps)
         total_steps = max(1, steps_per_epoch * config.epochs)
         scheduler = check_returned(c.schedule, "Schedule", call_with_options(
-            c.schedule, "Schedule", optimizer, total_steps=total_steps,
+            c.schedule, "Schedule", optimizer, given=config.schedule_args, total_steps=total_steps,
             **{**c.schedule.defaults, **config.schedule_args},
         ), ("step", "state_dict", "load_state_dict"))
         train_model = strategy.wrap(model)
@@ -1018,7 +1021,9 @@ class Trainer:
                 path.mkdir(parents=True, exist_ok=True)
                 self.run_lock = runs.lock_run(path)
             plugins = {r.name: r.origin for r in self.host.records.values() if r.loaded}
-            runs.write_start_files(path, self.config, self.strategy.describe(), plugins)
+            runs.write_start_files(
+                path, self.config, self.strategy.describe(), plugins, component_origins(self.components)
+            )
         return path
 
     def _start_loggers(self, run_dir: Path | None) -> list[GuardedLogger]:

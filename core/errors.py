@@ -58,11 +58,14 @@ class UnknownNameError(UsageError, KeyError):
     """A component name that no installed plugin registers."""
 
     def __init__(
-        self, kind: str, name: str, known: Iterable[str], list_command: str, broken: Iterable[str] = ()
+        self, kind: str, name: str, known: Iterable[str], list_command: str, broken: Iterable[str] = (),
+        skipped: Iterable[str] = (), unmatched: Iterable[str] = (),
     ) -> None:
         self.kind, self.name, self.list_command = kind, name, list_command
         self.known = sorted(known)
         self.broken = sorted(broken)  # plugins that failed to load: one of them may have registered it
+        self.skipped = sorted(skipped)  # plugins BLITZ_LOAD_PLUGINS left out: the same
+        self.unmatched = sorted(unmatched)  # names in BLITZ_LOAD_PLUGINS no plugin has (misspelt?)
         super().__init__(self._message(""))
 
     def _message(self, where: str) -> str:
@@ -71,6 +74,11 @@ class UnknownNameError(UsageError, KeyError):
         if self.broken:
             hint += (f" (Plugin(s) {', '.join(repr(b) for b in self.broken[:3])} failed to load and may "
                      "register it: see 'blitz list-plugins'.)")
+        left_out = [f"leaves out plugin(s) {', '.join(repr(s) for s in self.skipped[:3])}"] if self.skipped else []
+        if self.unmatched:
+            left_out.append(f"names {', '.join(repr(u) for u in self.unmatched[:3])}, which no plugin has")
+        if left_out:
+            hint += f" (BLITZ_LOAD_PLUGINS {' and '.join(left_out)}.)"
         if close and close.endswith("/*"):  # a family: not a name to type as it is
             family = close[:-1]
             return (f"Unknown {self.kind} '{self.name}'{where}. Did you mean '{family}<name>'? "

@@ -13,6 +13,7 @@ datasette's ``--plugins-dir``. Such files count as third-party plugins, named af
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import importlib.util
@@ -249,11 +250,15 @@ class PluginHost:
         self.registries = {kind: Registry(noun, cmd) for kind, (noun, cmd) in KINDS.items()}
         self._broken_lifecycle: set[tuple[str, str]] = set()
         allowed = _allowed_third_party()
-        for source in self.sources:
-            self._load(source, allowed)
-        self._reject_unknown_hooks()
-        for kind in KINDS:
-            self._collect(kind)
+        # Names in BLITZ_LOAD_PLUGINS that no plugin has: a misspelling would load nothing, silently
+        self.unmatched_allowed = sorted(allowed - {s.name for s in self.sources}) if allowed else []
+        # A plugin's print() while it loads goes to stderr: stdout may be --json for a program
+        with contextlib.redirect_stdout(sys.stderr):
+            for source in self.sources:
+                self._load(source, allowed)
+            self._reject_unknown_hooks()
+            for kind in KINDS:
+                self._collect(kind)
         self._reject_catalog_clashes()
 
     def _load(self, source: PluginSource, allowed: set[str] | None) -> None:
@@ -291,6 +296,10 @@ class PluginHost:
         if not record.hooks:
             record.errors.append(_registers_nothing(plugin))
 
+    def skipped(self) -> list[str]:
+        """The plugins BLITZ_LOAD_PLUGINS left out."""
+        return sorted({r.name for r in self.records.values() if r.skipped})
+
     def failed(self) -> list[str]:
         """The plugins that failed to load, or whose register hook raised: either may be missing
         components (a disabled plugin is not a failure, nor a second one of a taken name)."""
@@ -319,7 +328,12 @@ class PluginHost:
         for impl in sorted(caller.get_hookimpls(), key=lambda i: list(self.records).index(i.plugin_name)):
             record = self.records[impl.plugin_name]
 
-            def register(name: str, factory: Any, *, description: str = "", **metadata: Any) -> None:
+            def register(name: Any = None, factory: Any = None, *, description: str = "", **metadata: Any) -> None:
+                if not isinstance(name, str) or factory is None:  # register(factory), or the two swapped
+                    raise TypeError(
+                        f"register() takes a name and a factory, register('name', factory, description=...); "
+                        f"got {_shown(name)} and {_shown(factory)}"
+                    )
                 try:
                     registry.add(Entry(name, factory, description, impl.plugin_name, metadata))
                 except PluginError as exc:
@@ -354,6 +368,7 @@ class PluginHost:
                 if record is None or record.builtin:
                     continue
                 registry.remove(name)
+                registry.refused.setdefault(name, []).append(entry.plugin)
                 record.registers[kind].remove(name)
                 record.errors.append(
                     f"registers {registry.kind} '{name}', a name registry.toml gives to '{alias.component}'; "
@@ -393,6 +408,10 @@ class PluginHost:
                 )
         return warnings
 
+
+
+def _shown(value: Any) -> str:
+    return "nothing" if value is None else repr(value) if isinstance(value, str) else type(value).__name__
 
 
 def _in_call_order(impls: list[Any]) -> list[Any]:

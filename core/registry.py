@@ -72,6 +72,7 @@ class Registry:
         self.kind = kind
         self.list_command = list_command
         self._entries: dict[str, Entry] = {}
+        self.refused: dict[str, list[str]] = {}  # a name -> the plugins whose registration of it was refused
 
     def add(self, entry: Entry) -> None:
         """Add ``entry``; a clash or an invalid name raises :class:`PluginError`."""
@@ -114,6 +115,7 @@ class Registry:
             )
         existing = self._entries.get(entry.name)
         if existing is not None:
+            self.refused.setdefault(entry.name, []).append(entry.plugin)
             raise PluginError(
                 f"Plugin '{entry.plugin}' registers {self.kind} '{entry.name}', which plugin "
                 f"'{existing.plugin}' already registers; the first registration is kept."

@@ -2,7 +2,7 @@
 
     runs/<time>-<recipe or model>-<dataset>/
         config.toml       the resolved config; `blitz run --config` reruns it
-        manifest.json     versions, device, seed, git commit
+        manifest.json     versions, device, seed, git commit, the plugin of each component
         metrics.jsonl     one JSON object per line (every N steps and every epoch)
         summary.json      status, epochs done, best and last accuracy, timings
         checkpoints/      last.ckpt and best.ckpt
@@ -142,7 +142,10 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def write_start_files(path: Path, config: RunConfig, device: str, plugins: dict[str, str]) -> None:
+def write_start_files(
+    path: Path, config: RunConfig, device: str, plugins: dict[str, str],
+    components: dict[str, dict[str, str]] | None = None,
+) -> None:
     import torch  # here, not at the top: `blitz runs` and `show` need no torch
 
     # The data folder as found now, also where it came from $BLITZ_DATA_ROOT or the default
@@ -159,6 +162,7 @@ def write_start_files(path: Path, config: RunConfig, device: str, plugins: dict[
         "seed": config.seed,
         "git_commit": git_commit(),
         "plugins": plugins,
+        "components": components or {},  # each one's name, registered name and plugin
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": os.environ.get("BLITZ_COMMAND_LINE", ""),
     }

@@ -44,6 +44,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from blitz import Register, hookimpl
+from blitz.lazy_dynamo import LazyDynamoOptimizer
 from blitz.options import check_flag, check_fraction, check_option
 from blitz.plugins.muon import Muon, default_ns_dtype
 from blitz.plugins.optimizers import zero_missing_momentum_buffers
@@ -346,7 +347,7 @@ def build_airbench(
 _NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
 
-class AirbenchSGD(torch.optim.SGD):
+class AirbenchSGD(LazyDynamoOptimizer, torch.optim.SGD):
     """Nesterov SGD plus two things that depend on how far training has come.
 
     * A group with ``active_fraction`` < 1 stops learning (its gradients are dropped, as if its

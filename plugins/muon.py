@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from blitz import Register, hookimpl
+from blitz.lazy_dynamo import LazyDynamoOptimizer
 from blitz.options import check_option
 
 # The quintic iteration's coefficients: X <- a X + (b A + c A^2) X with A = X X^T. Chosen to
@@ -61,7 +62,7 @@ def orthogonalize(updates: torch.Tensor, steps: int = 5, dtype: torch.dtype | No
     return x.reshape(updates.shape).to(updates.dtype)
 
 
-class Muon(torch.optim.Optimizer):
+class Muon(LazyDynamoOptimizer):
     """Muon for the groups with ``use_muon=True``, Nesterov SGD for the others.
 
     Muon groups (parameters of two or more dimensions): per step, ``buf = momentum * buf + grad``;

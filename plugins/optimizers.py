@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from blitz import Register, hookimpl
+from blitz.lazy_dynamo import LazyDynamoOptimizer
 from blitz.options import check_flag, check_optional_flag
 from blitz.optimizer_state import has_step_hooks
 
@@ -29,7 +30,7 @@ def _fused(model: nn.Module, fused: bool | None) -> dict[str, bool]:
     return {"fused": True} if use else {}
 
 
-class LeanSGD(torch.optim.SGD):
+class LeanSGD(LazyDynamoOptimizer, torch.optim.SGD):
     """``torch.optim.SGD`` that, in the common fused case, calls the fused kernel directly.
 
     At the tutorial's batch of 4 a step of LeNet takes about half a millisecond, and
@@ -42,6 +43,9 @@ class LeanSGD(torch.optim.SGD):
     torch wraps every optimizer class's ``step`` to run step hooks inside a profiler range; the
     range alone costs ~5 us a step. ``step`` here runs that wrapper only when a hook is
     registered or a profiler is recording, so hooks and profiles are as with any optimizer.
+    The short path takes the first step too (the fused kernel starts the momentum buffers as the
+    gradients, as SGD's does), and with :class:`blitz.lazy_dynamo.LazyDynamoOptimizer` a run on it
+    never imports torch._dynamo, as ``SGD.step`` does at its first call.
     """
 
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
@@ -64,18 +68,23 @@ class LeanSGD(torch.optim.SGD):
             params = group["params"]
             grads = [p.grad for p in params]
             buffers = [self.state[p].get("momentum_buffer") for p in params] if group["momentum"] else []
+            first = bool(buffers) and all(b is None for b in buffers)
             if not (
                 group["fused"] and not group["differentiable"] and not isinstance(group["lr"], torch.Tensor)
-                and params and _same_kind(params, grads) and all(b is not None for b in buffers)
+                and params and _same_kind(params, grads) and (first or all(b is not None for b in buffers))
             ):
                 return self._general_step(closure)
-            work.append((group, params, grads, buffers))
+            work.append((group, params, grads, buffers, first))
         with torch.no_grad():  # as SGD.step: the in-place update must not be recorded
-            for group, params, grads, buffers in work:
+            for group, params, grads, buffers, first in work:
+                if first:  # as SGD's fused step: the kernel fills them with the first gradients
+                    buffers = [torch.empty_like(g) for g in grads]
+                    for p, buffer in zip(params, buffers):
+                        self.state[p]["momentum_buffer"] = buffer
                 torch._fused_sgd_(
                     params, grads, buffers, weight_decay=group["weight_decay"], momentum=group["momentum"],
                     lr=group["lr"], dampening=group["dampening"], nesterov=group["nesterov"],
-                    maximize=group["maximize"], is_first_step=False, grad_scale=None, found_inf=None,
+                    maximize=group["maximize"], is_first_step=first, grad_scale=None, found_inf=None,
                 )
         return None
 

@@ -340,7 +340,7 @@ class ClosingLogger:
         ClosingLogger.closed.append("closed")
 
 
-@pytest.mark.parametrize(("error", "expected"), [(UsageError("no such sink"), UsageError), (KeyError("bug"), KeyError)])
+@pytest.mark.parametrize(("error", "expected"), [(UsageError("no such sink"), UsageError), (KeyError("bug"), PluginError)])
 def test_loggers_built_before_one_that_fails_are_closed_and_the_new_run_folder_goes(tmp_path, error, expected):
     def failing(*, run_dir: Path) -> Any:
         raise error
@@ -522,6 +522,83 @@ def test_a_factorys_own_type_error_is_the_plugins_bug_not_a_usage_error(tmp_path
     with pytest.raises(PluginError, match=message) as info:
         fit(tmp_path, plugin, **changes)
     assert info.value.exit_code == 1
+
+
+def _typo_with_option(*, num_classes, input_shape, width: int = 4):
+    return nn.Linear(3 * 8 * 8, num_classes, bais=False)  # refuses 'bais', which the user never gave
+
+
+def _typed_model(*, num_classes, input_shape, width: int = 4):
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, width), nn.Linear(width, num_classes))
+
+
+def _typo_optimizer(model, *, lr, momentum, weight_decay):
+    return torch.optim.SGD(model.parameters(), lr=lr, momentm=momentum)  # the plugin's bug
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"model": "typo_width", "model_args": {"width": 8}}, PluginError,
+         r"Model 'typo_width' of plugin 'mine' failed while being built \(TypeError: .*'bais'\): a bug in the plugin"),
+        ({"optimizer": "typo_sgd"}, PluginError,
+         r"Optimizer 'typo_sgd' of plugin 'mine' failed while being built \(TypeError: .*'momentm'\): a bug in the plugin"),
+        ({"model": "typed", "model_args": {"width": "abc"}}, UsageError,
+         r"^Model 'typed' could not be built with --model-arg \{'width': 'abc'\} \(.*\): check those values' types\.$"),
+        ({"model": "typed", "model_args": {"widht": 8}}, UsageError, r"^Model 'typed' takes no argument 'widht' \(did you mean 'width'\?\)"),
+    ],
+)
+def test_a_type_error_is_the_users_only_where_their_options_can_cause_it(tmp_path, changes, error, message):
+    """Blitz always passes an optimizer lr, momentum and weight decay: they are not the user's
+    options; nor is a keyword the factory passes to something else."""
+    plugin = Plugin(models={"typo_width": _typo_with_option, "typed": _typed_model}, optimizers={"typo_sgd": _typo_optimizer})
+    with pytest.raises(error, match=message) as info:
+        fit(tmp_path, plugin, **changes)
+    assert info.value.exit_code == (1 if error is PluginError else 2)
+
+
+def test_a_run_on_a_contested_name_says_whose_component_it_uses_and_records_it(tmp_path):
+    """The second registration of a name is refused at load time, but the user who installed that
+    plugin asked for its component: the run says whose it got, and the manifest records it."""
+    second = SimpleNamespace(__name__="second", register_models=hookimpl(
+        lambda register: register("lenet", lambda **_: nn.Linear(1, 1), description="another lenet")))
+    host = PluginHost([*builtins(), local_source(second, "second")])
+    console = Console(file=StringIO(), width=300)
+    Trainer(tiny_config(tmp_path, model="lenet"), host=host, console=console).fit()
+    assert ("Warning: model 'lenet' comes from plugin 'lenet'; plugin(s) 'second' register(s) the name too, "
+            "refused") in console.file.getvalue()
+    manifest = read_json(tmp_path / "run" / "manifest.json")
+    assert manifest["components"]["model"] == {"name": "lenet", "component": "lenet", "plugin": "lenet"}
+    assert manifest["components"]["dataset"]["plugin"] == "random"
+
+
+def _raising(exc: BaseException):
+    def factory(*args, **kwargs):
+        raise exc
+    return factory
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"model": "boom"}, r"^Model 'boom' of plugin 'mine' failed while being built \(RuntimeError: CUDA error: out of "
+                            r"memory; CUDA kernel errors might be reported\); --debug shows where\.$"),
+        ({"dataset": "unreadable", "dataset_args": {}},
+         r"^Dataset 'unreadable' of plugin 'mine' failed while being built \(PermissionError: \[Errno 13\] denied\)"),
+        ({"optimizer": "keyerr"}, r"^Optimizer 'keyerr' of plugin 'mine' failed while being built \(KeyError: 'lr'\)"),
+        ({"loggers": ["noimport"]}, r"^Logger 'noimport' of plugin 'mine' failed while being built \(ImportError: no wandb\)"),
+    ],
+)
+def test_any_other_exception_of_a_factory_is_one_line_naming_the_plugin(tmp_path, changes, message):
+    """Not a traceback: the component, its plugin and the exception's first line; --debug for the rest."""
+    plugin = Plugin(
+        models={"boom": _raising(RuntimeError("CUDA error: out of memory\nCUDA kernel errors might be reported"))},
+        datasets={"unreadable": _raising(PermissionError(13, "denied"))},
+        optimizers={"keyerr": _raising(KeyError("lr"))}, loggers={"noimport": _raising(ImportError("no wandb"))},
+    )
+    with pytest.raises(PluginError, match=message) as info:
+        fit(tmp_path, plugin, **changes)
+    assert info.value.exit_code == 1 and "\n" not in str(info.value)
 
 
 def test_a_misspelt_register_keyword_is_the_plugins_error_not_silently_metadata():

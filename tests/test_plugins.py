@@ -367,6 +367,56 @@ def test_load_plugins_env_limits_third_party_plugins(
     assert host.records["lenet"].loaded and "lenet" in host.registries["models"]  # built-ins always load
 
 
+def test_a_name_left_out_or_misspelt_in_load_plugins_is_named_where_its_component_is_missing(monkeypatch):
+    from blitz.catalog import resolve
+    from blitz.errors import UnknownNameError
+
+    monkeypatch.setenv(LOAD_PLUGINS_ENV, "alpa,Beta")  # a misspelling, and the wrong case
+    host = PluginHost([*builtins(), *third_party_sources()])
+    assert host.unmatched_allowed == ["Beta", "alpa"] and host.skipped() == ["alpha", "beta"]
+    with pytest.raises(UnknownNameError) as info:
+        resolve("models", "alpha_model", host=host)
+    assert str(info.value) == (
+        "Unknown model 'alpha_model'. (BLITZ_LOAD_PLUGINS leaves out plugin(s) 'alpha', 'beta' and names "
+        "'Beta', 'alpa', which no plugin has.) See 'blitz list models'."
+    )
+
+
+def test_a_plugins_print_while_it_loads_goes_to_stderr_not_into_json_output(capsys):
+    class Chatty(ModelsPlugin):
+        @hookimpl
+        def register_models(self, register):
+            print("registering chatty models")
+            super().register_models(register)
+
+    def load():
+        print("Hello from chatty!")
+        return Chatty("chatty_model")
+
+    host = PluginHost([*builtins(), PluginSource("chatty", load, "chatty_mod", "chatty-dist", "1.0")])
+    assert "chatty_model" in host.registries["models"]
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Hello from chatty!" in captured.err and "registering chatty models" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("call", "got"),
+    [(lambda register, f: register(f, description="x"), "got function and nothing"),
+     (lambda register, f: register(f, "swapped"), "got function and 'swapped'")],
+)
+def test_register_called_without_a_name_says_how_to_call_it(call, got):
+    def factory(**_):
+        return nn.Linear(1, 1)
+
+    plugin = SimpleNamespace(__name__="noname", register_models=hookimpl(lambda register: call(register, factory)))
+    host = PluginHost([*builtins(), local_source(plugin, "noname")])
+    (error,) = host.records["noname"].errors
+    assert error.startswith(
+        "raised in register_models: TypeError: register() takes a name and a factory, "
+        f"register('name', factory, description=...); {got}"
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # each register_* hook: what it registers, called as documented; the end-to-end test below
 # runs all of them through the real Trainer
