@@ -50,6 +50,24 @@ def resolve_components(config: RunConfig, host: PluginHost | None = None) -> Com
     )
 
 
+def check_optimizer_covers(resolved: Resolved, optimizer: torch.optim.Optimizer, model: nn.Module) -> list[str]:
+    """An optimizer over none of the model's trainable parameters (built over something else)
+    would train nothing and report a flat loss: refused. Over some of them: a warning."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    missing = sum(id(p) not in held for p in trainable)
+    if not trainable or not missing:
+        return []
+    where = f"Optimizer '{resolved.name}' of plugin '{resolved.entry.plugin}'"
+    if missing == len(trainable):
+        raise PluginError(
+            f"{where} updates none of the model's {len(trainable)} trainable parameter tensors: its factory "
+            "must build it over the model it is given (model.parameters()), or it trains nothing."
+        )
+    return [f"{where} updates {len(trainable) - missing} of the model's {len(trainable)} trainable parameter "
+            f"tensors; the other {missing} stay as they are (freeze them with requires_grad_(False) if meant)."]
+
+
 def component_origins(components: Components) -> dict[str, dict[str, str]]:
     """What each of the run's components is and which plugin supplied it, for manifest.json."""
     named = {"model": components.model, "dataset": components.dataset, "optimizer": components.optimizer,

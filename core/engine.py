@@ -36,9 +36,11 @@ from blitz.build import (
     check_augment,
     check_batch_norm_batches,
     check_fit,
+    check_optimizer_covers,
     check_returned,
     component_origins,
     contested_components,
+    first_line,
     load_data,
     resolve_components,
     with_normalization,
@@ -368,7 +370,8 @@ class Trainer:
                 status = "stopped" if isinstance(exc, (Interrupted, KeyboardInterrupt)) else "failed"
                 with contextlib.suppress(Exception):  # the error at hand is the one to report
                     self._write_summary(
-                        session.run, status, session.best_accuracy, session.latest, partial=session.so_far.seconds
+                        session.run, status, session.best_accuracy, session.latest, partial=session.so_far.seconds,
+                        error=f"{type(exc).__name__}: {first_line(exc)}" if status == "failed" else None,
                     )
             raise
 
@@ -411,6 +414,7 @@ class Trainer:
             lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
             **{**c.optimizer.defaults, **config.optimizer_args},
         ), torch.optim.Optimizer)
+        self.warn_all(check_optimizer_covers(c.optimizer, optimizer, model))
         steps_per_epoch = len(batches)
         if config.limit_steps:
             steps_per_epoch = min(steps_per_epoch, config.limit_steps)
@@ -987,7 +991,9 @@ class Trainer:
                     )
                     raise TrainingDivergedError(
                         f"The loss became {window_loss} by step {run.global_step} (epoch {epoch}, "
-                        f"lr {optimizer.param_groups[0]['lr']:.3g}); stopped. {saved} Try a lower --lr."
+                        f"lr {optimizer.param_groups[0]['lr']:.3g}); stopped. {saved} Try a lower --lr"
+                        + (" (from the first steps on, it may also be NaN or inf in the data or the model's output)."
+                           if run.global_step == steps_done == window_steps else ".")
                     )
                 now = time.perf_counter()
                 rate = window_images / max(now - window_start, 1e-9)
@@ -1042,9 +1048,10 @@ class Trainer:
 
     def _write_summary(
         self, run: TrainingRun, status: str, best: float, last: EvalResult | None, timed: float | None = None,
-        partial: float = 0.0,
+        partial: float = 0.0, error: str | None = None,
     ) -> None:
-        """summary.json; ``partial``: training seconds of an epoch stopped part-way (not in the history)."""
+        """summary.json; ``partial``: training seconds of an epoch stopped part-way (not in the
+        history); ``error``: what ended a failed run."""
         if run.run_dir is None:
             return
         runs.write_summary(run.run_dir, {
@@ -1059,6 +1066,7 @@ class Trainer:
             "seconds": sum(h["seconds"] for h in run.history) + partial,
             "timed_seconds": timed,
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **({"error": error} if error else {}),
         })
 
 

@@ -103,10 +103,15 @@ class PluginSource:
         return self.distribution == BUILTIN_DISTRIBUTION
 
 
+def _unmarked_hooks(plugin: object, marked: Iterable[str]) -> list[str]:
+    """Functions of a plugin named as hooks but not marked @hookimpl: pluggy never calls them."""
+    specs = {name for name in dir(hookspecs) if name.startswith(("register_", "on_"))}
+    return sorted(name for name in dir(plugin) if name in specs and name not in marked and callable(getattr(plugin, name)))
+
+
 def _registers_nothing(plugin: object) -> str:
     """Why a plugin that loaded implements no hook, as precisely as can be told."""
-    specs = {name for name in dir(hookspecs) if name.startswith(("register_", "on_"))}
-    unmarked = sorted(name for name in dir(plugin) if name in specs and callable(getattr(plugin, name)))
+    unmarked = _unmarked_hooks(plugin, ())
     if unmarked:
         return (f"registers nothing: {', '.join(unmarked)} lack(s) the @hookimpl marker "
                 "(from blitz import hookimpl)")
@@ -295,6 +300,9 @@ class PluginHost:
         record.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
         if not record.hooks:
             record.errors.append(_registers_nothing(plugin))
+        elif unmarked := _unmarked_hooks(plugin, record.hooks):
+            record.errors.append(f"{', '.join(unmarked)} lack(s) the @hookimpl marker (from blitz import hookimpl): "
+                                 "not called; its other hooks are")
 
     def skipped(self) -> list[str]:
         """The plugins BLITZ_LOAD_PLUGINS left out."""

@@ -80,6 +80,21 @@ def test_a_plugin_that_registers_nothing_says_why():
     assert "forgotten" not in host.registries["models"].names()
 
 
+def test_one_hook_of_several_without_its_marker_is_reported_and_the_others_work():
+    def register_models(register):
+        register("kept", lambda **_: nn.Linear(1, 1))
+
+    def register_optimizers(register):  # no @hookimpl
+        register("forgotten", lambda model, **_: torch.optim.SGD(model.parameters(), lr=0.1))
+
+    half = SimpleNamespace(__name__="half", register_models=hookimpl(register_models), register_optimizers=register_optimizers)
+    host = PluginHost([*builtins(), local_source(half, "half")])
+    assert host.records["half"].errors == [
+        "register_optimizers lack(s) the @hookimpl marker (from blitz import hookimpl): not called; its other hooks are"
+    ]
+    assert "kept" in host.registries["models"].names() and "forgotten" not in host.registries["optimizers"].names()
+
+
 def test_an_unknown_name_points_at_the_plugins_that_failed_to_load():
     from blitz.catalog import resolve
     from blitz.errors import UnknownNameError
@@ -570,6 +585,22 @@ def test_a_run_on_a_contested_name_says_whose_component_it_uses_and_records_it(t
     manifest = read_json(tmp_path / "run" / "manifest.json")
     assert manifest["components"]["model"] == {"name": "lenet", "component": "lenet", "plugin": "lenet"}
     assert manifest["components"]["dataset"]["plugin"] == "random"
+
+
+def test_an_optimizer_over_none_of_the_models_parameters_is_refused_over_some_warned(tmp_path):
+    def elsewhere(model, *, lr, momentum, weight_decay):
+        return torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)  # trains nothing of the model
+
+    def head_only(model, *, lr, momentum, weight_decay):
+        return torch.optim.SGD(list(model.parameters())[-2:], lr=lr)
+
+    plugin = Plugin(optimizers={"elsewhere": elsewhere, "head_only": head_only})
+    with pytest.raises(PluginError, match=r"^Optimizer 'elsewhere' of plugin 'mine' updates none of the model's 10 "
+                                          r"trainable parameter tensors: its factory must build it over the model"):
+        fit(tmp_path, plugin, model="lenet", optimizer="elsewhere")
+    _, printed = fit(tmp_path / "b", plugin, model="lenet", optimizer="head_only")
+    assert ("Warning: Optimizer 'head_only' of plugin 'mine' updates 2 of the model's 10 trainable parameter "
+            "tensors; the other 8 stay as they are") in printed
 
 
 def _raising(exc: BaseException):

@@ -74,11 +74,24 @@ def test_nan_loss_stops_with_step_and_lr_and_keeps_the_last_good_checkpoint(tmp_
     with pytest.raises(TrainingDivergedError) as info:
         trainer.fit()
     message = str(info.value)
-    assert "The loss became nan by step 5 (epoch 2, lr 0.01)" in message
+    assert "The loss became nan by step 5 (epoch 2, lr 0.01)" in message and message.endswith("Try a lower --lr.")
     assert f"The last good checkpoint is kept in {tmp_path / 'run' / 'checkpoints'}." in message
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["error"].startswith("TrainingDivergedError: The loss became nan")
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert state.meta["epoch"] == 2  # the checkpoint written after epoch 1
     assert all(torch.isfinite(v).all() for v in state.model.values() if v.is_floating_point())
+
+
+def test_nan_from_the_first_steps_also_points_at_the_data_and_the_model(tmp_path):
+    plugin = Poison()
+    plugin.poisoned = True  # NaN logits from step 1: no learning rate does that
+    host = PluginHost([*discover(), local_source(plugin, "poison")])
+    with pytest.raises(TrainingDivergedError) as info:
+        Trainer(tiny(tmp_path, model="fragile", epochs=2), host=host).fit()
+    assert str(info.value).endswith(
+        "Try a lower --lr (from the first steps on, it may also be NaN or inf in the data or the model's output)."
+    )
 
 
 def test_nan_through_the_cli_exits_1_without_traceback(tmp_path):
