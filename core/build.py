@@ -236,6 +236,11 @@ def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
             f"Dataset '{resolved.name}' declares mean {list(info.mean)} and std {list(info.std)} for "
             f"{info.input_shape[0]} channels: a plugin bug (one value per channel, std above 0)."
         )
+    if info.mean and (any(not 0 <= m <= 1 for m in info.mean) or any(s > 1 for s in info.std)):
+        raise DataError(
+            f"Dataset '{resolved.name}' declares mean {list(info.mean)} and std {list(info.std)}: they are in "
+            "units of pixel values scaled to [0, 1] (CIFAR-10's mean is 0.49, not 125): a plugin bug."
+        )
     for split_name, split in (("train", bundle.train), ("test", bundle.test)):
         if isinstance(split, TensorSplit) and len(split):
             _check_tensor_split(resolved.name, split_name, split, info)
@@ -296,6 +301,29 @@ def _check_tensor_split(name: str, split_name: str, split: TensorSplit, info: Da
             f"Dataset '{name}' {split_name} images are {images.dtype}: give uint8 pixels (normalized and "
             "augmented by blitz) or float features, not another integer type."
         )
+
+
+def data_warnings(name: str, bundle: DataBundle) -> list[str]:
+    """Data a model can train on that is probably not what its source meant: float inputs
+    (used as they are) far outside a normalized range, as raw 0-255 pixels stored as floats are,
+    and a mean/std declared for float inputs, which blitz does not apply to them."""
+    train = bundle.train
+    if not isinstance(train, TensorSplit) or not train.images.is_floating_point() or not len(train):
+        return []
+    warnings = []
+    largest = float(train.images[:1000].abs().amax())  # a sample: this runs on every start
+    if largest > 20:
+        warnings.append(
+            f"Dataset '{name}' gives float inputs with values up to {largest:g}: blitz uses float inputs as "
+            "they are, unnormalized (uint8 pixels are normalized with the data's mean and std); store pixels as "
+            "uint8, or scale the inputs to a few units."
+        )
+    if bundle.info.mean:
+        warnings.append(
+            f"Dataset '{name}' declares a mean and std, but its inputs are floats, used as they are: the mean "
+            "and std apply to uint8 pixels only."
+        )
+    return warnings
 
 
 def with_normalization(info: DataInfo, config: RunConfig) -> DataInfo:

@@ -40,6 +40,7 @@ from blitz.build import (
     check_returned,
     component_origins,
     contested_components,
+    data_warnings,
     first_line,
     load_data,
     resolve_components,
@@ -459,6 +460,7 @@ class Trainer:
         strategy.barrier()
         if not first:
             bundle = load_data(c.dataset, config)
+        self.warn_all(data_warnings(c.dataset.name, bundle))
         info = with_normalization(bundle.info, config)
         check_augment(info, config)
         bundle.info = info

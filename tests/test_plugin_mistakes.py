@@ -603,6 +603,29 @@ def test_an_optimizer_over_none_of_the_models_parameters_is_refused_over_some_wa
             "tensors; the other 8 stay as they are") in printed
 
 
+def _pixels_as(dtype: torch.dtype, mean: tuple[float, ...] = (), std: tuple[float, ...] = ()):
+    def load(*, root, download):
+        images = torch.arange(16 * 3 * 8 * 8).remainder(256).to(dtype).view(16, 3, 8, 8)
+        split = TensorSplit(images, torch.arange(16) % 2)
+        return DataBundle(train=split, test=split, info=DataInfo(2, (3, 8, 8), ("a", "b"), mean, std))
+    return load
+
+
+def test_pixels_stored_as_floats_are_warned_and_a_mean_in_0_255_units_refused(tmp_path):
+    plugin = Plugin(datasets={
+        "float255": _pixels_as(torch.float32), "float_mean": _pixels_as(torch.float32, (0.5,) * 3, (0.25,) * 3),
+        "mean255": _pixels_as(torch.uint8, (125.0,) * 3, (60.0,) * 3),
+    })
+    _, printed = fit(tmp_path / "a", plugin, dataset="float255", model="linear", dataset_args={})
+    assert ("Warning: Dataset 'float255' gives float inputs with values up to 255: blitz uses float inputs as they "
+            "are, unnormalized") in printed
+    _, printed = fit(tmp_path / "b", plugin, dataset="float_mean", model="linear", dataset_args={})
+    assert "Warning: Dataset 'float_mean' declares a mean and std, but its inputs are floats, used as they are" in printed
+    with pytest.raises(DataError, match=r"^Dataset 'mean255' declares mean \[125.0, 125.0, 125.0\] and std .*: they "
+                                        r"are in units of pixel values scaled to \[0, 1\] .*: a plugin bug\.$"):
+        fit(tmp_path / "c", plugin, dataset="mean255", model="linear", dataset_args={})
+
+
 def _raising(exc: BaseException):
     def factory(*args, **kwargs):
         raise exc
