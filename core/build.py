@@ -21,6 +21,7 @@ from blitz.catalog import Resolved, load_catalog, resolve
 from blitz.components import DataBundle, DataInfo, TensorSplit
 from blitz.config import SUPPLIED_BY_BLITZ, RunConfig
 from blitz.errors import BlitzError, DataError, IncompatibleError, PluginError, UsageError, closest_name
+from blitz.option_types import type_problem
 from blitz.plugin_host import PluginHost, get_host
 
 
@@ -97,6 +98,9 @@ def contested_components(components: Components, host: PluginHost) -> list[str]:
     return warnings
 
 
+_OPTION_FLAGS = {"Model": "--model-arg", "Dataset": "--dataset-arg", "Optimizer": "--optimizer-arg",
+                 "Schedule": "--schedule-arg"}
+
 # Keywords blitz itself passes to factories (from the data, flags or the run), not --*-arg options:
 # left out of the "it takes: ..." list, which lists what a user can set.
 _SUPPLIED_BY_BLITZ = {
@@ -137,6 +141,12 @@ def call_factory(resolved: Resolved, what: str, *args: Any, **kwargs: Any) -> An
                 + (f" (did you mean '{close}'?)" if close else "")
                 + (f"; it takes: {', '.join(options)}." if options else ".")
             )
+    supplied = {"variant", *_SUPPLIED_BY_BLITZ.get(what, ())}
+    problem = type_problem(resolved.entry.factory, {k: v for k, v in kwargs.items() if k not in supplied})
+    if problem is not None:
+        key, wanted = problem
+        flag = _OPTION_FLAGS.get(what, "option")
+        raise UsageError(f"{what} '{resolved.name}': {flag} {key} must be {wanted}, got {kwargs[key]!r}.")
     try:
         return resolved.entry.factory(*args, **kwargs)
     except TypeError as exc:

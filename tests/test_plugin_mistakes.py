@@ -543,8 +543,8 @@ def _typo_with_option(*, num_classes, input_shape, width: int = 4):
     return nn.Linear(3 * 8 * 8, num_classes, bais=False)  # refuses 'bais', which the user never gave
 
 
-def _typed_model(*, num_classes, input_shape, width: int = 4):
-    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, width), nn.Linear(width, num_classes))
+def _typed_model(*, num_classes, input_shape, width: int = 4, depth=1):  # depth: no type hint to check
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, width), *[nn.Identity()] * depth, nn.Linear(width, num_classes))
 
 
 def _typo_optimizer(model, *, lr, momentum, weight_decay):
@@ -558,8 +558,10 @@ def _typo_optimizer(model, *, lr, momentum, weight_decay):
          r"Model 'typo_width' of plugin 'mine' failed while being built \(TypeError: .*'bais'\): a bug in the plugin"),
         ({"optimizer": "typo_sgd"}, PluginError,
          r"Optimizer 'typo_sgd' of plugin 'mine' failed while being built \(TypeError: .*'momentm'\): a bug in the plugin"),
+        ({"model": "typed", "model_args": {"depth": "abc"}}, UsageError,
+         r"^Model 'typed' could not be built with --model-arg \{'depth': 'abc'\} \(.*\): check those values' types\.$"),
         ({"model": "typed", "model_args": {"width": "abc"}}, UsageError,
-         r"^Model 'typed' could not be built with --model-arg \{'width': 'abc'\} \(.*\): check those values' types\.$"),
+         r"^Model 'typed': --model-arg width must be a whole number, got 'abc'\.$"),
         ({"model": "typed", "model_args": {"widht": 8}}, UsageError, r"^Model 'typed' takes no argument 'widht' \(did you mean 'width'\?\)"),
     ],
 )

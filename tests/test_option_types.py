@@ -1,0 +1,50 @@
+"""Option values against a factory's type hints: refused where the hint says otherwise, never
+where the hint cannot be read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Optional
+
+import pytest
+
+from blitz.option_types import type_problem
+
+
+def factory(
+    *, width: int = 4, rate: float = 0.1, on: bool = False, name: str | None = None, old: Optional[int] = None,
+    widths: Sequence[int] = (1,), pair: tuple[int, int] = (1, 2), mode: Literal["a", "b"] = "a",
+    loose=None, anything: object = None, either: int | str = 1,
+) -> None:
+    """Every kind of hint the check knows, and some it does not."""
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"width": "abc"}, ("width", "a whole number")),
+        ({"width": 2.5}, ("width", "a whole number")),
+        ({"width": True}, ("width", "a whole number")),  # TOML's true is not 1
+        ({"rate": "fast"}, ("rate", "a number")),
+        ({"on": "yes"}, ("on", "true or false")),  # a non-empty string would be true
+        ({"on": 1}, ("on", "true or false")),
+        ({"name": 3}, ("name", "a string")),
+        ({"old": "x"}, ("old", "a whole number")),
+        ({"widths": 3}, ("widths", "a list ([...])")),
+        ({"pair": "1,2"}, ("pair", "a list ([...])")),
+        ({"mode": "c"}, ("mode", "one of 'a', 'b'")),
+        ({"either": 2.5}, ("either", "a whole number or a string")),
+        ({"width": 3, "rate": 1, "on": False, "name": None, "old": None, "widths": [1, 2], "pair": [1, 2],
+          "mode": "b", "loose": "x", "anything": 2.5, "either": "s", "unknown": 1}, None),
+    ],
+)
+def test_values_are_checked_against_the_hints(options, problem):
+    assert type_problem(factory, options) == problem
+
+
+def test_hints_that_cannot_be_resolved_check_nothing():
+    def unresolvable(*, width: "NoSuchType" = 1) -> None:  # noqa: F821
+        pass
+
+    assert type_problem(unresolvable, {"width": "abc"}) is None
+    assert type_problem(len, {"x": 1}) is None  # a builtin: no hints at all
