@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
@@ -39,7 +39,18 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         "model": {k: v.detach().cpu() for k, v in checkpoint.model.items()},
         "training": checkpoint.training,
     }
-    atomic_write(path, lambda f: torch.save(payload, f))
+    atomic_write(path, lambda f: _save(payload, f))
+
+
+def _save(payload: dict[str, Any], file: BinaryIO) -> None:
+    try:
+        torch.save(payload, file)
+    except RuntimeError as exc:
+        # torch.save turns the file's own OSError (a full disk) into "RuntimeError: [enforce fail
+        # at inline_container.cc] unexpected pos": raise the OSError, which callers report as such
+        if isinstance(exc.__context__, OSError):
+            raise exc.__context__ from None
+        raise
 
 
 def load_checkpoint(path: Path) -> Checkpoint:

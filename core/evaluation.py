@@ -85,10 +85,10 @@ def load_run(run_name: str | Path, which: str = "best") -> LoadedRun:
             f"No checkpoint at '{path}': the run stopped before its first evaluation. Use "
             "--checkpoint last for the weights it saved when it stopped."
         )
-    if not path.is_file() and not checkpoint_path(run_dir, "last").is_file():
-        raise CheckpointError(
+    if not any(checkpoint_path(run_dir, kind).is_file() for kind in ("best", "last")):
+        raise UsageError(
             f"No checkpoint at '{path}': the run saved none (it stopped or failed before its first, or trained "
-            "0 epochs). Resume it with 'blitz run --resume' or train a new run."
+            f"0 epochs), so there is nothing to load; train it again: blitz run --config {run_dir / 'config.toml'}"
         )
     other = "last" if which == "best" else "best"
     try:

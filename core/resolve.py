@@ -75,7 +75,10 @@ def resolve_config(
             # a run in its first epoch has none yet: say that it is running, not to start again
             with contextlib.suppress(OSError):  # a read-only folder: no lock to test
                 release_run(lock_run(run_dir))
-            raise UsageError(f"The run '{run_dir}' has no checkpoint to resume from ({resume_checkpoint} is missing).")
+            raise UsageError(
+                f"The run '{run_dir}' has no checkpoint to resume from ({resume_checkpoint} is missing: it stopped "
+                f"before its first); train it again: blitz run --config {run_dir / 'config.toml'}"
+            )
         layers.append(Layer(f"run {run_dir}", read_toml(run_dir / "config.toml", "run config")))
         allowed = {"epochs": "--epochs", "strategy": "--strategy", "device": "--device", "log_every": "--log-every",
                    "data_root": "--data-root", "loggers": "--logger"}

@@ -151,7 +151,8 @@ def test_eval_of_a_missing_checkpoint_names_it(trained: Path, tmp_path: Path) ->
     assert str(run / "checkpoints" / "last.ckpt") in result.stderr
     (run / "checkpoints" / "best.ckpt").unlink()  # none at all, as after --epochs 0
     result = runner.invoke(app, ["eval", str(run)])
-    assert result.exit_code == 1 and "the run saved none" in result.stderr
+    assert result.exit_code == 2 and "the run saved none" in result.stderr
+    assert f"train it again: blitz run --config {run / 'config.toml'}" in " ".join(result.stderr.split())
 
 
 def test_eval_of_an_unknown_run_is_a_usage_error() -> None:

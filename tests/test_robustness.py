@@ -257,6 +257,37 @@ def test_a_full_disk_while_checkpointing_is_a_clear_error(tmp_path, monkeypatch)
         Trainer(tiny(tmp_path)).fit()
 
 
+def test_a_disk_that_fills_inside_torch_save_is_the_same_clear_error(tmp_path, monkeypatch):
+    """torch.save turns the file's OSError into "RuntimeError: [enforce fail at inline_container.cc]
+    unexpected pos": a traceback, until checkpoint.save_checkpoint raised the OSError again."""
+    import os
+
+    real_fdopen = os.fdopen
+
+    class FillsUp:
+        def __init__(self, file):
+            self.file, self.written = file, 0
+
+        def write(self, data):
+            self.written += len(data)
+            if self.written > 20_000:  # a checkpoint; config.toml, summary.json and the like are smaller
+                raise OSError(28, "No space left on device")
+            return self.file.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode="r", *a, **k: FillsUp(real_fdopen(fd, mode, *a, **k)))
+    with pytest.raises(OutputError, match=r"Could not write the checkpoint '.*last\.ckpt': No space left on device"):
+        Trainer(tiny(tmp_path, model="lenet")).fit()
+
+
 @pytest.mark.parametrize(("signum", "code"), [(2, 130), (15, 143), (1, 129)])  # Ctrl-C, kill, a closed terminal
 def test_a_signal_saves_a_resumable_checkpoint_and_exits_128_plus_n(tmp_path, signum, code):
     import signal as signals
