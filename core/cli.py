@@ -31,15 +31,34 @@ if TYPE_CHECKING:
     from blitz.launch import LaunchSpec
     from blitz.resolve import ResolvedConfig
 
+def _show_no_type_for_flags() -> None:
+    """typer 0.2x writes a flag's type in --help (``--flip --no-flip <bool>``), as if it took a
+    value: ``--flip true`` is then an error. Flags get no type column; other options keep theirs."""
+    option = getattr(typer.core, "TyperOption", None)
+    shown = getattr(option, "display_type_rich", None)
+    if shown is None or getattr(shown, "blitz_flags_untyped", False):
+        return  # another typer: its own rendering stays
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        return None if getattr(self, "is_flag", False) and self.metavar is None else shown(self, ctx)
+
+    display_type_rich.blitz_flags_untyped = True  # type: ignore[attr-defined]
+    option.display_type_rich = display_type_rich
+
+
+_show_no_type_for_flags()
+
 app = typer.Typer(
     name="blitz",
     help="Train image classifiers with PyTorch: swap models, data and hardware with a flag.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # -h as most CLIs take it
     add_completion=False,
 )
-list_app = typer.Typer(help="List registered components of one kind.", no_args_is_help=True)
-data_app = typer.Typer(help="Work with data sources.", no_args_is_help=True)
+_HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+list_app = typer.Typer(help="List registered components of one kind.", no_args_is_help=True, context_settings=_HELP_OPTIONS)
+data_app = typer.Typer(help="Work with data sources.", no_args_is_help=True, context_settings=_HELP_OPTIONS)
 app.add_typer(list_app, name="list")
 app.add_typer(data_app, name="data")
 

@@ -473,3 +473,13 @@ def test_plugins_dir_after_the_command_says_where_it_goes(tmp_path):
     result = runner.invoke(app, ["run", "--plugins-dir", str(tmp_path), "--dataset", "random"])
     assert result.exit_code == 2
     assert "No such option: --plugins-dir. --plugins-dir goes before the command: 'blitz --plugins-dir ... run ...'." in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["list", "models"], ["data", "verify"], ["eval"]])
+def test_help_takes_h_and_shows_no_value_type_after_flags(command):
+    """typer 0.2x wrote `--flip --no-flip <bool>`, as if the flag took a value (`--flip true` fails)."""
+    short, long = (runner.invoke(app, [*command, flag], env={"COLUMNS": "150"}) for flag in ("-h", "--help"))
+    assert short.exit_code == long.exit_code == 0 and short.output == long.output
+    assert "<bool>" not in long.output and "Show this message and exit." in long.output
+    if command == ["run"]:
+        assert re.search(r"--epochs\s+<int>", long.output)  # options that take a value keep their type
