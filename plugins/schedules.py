@@ -10,6 +10,7 @@ A group that also sets ``freeze_when_done`` and ends at lr 0 stops computing gra
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
@@ -23,6 +24,8 @@ class _Warmup:
 
     def __init__(self, kind: str, total_steps: int, warmup: float, final: float) -> None:
         check_option("warmup", warmup, 0)  # a fraction of the steps below 1, else a step count
+        if warmup >= 1 and warmup != int(warmup):  # 1.5 would quietly be one step
+            raise ValueError(f"warmup must be a fraction of the steps below 1 or a whole number of steps, got {warmup}")
         check_fraction("final", final, zero_allowed=True)  # a multiplier of lr: below 0 would train uphill
         self.kind, self.total, self.final = kind, max(total_steps, 1), final
         self.warmup_steps = int(warmup * self.total) if warmup < 1 else int(warmup)
@@ -63,6 +66,11 @@ def _per_group(optimizer: torch.optim.Optimizer, kind: str, total_steps: int, wa
         if not 0 < span <= 1:
             raise ValueError(f"{_group_label(group, i)}: schedule_span must be in (0, 1], got {span}")
         shapes.append(_Warmup(kind, max(round(span * total_steps), 1), warmup, final))
+    if warmup >= 1 and warmup >= total_steps:
+        warnings.warn(
+            f"warmup={int(warmup)} steps is at least the run's {total_steps} steps: the learning rate never reaches "
+            "its set value (a warmup below 1 is a fraction of the steps)", stacklevel=2,
+        )
     return shapes
 
 

@@ -178,3 +178,19 @@ def test_a_lean_sgd_subclass_with_its_own_step_runs_step_hooks_once():
     optimizer.register_step_post_hook(lambda *_: calls.append("post"))
     _train(model, optimizer, 2)
     assert calls == ["pre", "post"] * 2
+
+
+def test_a_warmup_as_long_as_the_run_is_warned_and_a_fractional_step_count_refused():
+    from blitz.plugins.schedules import build_cosine_schedule, build_linear_schedule
+
+    optimizer = torch.optim.SGD(_model().parameters(), lr=0.1)
+    with pytest.warns(UserWarning, match=r"warmup=1000 steps is at least the run's 4 steps: the learning rate never"):
+        build_cosine_schedule(optimizer, total_steps=4, warmup=1000)
+    with pytest.raises(ValueError, match="a whole number of steps, got 1.5"):
+        build_linear_schedule(optimizer, total_steps=100, warmup=1.5)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_linear_schedule(optimizer, total_steps=100, warmup=0.5)  # a fraction, and a count below the steps
+        build_linear_schedule(optimizer, total_steps=100, warmup=10)
