@@ -495,11 +495,15 @@ def _list_kind(kind: str, pattern: str, as_json: bool) -> None:
     console.print(table)
 
 
+_PATTERN_HELP = {False: "A word to look for, or a glob ('*cos*').",
+                 True: "A word to look for, or a glob; 'timm/*resnet*' lists timm's own names."}
+
+
 def _make_list_command(kind: str) -> None:
     @list_app.command(name=kind, help=f"List {kind}, optionally filtered by a glob PATTERN.")
     @reports_errors
     def _command(
-        pattern: Annotated[str, typer.Argument(help="A word to look for, or a glob; 'timm/*resnet*' lists timm's own names.")] = "*",
+        pattern: Annotated[str, typer.Argument(help=_PATTERN_HELP[kind == "models"])] = "*",
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         _list_kind(kind, pattern, as_json)

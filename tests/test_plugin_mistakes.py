@@ -80,6 +80,16 @@ def test_a_plugin_that_registers_nothing_says_why():
     assert "forgotten" not in host.registries["models"].names()
 
 
+def test_a_run_says_that_a_plugin_failed_to_load(tmp_path):
+    def load():
+        raise ImportError("No module named 'wandb'")
+
+    host = PluginHost([*builtins(), PluginSource("tracker", load, "tracker_mod", "tracker-dist", "1")])
+    console = Console(file=StringIO(), width=300)
+    Trainer(tiny_config(tmp_path), host=host, console=console).fit()
+    assert "Warning: 1 plugin(s) failed to load or register: 'tracker'; see 'blitz list-plugins'." in console.file.getvalue()
+
+
 def test_one_hook_of_several_without_its_marker_is_reported_and_the_others_work():
     def register_models(register):
         register("kept", lambda **_: nn.Linear(1, 1))
