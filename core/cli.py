@@ -500,13 +500,16 @@ _PATTERN_HELP = {False: "A word to look for, or a glob ('*cos*').",
 
 
 def _make_list_command(kind: str) -> None:
-    @list_app.command(name=kind, help=f"List {kind}, optionally filtered by a glob PATTERN.")
-    @reports_errors
-    def _command(
-        pattern: Annotated[str, typer.Argument(help=_PATTERN_HELP[kind == "models"])] = "*",
-        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    ) -> None:
+    def _command(pattern: str = "*", as_json: bool = False) -> None:
         _list_kind(kind, pattern, as_json)
+
+    # Objects, not the strings `from __future__ import annotations` makes: typer evaluates those
+    # in the module's globals, where this kind's help text is not
+    _command.__annotations__.update(
+        pattern=Annotated[str, typer.Argument(help=_PATTERN_HELP[kind == "models"])],
+        as_json=Annotated[bool, typer.Option("--json", help="Print JSON.")],
+    )
+    list_app.command(name=kind, help=f"List {kind}, optionally filtered by a glob PATTERN.")(reports_errors(_command))
 
 
 for _kind in KIND_CHOICES:
