@@ -518,10 +518,11 @@ class Trainer:
         # stop left pending, or else one more epoch
         least = done if session.evaluation_pending and not in_progress else done + 1
         if config.epochs < done + in_progress:  # would rewrite the run's record to fewer epochs
+            started = (f"{done} epoch(s) done and one in progress" if done and in_progress
+                       else "one epoch in progress" if in_progress else f"{done} epoch(s) done")
             raise UsageError(
-                f"--epochs {config.epochs} is below the {done} epoch(s) this run has done"
-                f"{' and the one in progress' if in_progress else ''}; resume with --epochs "
-                f"{least} or more."
+                f"--epochs {config.epochs} would end this run before where it is ({started}); resume with "
+                f"--epochs {least} or more."
             )
         self.say(f"Resuming from {self.resume_from} at epoch {start_epoch}, step {start_step}")
         saved_total = state.meta.get("total_steps")

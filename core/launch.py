@@ -89,6 +89,14 @@ def ddp_timeout_seconds() -> float:
     return seconds
 
 
+def check_endpoint(endpoint: str) -> None:
+    """``--rdzv-endpoint`` as HOST:PORT (a bad one makes torchrun retry for minutes, printing
+    socket errors, instead of failing)."""
+    host, _, port = endpoint.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--rdzv-endpoint '{endpoint}': give HOST:PORT, such as node0:29500 (a port from 1 to 65535).")
+
+
 def torchrun_args(spec: LaunchSpec, run_argv: list[str]) -> list[str]:
     ddp_timeout_seconds()  # a bad value fails here, once, not in every worker
     if spec.nproc_per_node < 1 or spec.nnodes < 1:
@@ -97,10 +105,17 @@ def torchrun_args(spec: LaunchSpec, run_argv: list[str]) -> list[str]:
         raise UsageError(f"--node-rank must be from 0 to --nnodes minus 1 ({spec.nnodes - 1}), got {spec.node_rank}.")
     args = [f"--nproc-per-node={spec.nproc_per_node}", "--max-restarts=0"]
     if spec.nnodes == 1 and spec.rdzv_endpoint is None:
+        unused = [flag for flag, value, default in (("--rdzv-backend", spec.rdzv_backend, "c10d"),
+                                                    ("--rdzv-id", spec.rdzv_id, "blitz")) if value != default]
+        if unused:  # --standalone picks its own rendezvous: they would be ignored in silence
+            raise UsageError(f"{' and '.join(unused)} {'apply' if len(unused) > 1 else 'applies'} with --rdzv-endpoint "
+                             "(several machines); on one machine "
+                             "drop them, or add --rdzv-endpoint HOST:PORT.")
         args.append("--standalone")  # a free local port; no rendezvous server needed
     else:
         if spec.rdzv_endpoint is None:
             raise UsageError("--nnodes above 1 needs --rdzv-endpoint HOST:PORT (the same on every node).")
+        check_endpoint(spec.rdzv_endpoint)
         args += [
             f"--nnodes={spec.nnodes}",
             f"--node-rank={spec.node_rank}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ def test_resume_with_fewer_epochs_than_done_keeps_the_runs_record(tmp_path):
     result = blitz("run", "--resume", run, "--epochs", "1")
     assert result.exit_code == 2, result.output
     # the advice leads somewhere: --epochs 2 would be "nothing to resume" for this finished run
-    assert "--epochs 1 is below the 2 epoch(s) this run has done; resume with --epochs 3 or more." in one_line(result)
+    assert "--epochs 1 would end this run before where it is (2 epoch(s) done); resume with --epochs 3 or more." in one_line(result)
     assert {name: (run / name).read_bytes() for name in before} == before
     assert blitz("run", "--resume", run, "--epochs", "3").exit_code == 0
 
@@ -266,6 +267,25 @@ def test_a_text_file_as_checkpoint_or_weights_is_named_as_such_not_by_a_bare_num
 def test_ddp_launch_options_without_ddp_are_refused_like_the_others(tmp_path, option):
     result = blitz("run", *TINY, *option, "--out", tmp_path / "run")
     assert result.exit_code == 2 and "--rdzv-backend and --rdzv-id go with --strategy ddp" in one_line(result)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [({"rdzv_endpoint": "notaport"}, "--rdzv-endpoint 'notaport': give HOST:PORT, such as node0:29500"),
+     ({"rdzv_endpoint": "node0:99999", "nnodes": 2}, "--rdzv-endpoint 'node0:99999': give HOST:PORT"),
+     ({"rdzv_backend": "bogus"}, "--rdzv-backend applies with --rdzv-endpoint (several machines)"),
+     ({"rdzv_id": "x", "rdzv_backend": "static"}, "--rdzv-backend and --rdzv-id apply with --rdzv-endpoint")],
+)
+def test_ddp_rendezvous_options_that_would_hang_or_be_ignored_are_refused(spec, message):
+    """A bad endpoint made torchrun retry for minutes printing socket errors; on one machine
+    (--standalone) the backend and id were dropped in silence."""
+    from blitz.errors import UsageError
+    from blitz.launch import LaunchSpec, torchrun_args
+
+    with pytest.raises(UsageError, match=re.escape(message)):
+        torchrun_args(LaunchSpec(nproc_per_node=2, **spec), ["--dataset", "random"])
+    assert "--standalone" in torchrun_args(LaunchSpec(nproc_per_node=2), [])
+    assert "--rdzv-endpoint=node0:29500" in torchrun_args(LaunchSpec(nproc_per_node=2, nnodes=2, rdzv_endpoint="node0:29500"), [])
 
 
 def test_resuming_a_run_in_its_first_epoch_says_it_is_running_not_to_start_again(tmp_path):
