@@ -576,22 +576,34 @@ def runs_command(
     if not rows:
         console.print("No runs yet. Start one with 'blitz run'.")
         return
-    # Plain columns (like `ls -l`): a boxed table needs ~100 columns for a run
-    # name, and cut every other column to "len…" in an 80-column terminal or a pipe.
-    table = Table(title=f"runs ({len(rows)})", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
-    # never shortened: it is what show, eval, predict and --resume take
-    table.add_column("run", no_wrap=True, min_width=max(len(r["run"]) for r in rows))
-    for column in ("epochs", "best", "time", "status"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("model / data")  # last: the one to wrap
-    for r in rows:
-        best = r.get("best_accuracy")
-        table.add_row(
-            r["run"], f"{r.get('epochs_done', '?')}/{r.get('epochs', '?')}",
-            f"{100 * best:.2f} %" if isinstance(best, (int, float)) and best >= 0 else "-",
-            f"{r.get('seconds', 0):.0f} s", str(r.get("status", "?")), f"{r.get('model', '?')} / {r.get('dataset', '?')}",
-        )
-    console.print(table)
+    cells = [_run_cells(r) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(6)]
+    if sum(widths) + 5 <= console.width:
+        # Plain columns (like `ls -l`): a boxed table needs ~100 columns for a run name
+        table = Table(title=f"runs ({len(rows)})", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False,
+                      show_edge=False)
+        for column, width in zip(("run", "epochs", "best", "time", "status", "model / data"), widths):
+            table.add_column(column, no_wrap=True, min_width=width)  # the name is what show, eval... take
+        for c in cells:
+            table.add_row(*c)
+        console.print(table)
+    else:  # a narrow terminal: each run's name on a line of its own, its figures under it, never cut
+        console.print(f"runs ({len(rows)})", highlight=False)
+        for c in cells:
+            console.print(c[0], highlight=False, soft_wrap=True)
+            console.print("    " + "  ".join(c[1:]), highlight=False)
+    if any(r.get("limit_steps") for r in rows):
+        console.print("* epochs cut short by --limit-steps", highlight=False)
+
+
+def _run_cells(r: dict[str, Any]) -> list[str]:
+    """A run's row in `blitz runs`: name, epochs, best accuracy, time, status, model / data."""
+    best = r.get("best_accuracy")
+    return [
+        r["run"], f"{r.get('epochs_done', '?')}/{r.get('epochs', '?')}" + ("*" if r.get("limit_steps") else ""),
+        f"{100 * best:.2f} %" if isinstance(best, (int, float)) and best >= 0 else "-",
+        f"{r.get('seconds', 0):.0f} s", str(r.get("status", "?")), f"{r.get('model', '?')} / {r.get('dataset', '?')}",
+    ]
 
 
 @app.command("show", help="Show one run: config, summary and per-epoch metrics.")

@@ -1068,6 +1068,7 @@ class Trainer:
             "recipe": self.config.recipe,
             "epochs": self.config.epochs,
             "epochs_done": len(run.history),
+            **({"limit_steps": self.config.limit_steps} if self.config.limit_steps else {}),
             "best_accuracy": best,
             "last_accuracy": last.accuracy if last else None,
             "seconds": sum(h["seconds"] for h in run.history) + partial,

@@ -87,7 +87,8 @@ def markdown_report(result: TrainResult, trainer: Trainer, pictures: list[Path])
         f"- model: `{config.model}`" + (f" (args {json.dumps(config.model_args)})" if config.model_args else ""),
         f"- dataset: `{config.dataset}`" + (f" (args {json.dumps(config.dataset_args)})" if config.dataset_args else ""),
         f"- recipe: `{config.recipe}`" if config.recipe else None,
-        f"- epochs: {len(result.history)} of {config.epochs}",
+        f"- epochs: {len(result.history)} of {config.epochs}"
+        + (f" (each cut to {config.limit_steps} steps by --limit-steps: not a full training)" if config.limit_steps else ""),
         f"- optimizer: `{config.optimizer}`, lr {config.lr:g}, batch size {config.batch_size}, schedule `{config.schedule}`",
         f"- training time: {result.train_seconds:.1f} s ({result.images_per_s:,.0f} images/s)",
         "",

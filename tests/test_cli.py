@@ -196,17 +196,26 @@ def test_runs_and_show(tmp_path, isolated_runs):
     (plain,) = [r for r in json.loads(blitz("runs", "--json").output) if r["run"] != rows[0]["run"]]
     shown = blitz("show", plain["run"]).output
     assert "recipe: None" not in shown and "model: linear" in shown
+    long_name = "20261127-214307-timm_mobilenetv3_small_050-random-a-long-name"
+    blitz("run", "--model", "linear", "--dataset", "random", "--epochs", "1", "--limit-steps", "2",
+          "--out", isolated_runs / long_name)
     # an 80-column terminal (or a pipe): names whole, figures and status not cut to "fin…"
     from blitz.cli import console
 
     width = console.width
-    console.width = 80
-    try:
-        table = blitz("runs").output
-    finally:
-        console.width = width
-    assert max(len(line) for line in table.splitlines()) <= 80
-    assert plain["run"] in table and table.count("finished") == 2 and "…" not in table
+    for columns in (80, 200):
+        console.width = columns
+        try:
+            table = blitz("runs").output
+        finally:
+            console.width = width
+        assert max(len(line) for line in table.splitlines()) <= columns
+        assert plain["run"] in table and long_name in table and table.count("finished") == 3 and "…" not in table
+        assert table.count("linear / random") == 3
+        assert "1/1*" in table and "* epochs cut short by --limit-steps" in table  # not a full training
+    assert "- epochs: 1 of 1 (each cut to 2 steps by --limit-steps: not a full training)" in (
+        isolated_runs / long_name / "report.md").read_text()
+    assert json.loads((isolated_runs / long_name / "summary.json").read_text())["limit_steps"] == 2
 
 
 def test_data_verify(cifar_root, tmp_path):
