@@ -9,6 +9,7 @@ refuses anything but tensors and primitive containers, so a file can never run c
 
 from __future__ import annotations
 
+import errno
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,9 +61,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(
-            f"'{path}' is not a readable blitz checkpoint: {describe_load_failure(exc)}. Use another checkpoint "
-            "(checkpoints/best.ckpt or last.ckpt of the run), or start a new run."
+        raise CheckpointError(  # the caller says what to do instead: it knows what the file was for
+            f"'{path}' is not a readable blitz checkpoint: {describe_load_failure(exc)}."
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"'{path}' is not a blitz checkpoint (no '{FORMAT}' marker).")
@@ -89,6 +89,8 @@ def describe_load_failure(exc: BaseException) -> str:
         return "truncated or not a zip archive (damaged, or still being written)"
     if isinstance(exc, KeyError):  # torch.load's legacy reader meeting bytes it cannot use: "174812789"
         return "not a file saved by torch.save or safetensors (damaged, or another format)"
+    if isinstance(exc, OSError) and exc.errno == errno.EINVAL:  # a seek past the end of a cut file
+        return "truncated or damaged (a seek past its end)"
     first = text.splitlines()[0] if text else type(exc).__name__
     return first if len(first) <= 100 else first[:first.rfind(" ", 0, 100)] + " ..."
 

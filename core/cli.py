@@ -344,12 +344,11 @@ def launch_ddp(resolved: ResolvedConfig, spec: LaunchSpec) -> None:
     from blitz.runs import check_out_dir
 
     if resolved.resume_checkpoint is not None:
-        from blitz.checkpoint import load_checkpoint
-        from blitz.resume import check_process_count, check_resumable
+        from blitz.resume import check_process_count, check_resumable, load_resumable
         from blitz.runs import lock_run, release_run
 
         # The checks each process would make, here once, before any starts.
-        meta = load_checkpoint(resolved.resume_checkpoint).meta
+        meta = load_resumable(resolved.resume_checkpoint).meta
         check_resumable(meta, resolved.config.epochs)
         # not being trained right now (rank 0 takes the lock again)
         release_run(lock_run(resolved.resume_checkpoint.parent.parent))

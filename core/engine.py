@@ -61,7 +61,7 @@ from blitz.optimizer_state import has_step_hooks, restore_optimizer
 from blitz.plugin_host import PluginHost, get_host
 from blitz.progress import EpochProgress
 from blitz.reproducibility import rng_state, seed_everything, set_rng_state
-from blitz.resume import EpochSoFar, check_process_count, check_resumable, check_same_epoch_length
+from blitz.resume import EpochSoFar, check_process_count, check_resumable, check_same_epoch_length, load_resumable
 from blitz.scoring import EvalResult, EvaluationStopped, autocast, evaluate, without_grad
 from blitz.thread_tuner import ThreadTuner
 from blitz.timing import Clock
@@ -478,7 +478,7 @@ class Trainer:
         """The checkpoint to resume from, refused at once if it has nothing left to do or if
         another process is training the run now (this one then holds the run until it ends)."""
         assert self.resume_from is not None
-        state = ckpt.load_checkpoint(self.resume_from)
+        state = load_resumable(self.resume_from)
         check_resumable(state.meta, self.config.epochs)
         if self.write_run and self.strategy.is_main:
             self.run_lock = runs.lock_run(self.resume_from.parent.parent)  # <run>/checkpoints/last.ckpt

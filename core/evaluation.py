@@ -94,9 +94,9 @@ def load_run(run_name: str | Path, which: str = "best") -> LoadedRun:
     try:
         state = ckpt.load_checkpoint(path)  # CheckpointError naming the path if invalid
     except CheckpointError as exc:
-        if not checkpoint_path(run_dir, other).is_file():
-            raise
-        raise CheckpointError(f"{exc} Or try --checkpoint {other}.") from None
+        if checkpoint_path(run_dir, other).is_file():
+            raise CheckpointError(f"{exc} Try --checkpoint {other}.") from None
+        raise CheckpointError(f"{exc} Train the run again: blitz run --config {run_dir / 'config.toml'}") from None
     config = run_config(run_dir)
     info = info_from_meta(state.meta, path)
     if "model" not in state.meta:

@@ -8,10 +8,24 @@ exactly, with a usage error that says what would.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from blitz.batches import LoaderBatches, TensorBatches
-from blitz.errors import UsageError
+from blitz.checkpoint import Checkpoint, load_checkpoint
+from blitz.errors import CheckpointError, UsageError
+
+
+def load_resumable(path: Path) -> Checkpoint:
+    """A run's last.ckpt, to resume from; a damaged one says that resuming needs it."""
+    try:
+        return load_checkpoint(path)
+    except CheckpointError as exc:
+        run_dir = path.parent.parent
+        raise CheckpointError(
+            f"{exc} A run resumes from its last.ckpt only (best.ckpt serves blitz eval and predict); start it "
+            f"again: blitz run --config {run_dir / 'config.toml'}"
+        ) from None
 
 
 @dataclass

@@ -140,7 +140,18 @@ def test_eval_of_a_corrupt_checkpoint_is_one_line(trained: Path, tmp_path: Path)
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and str(best) in lines[0] and lines[0].endswith("Or try --checkpoint last.")
+    assert len(lines) == 1 and str(best) in lines[0] and lines[0].endswith(". Try --checkpoint last.")
+
+
+def test_a_damaged_last_checkpoint_says_a_resume_needs_it_not_best(trained: Path, tmp_path: Path) -> None:
+    run = damaged_copy(trained, tmp_path)
+    last = run / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+    result = runner.invoke(app, ["run", "--resume", str(run), "--epochs", "3"])
+    text = " ".join(result.stderr.split())
+    assert result.exit_code == 1 and f"'{last}' is not a readable blitz checkpoint" in text
+    assert text.endswith(f"A run resumes from its last.ckpt only (best.ckpt serves blitz eval and predict); start it "
+                         f"again: blitz run --config {run / 'config.toml'}")
 
 
 def test_eval_of_a_missing_checkpoint_names_it(trained: Path, tmp_path: Path) -> None:
