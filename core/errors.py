@@ -50,6 +50,12 @@ def closest_name(name: str, known: Iterable[str]) -> str | None:
         return by_squashed[squash(name)]
     if SYNONYMS.get(name.lower()) in known:
         return SYNONYMS[name.lower()]
+    prefix, _, rest = name.rpartition("/")
+    if prefix and rest:  # 'timm/notamodel': the shared 'timm/' would make any 'timm/...' name look close
+        family = {squash(k[len(prefix) + 1:]): k for k in known if k.startswith(prefix + "/")}
+        close = difflib.get_close_matches(squash(rest), list(family), n=1, cutoff=0.6)
+        if family:
+            return family[close[0]] if close else None
     close = difflib.get_close_matches(squash(name), list(by_squashed), n=1, cutoff=0.6)
     return by_squashed[close[0]] if close else None
 

@@ -179,6 +179,9 @@ def test_family_resolves_variants_and_validates_them() -> None:
     with pytest.raises(UnknownNameError) as info:
         registry.get("timm/resnet81")
     assert "Did you mean 'timm/resnet18'?" in str(info.value)
+    with pytest.raises(UnknownNameError) as info:  # 'timm/' shared is no likeness: 'vit_tiny' is not close
+        registry.get("timm/notamodel")
+    assert "Did you mean" not in str(info.value)
     assert "timm/" not in registry  # an empty variant is not a name
     assert registry.names() == ["timm/*"]
 
