@@ -72,6 +72,7 @@ class UnknownNameError(UsageError, KeyError):
         self.broken = sorted(broken)  # plugins that failed to load: one of them may have registered it
         self.skipped = sorted(skipped)  # plugins BLITZ_LOAD_PLUGINS left out: the same
         self.unmatched = sorted(unmatched)  # names in BLITZ_LOAD_PLUGINS no plugin has (misspelt?)
+        self.where, self.extra = "", ""
         super().__init__(self._message(""))
 
     def _message(self, where: str) -> str:
@@ -85,6 +86,7 @@ class UnknownNameError(UsageError, KeyError):
             left_out.append(f"names {', '.join(repr(u) for u in self.unmatched[:3])}, which no plugin has")
         if left_out:
             hint += f" (BLITZ_LOAD_PLUGINS {' and '.join(left_out)}.)"
+        hint += self.extra
         if close and close.endswith("/*"):  # a family: not a name to type as it is
             family = close[:-1]
             return (f"Unknown {self.kind} '{self.name}'{where}. Did you mean '{family}<name>'? "
@@ -93,7 +95,14 @@ class UnknownNameError(UsageError, KeyError):
 
     def came_from(self, source: str) -> None:
         """Say where the bad name was written (a config file, a recipe), right after the name."""
-        self.args = (self._message(f" (from {source})"),)
+        self.where = f" (from {source})"
+        self.args = (self._message(self.where),)
+
+    def add_hint(self, hint: str) -> None:
+        """One more sentence of what may be wrong (a run's plugin that is not loaded now)."""
+        if hint:
+            self.extra += f" {hint}"
+            self.args = (self._message(self.where),)
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])

@@ -27,7 +27,8 @@ from blitz.batches import Normalizer
 from blitz.catalog import resolve
 from blitz.components import DataInfo, Strategy
 from blitz.config import RunConfig, absolute_if_path, read_toml, validate
-from blitz.errors import BlitzError, CheckpointError, DataNotFoundError, UsageError
+from blitz.errors import BlitzError, CheckpointError, DataNotFoundError, UnknownNameError, UsageError
+from blitz.plugin_host import loaded_plugins
 from blitz.files import atomic_write_text
 
 CHECKPOINT_CHOICES = ("best", "last")
@@ -106,7 +107,11 @@ def load_run(run_name: str | Path, which: str = "best") -> LoadedRun:
     config = config.model_copy(update={"model": state.meta["model"], "model_args": dict(state.meta.get("model_args", {}))})
     # The component the weights were built with, not the name's meaning today: registry.toml (or
     # BLITZ_REGISTRY) may have pointed an alias elsewhere since. Older checkpoints lack it.
-    resolved = resolve("models", state.meta.get("model_component") or state.meta["model"])
+    try:
+        resolved = resolve("models", state.meta.get("model_component") or state.meta["model"])
+    except UnknownNameError as exc:
+        exc.add_hint(runs.plugins_not_loaded(run_dir, loaded_plugins()))
+        raise
     try:
         model = build_model(resolved, info, config)
     except BlitzError:

@@ -446,6 +446,11 @@ def get_host() -> PluginHost:
     return _host
 
 
+def loaded_plugins() -> set[str]:
+    """The names of the plugins loaded in this process."""
+    return {r.name for r in get_host().records.values() if r.loaded}
+
+
 def reset_host(host: PluginHost | None = None) -> None:
     """Forget the loaded plugins (or install ``host``), so the next use loads afresh."""
     global _host

@@ -17,7 +17,8 @@ from blitz.catalog import NAME_FIELDS, Catalog, load_catalog, resolve
 from blitz.config import OPTIONS_OF, Layer, RunConfig, merge_layers, read_toml, validate
 from blitz.errors import ConfigError, UnknownNameError, UsageError
 from blitz.registry import OPTIMIZER_HYPERPARAMETERS
-from blitz.runs import find_run, lock_run, release_run
+from blitz.plugin_host import loaded_plugins
+from blitz.runs import find_run, lock_run, plugins_not_loaded, release_run
 
 
 @dataclass
@@ -117,7 +118,12 @@ def resolve_config(
     fill_optimizer_hyperparameters(values, provenance, catalog, layers, canonical)
     fill_catalog_defaults(values, provenance, catalog)
     config = validate(values, provenance)
-    check_names(config, provenance)
+    try:
+        check_names(config, provenance)
+    except UnknownNameError as exc:
+        if resume_checkpoint is not None:  # the run's own name: a plugin it had may be missing
+            exc.add_hint(plugins_not_loaded(resume_checkpoint.parent.parent, loaded_plugins()))
+        raise
     check_needed_options(config, provenance)
     return ResolvedConfig(config, provenance, resume_checkpoint)
 

@@ -169,6 +169,24 @@ def write_start_files(
     atomic_write_text(path / "manifest.json", json.dumps(manifest, indent=2) + "\n")
 
 
+def plugins_not_loaded(run_dir: Path, loaded: set[str]) -> str:
+    """The plugins a run was trained with that are not among ``loaded`` now, and how to get each
+    back (its component names may be theirs), as a sentence; "" if none or no manifest."""
+    try:
+        plugins = json.loads((run_dir / "manifest.json").read_text()).get("plugins", {})
+    except (OSError, ValueError, AttributeError):
+        return ""
+    missing = [(name, str(origin)) for name, origin in sorted(plugins.items()) if name not in loaded]
+    if not missing:
+        return ""
+    ways = [
+        f"'{name}' (from {origin[len('folder '):]}: pass --plugins-dir {origin[len('folder '):]})"
+        if origin.startswith("folder ") else f"'{name}' ({origin}: install it)"
+        for name, origin in missing[:3]
+    ]
+    return f"The run was trained with plugin(s) not loaded now: {'; '.join(ways)}."
+
+
 def write_summary(path: Path, summary: dict[str, Any]) -> None:
     atomic_write_text(path / "summary.json", json.dumps(summary, indent=2) + "\n")
 

@@ -136,3 +136,16 @@ def test_an_empty_plugins_dir_is_refused_not_read_as_the_current_folder(tmp_path
     result = runner.invoke(app, ["--plugins-dir", "", "list", "models"])
     assert result.exit_code == 2 and "--plugins-dir needs a folder" in result.output
     assert "SIDE EFFECT" not in result.output
+
+
+def test_a_run_whose_plugin_is_not_loaded_now_says_which_and_how_to_load_it(plugins_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    trained = runner.invoke(app, ["--plugins-dir", str(plugins_dir), "run", "--model", "widenet", *TINY_RUN, "--out", str(run)])
+    assert trained.exit_code == 0, trained.output
+    reset_host()  # the next commands start as a new process would: without --plugins-dir
+    os.environ[PLUGINS_DIR_ENV] = ""
+    hint = f"The run was trained with plugin(s) not loaded now: 'widenet' (from {plugins_dir}: pass --plugins-dir {plugins_dir})."
+    for command in (["eval", str(run)], ["run", "--resume", str(run), "--epochs", "2"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2 and "Unknown model 'widenet'" in result.stderr, result.output
+        assert hint in " ".join(result.stderr.split())
