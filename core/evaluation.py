@@ -282,7 +282,7 @@ def read_image(path: Path, info: DataInfo) -> torch.Tensor:
     if path.is_dir():
         raise UsageError(f"'{path}' is a folder; give image files (e.g. {path}/*.png).")
     if not path.is_file():
-        raise UsageError(f"No image file '{path}'.")
+        raise UsageError(f"'{path}' is not a regular file; give image files." if path.exists() else f"No image file '{path}'.")
     try:
         pixels = decode_image(path, height, width, "L" if channels == 1 else "RGB")
     except Exception as exc:  # noqa: BLE001  # any file PIL cannot decode (a decompression bomb too) is the user's input
@@ -311,32 +311,41 @@ def predict_images(
             f"The model of run '{loaded.run_dir}' takes inputs of shape {tuple(info.input_shape)}, "
             "not 1- or 3-channel images; predict works on image models only."
         )
-    # Read every file first, so a bad one fails before any output.
-    pixels = torch.stack([read_image(Path(p), info) for p in images])
-    inputs = Normalizer(info, torch.device("cpu"))(pixels, torch.contiguous_format)
-    with torch.inference_mode():
-        probabilities = torch.softmax(loaded.model(inputs).float(), dim=1)
-    k = min(top_k, info.num_classes)
-    top = probabilities.topk(k, dim=1)
-    rows = [
-        {
-            "file": str(path),
-            "predictions": [
+    # Every file that reads is classified; each one that does not is reported after them (the
+    # command then exits 2), as `file` or `identify` go on past a bad file.
+    read: dict[int, torch.Tensor] = {}
+    errors: dict[int, str] = {}
+    for i, path in enumerate(images):
+        try:
+            read[i] = read_image(Path(path), info)
+        except UsageError as exc:
+            errors[i] = str(exc)
+    rows: list[dict[str, Any]] = [{"file": str(path)} for path in images]
+    if read:
+        inputs = Normalizer(info, torch.device("cpu"))(torch.stack(list(read.values())), torch.contiguous_format)
+        with torch.inference_mode():
+            probabilities = torch.softmax(loaded.model(inputs).float(), dim=1)
+        top = probabilities.topk(min(top_k, info.num_classes), dim=1)
+        for row, (i, _) in enumerate(read.items()):
+            rows[i]["predictions"] = [
                 {"class": info.class_names[int(index)], "probability": float(p)}
-                for p, index in zip(top.values[i], top.indices[i])
-            ],
-        }
-        for i, path in enumerate(images)
-    ]
+                for p, index in zip(top.values[row], top.indices[row])
+            ]
+    for i, message in errors.items():
+        rows[i]["error"] = message
     if as_json:
         console.print(json.dumps(rows, indent=2), markup=False, highlight=False, soft_wrap=True)
     else:
-        print_predictions(console, rows)
+        print_predictions(console, [row for row in rows if "predictions" in row])
+    if errors:
+        first = next(iter(errors.values()))
+        more = f" ({len(errors) - 1} more file(s) could not be read; --json lists each)" if len(errors) > 1 else ""
+        raise UsageError(f"{first}{more}")
     return rows
 
 
 def print_predictions(console: Console, rows: list[dict[str, Any]]) -> None:
-    width = max((len(p["class"]) for row in rows for p in row["predictions"]), default=0)
+    width = max((len(p["class"]) for row in rows for p in row["predictions"]), default=0)  # rows that have them
     for row in rows:
         console.print(f"[bold]{escape(row['file'])}[/]", highlight=False, soft_wrap=True)
         for p in row["predictions"]:

@@ -62,7 +62,8 @@ def resolve_folder(path: str | Path | None, root: Path, what: str) -> Path:
             "Point --data-root (or $BLITZ_DATA_ROOT) at a folder of class subfolders of images"
             if path is None else f"Pass --dataset-arg {what}=DIR with an existing folder"
         )
-        raise DataNotFoundError(f"Image folder '{folder}' not found. {hint}.")
+        found = "is a file, not a folder" if folder.exists() else "not found"
+        raise DataNotFoundError(f"Image folder '{folder}' {found}. {hint}.")
     return folder
 
 

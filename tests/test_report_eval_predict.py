@@ -244,6 +244,18 @@ def test_predict_missing_file(trained: Path, tmp_path: Path) -> None:
     assert str(missing) in result.stderr and "Traceback" not in result.output
 
 
+def test_predict_classifies_the_readable_files_and_reports_each_other(trained: Path, images: list[Path], tmp_path: Path) -> None:
+    text, missing = tmp_path / "notes.png", tmp_path / "nowhere.png"
+    text.write_text("not a picture")
+    result = runner.invoke(app, ["predict", str(trained), str(images[0]), str(text), str(missing)])
+    assert result.exit_code == 2 and str(images[0]) in result.stdout  # its predictions came first
+    assert str(text) in result.stderr and "(1 more file(s) could not be read; --json lists each)" in result.stderr
+    as_json = runner.invoke(app, ["predict", str(trained), str(images[0]), str(text), str(missing), "--json"])
+    rows = json.loads(as_json.stdout)
+    assert as_json.exit_code == 2 and [sorted(row) for row in rows] == [["file", "predictions"], ["error", "file"], ["error", "file"]]
+    assert "not a readable image" in rows[1]["error"] and "No image file" in rows[2]["error"]
+
+
 def test_predict_non_image_file(trained: Path, tmp_path: Path) -> None:
     text = tmp_path / "notes.png"
     text.write_text("not a picture")
