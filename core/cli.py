@@ -112,13 +112,14 @@ def reports_errors(func: F) -> F:
             if _state["debug"] or debug_requested():
                 raise
             if os.environ.get("RANK", "0") == "0":  # every rank of a ddp job got it: say it once
-                err_console.print(INTERRUPTED, highlight=False)
+                err_console.print(INTERRUPTED_RUN if func.__name__ == "run" else INTERRUPTED, highlight=False)
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
 
 
-INTERRUPTED = "Interrupted by Ctrl-C. A run that had started keeps the last checkpoint it saved, if any: see 'blitz runs'."
+INTERRUPTED = "Interrupted by Ctrl-C."
+INTERRUPTED_RUN = "Interrupted by Ctrl-C. A run that had started keeps the last checkpoint it saved, if any: see 'blitz runs'."
 
 
 def version_callback(value: bool) -> None:
@@ -244,7 +245,7 @@ def run(
     data_root: Annotated[Optional[str], typer.Option(metavar="DIR", help="Data folder (default $BLITZ_DATA_ROOT or ./data).")] = None,
     download: Annotated[Optional[bool], typer.Option("--download/--no-download", help="Download the data if missing (needs a network).")] = None,
     out: Annotated[Optional[str], typer.Option(metavar="DIR", help="Run directory (default runs/<time>-<name>-<dataset>).")] = None,
-    resume: Annotated[Optional[str], typer.Option(help="Continue the run in this directory from its last checkpoint.")] = None,
+    resume: Annotated[Optional[str], typer.Option(metavar="RUN", help="Continue a run (its directory, name, the start of a name, or 'latest') from its last checkpoint.")] = None,
     precision: Annotated[Optional[str], typer.Option(help="32, bf16 or 16-mixed." + default("precision"))] = None,
     channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="Channels-last memory format.")] = None,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the model.")] = None,

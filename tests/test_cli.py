@@ -331,7 +331,18 @@ def test_ctrl_c_before_training_is_one_line_and_exit_130(monkeypatch):
     monkeypatch.setattr(resolve, "resolve_config", interrupted)  # the run command imports it late
     result = blitz("run", "--dataset", "random")
     assert result.exit_code == 130
-    assert "Interrupted by Ctrl-C" in result.output and "Traceback" not in result.output
+    assert "Interrupted by Ctrl-C. A run that had started keeps" in result.output and "Traceback" not in result.output
+
+
+def test_ctrl_c_in_another_command_says_nothing_of_runs_checkpoints(monkeypatch):
+    from blitz import runs
+
+    def interrupted(root=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs, "list_runs", interrupted)
+    result = blitz("runs")
+    assert result.exit_code == 130 and result.output.strip() == "Interrupted by Ctrl-C."
 
 
 def test_off_a_terminal_long_epochs_print_a_progress_line_now_and_then(monkeypatch):
