@@ -18,20 +18,21 @@
 # (bench/airbench_parts.py: whitening error and a frozen-bias step on the GPU, ~20 s), airbench
 # (airbench94, 5 seeds, ~2 min), compile (airbench94 with --compile, 3 seeds, ~2 min), resnet18
 # and tutorial (the strategy matrix, ~3 and ~6 min), tutorial-graphs (the tutorial recipe on the
-# GPU, 5,000 steps of batch 4 with and without --cuda-graphs, ~30 s). One command may run 10 minutes on the lent
-# machine: the default is startup, graphs-check, muon, muon-graphs and muon-nofreeze (~6 min;
-# limits add up to 8.5);
+# GPU, 5,000 steps of batch 4 with and without --cuda-graphs, ~30 s), profile (bench/profile_run.py:
+# one eager airbench94_muon run's slowest imports and its functions by time, ~40 s). One command
+# may run 10 minutes on the lent machine: the default is startup, graphs-check, muon, muon-graphs
+# and profile (~6 min; limits add up to 8);
 # run the others in further calls.
 set -uo pipefail
 DATA_ROOT=${1:-/root/cifar10}
 shift || true
-PARTS=${*:-startup graphs-check muon muon-graphs muon-nofreeze}
+PARTS=${*:-startup graphs-check muon muon-graphs profile}
 OUT=${OUT:-bench/results}
 mkdir -p "$OUT"
 LOG="$OUT/gpu_check.log"
 export PYTHONUNBUFFERED=1
 wants() { [[ " $PARTS " == *" $1 "* ]]; }
-KNOWN="startup graphs-check muon muon-graphs muon-compile muon-compile-default muon-stem32 muon-nofreeze muon-fp16 muon-threads1 parts airbench compile resnet18 tutorial tutorial-graphs"
+KNOWN="startup graphs-check muon muon-graphs muon-compile muon-compile-default muon-stem32 muon-nofreeze muon-fp16 muon-threads1 parts airbench compile resnet18 tutorial tutorial-graphs profile"
 for part in $PARTS; do  # a misspelt part would be skipped without a word, and its minutes lost
   [[ " $KNOWN " == *" $part "* ]] || { echo "gpu_check.sh: unknown part '$part'; the parts: $KNOWN" >&2; exit 2; }
 done
@@ -113,6 +114,10 @@ tutorial_steps() {  # EXTRA_ARGS
 }
 wants tutorial-graphs && limited tutorial-graphs 90 bash -c "$(declare -f tutorial_steps); DATA_ROOT='$DATA_ROOT'; \
   tutorial_steps; tutorial_steps --cuda-graphs"
+# where an eager run's ~14.6 s of wall time go (2.2 s of it training): imports, CUDA start,
+# data, warm-up, report, function by function
+wants profile && limited profile 90 python3 bench/profile_run.py --top 45 -- run --recipe airbench94_muon \
+  --data-root "$DATA_ROOT" --out "/tmp/blitz-profile-$$"
 # one table of the airbench94_muon parts that ran, for docs/benchmarks.md
 ran=()
 for part in muon muon-graphs muon-compile muon-compile-default muon-stem32 muon-nofreeze muon-fp16 muon-threads1; do

@@ -278,3 +278,22 @@ def test_same_weights_compares_every_tensor_of_two_runs(tmp_path, capsys):
     assert same_weights.main([a, c]) == 1
     assert re.search(r"^2 of 2 tensors differ; the most: fc\.(weight|bias) by \S+$", capsys.readouterr().out.strip())
     assert same_weights.main([a]) == 2
+
+
+def test_profile_run_lists_imports_and_functions_and_keeps_both_runs_apart(tmp_path, monkeypatch, capsys):
+    """bench/profile_run.py runs blind on a lent GPU (gpu_check.sh's profile part): it must work."""
+    import profile_run
+
+    from blitz import cli
+
+    monkeypatch.setattr(cli, "_exit_now", cli._exit_now)  # profile() replaces it: put it back after
+    argv = ["run", "--dataset", "random", "--dataset-arg", "length=40", "--dataset-arg", "test_length=20",
+            "--epochs", "1", "--batch-size", "10", "--out", str(tmp_path / "run")]
+    monkeypatch.setattr(sys, "argv", ["profile_run.py", "--top", "6", "--", *argv])
+    profile_run.main()
+    out = capsys.readouterr().out
+    imports = out.split("== the 6 slowest imports of: blitz run")[1].split("==")[1].strip().splitlines()[:6]
+    assert len(imports) == 6 and all(re.match(r"^\s*\d+\.\d{3}\s+\d+\.\d{3}  \S+", line) for line in imports)
+    assert "== cProfile by cumulative (wall" in out and "== cProfile by tottime (wall" in out
+    assert "cli.py" in out.split("== cProfile by cumulative")[1]  # blitz's own functions, named
+    assert (tmp_path / "run-imports" / "summary.json").is_file() and (tmp_path / "run-profile" / "summary.json").is_file()
