@@ -24,14 +24,19 @@ _EXPORTS = {
     "DataNotFoundError": "blitz.errors",
     "MetricLogger": "blitz.components",
     "Register": "blitz.components",
+    "RegisterRecipe": "blitz.components",
+    "RunConfig": "blitz.config",
     "Strategy": "blitz.components",
     "TensorSplit": "blitz.components",
+    "TrainingRun": "blitz.engine",
     "UsageError": "blitz.errors",
     "hookimpl": "blitz.hookspecs",
 }
 
 if TYPE_CHECKING:
-    from blitz.components import DataBundle, DataInfo, MetricLogger, Register, Strategy, TensorSplit
+    from blitz.components import DataBundle, DataInfo, MetricLogger, Register, RegisterRecipe, Strategy, TensorSplit
+    from blitz.config import RunConfig
+    from blitz.engine import TrainingRun
     from blitz.errors import BlitzError, DataError, DataNotFoundError, UsageError
     from blitz.hookspecs import hookimpl
 
@@ -57,8 +62,11 @@ __all__ = [
     "DataNotFoundError",
     "MetricLogger",
     "Register",
+    "RegisterRecipe",
+    "RunConfig",
     "Strategy",
     "TensorSplit",
+    "TrainingRun",
     "UsageError",
     "__version__",
     "hookimpl",

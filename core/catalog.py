@@ -103,13 +103,28 @@ def _load_cached(path: Path, mtime: float) -> Catalog:
     return parse_catalog(path)
 
 
-def load_catalog(path: Path | None = None) -> Catalog:
+def load_catalog(path: Path | None = None, *, plugin_recipes: bool = True) -> Catalog:
+    """The catalog file, with the recipes plugins register (``register_recipes``) added to its
+    own unless ``plugin_recipes`` is False (the plugin host, while it loads, reads the file alone)."""
     path = path or catalog_path()
     try:
         mtime = path.stat().st_mtime
     except OSError:
         raise ConfigError(f"The registry file '{path}' does not exist.") from None
-    return _load_cached(path, mtime)
+    catalog = _load_cached(path, mtime)
+    if not plugin_recipes:
+        return catalog
+    added = {
+        name: Recipe.model_validate({"description": r.description, "measured": r.measured, **r.config})
+        for name, r in get_host().recipes.items() if name not in catalog.recipes  # the host refused those
+    }
+    return catalog.model_copy(update={"recipes": {**catalog.recipes, **added}}) if added else catalog
+
+
+def recipe_plugin(name: str) -> str | None:
+    """The plugin that registered recipe ``name``, or None for registry.toml's own."""
+    recipe = get_host().recipes.get(name)
+    return recipe.plugin if recipe is not None else None
 
 
 def check_catalog(catalog: Catalog, host: PluginHost | None = None) -> list[str]:

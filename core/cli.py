@@ -425,14 +425,19 @@ KIND_CHOICES = ("models", "datasets", "optimizers", "schedules", "strategies", "
 
 
 def _list_kind(kind: str, pattern: str, as_json: bool) -> None:
-    from blitz.catalog import alias_problem, load_catalog
+    from blitz.catalog import alias_problem, load_catalog, recipe_plugin
     from blitz.plugin_host import get_host
 
     catalog = load_catalog()
     rows: list[dict[str, Any]] = []
     if kind == "recipes":
         for name, recipe in sorted(catalog.recipes.items()):
-            rows.append({"name": name, "description": recipe.description, "measured": recipe.measured})
+            row = {"name": name, "description": recipe.description, "measured": recipe.measured}
+            plugin = recipe_plugin(name)
+            if plugin is not None:  # registry.toml's own have none
+                row["plugin"] = plugin
+                row["description"] += f" (plugin {plugin})"
+            rows.append(row)
     else:
         registry = get_host().registries[kind]
         aliases = catalog.entries(kind)

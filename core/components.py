@@ -17,6 +17,12 @@ class Register(Protocol):
     def __call__(self, name: str, factory: Any, *, description: str = "", **metadata: Any) -> None: ...
 
 
+class RegisterRecipe(Protocol):
+    """The callback ``register_recipes`` receives: a name, what the recipe is, and config keys."""
+
+    def __call__(self, name: str, *, description: str, measured: str = "", **config: Any) -> None: ...
+
+
 @dataclass(frozen=True)
 class DataInfo:
     """What a model and the user need to know about a data source."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from blitz.components import Register
+    from blitz.components import Register, RegisterRecipe
     from blitz.engine import TrainingRun
 
 PROJECT = "blitz"
@@ -77,6 +77,17 @@ def register_loggers(register: Register) -> None:
 
     :param register: call ``register(name, factory, description=...)``; the factory is called as
         ``factory(*, run_dir: Path)`` and returns a :class:`blitz.MetricLogger`.
+    """
+
+
+@hookspec
+def register_recipes(register: RegisterRecipe) -> None:
+    """Register recipes: named training setups, as registry.toml's ``[recipes.<name>]`` tables.
+
+    :param register: call ``register(name, description=..., measured=..., **config)`` with any
+        ``blitz run`` config keys (``model="tiny_cnn", epochs=10, model_args={"width": 8}``); users
+        run it as ``blitz run --recipe name``. A name registry.toml already gives a recipe is
+        refused (the catalog's is kept), as is a key that is not a config key.
     """
 
 

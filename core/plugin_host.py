@@ -31,10 +31,11 @@ from typing import Any
 import pluggy
 
 from blitz import hookspecs
-from blitz.errors import PluginError, UsageError
+from blitz.errors import PluginError, UsageError, closest_name
 from blitz.registry import Entry, Registry
 
 ENTRY_POINT_GROUP = "blitz"
+_VALID_RECIPE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 LOAD_PLUGINS_ENV = "BLITZ_LOAD_PLUGINS"
 PLUGINS_DIR_ENV = "BLITZ_PLUGINS_DIR"
 BUILTIN_DISTRIBUTION = "blitz-train"  # pyproject.toml's name
@@ -49,6 +50,17 @@ KINDS: dict[str, tuple[str, str]] = {
     "loggers": ("logger", "blitz list loggers"),
 }
 LIFECYCLE_HOOKS = ("on_train_start", "on_epoch_end", "on_train_end")
+
+
+@dataclass(frozen=True)
+class PluginRecipe:
+    """A recipe a plugin registered: its config keys, as a registry.toml recipe table holds them."""
+
+    name: str
+    plugin: str
+    description: str
+    measured: str
+    config: dict[str, Any]
 
 
 @dataclass
@@ -264,6 +276,8 @@ class PluginHost:
             self._reject_unknown_hooks()
             for kind in KINDS:
                 self._collect(kind)
+            self.recipes: dict[str, PluginRecipe] = {}
+            self._collect_recipes()
         self._reject_catalog_clashes()
 
     def _load(self, source: PluginSource, allowed: set[str] | None) -> None:
@@ -354,6 +368,38 @@ class PluginHost:
             except (Exception, SystemExit) as exc:  # sys.exit() in a plugin ends only the plugin
                 record.errors.append(f"raised in register_{kind}: {_short_error(exc, record.module)}")
 
+    def _collect_recipes(self) -> None:
+        """``register_recipes``: each plugin's recipes, checked as registry.toml's are (config
+        keys only), the first registration of a name kept."""
+        from blitz.config import RunConfig
+
+        for impl in sorted(self.pm.hook.register_recipes.get_hookimpls(), key=lambda i: list(self.records).index(i.plugin_name)):
+            record = self.records[impl.plugin_name]
+
+            def register(name: Any = None, *, description: Any = None, measured: str = "", **config: Any) -> None:
+                problem = None
+                if not isinstance(name, str) or not _VALID_RECIPE_NAME.match(name):
+                    problem = f"registered an invalid recipe name {name!r}: use letters, digits, '_', '-' or '.'"
+                elif not isinstance(description, str) or not description:
+                    problem = f"registered recipe '{name}' without a description (description='...')"
+                elif unknown := sorted(set(config) - set(RunConfig.model_fields)):
+                    close = closest_name(unknown[0], RunConfig.model_fields)
+                    problem = (f"registered recipe '{name}' with '{unknown[0]}', which is not a config key"
+                               + (f" (did you mean '{close}'?)" if close else ""))
+                elif name in self.recipes:
+                    problem = (f"registers recipe '{name}', which plugin '{self.recipes[name].plugin}' already "
+                               "registers; the first registration is kept")
+                if problem:
+                    record.errors.append(f"Plugin '{record.name}' {problem}.")
+                    return
+                self.recipes[name] = PluginRecipe(name, record.name, description, str(measured), config)
+                record.registers.setdefault("recipes", []).append(name)
+
+            try:
+                impl.function(**({"register": register} if impl.argnames else {}))
+            except (Exception, SystemExit) as exc:
+                record.errors.append(f"raised in register_recipes: {_short_error(exc, record.module)}")
+
     def _reject_catalog_clashes(self) -> None:
         """A third-party name that registry.toml already gives to another component is refused.
 
@@ -364,7 +410,7 @@ class PluginHost:
         from blitz.errors import BlitzError
 
         try:
-            catalog = load_catalog()
+            catalog = load_catalog(plugin_recipes=False)  # this host's own are what is checked
         except BlitzError:
             return  # a broken catalog is reported where it is used
         for kind, registry in self.registries.items():
@@ -382,6 +428,13 @@ class PluginHost:
                     f"registers {registry.kind} '{name}', a name registry.toml gives to '{alias.component}'; "
                     "the catalog's entry is kept: register another name"
                 )
+        for name in sorted(set(self.recipes) & set(catalog.recipes)):
+            record = self.records[self.recipes.pop(name).plugin]
+            record.registers["recipes"].remove(name)
+            record.errors.append(
+                f"registers recipe '{name}', a name registry.toml gives a recipe of its own; the catalog's is "
+                "kept: register another name"
+            )
 
     def start_run(self) -> None:
         """Forget lifecycle hooks disabled during an earlier run in this process."""

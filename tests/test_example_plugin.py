@@ -111,8 +111,8 @@ def test_list_plugins_shows_the_example(example_installed: Path, tmp_path: Path)
     assert example["module"] == "blitz_example"
     assert example["builtin"] is False and example["loaded"] is True
     assert example["errors"] == [] and example["skipped"] is None
-    assert example["registers"] == {"datasets": ["stripes"], "models": ["tiny_cnn"]}
-    assert example["hooks"] == ["on_epoch_end", "register_datasets", "register_models"]
+    assert example["registers"] == {"datasets": ["stripes"], "models": ["tiny_cnn"], "recipes": ["stripes_quick"]}
+    assert example["hooks"] == ["on_epoch_end", "register_datasets", "register_models", "register_recipes"]
     names = list(records)
     assert all(records[n]["builtin"] for n in names[: names.index("example")]), "built-ins load first"
 
@@ -127,13 +127,8 @@ def test_list_shows_its_components(example_installed: Path, tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_run_learns_stripes_and_the_hook_logs_each_epoch(example_installed: Path, tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    done = blitz(
-        "run", "--dataset", "stripes", "--model", "tiny_cnn", "--epochs", "2", "--strategy", "cpu",
-        "--optimizer", "adam", "--lr", "0.01", "--batch-size", "32", "--model-arg", "width=8",
-        "--dataset-arg", "length=480", "--dataset-arg", "test_length=200", "--dataset-arg", "image_size=16", "--out", str(out),
-        tmp_path=tmp_path,
-    )
+    out = tmp_path / "run"  # the example's own recipe: its settings come from the installed plugin
+    done = blitz("run", "--recipe", "stripes_quick", "--strategy", "cpu", "--out", str(out), tmp_path=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["epochs_done"] == 2
@@ -144,6 +139,8 @@ def test_run_learns_stripes_and_the_hook_logs_each_epoch(example_installed: Path
     logged = [float(line.split()[3]) for line in lines]
     assert max(logged) == pytest.approx(summary["best_accuracy"], abs=1e-4)
     assert all(line.endswith("model tiny_cnn") for line in lines)
+    listed = json.loads(blitz("list", "recipes", "stripes", "--json", tmp_path=tmp_path).stdout)
+    assert [(r["name"], r["plugin"]) for r in listed] == [("stripes_quick", "example")]
 
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["plugins"]["example"] == f"{DISTRIBUTION} {_declared()[0]}"

@@ -548,6 +548,48 @@ def test_hook_register_loggers(every_kind_host: PluginHost, tmp_path: Path) -> N
     assert logger.records == [{"event": "epoch", "epoch": 1}] and logger.closed
 
 
+class Recipes:
+    """A plugin that ships recipes, some of them wrong."""
+
+    @hookimpl
+    def register_recipes(self, register):
+        register("quick_flat", description="linear on random data, 1 epoch", measured="not measured",
+                 model="linear", dataset="random", epochs=1, batch_size=20,
+                 dataset_args={"length": 40, "test_length": 20, "shape": [6]})
+        register("typo", description="x", epochz=3)
+        register("tutorial", description="the catalog has one", epochs=1)
+        register("nodescription", epochs=1)
+
+
+def test_hook_register_recipes(tmp_path: Path, isolated_runs: Path) -> None:
+    from blitz.catalog import load_catalog
+    from blitz.resolve import resolve_config
+
+    host = host_with((Recipes(), "recipes_plugin"), with_builtins=True)
+    reset_host(host)
+    try:
+        record = host.records["recipes_plugin"]
+        assert record.registers == {"recipes": ["quick_flat"]}
+        assert record.errors == [
+            "Plugin 'recipes_plugin' registered recipe 'typo' with 'epochz', which is not a config key (did you mean 'epochs'?).",
+            "Plugin 'recipes_plugin' registered recipe 'nodescription' without a description (description='...').",
+            "registers recipe 'tutorial', a name registry.toml gives a recipe of its own; the catalog's is kept: "
+            "register another name",
+        ]
+        catalog = load_catalog()
+        assert catalog.recipes["tutorial"].description != "the catalog has one"  # the catalog's, kept
+        assert load_catalog(plugin_recipes=False).recipes.keys() == catalog.recipes.keys() - {"quick_flat"}
+        config = resolve_config(recipe="quick_flat").config
+        assert (config.model, config.dataset, config.epochs, config.recipe) == ("linear", "random", 1, "quick_flat")
+        listed = json.loads(CliRunner().invoke(app, ["list", "recipes", "quick", "--json"]).output)
+        assert listed == [{"name": "quick_flat", "description": "linear on random data, 1 epoch (plugin recipes_plugin)",
+                           "measured": "not measured", "plugin": "recipes_plugin"}]
+        result = CliRunner().invoke(app, ["run", "--recipe", "quick_flat", "--out", str(tmp_path / "run")])
+        assert result.exit_code == 0, result.output
+    finally:
+        reset_host()
+
+
 def test_every_kind_trains_end_to_end(tmp_path: Path) -> None:
     """The components of one third-party plugin, used together by the real Trainer."""
     plugin = EveryKind()

@@ -121,6 +121,16 @@ def register_models(register):
 
 
 @hookimpl
+def register_recipes(register):
+    register(
+        "stripes_quick", description="tiny_cnn at width 8 on 480 16x16 stripes, 2 epochs of Adam (seconds on a CPU)",
+        measured="above 60 % test accuracy (chance: 25 %) in the example's tests, on a CPU",
+        dataset="stripes", model="tiny_cnn", optimizer="adam", lr=0.01, epochs=2, batch_size=32,
+        model_args={"width": 8}, dataset_args={"length": 480, "test_length": 200, "image_size": 16},
+    )
+
+
+@hookimpl
 def on_epoch_end(run, epoch: int, metrics: dict[str, Any]) -> None:
     """Append one line per epoch to ``<run_dir>/example-plugin.log`` (nothing when no run dir)."""
     if run.run_dir is None or metrics["test_accuracy"] is None:  # no run dir, or not evaluated
