@@ -43,8 +43,10 @@ def test_values_are_checked_against_the_hints(options, problem):
 
 
 def test_hints_that_cannot_be_resolved_check_nothing():
-    def unresolvable(*, width: "NoSuchType" = 1) -> None:  # noqa: F821
+    def unresolvable(*, width=1) -> None:
         pass
+
+    unresolvable.__annotations__["width"] = "NoSuchType"  # a name its module does not define
 
     assert type_problem(unresolvable, {"width": "abc"}) is None
     assert type_problem(len, {"x": 1}) is None  # a builtin: no hints at all
