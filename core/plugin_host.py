@@ -312,6 +312,10 @@ class PluginHost:
             return
         record.loaded = True
         record.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
+        for caller in self.pm.get_hookcallers(plugin) or []:  # said now, not at the run's first epoch
+            if any(i.plugin is plugin and (i.hookwrapper or getattr(i, "wrapper", False)) for i in caller.get_hookimpls()):
+                record.errors.append(f"{caller.name} is declared a wrapper (hookwrapper/wrapper=True), which blitz's "
+                                     "hooks do not support: it is skipped (declare it with plain @hookimpl)")
         if not record.hooks:
             record.errors.append(_registers_nothing(plugin))
         elif unmarked := _unmarked_hooks(plugin, record.hooks):
@@ -468,7 +472,6 @@ class PluginHost:
                     "it is skipped for the rest of this run"
                 )
         return warnings
-
 
 
 def _shown(value: Any) -> str:

@@ -334,7 +334,12 @@ def test_lifecycle_hooks_run_in_pluggy_order_and_wrappers_are_skipped_with_a_war
     sources = [*builtins(), local_source(plugin("a"), "a"), local_source(plugin("b", tryfirst=True), "b"),
                local_source(plugin("c", trylast=True), "c"), local_source(plugin("d"), "d"), local_source(Wrapper(), "w")]
     console = Console(file=StringIO(), width=300)
-    Trainer(tiny_config(tmp_path), host=PluginHost(sources), console=console).fit()
+    host = PluginHost(sources)
+    assert host.records["w"].errors == [  # at load time, in `blitz list-plugins`, not only in a run
+        "on_train_start is declared a wrapper (hookwrapper/wrapper=True), which blitz's hooks do not support: it is "
+        "skipped (declare it with plain @hookimpl)"
+    ]
+    Trainer(tiny_config(tmp_path), host=host, console=console).fit()
     assert calls == ["b", "a", "d", "c"]
     assert "'w' (from local): on_train_start is declared a wrapper" in console.file.getvalue()
 
