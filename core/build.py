@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,33 @@ def contested_components(components: Components, host: PluginHost) -> list[str]:
                 "wins; a catalog entry before any): see 'blitz list-plugins'."
             )
     return warnings
+
+
+def factory_options(factory: Any, what: str) -> dict[str, dict[str, Any]]:
+    """The options a user can give a factory (``--model-arg KEY=VALUE``...): each keyword's type
+    and default, as its signature declares them; ``"**"`` where it takes any keyword."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return {}
+    try:
+        hints = typing.get_type_hints(factory)
+    except Exception:  # a hint that does not resolve: the names and defaults still tell a lot
+        hints = {}
+    supplied = {"variant", *_SUPPLIED_BY_BLITZ.get(what, ())}
+    options: dict[str, dict[str, Any]] = {}
+    for name, parameter in parameters.items():
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            options["**"] = {"type": "any keyword, passed on"}
+        elif parameter.kind is inspect.Parameter.KEYWORD_ONLY and name not in supplied:
+            option: dict[str, Any] = {}
+            if name in hints:
+                option["type"] = inspect.formatannotation(hints[name]).replace("typing.", "")
+            if parameter.default is not inspect.Parameter.empty:
+                default = parameter.default
+                option["default"] = default if isinstance(default, (bool, int, float, str, type(None))) else repr(default)
+            options[name] = option
+    return options
 
 
 _OPTION_FLAGS = {"Model": "--model-arg", "Dataset": "--dataset-arg", "Optimizer": "--optimizer-arg",

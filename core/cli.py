@@ -425,6 +425,7 @@ KIND_CHOICES = ("models", "datasets", "optimizers", "schedules", "strategies", "
 
 
 def _list_kind(kind: str, pattern: str, as_json: bool) -> None:
+    from blitz.build import factory_options
     from blitz.catalog import alias_problem, load_catalog, recipe_plugin
     from blitz.plugin_host import get_host
 
@@ -447,7 +448,8 @@ def _list_kind(kind: str, pattern: str, as_json: bool) -> None:
             # registry.toml's own entry for the same name, where it has one, says more
             same = aliases.get(entry.name)
             description = same.description if same is not None and same.description else entry.description
-            row = {"name": name, "description": description, "plugin": entry.plugin}
+            row = {"name": name, "description": description, "plugin": entry.plugin,
+                   "options": factory_options(entry.factory, registry.kind.capitalize())}
             hyperparameters = entry.metadata.get("hyperparameters")
             if hyperparameters:  # an optimizer's own lr, momentum and weight decay
                 row["hyperparameters"] = hyperparameters
@@ -498,6 +500,25 @@ def _list_kind(kind: str, pattern: str, as_json: bool) -> None:
         extra = r.get("plugin", "") if kind != "recipes" else r.get("measured", "")
         table.add_row(escape(r["name"]), escape(r["description"]), escape(extra))  # "[x]" from a plugin is text
     console.print(table)
+    for r in rows:  # the one asked for by its exact name: what it takes
+        if r["name"] == given and r.get("options") is not None:
+            console.print(f"{r['name']} takes: {describe_options(r['options'])}", highlight=False, markup=False)
+
+
+def describe_options(options: dict[str, dict[str, Any]]) -> str:
+    """``width (int, default 16), depth (int, default 3)``, for `blitz list KIND NAME`."""
+    if not options:
+        return "no options"
+    parts = []
+    for name, option in options.items():
+        if name == "**":
+            parts.append("any other keyword (passed on)")
+            continue
+        details = [option["type"]] if "type" in option else []
+        if "default" in option:
+            details.append(f"default {option['default']!r}" if isinstance(option["default"], str) else f"default {option['default']}")
+        parts.append(f"{name} ({', '.join(details)})" if details else name)
+    return ", ".join(parts)
 
 
 _PATTERN_HELP = {False: "A word to look for, or a glob ('*cos*').",

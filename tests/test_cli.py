@@ -503,3 +503,14 @@ def test_help_takes_h_and_shows_no_value_type_after_flags(command):
     assert "<bool>" not in long.output and "Show this message and exit." in long.output
     if command == ["run"]:
         assert re.search(r"--epochs\s+<int>", long.output)  # options that take a value keep their type
+
+
+def test_list_shows_what_a_component_takes():
+    """A plugin's options were found only by mistyping one: `blitz list KIND NAME` says them."""
+    rows = json.loads(blitz("list", "schedules", "cosine", "--json").output)
+    assert rows[0]["options"] == {"warmup": {"type": "float", "default": 0.0}, "final": {"type": "float", "default": 0.0}}
+    table = blitz("list", "schedules", "cosine").output
+    assert "cosine takes: warmup (float, default 0.0), final (float, default 0.0)" in " ".join(table.split())
+    lenet = json.loads(blitz("list", "models", "lenet", "--json").output)[0]["options"]
+    assert "num_classes" not in lenet and "input_shape" not in lenet  # blitz passes those, not the user
+    assert lenet["width"]["type"] == "int"
