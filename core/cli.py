@@ -551,12 +551,26 @@ def list_models(
     _list_kind("models", pattern, as_json)
 
 
+SLOW_PLUGIN_SECONDS = 0.5
+
+
 @app.command("list-plugins", help="List every plugin, its distribution, version and what it registers.")
 @reports_errors
-def list_plugins(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def list_plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 if any plugin failed or has errors (for CI).")] = False,
+) -> None:
     from blitz.plugin_host import get_host
 
     records = list(get_host().records.values())
+    _print_plugins(records, as_json)
+    if check and any(r.errors for r in records):
+        raise typer.Exit(1)
+
+
+def _print_plugins(records: list[Any], as_json: bool) -> None:
+    from blitz.plugin_host import get_host
+
     if as_json:
         console.print_json(json.dumps([r.as_dict() for r in records]))
         return
@@ -574,6 +588,9 @@ def list_plugins(as_json: Annotated[bool, typer.Option("--json", help="Print JSO
             status = "[red]" + escape(" | ".join(r.errors)) + "[/]"  # a plugin's text: "[/]" in it is not markup
         else:
             status = "[green]ok[/]"
+        # every command waits for it (built-ins load first and pay for importing torch: not theirs)
+        if not r.builtin and (r.load_seconds or 0) >= SLOW_PLUGIN_SECONDS:
+            status += f" [yellow](took {r.load_seconds:.1f} s to load)[/]"
         table.add_row(escape(r.name), escape(r.origin + (" (built-in)" if r.builtin else "")), escape(registers), status)
     console.print(table)
     unmatched = get_host().unmatched_allowed
@@ -583,8 +600,11 @@ def list_plugins(as_json: Annotated[bool, typer.Option("--json", help="Print JSO
 
 
 @list_app.command("plugins", help="List every plugin (same as 'blitz list-plugins').")
-def list_plugins_in_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    list_plugins(as_json)  # `blitz list plugins`, as for every other kind
+def list_plugins_in_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 if any plugin failed or has errors (for CI).")] = False,
+) -> None:
+    list_plugins(as_json, check)  # `blitz list plugins`, as for every other kind
 
 
 @app.command("runs", help="List the runs under runs/ (or $BLITZ_RUNS_DIR).")

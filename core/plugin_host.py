@@ -21,6 +21,7 @@ import os
 import re
 import sys
 import sysconfig
+import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ class PluginRecord:
     errors: list[str] = field(default_factory=list)
     skipped: str | None = None
     duplicate_of: str | None = None  # a second plugin of an already taken name: the first's module
+    load_seconds: float | None = None  # importing and registering it (None: not tried)
 
     @property
     def origin(self) -> str:
@@ -97,6 +99,7 @@ class PluginRecord:
             "errors": self.errors,
             "skipped": self.skipped,
             "duplicate_of": self.duplicate_of,
+            "load_seconds": self.load_seconds,
         }
 
 
@@ -304,12 +307,15 @@ class PluginHost:
         if not source.builtin and allowed is not None and source.name not in allowed:
             record.skipped = f"not in {LOAD_PLUGINS_ENV}"
             return
+        started = time.perf_counter()
         try:
             plugin = source.load()
             self.pm.register(plugin, name=source.name)
         except (Exception, SystemExit) as exc:  # a broken plugin must never stop the CLI (sys.exit included)
             record.errors.append(f"failed to load: {_short_error(exc, source.module)}")
             return
+        finally:  # every command that loads plugins waits for this: a slow import shows in list-plugins
+            record.load_seconds = round(time.perf_counter() - started, 3)
         record.loaded = True
         record.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
         for caller in self.pm.get_hookcallers(plugin) or []:  # said now, not at the run's first epoch

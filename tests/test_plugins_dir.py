@@ -149,3 +149,14 @@ def test_a_run_whose_plugin_is_not_loaded_now_says_which_and_how_to_load_it(plug
         result = runner.invoke(app, command)
         assert result.exit_code == 2 and "Unknown model 'widenet'" in result.stderr, result.output
         assert hint in " ".join(result.stderr.split())
+
+
+def test_list_plugins_check_fails_on_a_broken_plugin_and_a_slow_one_is_named(plugins_dir: Path) -> None:
+    """For a plugin author's CI: --check exits 1 while any plugin has errors; a slow import shows."""
+    (plugins_dir / "slowpoke.py").write_text(
+        "import time\ntime.sleep(0.6)\nfrom blitz import hookimpl\n\n\n@hookimpl\ndef on_train_start(run):\n    pass\n")
+    checked = runner.invoke(app, ["--plugins-dir", str(plugins_dir), "list-plugins", "--check"], env={"COLUMNS": "250"})
+    assert checked.exit_code == 1 and "(took 0.6 s to load)" in checked.output  # broken.py fails it
+    assert plugins("--plugins-dir", str(plugins_dir))["slowpoke"]["load_seconds"] >= 0.6
+    (plugins_dir / "broken.py").unlink()
+    assert runner.invoke(app, ["--plugins-dir", str(plugins_dir), "list-plugins", "--check"]).exit_code == 0
