@@ -19,6 +19,7 @@ from torch import nn
 
 from blitz.batches import labels_out_of_range
 from blitz.catalog import Resolved, load_catalog, resolve
+from blitz import components as components_module
 from blitz.components import DataBundle, DataInfo, TensorSplit
 from blitz.config import SUPPLIED_BY_BLITZ, RunConfig
 from blitz.errors import BlitzError, DataError, IncompatibleError, PluginError, UsageError, closest_name
@@ -247,6 +248,23 @@ def _rejected(resolved: Resolved, what: str, options: dict[str, Any], exc: BaseE
     return UsageError(f"{what} '{resolved.name}' {rejected}: {exc}")
 
 
+def _raised_in(exc: BaseException, filename: str | None) -> bool:
+    """Whether ``exc`` was raised (its last frame) in the file ``filename``."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and filename is not None and tb.tb_frame.f_code.co_filename == filename
+
+
+def _raising_class(exc: BaseException) -> str:
+    """The class whose method raised ``exc`` (``TensorSplit``), from its last frame's ``self``."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    owner = tb.tb_frame.f_locals.get("self") if tb is not None else None
+    return type(owner).__name__ if owner is not None else "value"
+
+
 def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
     args = {**resolved.defaults, **config.dataset_args}
     try:
@@ -258,6 +276,11 @@ def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
             raise plugin_bug(resolved, "Dataset", exc) from exc
         raise UsageError(f"Dataset '{resolved.name}' could not be built with options {args}: {first_line(exc)}") from exc
     except ValueError as exc:  # the factory's own check of its options (or of its tensors)
+        if _raised_in(exc, components_module.__file__):  # TensorSplit or DataInfo refused what it made
+            raise PluginError(
+                f"Dataset '{resolved.name}' of plugin '{resolved.entry.plugin}' built an invalid "
+                f"{_raising_class(exc)} ({first_line(exc)}): a bug in the plugin, not in your command; --debug shows where."
+            ) from exc
         given = f" with options {args}" if args else ""
         raise UsageError(f"Dataset '{resolved.name}' could not be built{given}: {first_line(exc)}") from exc  # --debug shows the factory's own traceback
     check_returned(resolved, "Dataset", bundle, DataBundle)

@@ -643,6 +643,22 @@ def test_pixels_stored_as_floats_are_warned_and_a_mean_in_0_255_units_refused(tm
         fit(tmp_path / "c", plugin, dataset="mean255", model="linear", dataset_args={})
 
 
+@pytest.mark.parametrize(
+    ("split", "message"),
+    [(lambda: TensorSplit(torch.zeros(4, 3, 8, 8, dtype=torch.uint8), torch.tensor([0.0, 1.0, 0.0, 1.0])),
+      r"built an invalid TensorSplit \(TensorSplit labels must be integer class indices, not torch.float32\)"),
+     (lambda: TensorSplit(torch.zeros(4, 3, 8, 8, dtype=torch.uint8), torch.tensor([0, 1, 0])),
+      r"built an invalid TensorSplit \(4 images but 3 labels\)"),
+     (lambda: DataInfo(2, (3, 8, 8), ("only one",)), r"built an invalid DataInfo \(1 class names for 2 classes\)")],
+)
+def test_a_data_source_that_builds_invalid_blitz_objects_is_the_plugins_bug(tmp_path, split, message):
+    """Not "could not be built" (exit 2, as if the user's options were wrong): the plugin's bug."""
+    plugin = Plugin(datasets={"sloppy": lambda *, root, download: split()})
+    with pytest.raises(PluginError, match=r"^Dataset 'sloppy' of plugin 'mine' " + message + r": a bug in the plugin") as info:
+        fit(tmp_path, plugin, dataset="sloppy", dataset_args={})
+    assert info.value.exit_code == 1
+
+
 def _raising(exc: BaseException):
     def factory(*args, **kwargs):
         raise exc
