@@ -223,7 +223,7 @@ def _source(info: DataInfo, images: torch.Tensor, labels: torch.Tensor):
         (DataInfo(num_classes=2, class_names=("a", "b"), input_shape=(3, 8, 8)), torch.zeros(4, 3, 8, 8, dtype=torch.int64),
          torch.zeros(4, dtype=torch.long), "images are torch.int64: give uint8 pixels"),
         (DataInfo(num_classes=2, class_names=("a", "b"), input_shape=(3, 8, 8)), torch.zeros(4, 3, 8, 8, dtype=torch.uint8),
-         torch.zeros(4), "could not be built: TensorSplit labels must be integer class indices, not torch.float32"),
+         torch.zeros(4), r"built an invalid TensorSplit \(TensorSplit labels must be integer class indices, not torch.float32\)"),
         (DataInfo(num_classes=2, class_names=("a", "b"), input_shape=(3, 8, 8), mean=(0.5,), std=(0.2,)), torch.zeros(4, 3, 8, 8, dtype=torch.uint8),
          torch.zeros(4, dtype=torch.long), r"declares mean \[0.5\] and std \[0.2\] for 3 channels"),
         (DataInfo(num_classes=2, class_names=("a", "b"), input_shape=(3, 8, 8), mean=(0.5,) * 3, std=(0.2, 0.0, 0.2)), torch.zeros(4, 3, 8, 8, dtype=torch.uint8),
@@ -238,7 +238,7 @@ def _source(info: DataInfo, images: torch.Tensor, labels: torch.Tensor):
 )
 def test_a_data_source_inconsistent_with_its_own_datainfo_fails_before_training(tmp_path, info, images, labels, message):
     plugin = Plugin(datasets={"odd": _source(info, images, labels)}, models={"small": lambda *, num_classes, input_shape: nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, num_classes))})
-    with pytest.raises((DataError, UsageError), match=message):
+    with pytest.raises((DataError, UsageError, PluginError), match=message):
         fit(tmp_path, plugin, dataset="odd", model="small", dataset_args={}, batch_size=2)
 
 
