@@ -23,9 +23,9 @@ import time
 IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S.*)$")
 
 
-def slowest_imports(argv: list[str], top: int) -> list[tuple[float, float, str]]:
+def slowest_imports(argv: list[str], top: int) -> tuple[list[tuple[float, float, str]], int]:
     """(cumulative s, own s, module) of the ``top`` slowest imports of ``blitz <argv>``, in a fresh
-    interpreter; the command's own output is dropped."""
+    interpreter (the command's own output is dropped), and the command's exit status."""
     code = f"import sys\nfrom blitz.cli import main\nsys.argv = ['blitz', *{argv!r}]\nmain()"
     done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, timeout=900)
     rows = []
@@ -34,14 +34,15 @@ def slowest_imports(argv: list[str], top: int) -> list[tuple[float, float, str]]
         if found:
             own, cumulative, _, module = found.groups()
             rows.append((int(cumulative) / 1e6, int(own) / 1e6, module.strip()))
-    return sorted(rows, reverse=True)[:top]
+    return sorted(rows, reverse=True)[:top], done.returncode
 
 
-def profile(argv: list[str]) -> tuple[pstats.Stats, float]:
-    """cProfile of ``blitz <argv>`` in this process, and its wall seconds."""
+def profile(argv: list[str]) -> tuple[pstats.Stats, float, int]:
+    """cProfile of ``blitz <argv>`` in this process, its wall seconds and its exit status."""
     from blitz import cli
 
-    cli._exit_now = lambda exc: None  # return to write the profile, rather than os._exit
+    ended: list[SystemExit | None] = []
+    cli._exit_now = ended.append  # return to write the profile, rather than os._exit
     sys.argv = ["blitz", *argv]
     profiler = cProfile.Profile()
     started = time.perf_counter()
@@ -50,7 +51,8 @@ def profile(argv: list[str]) -> tuple[pstats.Stats, float]:
         cli.main()
     finally:
         profiler.disable()
-    return pstats.Stats(profiler, stream=io.StringIO()), time.perf_counter() - started
+    status = ended[0].code if ended and ended[0] is not None else 0
+    return pstats.Stats(profiler, stream=io.StringIO()), time.perf_counter() - started, status if isinstance(status, int) else 1
 
 
 def with_out(argv: list[str], suffix: str) -> list[str]:
@@ -74,10 +76,13 @@ def main() -> None:
         parser.error("give blitz's arguments after --, e.g. -- run --recipe tutorial")
 
     print(f"== the {args.top} slowest imports of: blitz {' '.join(argv)} (cumulative s, own s) ==")
-    for cumulative, own, module in slowest_imports(with_out(argv, "-imports"), args.top):
+    imports, status = slowest_imports(with_out(argv, "-imports"), args.top)
+    for cumulative, own, module in imports:
         print(f"{cumulative:8.3f} {own:8.3f}  {module}")
+    if status:
+        print(f"(the command exited {status}: the imports are those of a failed run)")
 
-    stats, wall = profile(with_out(argv, "-profile"))
+    stats, wall, status = profile(with_out(argv, "-profile"))
     for order, rows in (("cumulative", args.top), ("tottime", args.top // 2)):
         stream = io.StringIO()
         stats.stream = stream
@@ -86,6 +91,9 @@ def main() -> None:
         body = stream.getvalue()
         print(f"== cProfile by {order} (wall {wall:.1f} s, profiled: slower than a plain run) ==")
         print(body[body.find("   ncalls"):].rstrip() if "   ncalls" in body else body.rstrip())
+    if status:  # a failed run's profile is not the one asked for: say so, and fail
+        print(f"profile_run.py: the profiled command exited {status}", file=sys.stderr)
+        sys.exit(status)
 
 
 if __name__ == "__main__":

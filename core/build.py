@@ -54,19 +54,17 @@ def resolve_components(config: RunConfig, host: PluginHost | None = None) -> Com
 
 
 def check_optimizer_covers(resolved: Resolved, optimizer: torch.optim.Optimizer, model: nn.Module) -> list[str]:
-    """An optimizer over none of the model's trainable parameters (built over something else)
-    would train nothing and report a flat loss: refused. Over some of them: a warning."""
+    """Warnings for an optimizer over none or some of the model's trainable parameters: built over
+    something else, it trains nothing and reports a flat loss."""
     trainable = [p for p in model.parameters() if p.requires_grad]
     held = {id(p) for group in optimizer.param_groups for p in group["params"]}
     missing = sum(id(p) not in held for p in trainable)
     if not trainable or not missing:
         return []
     where = f"Optimizer '{resolved.name}' of plugin '{resolved.entry.plugin}'"
-    if missing == len(trainable):
-        raise PluginError(
-            f"{where} updates none of the model's {len(trainable)} trainable parameter tensors: its factory "
-            "must build it over the model it is given (model.parameters()), or it trains nothing."
-        )
+    if missing == len(trainable):  # a warning: an optimizer may hold copies and write them back
+        return [f"{where} holds none of the model's {len(trainable)} trainable parameter tensors: unless it copies "
+                "its results into them, the model will not train (build it over model.parameters())."]
     return [f"{where} updates {len(trainable) - missing} of the model's {len(trainable)} trainable parameter "
             f"tensors; the other {missing} stay as they are (freeze them with requires_grad_(False) if meant)."]
 
@@ -107,8 +105,8 @@ def factory_options(factory: Any, what: str) -> dict[str, dict[str, Any]]:
         parameters = inspect.signature(factory).parameters
     except (TypeError, ValueError):
         return {}
-    try:
-        hints = typing.get_type_hints(factory)
+    try:  # a class's own annotations are its attributes': its __init__'s are the options
+        hints = typing.get_type_hints(factory.__init__ if isinstance(factory, type) else factory)
     except Exception:  # a hint that does not resolve: the names and defaults still tell a lot
         hints = {}
     supplied = {"variant", *_SUPPLIED_BY_BLITZ.get(what, ())}
@@ -139,8 +137,9 @@ _SUPPLIED_BY_BLITZ = {
 }
 
 
-def call_factory(resolved: Resolved, what: str, *args: Any, **kwargs: Any) -> Any:
-    """Call a component factory, turning a wrong keyword into a clear usage error."""
+def call_factory(resolved: Resolved, what: str, *args: Any, check_types: bool = True, **kwargs: Any) -> Any:
+    """Call a component factory, turning a wrong keyword into a clear usage error; with
+    ``check_types``, a value its type hints refuse too."""
     if resolved.entry.variant is not None:
         kwargs["variant"] = resolved.entry.variant
     try:
@@ -171,7 +170,7 @@ def call_factory(resolved: Resolved, what: str, *args: Any, **kwargs: Any) -> An
                 + (f"; it takes: {', '.join(options)}." if options else ".")
             )
     supplied = {"variant", *_SUPPLIED_BY_BLITZ.get(what, ())}
-    problem = type_problem(resolved.entry.factory, {k: v for k, v in kwargs.items() if k not in supplied})
+    problem = type_problem(resolved.entry.factory, {k: v for k, v in kwargs.items() if k not in supplied}) if check_types else None
     if problem is not None:
         key, wanted = problem
         flag = _OPTION_FLAGS.get(what, "option")
@@ -297,7 +296,7 @@ def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
             f"Dataset '{resolved.name}' declares mean {list(info.mean)} and std {list(info.std)} for "
             f"{info.input_shape[0]} channels: a plugin bug (one value per channel, std above 0)."
         )
-    if info.mean and (any(not 0 <= m <= 1 for m in info.mean) or any(s > 1 for s in info.std)):
+    if info.is_image and info.mean and (any(not 0 <= m <= 1 for m in info.mean) or any(s > 1 for s in info.std)):
         raise DataError(
             f"Dataset '{resolved.name}' declares mean {list(info.mean)} and std {list(info.std)}: they are in "
             "units of pixel values scaled to [0, 1] (CIFAR-10's mean is 0.49, not 125): a plugin bug."
@@ -369,8 +368,8 @@ def data_warnings(name: str, bundle: DataBundle) -> list[str]:
     (used as they are) far outside a normalized range, as raw 0-255 pixels stored as floats are,
     and a mean/std declared for float inputs, which blitz does not apply to them."""
     train = bundle.train
-    if not isinstance(train, TensorSplit) or not train.images.is_floating_point() or not len(train):
-        return []
+    if not (isinstance(train, TensorSplit) and train.images.is_floating_point() and len(train) and bundle.info.is_image):
+        return []  # float features of other shapes are any scale their source chose
     warnings = []
     largest = float(train.images[:1000].abs().amax())  # a sample: this runs on every start
     if largest > 20:
@@ -427,11 +426,13 @@ def check_augment(info: DataInfo, config: RunConfig) -> None:
         )
 
 
-def build_model(resolved: Resolved, info: DataInfo, config: RunConfig) -> nn.Module:
+def build_model(resolved: Resolved, info: DataInfo, config: RunConfig, *, check_types: bool = True) -> nn.Module:
+    """The model for ``info``'s data; ``check_types=False`` for arguments a checkpoint saved, which
+    the factory took when it trained (an older blitz checked no types)."""
     args = {**resolved.defaults, **config.model_args}
     try:
         model = call_factory(
-            resolved, "Model", num_classes=info.num_classes, input_shape=info.input_shape, **args
+            resolved, "Model", num_classes=info.num_classes, input_shape=info.input_shape, check_types=check_types, **args
         )
     except TypeError as exc:
         if not user_could_cause(exc, config.model_args):  # `nn.Linear(..., bais=False)` in the factory

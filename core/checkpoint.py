@@ -49,7 +49,7 @@ def _save(payload: dict[str, Any], file: BinaryIO) -> None:
     except RuntimeError as exc:
         # torch.save turns the file's own OSError (a full disk) into "RuntimeError: [enforce fail
         # at inline_container.cc] unexpected pos": raise the OSError, which callers report as such
-        if isinstance(exc.__context__, OSError):
+        if isinstance(exc.__context__, OSError) and "inline_container" in str(exc):
             raise exc.__context__ from None
         raise
 
@@ -62,7 +62,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(  # the caller says what to do instead: it knows what the file was for
-            f"'{path}' is not a readable blitz checkpoint: {describe_load_failure(exc)}."
+            f"'{path}' is not a readable blitz checkpoint: {describe_load_failure(exc)}.", damaged=True
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"'{path}' is not a blitz checkpoint (no '{FORMAT}' marker).")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional, TypeVar
 import typer
 from rich import box
 from rich.console import Console
+from rich.cells import cell_len
 from rich.markup import escape
 from rich.table import Table
 from typer import rich_utils
@@ -30,6 +31,7 @@ from blitz.errors import BlitzError, ConfigError, Interrupted, UsageError, debug
 if TYPE_CHECKING:
     from blitz.launch import LaunchSpec
     from blitz.resolve import ResolvedConfig
+
 
 def _show_no_type_for_flags() -> None:
     """typer 0.2x writes a flag's type in --help (``--flip --no-flip <bool>``), as if it took a
@@ -53,12 +55,11 @@ app = typer.Typer(
     help="Train image classifiers with PyTorch: swap models, data and hardware with a flag.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},  # -h as most CLIs take it
+    context_settings={"help_option_names": ["-h", "--help"]},  # -h as most CLIs take it; subcommands inherit it
     add_completion=False,
 )
-_HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
-list_app = typer.Typer(help="List registered components of one kind.", no_args_is_help=True, context_settings=_HELP_OPTIONS)
-data_app = typer.Typer(help="Work with data sources.", no_args_is_help=True, context_settings=_HELP_OPTIONS)
+list_app = typer.Typer(help="List registered components of one kind.", no_args_is_help=True)
+data_app = typer.Typer(help="Work with data sources.", no_args_is_help=True)
 app.add_typer(list_app, name="list")
 app.add_typer(data_app, name="data")
 
@@ -595,7 +596,8 @@ def _print_plugins(records: list[Any], as_json: bool) -> None:
     console.print(table)
     unmatched = get_host().unmatched_allowed
     if unmatched:
-        console.print(f"[yellow]BLITZ_LOAD_PLUGINS names {', '.join(repr(u) for u in unmatched)}, which no plugin has "
+        names = escape(", ".join(repr(u) for u in unmatched))  # the user's text: "[/]" in it is not markup
+        console.print(f"[yellow]BLITZ_LOAD_PLUGINS names {names}, which no plugin has "
                       "(names are the 'plugin' column's, case-sensitive).[/]", highlight=False)
 
 
@@ -622,13 +624,14 @@ def runs_command(
     if not rows:
         console.print("No runs yet. Start one with 'blitz run'.")
         return
+    headers = ("run", "epochs", "best", "time", "status", "model / data")
     cells = [_run_cells(r) for r in rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(6)]
+    widths = [max(cell_len(text) for text in (header, *(c[i] for c in cells))) for i, header in enumerate(headers)]
     if sum(widths) + 5 <= console.width:
         # Plain columns (like `ls -l`): a boxed table needs ~100 columns for a run name
         table = Table(title=f"runs ({len(rows)})", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False,
                       show_edge=False)
-        for column, width in zip(("run", "epochs", "best", "time", "status", "model / data"), widths):
+        for column, width in zip(headers, widths):
             table.add_column(column, no_wrap=True, min_width=width)  # the name is what show, eval... take
         for c in cells:
             table.add_row(*c)

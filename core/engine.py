@@ -267,9 +267,9 @@ class Trainer:
         self.strategy = strategy
         self.warn_all(contested_components(c, self.host))
         broken = self.host.failed()
-        if broken:  # its hooks and components are missing from this run
-            self.warn_all([f"{len(broken)} plugin(s) failed to load or register: "
-                           f"{', '.join(repr(b) for b in broken[:5])}; see 'blitz list-plugins'."])
+        if broken:  # some of their hooks or components may be missing from this run
+            self.warn_all([f"{len(broken)} plugin(s) have problems (failed to load, or some of what they register "
+                           f"was refused): {', '.join(repr(b) for b in broken[:5])}; see 'blitz list-plugins'."])
         started = int(os.environ.get("WORLD_SIZE", "1")) if launched_by_torchrun() else 1
         if started > 1 and strategy.world_size == 1:  # each process would train alone, on all the data
             raise UsageError(

@@ -53,8 +53,8 @@ def closest_name(name: str, known: Iterable[str]) -> str | None:
     prefix, _, rest = name.rpartition("/")
     if prefix and rest:  # 'timm/notamodel': the shared 'timm/' would make any 'timm/...' name look close
         family = {squash(k[len(prefix) + 1:]): k for k in known if k.startswith(prefix + "/")}
-        close = difflib.get_close_matches(squash(rest), list(family), n=1, cutoff=0.6)
         if family:
+            close = difflib.get_close_matches(squash(rest), list(family), n=1, cutoff=0.6)
             return family[close[0]] if close else None
     close = difflib.get_close_matches(squash(name), list(by_squashed), n=1, cutoff=0.6)
     return by_squashed[close[0]] if close else None
@@ -125,7 +125,11 @@ class StrategyUnavailableError(UsageError):
 
 
 class CheckpointError(BlitzError):
-    """A checkpoint file that is missing, corrupt, or made for something else."""
+    """A checkpoint that is missing, damaged, or of another version."""
+
+    def __init__(self, message: str, *, damaged: bool = False) -> None:
+        super().__init__(message)
+        self.damaged = damaged  # unreadable (cut short, not a checkpoint): another file may serve
 
 
 class PluginError(BlitzError):

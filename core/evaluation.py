@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,9 @@ from blitz.batches import Normalizer
 from blitz.catalog import resolve
 from blitz.components import DataInfo, Strategy
 from blitz.config import RunConfig, absolute_if_path, read_toml, validate
-from blitz.errors import BlitzError, CheckpointError, DataNotFoundError, UnknownNameError, UsageError
-from blitz.plugin_host import loaded_plugins
+from blitz.errors import CheckpointError, DataNotFoundError, PluginError, UnknownNameError, UsageError
 from blitz.files import atomic_write_text
+from blitz.plugin_host import plugin_states
 
 CHECKPOINT_CHOICES = ("best", "last")
 EVAL_STRATEGIES = ("auto", "cpu", "cuda")
@@ -89,15 +90,18 @@ def load_run(run_name: str | Path, which: str = "best") -> LoadedRun:
     if not any(checkpoint_path(run_dir, kind).is_file() for kind in ("best", "last")):
         raise UsageError(
             f"No checkpoint at '{path}': the run saved none (it stopped or failed before its first, or trained "
-            f"0 epochs), so there is nothing to load; train it again: blitz run --config {run_dir / 'config.toml'}"
+            f"0 epochs), so there is nothing to load; train it again: blitz run --config {shlex.quote(str(run_dir / 'config.toml'))}"
         )
     other = "last" if which == "best" else "best"
     try:
         state = ckpt.load_checkpoint(path)  # CheckpointError naming the path if invalid
     except CheckpointError as exc:
+        if path.is_file() and not exc.damaged:  # another version, say: the other checkpoint would not help
+            raise
         if checkpoint_path(run_dir, other).is_file():
-            raise CheckpointError(f"{exc} Try --checkpoint {other}.") from None
-        raise CheckpointError(f"{exc} Train the run again: blitz run --config {run_dir / 'config.toml'}") from None
+            raise CheckpointError(f"{exc} Try --checkpoint {other}.", damaged=True) from None
+        raise CheckpointError(f"{exc} Train the run again: blitz run --config {shlex.quote(str(run_dir / 'config.toml'))}",
+                              damaged=True) from None
     config = run_config(run_dir)
     info = info_from_meta(state.meta, path)
     if "model" not in state.meta:
@@ -110,16 +114,12 @@ def load_run(run_name: str | Path, which: str = "best") -> LoadedRun:
     try:
         resolved = resolve("models", state.meta.get("model_component") or state.meta["model"])
     except UnknownNameError as exc:
-        exc.add_hint(runs.plugins_not_loaded(run_dir, loaded_plugins()))
+        exc.add_hint(runs.plugins_not_loaded(run_dir, plugin_states()))
         raise
     try:
-        model = build_model(resolved, info, config)
-    except BlitzError:
-        raise
-    except Exception as exc:  # a factory that cannot rebuild what it once built: plugin changed
-        raise CheckpointError(
-            f"Cannot rebuild model '{state.meta['model']}' for '{path}': {type(exc).__name__}: {exc}"
-        ) from None
+        model = build_model(resolved, info, config, check_types=False)
+    except PluginError as exc:  # a factory that cannot rebuild what it once built: the plugin changed?
+        raise CheckpointError(f"Cannot rebuild model '{state.meta['model']}' for '{path}': {exc}") from None
     ckpt.load_weights(model, state.model, str(path))
     model.eval()
     return LoadedRun(run_dir, path, config, state.meta, info, model)

@@ -14,6 +14,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,11 +91,14 @@ def ddp_timeout_seconds() -> float:
 
 
 def check_endpoint(endpoint: str) -> None:
-    """``--rdzv-endpoint`` as HOST:PORT (a bad one makes torchrun retry for minutes, printing
-    socket errors, instead of failing)."""
-    host, _, port = endpoint.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"--rdzv-endpoint '{endpoint}': give HOST:PORT, such as node0:29500 (a port from 1 to 65535).")
+    """``--rdzv-endpoint`` as torchrun takes it, HOST or HOST:PORT (port 0: any free one); a
+    malformed one makes torchrun retry for minutes, printing socket errors, instead of failing."""
+    host, colon, port = endpoint.rpartition(":")
+    if not colon:
+        host, port = endpoint, ""
+    if not host or (colon and not (port.isdigit() and int(port) < 65536)):
+        raise UsageError(f"--rdzv-endpoint '{endpoint}': give HOST or HOST:PORT, such as node0:29500 (a port from 0 "
+                         "to 65535).")
 
 
 def torchrun_args(spec: LaunchSpec, run_argv: list[str]) -> list[str]:
@@ -107,10 +111,10 @@ def torchrun_args(spec: LaunchSpec, run_argv: list[str]) -> list[str]:
     if spec.nnodes == 1 and spec.rdzv_endpoint is None:
         unused = [flag for flag, value, default in (("--rdzv-backend", spec.rdzv_backend, "c10d"),
                                                     ("--rdzv-id", spec.rdzv_id, "blitz")) if value != default]
-        if unused:  # --standalone picks its own rendezvous: they would be ignored in silence
-            raise UsageError(f"{' and '.join(unused)} {'apply' if len(unused) > 1 else 'applies'} with --rdzv-endpoint "
-                             "(several machines); on one machine "
-                             "drop them, or add --rdzv-endpoint HOST:PORT.")
+        if unused:  # --standalone picks its own rendezvous: said, as they are ignored (job scripts pass them)
+            warnings.warn(f"{' and '.join(unused)} {'apply' if len(unused) > 1 else 'applies'} with --rdzv-endpoint "
+                          "(several machines); on one machine torchrun picks its own rendezvous and ignores "
+                          f"{'them' if len(unused) > 1 else 'it'}.", stacklevel=2)
         args.append("--standalone")  # a free local port; no rendezvous server needed
     else:
         if spec.rdzv_endpoint is None:

@@ -24,10 +24,13 @@ def dynamo_loaded() -> bool:
 
 
 def _call(name: str, optimizer: _Optimizer, *args: Any) -> Any:
+    """The next class's ``name`` after LazyDynamoOptimizer in the optimizer's MRO (a subclass of
+    torch's may override it), unwrapped only where it is torch's own guarded method."""
+    method = getattr(super(LazyDynamoOptimizer, optimizer), name)
     guarded = getattr(_Optimizer, name)
-    if dynamo_loaded():
-        return guarded(optimizer, *args)
-    return getattr(guarded, "__wrapped__", guarded)(optimizer, *args)  # the method inside the guard
+    if not dynamo_loaded() and getattr(method, "__func__", None) is guarded:
+        return getattr(guarded, "__wrapped__", guarded)(optimizer, *args)  # the method inside the guard
+    return method(*args)
 
 
 class LazyDynamoOptimizer(_Optimizer):

@@ -20,9 +20,9 @@ _SIMPLE = {bool: "true or false", int: "a whole number", float: "a number", str:
 def type_problem(factory: Callable[..., Any], options: dict[str, Any]) -> tuple[str, str] | None:
     """The first option whose value its annotation refuses and what it wants (``("width", "a
     whole number")``), or None."""
-    try:
-        hints = typing.get_type_hints(factory)
-    except Exception:  # unresolvable names, a builtin, a class with odd annotations: nothing to check
+    try:  # a class's own annotations are its attributes' (nn.Module's `training: bool`): its __init__'s
+        hints = typing.get_type_hints(factory.__init__ if isinstance(factory, type) else factory)
+    except Exception:  # unresolvable names, a builtin: nothing to check
         return None
     for name, value in options.items():
         wanted = _describe_refusal(hints.get(name), value)

@@ -273,7 +273,7 @@ class PluginHost:
         # Names in BLITZ_LOAD_PLUGINS that no plugin has: a misspelling would load nothing, silently
         self.unmatched_allowed = sorted(allowed - {s.name for s in self.sources}) if allowed else []
         # A plugin's print() while it loads goes to stderr: stdout may be --json for a program
-        with contextlib.redirect_stdout(sys.stderr):
+        with _stdout_to_stderr():
             for source in self.sources:
                 self._load(source, allowed)
             self._reject_unknown_hooks()
@@ -480,6 +480,38 @@ class PluginHost:
         return warnings
 
 
+class _LoadingStdout:
+    """``sys.stdout`` while plugins load: their writes go to stderr until loading ends, then to
+    stdout again, also through a reference a plugin kept (``OUT = sys.stdout`` at import)."""
+
+    def __init__(self, stdout: Any, stderr: Any) -> None:
+        self.stdout, self.stderr, self.loading = stdout, stderr, True
+
+    def _target(self) -> Any:
+        return self.stderr if self.loading else self.stdout
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding...: the target's own
+        return getattr(self._target(), name)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Any:
+    proxy = _LoadingStdout(sys.stdout, sys.stderr)
+    sys.stdout = proxy
+    try:
+        yield
+    finally:
+        proxy.loading = False
+        if sys.stdout is proxy:  # a plugin may have set its own: leave that
+            sys.stdout = proxy.stdout
+
+
 def _shown(value: Any) -> str:
     return "nothing" if value is None else repr(value) if isinstance(value, str) else type(value).__name__
 
@@ -508,9 +540,10 @@ def get_host() -> PluginHost:
     return _host
 
 
-def loaded_plugins() -> set[str]:
-    """The names of the plugins loaded in this process."""
-    return {r.name for r in get_host().records.values() if r.loaded}
+def plugin_states() -> dict[str, str]:
+    """Each plugin found in this process by name: ``loaded``, ``skipped`` (BLITZ_LOAD_PLUGINS) or ``failed``."""
+    return {r.name: "loaded" if r.loaded else "skipped" if r.skipped else "failed"
+            for r in get_host().records.values() if r.duplicate_of is None}
 
 
 def reset_host(host: PluginHost | None = None) -> None:

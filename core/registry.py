@@ -115,7 +115,8 @@ class Registry:
             )
         existing = self._entries.get(entry.name)
         if existing is not None:
-            self.refused.setdefault(entry.name, []).append(entry.plugin)
+            if existing.plugin != entry.plugin:  # a plugin registering a name twice contests nothing
+                self.refused.setdefault(entry.name, []).append(entry.plugin)
             raise PluginError(
                 f"Plugin '{entry.plugin}' registers {self.kind} '{entry.name}', which plugin "
                 f"'{existing.plugin}' already registers; the first registration is kept."

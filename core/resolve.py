@@ -8,6 +8,7 @@ registries here, before any data is read or any weight is built.
 from __future__ import annotations
 
 import contextlib
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +17,8 @@ from typing import Any
 from blitz.catalog import NAME_FIELDS, Catalog, load_catalog, resolve
 from blitz.config import OPTIONS_OF, Layer, RunConfig, merge_layers, read_toml, validate
 from blitz.errors import ConfigError, UnknownNameError, UsageError
+from blitz.plugin_host import plugin_states
 from blitz.registry import OPTIMIZER_HYPERPARAMETERS
-from blitz.plugin_host import loaded_plugins
 from blitz.runs import find_run, lock_run, plugins_not_loaded, release_run
 
 
@@ -78,7 +79,7 @@ def resolve_config(
                 release_run(lock_run(run_dir))
             raise UsageError(
                 f"The run '{run_dir}' has no checkpoint to resume from ({resume_checkpoint} is missing: it stopped "
-                f"before its first); train it again: blitz run --config {run_dir / 'config.toml'}"
+                f"before its first); train it again: blitz run --config {shlex.quote(str(run_dir / 'config.toml'))}"
             )
         layers.append(Layer(f"run {run_dir}", read_toml(run_dir / "config.toml", "run config")))
         allowed = {"epochs": "--epochs", "strategy": "--strategy", "device": "--device", "log_every": "--log-every",
@@ -122,7 +123,7 @@ def resolve_config(
         check_names(config, provenance)
     except UnknownNameError as exc:
         if resume_checkpoint is not None:  # the run's own name: a plugin it had may be missing
-            exc.add_hint(plugins_not_loaded(resume_checkpoint.parent.parent, loaded_plugins()))
+            exc.add_hint(plugins_not_loaded(resume_checkpoint.parent.parent, plugin_states()))
         raise
     check_needed_options(config, provenance)
     return ResolvedConfig(config, provenance, resume_checkpoint)

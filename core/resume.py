@@ -7,6 +7,7 @@ exactly, with a usage error that says what would.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,12 @@ def load_resumable(path: Path) -> Checkpoint:
     try:
         return load_checkpoint(path)
     except CheckpointError as exc:
-        run_dir = path.parent.parent
+        if not exc.damaged:  # another version, say: starting again would throw the run away
+            raise
+        config = shlex.quote(str(path.parent.parent / "config.toml"))
         raise CheckpointError(
             f"{exc} A run resumes from its last.ckpt only (best.ckpt serves blitz eval and predict); start it "
-            f"again: blitz run --config {run_dir / 'config.toml'}"
+            f"again: blitz run --config {config}", damaged=True,
         ) from None
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import shlex
 import os
 import platform
 import subprocess
@@ -169,21 +170,29 @@ def write_start_files(
     atomic_write_text(path / "manifest.json", json.dumps(manifest, indent=2) + "\n")
 
 
-def plugins_not_loaded(run_dir: Path, loaded: set[str]) -> str:
-    """The plugins a run was trained with that are not among ``loaded`` now, and how to get each
-    back (its component names may be theirs), as a sentence; "" if none or no manifest."""
+def plugins_not_loaded(run_dir: Path, now: dict[str, str]) -> str:
+    """The plugins a run was trained with that are not loaded now, and how to get each back (its
+    component names may be theirs), as a sentence; "" if none or no manifest. ``now``: each known
+    plugin's state, ``loaded``, ``skipped`` (BLITZ_LOAD_PLUGINS) or ``failed``."""
     try:
         plugins = json.loads((run_dir / "manifest.json").read_text()).get("plugins", {})
     except (OSError, ValueError, AttributeError):
         return ""
-    missing = [(name, str(origin)) for name, origin in sorted(plugins.items()) if name not in loaded]
+    missing = [(name, str(origin)) for name, origin in sorted(plugins.items()) if now.get(name) != "loaded"]
     if not missing:
         return ""
-    ways = [
-        f"'{name}' (from {origin[len('folder '):]}: pass --plugins-dir {origin[len('folder '):]})"
-        if origin.startswith("folder ") else f"'{name}' ({origin}: install it)"
-        for name, origin in missing[:3]
-    ]
+    ways = []
+    for name, origin in missing[:3]:
+        state = now.get(name)
+        if state == "skipped":
+            ways.append(f"'{name}' (left out by BLITZ_LOAD_PLUGINS: add it there)")
+        elif state == "failed":
+            ways.append(f"'{name}' (it failed to load: see 'blitz list-plugins')")
+        elif origin.startswith("folder "):
+            folder = origin[len("folder "):]
+            ways.append(f"'{name}' (from {folder}: pass --plugins-dir {shlex.quote(folder)})")
+        else:
+            ways.append(f"'{name}' ({origin}: install it)")
     return f"The run was trained with plugin(s) not loaded now: {'; '.join(ways)}."
 
 

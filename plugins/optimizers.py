@@ -44,8 +44,9 @@ class LeanSGD(LazyDynamoOptimizer, torch.optim.SGD):
     range alone costs ~5 us a step. ``step`` here runs that wrapper only when a hook is
     registered or a profiler is recording, so hooks and profiles are as with any optimizer.
     The short path takes the first step too (the fused kernel starts the momentum buffers as the
-    gradients, as SGD's does), and with :class:`blitz.lazy_dynamo.LazyDynamoOptimizer` a run on it
-    never imports torch._dynamo, as ``SGD.step`` does at its first call.
+    gradients, as SGD's does) and skips parameters without a gradient (frozen, unused), as SGD
+    does; with :class:`blitz.lazy_dynamo.LazyDynamoOptimizer` a run on it never imports
+    torch._dynamo, as ``SGD.step`` does at its first call.
     """
 
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
@@ -65,13 +66,15 @@ class LeanSGD(LazyDynamoOptimizer, torch.optim.SGD):
             return self._general_step(closure)
         work = []
         for group in self.param_groups:
-            params = group["params"]
+            params = [p for p in group["params"] if p.grad is not None]  # as SGD: no gradient, no update
+            if not params:
+                continue
             grads = [p.grad for p in params]
             buffers = [self.state[p].get("momentum_buffer") for p in params] if group["momentum"] else []
             first = bool(buffers) and all(b is None for b in buffers)
             if not (
                 group["fused"] and not group["differentiable"] and not isinstance(group["lr"], torch.Tensor)
-                and params and _same_kind(params, grads) and (first or all(b is not None for b in buffers))
+                and _same_kind(params, grads) and (first or all(b is not None for b in buffers))
             ):
                 return self._general_step(closure)
             work.append((group, params, grads, buffers, first))

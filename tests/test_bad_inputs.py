@@ -271,21 +271,28 @@ def test_ddp_launch_options_without_ddp_are_refused_like_the_others(tmp_path, op
 
 @pytest.mark.parametrize(
     ("spec", "message"),
-    [({"rdzv_endpoint": "notaport"}, "--rdzv-endpoint 'notaport': give HOST:PORT, such as node0:29500"),
-     ({"rdzv_endpoint": "node0:99999", "nnodes": 2}, "--rdzv-endpoint 'node0:99999': give HOST:PORT"),
-     ({"rdzv_backend": "bogus"}, "--rdzv-backend applies with --rdzv-endpoint (several machines)"),
-     ({"rdzv_id": "x", "rdzv_backend": "static"}, "--rdzv-backend and --rdzv-id apply with --rdzv-endpoint")],
+    [({"rdzv_endpoint": "node0:port"}, "--rdzv-endpoint 'node0:port': give HOST or HOST:PORT, such as node0:29500"),
+     ({"rdzv_endpoint": "node0:99999", "nnodes": 2}, "--rdzv-endpoint 'node0:99999': give HOST or HOST:PORT"),
+     ({"rdzv_endpoint": ":29500", "nnodes": 2}, "--rdzv-endpoint ':29500': give HOST or HOST:PORT")],
 )
-def test_ddp_rendezvous_options_that_would_hang_or_be_ignored_are_refused(spec, message):
-    """A bad endpoint made torchrun retry for minutes printing socket errors; on one machine
-    (--standalone) the backend and id were dropped in silence."""
+def test_a_malformed_rendezvous_endpoint_is_refused_before_torchrun_retries_it(spec, message):
+    """A bad endpoint made torchrun retry for minutes printing socket errors."""
     from blitz.errors import UsageError
     from blitz.launch import LaunchSpec, torchrun_args
 
     with pytest.raises(UsageError, match=re.escape(message)):
         torchrun_args(LaunchSpec(nproc_per_node=2, **spec), ["--dataset", "random"])
-    assert "--standalone" in torchrun_args(LaunchSpec(nproc_per_node=2), [])
-    assert "--rdzv-endpoint=node0:29500" in torchrun_args(LaunchSpec(nproc_per_node=2, nnodes=2, rdzv_endpoint="node0:29500"), [])
+    for endpoint in ("node0:29500", "node0", "localhost:0"):  # as torchrun takes them: HOST[:PORT], port 0 any
+        args = torchrun_args(LaunchSpec(nproc_per_node=2, nnodes=2, rdzv_endpoint=endpoint), [])
+        assert f"--rdzv-endpoint={endpoint}" in args
+
+
+def test_rendezvous_backend_and_id_on_one_machine_are_warned_as_ignored():
+    """Job scripts pass --rdzv-id everywhere; on one machine (--standalone) torchrun ignores it."""
+    from blitz.launch import LaunchSpec, torchrun_args
+
+    with pytest.warns(UserWarning, match=r"--rdzv-backend and --rdzv-id apply with --rdzv-endpoint .* ignores them"):
+        assert "--standalone" in torchrun_args(LaunchSpec(nproc_per_node=2, rdzv_backend="static", rdzv_id="x"), [])
 
 
 def test_resuming_a_run_in_its_first_epoch_says_it_is_running_not_to_start_again(tmp_path):

@@ -297,3 +297,7 @@ def test_profile_run_lists_imports_and_functions_and_keeps_both_runs_apart(tmp_p
     assert "== cProfile by cumulative (wall" in out and "== cProfile by tottime (wall" in out
     assert "cli.py" in out.split("== cProfile by cumulative")[1]  # blitz's own functions, named
     assert (tmp_path / "run-imports" / "summary.json").is_file() and (tmp_path / "run-profile" / "summary.json").is_file()
+    monkeypatch.setattr(sys, "argv", ["profile_run.py", "--top", "3", "--", "run", "--dataset", "nosuch"])
+    with pytest.raises(SystemExit) as info:  # a failed command: said, and the script fails
+        profile_run.main()
+    assert info.value.code == 2 and "(the command exited 2: the imports are those of a failed run)" in capsys.readouterr().out

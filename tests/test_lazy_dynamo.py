@@ -95,3 +95,16 @@ def test_lean_sgd_takes_its_first_step_on_the_fused_kernel(monkeypatch):
     model(torch.ones(4, 3)).sum().backward()
     optimizer.step()
     assert all(torch.equal(optimizer.state[p]["momentum_buffer"], p.grad) for p in model.parameters())
+
+
+def test_an_override_between_the_base_and_torchs_optimizer_is_kept():
+    """LazyDynamoOptimizer before a torch optimizer subclass that overrides state_dict (Lookahead,
+    say): that override runs, not torch.optim.Optimizer's."""
+    class WithExtra(torch.optim.SGD):
+        def state_dict(self):
+            return {**super().state_dict(), "extra": 1}
+
+    class Lazy(LazyDynamoOptimizer, WithExtra):
+        pass
+
+    assert Lazy(nn.Linear(2, 2).parameters(), lr=0.1).state_dict()["extra"] == 1

@@ -51,7 +51,23 @@ def test_lean_sgd_equals_fused_sgd(options):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_lean_sgd_takes_the_general_path_when_a_gradient_is_missing():
+def test_lean_sgd_skips_parameters_without_a_gradient_on_its_short_path(monkeypatch):
+    """Frozen or unused parameters (airbench's frozen BatchNorm scales): the fused kernel still
+    serves the rest, from the first step, as SGD.step would."""
+    ours, theirs = _model(), _model()
+    for model in (ours, theirs):
+        model[0].weight.requires_grad_(False)
+    lean = LeanSGD(ours.parameters(), lr=0.1, momentum=0.9, nesterov=True, fused=True)
+    plain = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9, nesterov=True, fused=True)
+    monkeypatch.setattr(lean, "_general_step", lambda closure: pytest.fail("the general path"))
+    _train(ours, lean, 3)
+    _train(theirs, plain, 3)
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        assert torch.equal(a, b)
+    assert ours[0].weight not in lean.state  # no buffer for a parameter that never had a gradient
+
+
+def test_lean_sgd_equals_sgd_when_a_parameter_is_frozen_mid_run():
     ours, theirs = _model(), _model()
     lean = LeanSGD(ours.parameters(), lr=0.1, momentum=0.9, fused=True)
     plain = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9, fused=True)

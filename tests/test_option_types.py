@@ -50,3 +50,15 @@ def test_hints_that_cannot_be_resolved_check_nothing():
 
     assert type_problem(unresolvable, {"width": "abc"}) is None
     assert type_problem(len, {"x": 1}) is None  # a builtin: no hints at all
+
+
+def test_a_class_factory_is_checked_by_its_init_not_its_attributes():
+    """nn.Module annotates `training: bool`: a Net taking training="partial" must not be refused."""
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self, *, training: str = "full", width: int = 4) -> None:
+            super().__init__()
+
+    assert type_problem(Net, {"training": "partial", "width": 8}) is None
+    assert type_problem(Net, {"width": "abc"}) == ("width", "a whole number")

@@ -396,10 +396,20 @@ def test_a_plugins_print_while_it_loads_goes_to_stderr_not_into_json_output(caps
         print("Hello from chatty!")
         return Chatty("chatty_model")
 
-    host = PluginHost([*builtins(), PluginSource("chatty", load, "chatty_mod", "chatty-dist", "1.0")])
+    kept = []
+
+    def load_keeping_stdout():
+        import sys
+
+        kept.append(sys.stdout)  # `OUT = sys.stdout` in a module body: used later, in a run
+        return load()
+
+    host = PluginHost([*builtins(), PluginSource("chatty", load_keeping_stdout, "chatty_mod", "chatty-dist", "1.0")])
     assert "chatty_model" in host.registries["models"]
     captured = capsys.readouterr()
     assert captured.out == "" and "Hello from chatty!" in captured.err and "registering chatty models" in captured.err
+    print("a metrics line", file=kept[0])  # after loading, what it kept writes to stdout again
+    assert capsys.readouterr().out == "a metrics line\n"
 
 
 @pytest.mark.parametrize(

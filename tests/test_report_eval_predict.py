@@ -154,12 +154,26 @@ def test_a_damaged_last_checkpoint_says_a_resume_needs_it_not_best(trained: Path
                          f"again: blitz run --config {run / 'config.toml'}")
 
 
+def test_a_checkpoint_of_another_version_gets_no_advice_to_train_again(trained: Path, tmp_path: Path) -> None:
+    """Starting again would throw the run away: another blitz reads it."""
+    from blitz.checkpoint import FORMAT
+
+    run = damaged_copy(trained, tmp_path)
+    for name in ("best", "last"):
+        torch.save({"format": FORMAT, "version": 99}, run / "checkpoints" / f"{name}.ckpt")
+    for command in (["eval", str(run)], ["run", "--resume", str(run), "--epochs", "3"]):
+        result = runner.invoke(app, command)
+        text = " ".join(result.stderr.split())
+        assert result.exit_code == 1 and "has checkpoint version 99; this blitz reads version" in text
+        assert "again" not in text and "Try --checkpoint" not in text
+
+
 def test_eval_of_a_missing_checkpoint_names_it(trained: Path, tmp_path: Path) -> None:
     run = damaged_copy(trained, tmp_path)
     (run / "checkpoints" / "last.ckpt").unlink()
     result = runner.invoke(app, ["eval", str(run), "--checkpoint", "last"])
     assert result.exit_code == 1
-    assert str(run / "checkpoints" / "last.ckpt") in result.stderr
+    assert str(run / "checkpoints" / "last.ckpt") in result.stderr and "Try --checkpoint best." in result.stderr
     (run / "checkpoints" / "best.ckpt").unlink()  # none at all, as after --epochs 0
     result = runner.invoke(app, ["eval", str(run)])
     assert result.exit_code == 2 and "the run saved none" in result.stderr
