@@ -503,6 +503,10 @@ def test_help_takes_h_and_shows_no_value_type_after_flags(command):
     assert "<bool>" not in long.output and "Show this message and exit." in long.output
     if command == ["run"]:
         assert re.search(r"--epochs\s+<int>", long.output)  # options that take a value keep their type
+        panels = ["Setup and output", "Model and data", "Training", "Hardware and speed", "Augmentation",
+                  "Several processes (--strategy ddp)"]  # ~55 options, grouped as a user looks for them
+        assert all(f"─ {panel} ─" in long.output for panel in panels)
+        assert re.search(r"--model-arg\s+KEY=VALUE", long.output) and "list[str]" not in long.output
 
 
 def test_list_shows_what_a_component_takes():
