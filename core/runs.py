@@ -246,8 +246,12 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
     """summary.json, with status ``dead`` where it says ``running`` but no process trains the run
     (killed with SIGKILL, out of memory, a power cut: nothing could write how it ended)."""
     summary = read_json(run_dir / "summary.json")
+    if not isinstance(summary, dict):  # valid JSON, but not blitz's (a list, a number)
+        summary = {}
     if summary.get("status") == "running" and being_trained(run_dir) is False:
         summary["status"] = "dead"
+    if not summary:  # never written (a start cut short) or not readable: say so, not "?"
+        summary["status"] = "no summary" if not (run_dir / "summary.json").exists() else "unreadable summary"
     return summary
 
 

@@ -518,3 +518,15 @@ def test_list_shows_what_a_component_takes():
     lenet = json.loads(blitz("list", "models", "lenet", "--json").output)[0]["options"]
     assert "num_classes" not in lenet and "input_shape" not in lenet  # blitz passes those, not the user
     assert lenet["width"]["type"] == "int"
+
+
+def test_runs_says_why_a_run_has_no_figures(tmp_path):
+    """A run folder whose summary.json is missing or damaged: named, not a row of '?'."""
+    for name, summary in (("never-started", None), ("damaged", "{not json"), ("a-list", "[1, 2]")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.toml").write_text('model = "lenet"\n')
+        if summary is not None:
+            (tmp_path / name / "summary.json").write_text(summary)
+    rows = {r["run"]: r for r in json.loads(blitz("runs", "--root", str(tmp_path), "--json").output)}
+    assert rows["never-started"]["status"] == "no summary"
+    assert rows["damaged"]["status"] == rows["a-list"]["status"] == "unreadable summary"
