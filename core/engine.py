@@ -709,6 +709,8 @@ class Trainer:
         session.clock.pause()
         session.evaluation_pending = False
         session.latest = result
+        self.say(f"epoch {epoch}/{self.config.epochs}  test loss {result.loss:.3f}  test accuracy "
+                 f"{100 * result.accuracy:.2f} %  (its evaluation, redone)")
         record = run.history[-1] if run.history and run.history[-1].get("epoch") == epoch else None
         if record is not None:
             record.update(test_loss=result.loss, test_accuracy=result.accuracy)

@@ -122,6 +122,8 @@ def test_a_stop_at_the_last_step_of_an_epoch_leaves_its_evaluation_to_the_resume
     ).fit()
     assert "Evaluating epoch 1 first: a stop had cut its evaluation short" in console.file.getvalue()
     accuracies = [h["test_accuracy"] for h in full.history]
+    assert (f"epoch 1/3  test loss {full.history[0]['test_loss']:.3f}  test accuracy {100 * accuracies[0]:.2f} %  "
+            "(its evaluation, redone)") in console.file.getvalue()  # its figures, as an epoch line gives them
     assert hook.seen == [(1, None), (1, accuracies[0]), (2, accuracies[1]), (3, accuracies[2])]  # the hooks see it too
     assert [h["test_accuracy"] for h in cut.history] == [h["test_accuracy"] for h in full.history]
     assert [r["test_accuracy"] for r in records(tmp_path / "cut", "epoch")] == [h["test_accuracy"] for h in full.history]
