@@ -387,7 +387,7 @@ def train_and_report(resolved: ResolvedConfig) -> None:
                 print_final_report(console, result)
                 if result.run_dir is not None:
                     write_run_report(result, trainer)
-                    console.print(f"Run saved in {result.run_dir}", highlight=False)
+                    console.print(f"Run saved in {result.run_dir}", highlight=False, soft_wrap=True)
                 report_finished()
     finally:
         trainer.release_run()

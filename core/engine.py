@@ -252,8 +252,8 @@ class Trainer:
         self.compile_setup_seconds = 0.0  # torch.compile's own call, shown as part of the warm-up
 
     def say(self, message: str) -> None:
-        if self.strategy.is_main:
-            self.console.print(message, highlight=False)
+        if self.strategy.is_main:  # one line each, never cut mid-value: a log or a pipe is read by grep
+            self.console.print(message, highlight=False, soft_wrap=True)
 
     def warn_all(self, warnings: list[str]) -> None:
         for warning in warnings:  # plugin text: "[x]" in it is not markup

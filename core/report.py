@@ -149,4 +149,4 @@ def write_run_report(result: TrainResult, trainer: Trainer) -> list[Path]:
 
 
 def warn(trainer: Trainer, message: str) -> None:
-    trainer.console.print(f"[yellow]Warning:[/] {escape(message)}", highlight=False)
+    trainer.console.print(f"[yellow]Warning:[/] {escape(message)}", highlight=False, soft_wrap=True)

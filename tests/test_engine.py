@@ -884,3 +884,16 @@ def test_backward_runs_outside_autocast(tmp_path):
     config = tiny_config(tmp_path, model="witness", precision="bf16", epochs=1)
     Trainer(config, host=PluginHost([*discover(), local_source(Models(), "witness")])).fit()
     assert seen and not any(seen)
+
+
+def test_run_lines_are_never_wrapped_mid_value_in_a_narrow_console(tmp_path):
+    """A log or a pipe is read line by line: `input (3, 32,` / `32)` across two lines broke grep."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    console = Console(file=StringIO(), width=40)
+    Trainer(tiny_config(tmp_path), console=console).fit()
+    lines = console.file.getvalue().splitlines()
+    assert any(line.startswith("Data: random, ") and line.endswith(")") for line in lines)
+    assert any(line.startswith("epoch 1/") and line.endswith(")") for line in lines)
