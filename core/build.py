@@ -11,6 +11,7 @@ import inspect
 import re
 import typing
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -247,20 +248,24 @@ def _rejected(resolved: Resolved, what: str, options: dict[str, Any], exc: BaseE
     return UsageError(f"{what} '{resolved.name}' {rejected}: {exc}")
 
 
-def _raised_in(exc: BaseException, filename: str | None) -> bool:
-    """Whether ``exc`` was raised (its last frame) in the file ``filename``."""
+def _last_frame(exc: BaseException) -> FrameType | None:
+    """The frame that raised ``exc``."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    return tb is not None and filename is not None and tb.tb_frame.f_code.co_filename == filename
+    return tb.tb_frame if tb is not None else None
+
+
+def _raised_in(exc: BaseException, filename: str | None) -> bool:
+    """Whether ``exc`` was raised in the file ``filename``."""
+    frame = _last_frame(exc)
+    return frame is not None and filename is not None and frame.f_code.co_filename == filename
 
 
 def _raising_class(exc: BaseException) -> str:
-    """The class whose method raised ``exc`` (``TensorSplit``), from its last frame's ``self``."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    owner = tb.tb_frame.f_locals.get("self") if tb is not None else None
+    """The class whose method raised ``exc`` (``TensorSplit``), from the frame's ``self``."""
+    frame = _last_frame(exc)
+    owner = frame.f_locals.get("self") if frame is not None else None
     return type(owner).__name__ if owner is not None else "value"
 
 
