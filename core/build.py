@@ -43,7 +43,7 @@ class Components:
 def resolve_components(config: RunConfig, host: PluginHost | None = None) -> Components:
     """Resolve every name in ``config``; an unknown one raises UnknownNameError (exit 2)."""
     host = host or get_host()
-    catalog = load_catalog()
+    catalog = load_catalog(host=host)
     return Components(
         model=resolve("models", config.model, catalog, host),
         dataset=resolve("datasets", config.dataset, catalog, host),
@@ -99,31 +99,48 @@ def contested_components(components: Components, host: PluginHost) -> list[str]:
     return warnings
 
 
-def factory_options(factory: Any, what: str) -> dict[str, dict[str, Any]]:
+def factory_options(factory: Any, what: str, defaults: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """The options a user can give a factory (``--model-arg KEY=VALUE``...): each keyword's type
-    and default, as its signature declares them; ``"**"`` where it takes any keyword."""
+    and default, as its signature declares them (``defaults``: a catalog entry's, over the
+    signature's); ``"**"`` where it takes any keyword."""
     try:
-        parameters = inspect.signature(factory).parameters
+        parameters = list(inspect.signature(factory).parameters.values())
     except (TypeError, ValueError):
         return {}
     try:  # a class's own annotations are its attributes': its __init__'s are the options
         hints = typing.get_type_hints(factory.__init__ if isinstance(factory, type) else factory)
     except Exception:  # a hint that does not resolve: the names and defaults still tell a lot
         hints = {}
+    if what in ("Optimizer", "Schedule") and parameters and parameters[0].kind is not inspect.Parameter.KEYWORD_ONLY:
+        parameters = parameters[1:]  # the model, or the optimizer, that blitz passes first
     supplied = {"variant", *_SUPPLIED_BY_BLITZ.get(what, ())}
+    named = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     options: dict[str, dict[str, Any]] = {}
-    for name, parameter in parameters.items():
+    for parameter in parameters:
         if parameter.kind is inspect.Parameter.VAR_KEYWORD:
             options["**"] = {"type": "any keyword, passed on"}
-        elif parameter.kind is inspect.Parameter.KEYWORD_ONLY and name not in supplied:
+        elif parameter.kind in named and parameter.name not in supplied:
             option: dict[str, Any] = {}
-            if name in hints:
-                option["type"] = inspect.formatannotation(hints[name]).replace("typing.", "")
-            if parameter.default is not inspect.Parameter.empty:
-                default = parameter.default
-                option["default"] = default if isinstance(default, (bool, int, float, str, type(None))) else repr(default)
-            options[name] = option
+            if parameter.name in hints:
+                option["type"] = inspect.formatannotation(hints[parameter.name]).replace("typing.", "")
+            default = (defaults or {}).get(parameter.name, parameter.default)
+            if isinstance(default, (bool, int, float, str, type(None))):
+                option["default"] = default
+            elif default is not inspect.Parameter.empty:
+                option["default_text"] = _shown_default(default)  # JSON cannot hold it: shown as Python writes it
+            options[parameter.name] = option
+    for key, value in (defaults or {}).items():  # a catalog default for a keyword the factory passes on
+        if key not in options:
+            options[key] = {"default": value} if isinstance(value, (bool, int, float, str, type(None))) else {
+                "default_text": _shown_default(value)}
     return options
+
+
+def _shown_default(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception:  # a default whose repr raises must not break `blitz list`
+        return f"<{type(value).__name__}>"
 
 
 _OPTION_FLAGS = {"Model": "--model-arg", "Dataset": "--dataset-arg", "Optimizer": "--optimizer-arg",
@@ -280,7 +297,8 @@ def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
             raise plugin_bug(resolved, "Dataset", exc) from exc
         raise UsageError(f"Dataset '{resolved.name}' could not be built with options {args}: {first_line(exc)}") from exc
     except ValueError as exc:  # the factory's own check of its options (or of its tensors)
-        if _raised_in(exc, components_module.__file__):  # TensorSplit or DataInfo refused what it made
+        # TensorSplit or DataInfo refused what the source made, from no option of the user's
+        if not config.dataset_args and _raised_in(exc, components_module.__file__):
             raise PluginError(
                 f"Dataset '{resolved.name}' of plugin '{resolved.entry.plugin}' built an invalid "
                 f"{_raising_class(exc)} ({first_line(exc)}): a bug in the plugin, not in your command; --debug shows where."
@@ -373,11 +391,11 @@ def data_warnings(name: str, bundle: DataBundle) -> list[str]:
     (used as they are) far outside a normalized range, as raw 0-255 pixels stored as floats are,
     and a mean/std declared for float inputs, which blitz does not apply to them."""
     train = bundle.train
-    if not (isinstance(train, TensorSplit) and train.images.is_floating_point() and len(train) and bundle.info.is_image):
-        return []  # float features of other shapes are any scale their source chose
+    if not (isinstance(train, TensorSplit) and train.images.is_floating_point() and len(train)):
+        return []
     warnings = []
     largest = float(train.images[:1000].abs().amax())  # a sample: this runs on every start
-    if largest > 20:
+    if largest > 20 and bundle.info.is_image:  # features of other shapes are on any scale their source chose
         warnings.append(
             f"Dataset '{name}' gives float inputs with values up to {largest:g}: blitz uses float inputs as "
             "they are, unnormalized (uint8 pixels are normalized with the data's mean and std); store pixels as "

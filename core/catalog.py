@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from blitz.config import RunConfig, read_toml
+from blitz.config import RunConfig, read_toml, validate
 from blitz.errors import ConfigError, UnknownNameError
-from blitz.plugin_host import KINDS, PluginHost, get_host
+from blitz.plugin_host import KINDS, PluginHost, get_host, ready_host
 from blitz.registry import Entry
 
 CATALOG_ENV = "BLITZ_REGISTRY"
@@ -103,28 +103,57 @@ def _load_cached(path: Path, mtime: float) -> Catalog:
     return parse_catalog(path)
 
 
-def load_catalog(path: Path | None = None, *, plugin_recipes: bool = True) -> Catalog:
-    """The catalog file, with the recipes plugins register (``register_recipes``) added to its
-    own unless ``plugin_recipes`` is False (the plugin host, while it loads, reads the file alone)."""
+def load_catalog(
+    path: Path | None = None, *, plugin_recipes: bool = True, host: PluginHost | None = None
+) -> Catalog:
+    """The catalog file, with the recipes plugins register (``register_recipes``) with ``host``
+    (default: the process's) added to its own, unless ``plugin_recipes`` is False or the plugins
+    are still loading (a plugin reading the catalog then gets the file's alone)."""
     path = path or catalog_path()
     try:
         mtime = path.stat().st_mtime
     except OSError:
         raise ConfigError(f"The registry file '{path}' does not exist.") from None
     catalog = _load_cached(path, mtime)
-    if not plugin_recipes:
+    host = (host or ready_host()) if plugin_recipes else None
+    if host is None:
         return catalog
     added = {
         name: Recipe.model_validate({"description": r.description, "measured": r.measured, **r.config})
-        for name, r in get_host().recipes.items() if name not in catalog.recipes  # the host refused those
+        for name, r in host.recipes.items() if name not in catalog.recipes  # the file's names are kept
     }
     return catalog.model_copy(update={"recipes": {**catalog.recipes, **added}}) if added else catalog
 
 
-def recipe_plugin(name: str) -> str | None:
-    """The plugin that registered recipe ``name``, or None for registry.toml's own."""
-    recipe = get_host().recipes.get(name)
+def recipe_plugin(name: str, host: PluginHost | None = None) -> str | None:
+    """The plugin that registered recipe ``name``, or None for the catalog file's own."""
+    if name in load_catalog(plugin_recipes=False).recipes:
+        return None
+    recipe = (host or get_host()).recipes.get(name)
     return recipe.plugin if recipe is not None else None
+
+
+def plugin_recipe_problems(host: PluginHost | None = None) -> list[str]:
+    """What is wrong with the recipes plugins registered, as using each would find it: values a
+    config refuses, names no plugin registers (`blitz list-plugins --check`)."""
+    host = host or get_host()
+    catalog = load_catalog(host=host)
+    problems = []
+    for name, recipe in sorted(host.recipes.items()):
+        if recipe_plugin(name, host) is None:
+            continue  # the catalog's own recipe of that name is the one used
+        try:
+            config = validate(dict(recipe.config), {key: f"recipe {name}" for key in recipe.config})
+        except ConfigError as exc:
+            problems.append(f"Plugin '{recipe.plugin}' recipe '{name}': {exc}")
+            continue
+        for field, kind in NAME_FIELDS.items():
+            if field in recipe.config:
+                try:
+                    resolve(kind, getattr(config, field), catalog, host)
+                except UnknownNameError as exc:
+                    problems.append(f"Plugin '{recipe.plugin}' recipe '{name}': {exc}")
+    return problems
 
 
 def check_catalog(catalog: Catalog, host: PluginHost | None = None) -> list[str]:
@@ -200,7 +229,7 @@ def alias_problem(name: str, alias: Any, registry: Any) -> str | None:
 
 def resolve(kind: str, name: str, catalog: Catalog | None = None, host: PluginHost | None = None) -> Resolved:
     """Resolve a user-facing name: a catalog alias first, then the plugin registries."""
-    catalog = catalog or load_catalog()
+    catalog = catalog or load_catalog(host=host)
     host = host or get_host()
     registry = host.registries[kind]
     alias = catalog.entries(kind).get(name)

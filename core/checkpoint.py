@@ -75,7 +75,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         model = payload["model"]
         training = payload.get("training", {})
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"'{path}' is a damaged blitz checkpoint: {exc}.") from None
+        raise CheckpointError(f"'{path}' is a damaged blitz checkpoint: {exc}.", damaged=True) from None
     return Checkpoint(meta=meta, model=model, training=training)
 
 

@@ -232,7 +232,7 @@ _AUGMENT, _HARDWARE, _DDP = "Augmentation", "Hardware and speed", "Several proce
 @app.command(help=RUN_HELP)
 @reports_errors
 def run(
-    recipe: Annotated[Optional[str], typer.Option(metavar="NAME", rich_help_panel=_SETUP, help="A named setup from registry.toml (see 'blitz list recipes').")] = None,
+    recipe: Annotated[Optional[str], typer.Option(metavar="NAME", rich_help_panel=_SETUP, help="A named setup from registry.toml or a plugin (see 'blitz list recipes').")] = None,
     config: Annotated[Optional[str], typer.Option("--config", metavar="FILE", rich_help_panel=_SETUP, help="A TOML config file (keys as in 'blitz run --print-config').")] = None,
     model: Annotated[Optional[str], typer.Option(metavar="NAME", rich_help_panel=_DATA, help="Model name (see 'blitz list models')." + default("model"))] = None,
     dataset: Annotated[Optional[str], typer.Option(metavar="NAME", rich_help_panel=_DATA, help="Data source (see 'blitz list datasets')." + default("dataset"))] = None,
@@ -473,12 +473,17 @@ def _list_kind(kind: str, pattern: str, as_json: bool) -> None:
             problem = alias_problem(name, alias, registry)
             if problem:  # the catalog's entry wins when the name is resolved: show that, and why it fails
                 row.update(problem=problem, description=f"{row['description']} (not usable: {problem})")
+            elif row.get("component"):  # what the component it names takes, with the entry's defaults
+                target = registry.get(alias.component or name)
+                row["options"] = factory_options(target.factory, registry.kind.capitalize(), alias.defaults)
         # 'timm/<pattern>': the family's own names (timm's architectures), which it can list
         family = next((e for e in registry.entries() if e.is_family and pattern.lower().startswith(e.name[:-1].lower())), None)
         if family is not None:
             prefix = family.name[:-2]
+            family_options = factory_options(family.factory, registry.kind.capitalize())
             rows += [
-                {"name": f"{prefix}/{variant}", "description": f"{prefix}'s {variant}", "plugin": family.plugin}
+                {"name": f"{prefix}/{variant}", "description": f"{prefix}'s {variant}", "plugin": family.plugin,
+                 "options": family_options}
                 for variant in registry.variants(family)
             ]
     import fnmatch
@@ -523,6 +528,8 @@ def describe_options(options: dict[str, dict[str, Any]]) -> str:
         details = [option["type"]] if "type" in option else []
         if "default" in option:
             details.append(f"default {option['default']!r}" if isinstance(option["default"], str) else f"default {option['default']}")
+        elif "default_text" in option:
+            details.append(f"default {option['default_text']}")
         parts.append(f"{name} ({', '.join(details)})" if details else name)
     return ", ".join(parts)
 
@@ -564,13 +571,19 @@ SLOW_PLUGIN_SECONDS = 0.5
 @reports_errors
 def list_plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    check: Annotated[bool, typer.Option("--check", help="Exit 1 if any plugin failed or has errors (for CI).")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 if any plugin or plugin recipe has a problem, or BLITZ_LOAD_PLUGINS names an unknown plugin (for CI).")] = False,
 ) -> None:
+    from blitz.catalog import plugin_recipe_problems
     from blitz.plugin_host import get_host
 
-    records = list(get_host().records.values())
+    host = get_host()
+    records = list(host.records.values())
     _print_plugins(records, as_json)
-    if check and any(r.errors for r in records):
+    # Recipes are checked when used; here before that, as a plugin's CI wants it
+    recipe_problems = plugin_recipe_problems(host)
+    for problem in recipe_problems:
+        err_console.print(f"[yellow]Warning:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+    if check and (any(r.errors for r in records) or recipe_problems or host.unmatched_allowed):
         raise typer.Exit(1)
 
 
@@ -602,7 +615,7 @@ def _print_plugins(records: list[Any], as_json: bool) -> None:
     unmatched = get_host().unmatched_allowed
     if unmatched:
         names = escape(", ".join(repr(u) for u in unmatched))  # the user's text: "[/]" in it is not markup
-        console.print(f"[yellow]BLITZ_LOAD_PLUGINS names {names}, which no plugin has "
+        err_console.print(f"[yellow]BLITZ_LOAD_PLUGINS names {names}, which no plugin has "
                       "(names are the 'plugin' column's, case-sensitive).[/]", highlight=False)
 
 

@@ -79,8 +79,8 @@ class UnknownNameError(UsageError, KeyError):
         close = closest_name(self.name, self.known)
         hint = f" Did you mean '{close}'?" if close else ""
         if self.broken:
-            hint += (f" (Plugin(s) {', '.join(repr(b) for b in self.broken[:3])} failed to load and may "
-                     "register it: see 'blitz list-plugins'.)")
+            hint += (f" (Plugin(s) {', '.join(repr(b) for b in self.broken[:3])} had problems loading or registering "
+                     "and may be what registers it: see 'blitz list-plugins'.)")
         left_out = [f"leaves out plugin(s) {', '.join(repr(s) for s in self.skipped[:3])}"] if self.skipped else []
         if self.unmatched:
             left_out.append(f"names {', '.join(repr(u) for u in self.unmatched[:3])}, which no plugin has")
@@ -96,6 +96,11 @@ class UnknownNameError(UsageError, KeyError):
     def came_from(self, source: str) -> None:
         """Say where the bad name was written (a config file, a recipe), right after the name."""
         self.where = f" (from {source})"
+        self.args = (self._message(self.where),)
+
+    def note_plugins(self, broken: Iterable[str], skipped: Iterable[str], unmatched: Iterable[str]) -> None:
+        """Name the plugins that may be what registers the name (failed, left out, misspelt)."""
+        self.broken, self.skipped, self.unmatched = sorted(broken), sorted(skipped), sorted(unmatched)
         self.args = (self._message(self.where),)
 
     def add_hint(self, hint: str) -> None:

@@ -120,6 +120,9 @@ def torchrun_args(spec: LaunchSpec, run_argv: list[str]) -> list[str]:
         if spec.rdzv_endpoint is None:
             raise UsageError("--nnodes above 1 needs --rdzv-endpoint HOST:PORT (the same on every node).")
         check_endpoint(spec.rdzv_endpoint)
+        if spec.nnodes > 1 and spec.rdzv_endpoint.endswith(":0"):  # each machine would pick its own port
+            raise UsageError(f"--rdzv-endpoint '{spec.rdzv_endpoint}': port 0 (any free one) serves one machine; the "
+                             "machines of a job must meet at a port they all know: give one, such as 29500.")
         args += [
             f"--nnodes={spec.nnodes}",
             f"--node-rank={spec.node_rank}",

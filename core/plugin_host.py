@@ -81,6 +81,10 @@ class PluginRecord:
     duplicate_of: str | None = None  # a second plugin of an already taken name: the first's module
     load_seconds: float | None = None  # importing and registering it (None: not tried)
 
+    def add_load_time(self, seconds: float) -> None:
+        """Count time spent importing it or in its register hooks."""
+        self.load_seconds = round((self.load_seconds or 0.0) + seconds, 3)
+
     @property
     def origin(self) -> str:
         """Where it comes from: ``distribution version`` (``folder PATH`` for a plugins-dir file)."""
@@ -315,7 +319,7 @@ class PluginHost:
             record.errors.append(f"failed to load: {_short_error(exc, source.module)}")
             return
         finally:  # every command that loads plugins waits for this: a slow import shows in list-plugins
-            record.load_seconds = round(time.perf_counter() - started, 3)
+            record.add_load_time(time.perf_counter() - started)
         record.loaded = True
         record.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
         for caller in self.pm.get_hookcallers(plugin) or []:  # said now, not at the run's first epoch
@@ -373,10 +377,13 @@ class PluginHost:
                     return
                 record.registers.setdefault(kind, []).append(name)
 
+            started = time.perf_counter()
             try:
                 impl.function(**({"register": register} if impl.argnames else {}))
             except (Exception, SystemExit) as exc:  # sys.exit() in a plugin ends only the plugin
                 record.errors.append(f"raised in register_{kind}: {_short_error(exc, record.module)}")
+            finally:
+                record.add_load_time(time.perf_counter() - started)
 
     def _collect_recipes(self) -> None:
         """``register_recipes``: each plugin's recipes, checked as registry.toml's are (config
@@ -397,18 +404,23 @@ class PluginHost:
                     problem = (f"registered recipe '{name}' with '{unknown[0]}', which is not a config key"
                                + (f" (did you mean '{close}'?)" if close else ""))
                 elif name in self.recipes:
-                    problem = (f"registers recipe '{name}', which plugin '{self.recipes[name].plugin}' already "
-                               "registers; the first registration is kept")
+                    first = self.recipes[name].plugin
+                    problem = (f"registers recipe '{name}' twice; the first registration is kept" if first == record.name
+                               else f"registers recipe '{name}', which plugin '{first}' already registers; the first "
+                               "registration is kept")
                 if problem:
                     record.errors.append(f"Plugin '{record.name}' {problem}.")
                     return
                 self.recipes[name] = PluginRecipe(name, record.name, description, str(measured), config)
                 record.registers.setdefault("recipes", []).append(name)
 
+            started = time.perf_counter()
             try:
                 impl.function(**({"register": register} if impl.argnames else {}))
             except (Exception, SystemExit) as exc:
                 record.errors.append(f"raised in register_recipes: {_short_error(exc, record.module)}")
+            finally:
+                record.add_load_time(time.perf_counter() - started)
 
     def _reject_catalog_clashes(self) -> None:
         """A third-party name that registry.toml already gives to another component is refused.
@@ -441,6 +453,8 @@ class PluginHost:
         for name in sorted(set(self.recipes) & set(catalog.recipes)):
             record = self.records[self.recipes.pop(name).plugin]
             record.registers["recipes"].remove(name)
+            if not record.registers["recipes"]:
+                del record.registers["recipes"]
             record.errors.append(
                 f"registers recipe '{name}', a name registry.toml gives a recipe of its own; the catalog's is "
                 "kept: register another name"
@@ -506,10 +520,9 @@ def _stdout_to_stderr() -> Any:
     sys.stdout = proxy
     try:
         yield
-    finally:
+    finally:  # whatever a plugin set there: a wrapper of the proxy's stderr would keep stdout on stderr
         proxy.loading = False
-        if sys.stdout is proxy:  # a plugin may have set its own: leave that
-            sys.stdout = proxy.stdout
+        sys.stdout = proxy.stdout
 
 
 def _shown(value: Any) -> str:
@@ -530,14 +543,30 @@ def local_source(plugin: object, name: str) -> PluginSource:
 
 
 _host: PluginHost | None = None
+_loading = False  # the process's host is being built: a plugin's own call must not build another
 
 
 def get_host() -> PluginHost:
     """The process's plugin host, loading the installed plugins on first use."""
-    global _host
+    global _host, _loading
     if _host is None:
-        _host = PluginHost(discover())
+        if _loading:
+            raise PluginError(
+                "A plugin asked for blitz's plugins while they were loading (at import or in a register hook); "
+                "ask later, in a factory or a lifecycle hook."
+            )
+        _loading = True
+        try:
+            _host = PluginHost(discover())
+        finally:
+            _loading = False
     return _host
+
+
+def ready_host() -> PluginHost | None:
+    """The process's plugin host, or None while it is being built (what plugins register is not
+    known yet): for what a plugin may ask while it loads, such as the catalog."""
+    return None if _loading else get_host()
 
 
 def plugin_states() -> dict[str, str]:

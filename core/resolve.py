@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blitz.catalog import NAME_FIELDS, Catalog, load_catalog, resolve
+from blitz.catalog import NAME_FIELDS, Catalog, load_catalog, recipe_plugin, resolve
 from blitz.config import OPTIONS_OF, Layer, RunConfig, merge_layers, read_toml, validate
 from blitz.errors import ConfigError, UnknownNameError, UsageError
-from blitz.plugin_host import plugin_states
+from blitz.plugin_host import get_host, plugin_states
 from blitz.registry import OPTIMIZER_HYPERPARAMETERS
 from blitz.runs import find_run, lock_run, plugins_not_loaded, release_run
 
@@ -99,11 +99,14 @@ def resolve_config(
             try:
                 values = catalog.recipe_values(recipe_name)
             except UnknownNameError as exc:
+                host = get_host()  # a plugin's recipe: its plugin may have failed, or been left out
+                exc.note_plugins(host.failed(), host.skipped(), host.unmatched_allowed)
                 if not recipe:  # from the config file, not the command line: say so, as check_names does
                     exc.came_from(f"config {config_file}")
                 raise
             values["recipe"] = recipe_name
-            layers.append(Layer(f"recipe {recipe_name}", values))
+            plugin = recipe_plugin(recipe_name)  # --print-config says whose recipe it is
+            layers.append(Layer(f"recipe {recipe_name}" + (f" (plugin {plugin})" if plugin else ""), values))
         if config_file is not None:
             file_values = {k: v for k, v in file_values.items() if k != "recipe"}
             layers.append(Layer(f"config {config_file}", file_values))

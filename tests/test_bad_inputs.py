@@ -273,7 +273,8 @@ def test_ddp_launch_options_without_ddp_are_refused_like_the_others(tmp_path, op
     ("spec", "message"),
     [({"rdzv_endpoint": "node0:port"}, "--rdzv-endpoint 'node0:port': give HOST or HOST:PORT, such as node0:29500"),
      ({"rdzv_endpoint": "node0:99999", "nnodes": 2}, "--rdzv-endpoint 'node0:99999': give HOST or HOST:PORT"),
-     ({"rdzv_endpoint": ":29500", "nnodes": 2}, "--rdzv-endpoint ':29500': give HOST or HOST:PORT")],
+     ({"rdzv_endpoint": ":29500", "nnodes": 2}, "--rdzv-endpoint ':29500': give HOST or HOST:PORT"),
+     ({"rdzv_endpoint": "node0:0", "nnodes": 2}, "--rdzv-endpoint 'node0:0': port 0 (any free one) serves one machine")],
 )
 def test_a_malformed_rendezvous_endpoint_is_refused_before_torchrun_retries_it(spec, message):
     """A bad endpoint made torchrun retry for minutes printing socket errors."""
@@ -282,8 +283,8 @@ def test_a_malformed_rendezvous_endpoint_is_refused_before_torchrun_retries_it(s
 
     with pytest.raises(UsageError, match=re.escape(message)):
         torchrun_args(LaunchSpec(nproc_per_node=2, **spec), ["--dataset", "random"])
-    for endpoint in ("node0:29500", "node0", "localhost:0"):  # as torchrun takes them: HOST[:PORT], port 0 any
-        args = torchrun_args(LaunchSpec(nproc_per_node=2, nnodes=2, rdzv_endpoint=endpoint), [])
+    for endpoint, nodes in (("node0:29500", 2), ("node0", 2), ("localhost:0", 1)):  # as torchrun takes them
+        args = torchrun_args(LaunchSpec(nproc_per_node=2, nnodes=nodes, rdzv_endpoint=endpoint), [])
         assert f"--rdzv-endpoint={endpoint}" in args
 
 

@@ -518,6 +518,33 @@ def test_list_shows_what_a_component_takes():
     lenet = json.loads(blitz("list", "models", "lenet", "--json").output)[0]["options"]
     assert "num_classes" not in lenet and "input_shape" not in lenet  # blitz passes those, not the user
     assert lenet["width"]["type"] == "int"
+    sgd = next(r for r in json.loads(blitz("list", "optimizers", "sgd", "--json").output) if r["name"] == "sgd")["options"]
+    assert "model" not in sgd and "lr" not in sgd and sgd["nesterov"] == {"type": "bool", "default": False}
+    vit = json.loads(blitz("list", "models", "vit_tiny", "--json").output)[0]["options"]  # a catalog name
+    assert vit["img_size"] == {"default": 32} and "**" in vit  # its entry's defaults, passed on to timm
+    airbench = json.loads(blitz("list", "models", "airbench", "--json").output)[0]["options"]
+    assert airbench["widths"]["default_text"].startswith("(")  # a tuple: shown as Python writes it
+
+
+def test_factory_options_of_classes_positional_parameters_and_odd_defaults():
+    from functools import partial
+
+    from blitz.build import factory_options
+
+    class Net:
+        def __init__(self, num_classes, input_shape, width: int = 16) -> None:  # positional-or-keyword
+            pass
+
+    class Unprintable:
+        def __repr__(self):
+            raise RuntimeError("no repr")
+
+    def build(*, num_classes, input_shape, odd=Unprintable(), depth: int = 2):
+        pass
+
+    assert factory_options(Net, "Model") == {"width": {"type": "int", "default": 16}}
+    assert factory_options(build, "Model")["odd"] == {"default_text": "<Unprintable>"}
+    assert factory_options(partial(build, depth=3), "Model")["depth"]["default"] == 3
 
 
 def test_runs_says_why_a_run_has_no_figures(tmp_path):

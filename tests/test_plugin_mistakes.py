@@ -115,7 +115,8 @@ def test_an_unknown_name_points_at_the_plugins_that_failed_to_load():
 
     host = PluginHost([*builtins(), PluginSource("wh", load, "wh_module", "wh-dist", "1")])
     assert host.failed() == ["wh"]
-    with pytest.raises(UnknownNameError, match=r"Unknown model 'wh'\. \(Plugin\(s\) 'wh' failed to load .*blitz list-plugins"):
+    with pytest.raises(UnknownNameError, match=r"Unknown model 'wh'\. \(Plugin\(s\) 'wh' had problems loading or "
+                                               r"registering and may be what registers it: see 'blitz list-plugins'"):
         resolve("models", "wh", host=host)
 
 
@@ -649,7 +650,8 @@ def test_pixels_stored_as_floats_are_warned_and_a_mean_in_0_255_units_refused(tm
 
     _, printed = fit(tmp_path / "d", Plugin(datasets={"features": features}), dataset="features", model="linear",
                      dataset_args={})
-    assert "Warning" not in printed
+    assert "gives float inputs with values up to" not in printed  # their scale is theirs
+    assert "Warning: Dataset 'features' declares a mean and std, but its inputs are floats" in printed  # not applied
 
 
 @pytest.mark.parametrize(
@@ -666,6 +668,16 @@ def test_a_data_source_that_builds_invalid_blitz_objects_is_the_plugins_bug(tmp_
     with pytest.raises(PluginError, match=r"^Dataset 'sloppy' of plugin 'mine' " + message + r": a bug in the plugin") as info:
         fit(tmp_path, plugin, dataset="sloppy", dataset_args={})
     assert info.value.exit_code == 1
+
+
+def test_an_invalid_datainfo_from_the_users_own_option_is_their_usage_error(tmp_path):
+    def forwarding(*, root, download, classes: int = 2):  # passes --dataset-arg classes on, unchecked
+        split = TensorSplit(torch.zeros(4, 3, 8, 8, dtype=torch.uint8), torch.tensor([0, 1, 0, 1]))
+        return DataBundle(train=split, test=split, info=DataInfo(classes, (3, 8, 8), ("a", "b")[:classes]))
+
+    with pytest.raises(UsageError, match=r"^Dataset 'forwarding' could not be built with options \{'classes': 0\}") as info:
+        fit(tmp_path, Plugin(datasets={"forwarding": forwarding}), dataset="forwarding", dataset_args={"classes": 0})
+    assert info.value.exit_code == 2
 
 
 def _raising(exc: BaseException):

@@ -569,6 +569,7 @@ class Recipes:
         register("typo", description="x", epochz=3)
         register("tutorial", description="the catalog has one", epochs=1)
         register("nodescription", epochs=1)
+        register("quick_flat", description="again", epochs=2)
 
 
 def test_hook_register_recipes(tmp_path: Path, isolated_runs: Path) -> None:
@@ -583,14 +584,17 @@ def test_hook_register_recipes(tmp_path: Path, isolated_runs: Path) -> None:
         assert record.errors == [
             "Plugin 'recipes_plugin' registered recipe 'typo' with 'epochz', which is not a config key (did you mean 'epochs'?).",
             "Plugin 'recipes_plugin' registered recipe 'nodescription' without a description (description='...').",
+            "Plugin 'recipes_plugin' registers recipe 'quick_flat' twice; the first registration is kept.",
             "registers recipe 'tutorial', a name registry.toml gives a recipe of its own; the catalog's is kept: "
             "register another name",
         ]
         catalog = load_catalog()
         assert catalog.recipes["tutorial"].description != "the catalog has one"  # the catalog's, kept
         assert load_catalog(plugin_recipes=False).recipes.keys() == catalog.recipes.keys() - {"quick_flat"}
-        config = resolve_config(recipe="quick_flat").config
+        resolved = resolve_config(recipe="quick_flat")
+        config = resolved.config
         assert (config.model, config.dataset, config.epochs, config.recipe) == ("linear", "random", 1, "quick_flat")
+        assert resolved.provenance["epochs"] == "recipe quick_flat (plugin recipes_plugin)"  # --print-config shows it
         listed = json.loads(CliRunner().invoke(app, ["list", "recipes", "quick", "--json"]).output)
         assert listed == [{"name": "quick_flat", "description": "linear on random data, 1 epoch (plugin recipes_plugin)",
                            "measured": "not measured", "plugin": "recipes_plugin"}]

@@ -156,8 +156,9 @@ def test_a_run_whose_plugin_is_not_loaded_now_says_which_and_how_to_load_it(
 
 def test_list_plugins_check_fails_on_a_broken_plugin_and_a_slow_one_is_named(plugins_dir: Path) -> None:
     """For a plugin author's CI: --check exits 1 while any plugin has errors; a slow import shows."""
-    (plugins_dir / "slowpoke.py").write_text(
-        "import time\ntime.sleep(0.6)\nfrom blitz import hookimpl\n\n\n@hookimpl\ndef on_train_start(run):\n    pass\n")
+    (plugins_dir / "slowpoke.py").write_text(  # 0.3 s importing, 0.3 s registering: both count
+        "import time\ntime.sleep(0.3)\nfrom blitz import hookimpl\n\n\n@hookimpl\ndef register_models(register):\n"
+        "    time.sleep(0.3)\n")
     from blitz.cli import console
 
     width, console.width = console.width, 400  # a table row on one line
@@ -169,3 +170,56 @@ def test_list_plugins_check_fails_on_a_broken_plugin_and_a_slow_one_is_named(plu
     assert plugins("--plugins-dir", str(plugins_dir))["slowpoke"]["load_seconds"] >= 0.6
     (plugins_dir / "broken.py").unlink()
     assert runner.invoke(app, ["--plugins-dir", str(plugins_dir), "list-plugins", "--check"]).exit_code == 0
+
+
+def test_a_plugin_reading_the_catalog_while_it_loads_gets_the_file_and_blitz_loads_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """register_recipes deriving from a built-in recipe: load_catalog() then must not build
+    another plugin host (which loaded this plugin again, ~140 deep, until the recursion limit)."""
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "derived.py").write_text(
+        "import builtins\nfrom blitz import hookimpl\nfrom blitz.catalog import load_catalog\n"
+        "LOADS = builtins.__dict__.setdefault('_blitz_test_derived_loads', [])  # across reloads of this file\n\n\n"
+        "@hookimpl\ndef register_recipes(register):\n    LOADS.append(1)\n"
+        "    base = load_catalog().recipe_values('tutorial')\n"
+        "    register('tutorial_3', description=f'the tutorial, 3 epochs ({len(LOADS)} load)', **{**base, 'epochs': 3})\n"
+    )
+    import builtins
+
+    monkeypatch.delitem(builtins.__dict__, "_blitz_test_derived_loads", raising=False)
+    rows = json.loads(runner.invoke(app, ["--plugins-dir", str(folder), "list", "recipes", "tutorial_3", "--json"]).output)
+    assert rows == [{"name": "tutorial_3", "description": "the tutorial, 3 epochs (1 load) (plugin derived)",
+                     "measured": "", "plugin": "derived"}]
+
+
+def test_list_plugins_check_validates_plugin_recipes_and_load_plugins_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "recipes_bad.py").write_text(
+        "from blitz import hookimpl\n\n\n@hookimpl\ndef register_recipes(register):\n"
+        "    register('many_epochs', description='x', epochs='many', model='lenett')\n"
+    )
+    checked = runner.invoke(app, ["--plugins-dir", str(folder), "list-plugins", "--check"])
+    text = " ".join(checked.stderr.split())
+    assert checked.exit_code == 1 and "Plugin 'recipes_bad' recipe 'many_epochs':" in text and "epochs" in text
+    (folder / "recipes_bad.py").unlink()
+    reset_host()
+    assert runner.invoke(app, ["--plugins-dir", str(folder), "list-plugins", "--check"]).exit_code == 0
+    monkeypatch.setenv("BLITZ_LOAD_PLUGINS", "nosuch")  # a misspelt name checks nothing: a failure
+    reset_host()
+    assert runner.invoke(app, ["--plugins-dir", str(folder), "list-plugins", "--check"]).exit_code == 1
+
+
+def test_an_unknown_recipe_names_the_plugin_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "shipper.py").write_text(
+        "from blitz import hookimpl\n\n\n@hookimpl\ndef register_recipes(register):\n"
+        "    register('shipped', description='x', model='linear', dataset='random')\n"
+    )
+    monkeypatch.setenv("BLITZ_LOAD_PLUGINS", "")
+    result = runner.invoke(app, ["--plugins-dir", str(folder), "run", "--recipe", "shipped"])
+    assert result.exit_code == 2
+    assert "Unknown recipe 'shipped'. (BLITZ_LOAD_PLUGINS leaves out plugin(s) 'shipper'.)" in " ".join(result.stderr.split())

@@ -154,6 +154,16 @@ def test_a_damaged_last_checkpoint_says_a_resume_needs_it_not_best(trained: Path
                          f"again: blitz run --config {run / 'config.toml'}")
 
 
+def test_a_checkpoint_without_its_meta_is_damaged_and_points_at_the_other(trained: Path, tmp_path: Path) -> None:
+    from blitz.checkpoint import FORMAT, VERSION
+
+    run = damaged_copy(trained, tmp_path)
+    torch.save({"format": FORMAT, "version": VERSION}, run / "checkpoints" / "best.ckpt")  # no meta, no weights
+    result = runner.invoke(app, ["eval", str(run)])
+    text = " ".join(result.stderr.split())
+    assert result.exit_code == 1 and "is a damaged blitz checkpoint" in text and text.endswith("Try --checkpoint last.")
+
+
 def test_a_checkpoint_of_another_version_gets_no_advice_to_train_again(trained: Path, tmp_path: Path) -> None:
     """Starting again would throw the run away: another blitz reads it."""
     from blitz.checkpoint import FORMAT
