@@ -645,7 +645,7 @@ def runs_command(
     headers = ("run", "epochs", "best", "time", "status", "model / data")
     cells = [_run_cells(r) for r in rows]
     widths = [max(cell_len(text) for text in (header, *(c[i] for c in cells))) for i, header in enumerate(headers)]
-    if sum(widths) + 5 <= console.width:
+    if sum(widths) + 2 * (len(widths) - 1) <= console.width:  # each column's padding and the rule between
         # Plain columns (like `ls -l`): a boxed table needs ~100 columns for a run name
         table = Table(title=f"runs ({len(rows)})", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False,
                       show_edge=False)

@@ -203,7 +203,8 @@ def test_runs_and_show(tmp_path, isolated_runs):
     from blitz.cli import console
 
     width = console.width
-    for columns in (80, 200):
+    for columns in (80, 200, len(long_name) + 2 * 5 + len("epochs") + len("10.00 %") + len("99 s") + len("finished")
+                    + len("linear / random") - 1):  # one column short of the table: the two-line form
         console.width = columns
         try:
             table = blitz("runs").output
