@@ -194,13 +194,16 @@ def test_a_plugin_reading_the_catalog_while_it_loads_gets_the_file_and_blitz_loa
                      "measured": "", "plugin": "derived"}]
 
 
+def recipes_plugin(folder: Path, name: str, *registrations: str) -> Path:
+    """A plugins folder holding ``name``.py, whose register_recipes makes ``registrations``."""
+    folder.mkdir(exist_ok=True)
+    body = "".join(f"    register({r})\n" for r in registrations)
+    (folder / f"{name}.py").write_text(f"from blitz import hookimpl\n\n\n@hookimpl\ndef register_recipes(register):\n{body}")
+    return folder
+
+
 def test_list_plugins_check_validates_plugin_recipes_and_load_plugins_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    folder = tmp_path / "plugins"
-    folder.mkdir()
-    (folder / "recipes_bad.py").write_text(
-        "from blitz import hookimpl\n\n\n@hookimpl\ndef register_recipes(register):\n"
-        "    register('many_epochs', description='x', epochs='many', model='lenett')\n"
-    )
+    folder = recipes_plugin(tmp_path / "plugins", "recipes_bad", "'many_epochs', description='x', epochs='many', model='lenett'")
     checked = runner.invoke(app, ["--plugins-dir", str(folder), "list-plugins", "--check"])
     text = " ".join(checked.stderr.split())
     assert checked.exit_code == 1 and "Plugin 'recipes_bad' recipe 'many_epochs':" in text and "epochs" in text
@@ -213,12 +216,7 @@ def test_list_plugins_check_validates_plugin_recipes_and_load_plugins_names(tmp_
 
 
 def test_an_unknown_recipe_names_the_plugin_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    folder = tmp_path / "plugins"
-    folder.mkdir()
-    (folder / "shipper.py").write_text(
-        "from blitz import hookimpl\n\n\n@hookimpl\ndef register_recipes(register):\n"
-        "    register('shipped', description='x', model='linear', dataset='random')\n"
-    )
+    folder = recipes_plugin(tmp_path / "plugins", "shipper", "'shipped', description='x', model='linear', dataset='random'")
     monkeypatch.setenv("BLITZ_LOAD_PLUGINS", "")
     result = runner.invoke(app, ["--plugins-dir", str(folder), "run", "--recipe", "shipped"])
     assert result.exit_code == 2
