@@ -193,6 +193,8 @@ def main() -> None:
     parser.add_argument("--fast-recipe", default=None,
                         help="the fast recipe (c) (default: airbench94 on a GPU, lenet_fast on a CPU)")
     parser.add_argument("--fast-args", default="", help="more `blitz run` options for the fast recipe, e.g. '--compile'")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the fast recipe's runs take seeds from this one up (more seeds than an earlier run's)")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for the JSON result")
     args = parser.parse_args()
 
@@ -207,13 +209,13 @@ def main() -> None:
         "blitz-tutorial-1t": lambda w, i: run_blitz("blitz tutorial 1t", ["--recipe", "tutorial", "--epochs", str(args.epochs),
                                                     "--cpu-threads", "1"], args.data_root, w),
         # each run of the fast recipe has its own seed, so the repeats sample run-to-run variance
-        "blitz-fast": lambda w, i: run_blitz(f"blitz {fast_recipe}", ["--recipe", fast_recipe, "--seed", str(i),
+        "blitz-fast": lambda w, i: run_blitz(f"blitz {fast_recipe}", ["--recipe", fast_recipe, "--seed", str(args.first_seed + i),
                                              *args.fast_args.split()], args.data_root, w),
     }
     chosen = args.only or list(entries)
     repeats = {key: (args.fast_repeat or args.repeat) if key == "blitz-fast" else args.repeat for key in chosen}
     machine = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if gpu else None,
-               "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
+               "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"), "fast_first_seed": args.first_seed}
     path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     runs: dict[str, dict[int, dict[str, Any]]] = {}
 
@@ -246,7 +248,7 @@ def main() -> None:
     if fast and fast["runs"] > 1:
         timed = [t for t in fast["all_timed_seconds"] if t]
         print(f"\n{fast['name']}: mean accuracy {100 * fast['mean_accuracy']:.2f} % over {fast['runs']} runs "
-              f"(seeds 0-{fast['runs'] - 1}), min {100 * min(fast['all_accuracies']):.2f} %; "
+              f"(seeds {args.first_seed}-{args.first_seed + fast['runs'] - 1}), min {100 * min(fast['all_accuracies']):.2f} %; "
               f"median timed {statistics.median(timed) if timed else float('nan'):.2f} s")
     speedups = paired_ratios(runs, "blitz-tutorial", "tutorial-loop", "images_per_s")
     if speedups:

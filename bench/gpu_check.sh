@@ -9,7 +9,8 @@
 # graphs-check (one epoch of airbench94_muon with --deterministic, without and with --cuda-graphs:
 # the same weights? ~40 s),
 # muon (airbench94_muon eager, 5 seeds, ~1.5 min), muon-graphs (eager with --cuda-graphs: each
-# step's forward and backward replayed as CUDA graphs, 5 seeds, ~1.5 min), muon-compile (with --compile: the recipe's
+# step's forward and backward replayed as CUDA graphs, 5 seeds, ~1.5 min), muon-graphs-more (the
+# same, seeds 5-14, for the accuracy: ~2.5 min), muon-compile (with --compile: the recipe's
 # reduce-overhead mode, CUDA graphs; 5 seeds, ~2 min with a cold first compile),
 # muon-compile-default (--compile in PyTorch's default mode, 5 seeds, ~2 min), muon-stem32 (the
 # whitening layer in fp32, 5 seeds, ~1.5 min), muon-nofreeze (the whitening bias's gradient
@@ -32,7 +33,7 @@ mkdir -p "$OUT"
 LOG="$OUT/gpu_check.log"
 export PYTHONUNBUFFERED=1
 wants() { [[ " $PARTS " == *" $1 "* ]]; }
-KNOWN="startup graphs-check muon muon-graphs muon-compile muon-compile-default muon-stem32 muon-nofreeze muon-fp16 muon-threads1 parts airbench compile resnet18 tutorial tutorial-graphs profile"
+KNOWN="startup graphs-check muon muon-graphs muon-graphs-more muon-compile muon-compile-default muon-stem32 muon-nofreeze muon-fp16 muon-threads1 parts airbench compile resnet18 tutorial tutorial-graphs profile"
 for part in $PARTS; do  # a misspelt part would be skipped without a word, and its minutes lost
   [[ " $KNOWN " == *" $part "* ]] || { echo "gpu_check.sh: unknown part '$part'; the parts: $KNOWN" >&2; exit 2; }
 done
@@ -75,6 +76,9 @@ muon() {  # NAME LIMIT_S EXTRA_ARGS
 wants muon && muon muon 110 ""
 # (the summary's last column counts the runs that captured graphs: a failed capture only warns)
 wants muon-graphs && muon muon-graphs 110 "--cuda-graphs"
+# the accuracy question needs more seeds than 0-4: ten more (5-14) with --cuda-graphs, ~2.5 min
+wants muon-graphs-more && limited muon-graphs-more 200 python3 bench/bench.py --data-root "$DATA_ROOT" --only blitz-fast \
+  --fast-repeat 10 --first-seed 5 --fast-recipe airbench94_muon --fast-args="--cuda-graphs" --out "$OUT/muon-graphs-more"
 wants muon-compile && muon muon-compile 200 "--compile"
 wants muon-compile-default && muon muon-compile-default 170 "--compile --compile-mode default"
 # the whitening layer in fp32 (bf16 costs its faint directions a few percent)
@@ -120,7 +124,7 @@ wants profile && limited profile 90 python3 bench/profile_run.py --top 45 -- run
   --data-root "$DATA_ROOT" --out "/tmp/blitz-profile-$$"
 # one table of the airbench94_muon parts that ran, for docs/benchmarks.md
 ran=()
-for part in muon muon-graphs muon-compile muon-compile-default muon-stem32 muon-nofreeze muon-fp16 muon-threads1; do
+for part in muon muon-graphs muon-graphs-more muon-compile muon-compile-default muon-stem32 muon-nofreeze muon-fp16 muon-threads1; do
   wants "$part" && ls "$OUT/$part"/bench-*.json >/dev/null 2>&1 && ran+=("$OUT/$part")
 done
 ((${#ran[@]})) && python3 bench/summarize.py "${ran[@]}" 2>&1 | tee "$OUT/summary.md"

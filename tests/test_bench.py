@@ -82,10 +82,11 @@ def test_bench_runs_a_chosen_fast_recipe_and_writes_its_figures(tmp_path, monkey
 
     monkeypatch.setattr(sys, "argv", [
         "bench.py", "--data-root", str(tmp_path), "--only", "blitz-fast", "--fast-recipe", "randomdemo",
-        "--fast-repeat", "2", "--fast-args=--strategy cpu", "--out", str(tmp_path / "results"),
+        "--fast-repeat", "2", "--fast-args=--strategy cpu", "--out", str(tmp_path / "results"), "--first-seed", "5",
     ])
     bench.main()
     (written,) = (tmp_path / "results").glob("bench-*.json")
+    assert json.loads(written.read_text())["machine"]["fast_first_seed"] == 5  # seeds 5 and 6, after an earlier 0-4
     fast = json.loads(written.read_text())["blitz-fast"]
     assert fast["name"] == "blitz randomdemo" and fast["runs"] == 2 and fast["images_per_s"] > 0
     assert len(fast["all_accuracies"]) == 2 and all(0 <= a <= 1 for a in fast["all_accuracies"])
@@ -94,7 +95,7 @@ def test_bench_runs_a_chosen_fast_recipe_and_writes_its_figures(tmp_path, monkey
     assert list(seconds) == sorted(seconds) and 0 < seconds[-1] <= fast["all_wall_seconds"][1]
     assert any(line.startswith("Model: ") for line in lines) and lines[-1].startswith("Run saved in")
 
-    assert "blitz randomdemo: mean accuracy" in capsys.readouterr().out
+    assert "blitz randomdemo: mean accuracy" in (out := capsys.readouterr().out) and "(seeds 5-6)" in out
 
     import summarize  # the table for docs/benchmarks.md, from that JSON
 
