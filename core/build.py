@@ -191,8 +191,8 @@ def call_factory(resolved: Resolved, what: str, *args: Any, check_types: bool = 
     problem = type_problem(resolved.entry.factory, {k: v for k, v in kwargs.items() if k not in supplied}) if check_types else None
     if problem is not None:
         key, wanted = problem
-        flag = _OPTION_FLAGS.get(what, "option")
-        raise UsageError(f"{what} '{resolved.name}': {flag} {key} must be {wanted}, got {kwargs[key]!r}.")
+        flag = f"--logger-arg {resolved.name}." if what == "Logger" else _OPTION_FLAGS.get(what, "option") + " "
+        raise UsageError(f"{what} '{resolved.name}': {flag}{key} must be {wanted}, got {kwargs[key]!r}.")
     try:
         return resolved.entry.factory(*args, **kwargs)
     except TypeError as exc:
@@ -260,7 +260,7 @@ def call_with_options(resolved: Resolved, what: str, *args: Any, given: dict[str
 
 
 def _rejected(resolved: Resolved, what: str, options: dict[str, Any], exc: BaseException) -> UsageError:
-    options = {k: v for k, v in options.items() if k != "total_steps"}
+    options = {k: v for k, v in options.items() if k not in ("total_steps", "run_dir")}  # lr... are the user's flags
     rejected = f"rejected its options {options}" if options else "refused"  # a schedule may refuse the optimizer
     return UsageError(f"{what} '{resolved.name}' {rejected}: {exc}")
 

@@ -188,6 +188,19 @@ def parse_assignments(items: list[str] | None, flag: str) -> dict[str, Any]:
     return result
 
 
+def parse_logger_options(items: list[str] | None) -> dict[str, dict[str, Any]]:
+    """``--logger-arg LOGGER.KEY=VALUE`` as ``{logger: {key: value}}`` (a logger's name may hold
+    dots: the key is what follows the last one)."""
+    by_logger: dict[str, list[str]] = {}
+    for item in items or []:
+        target, sep, raw = item.partition("=")
+        name, dot, key = target.strip().rpartition(".")
+        if not sep or not dot or not name or not key:
+            raise ConfigError(f"--logger-arg expects LOGGER.KEY=VALUE (tensorboard.flush_secs=10), got '{item}'.")
+        by_logger.setdefault(name, []).append(f"{key}={raw}")
+    return {name: parse_assignments(pairs, f"--logger-arg {name}.") for name, pairs in by_logger.items()}
+
+
 def parse_floats(text: str | None, flag: str) -> list[float] | None:
     """``0.5,0.5,0.5`` as a list of floats."""
     if text is None:
@@ -272,6 +285,7 @@ def run(
     std: Annotated[Optional[str], typer.Option(metavar="S,S,S", rich_help_panel=_DATA, help="Override the data's per-channel std, e.g. 0.5,0.5,0.5.")] = None,
     log_every: Annotated[Optional[int], typer.Option(rich_help_panel=_TRAINING, help="Steps between progress updates." + default("log_every"))] = None,
     logger: Annotated[Optional[list[str]], typer.Option("--logger", metavar="NAME", rich_help_panel=_TRAINING, help="Another metric logger besides jsonl (repeatable), e.g. tensorboard.")] = None,
+    logger_arg: Annotated[Optional[list[str]], typer.Option("--logger-arg", metavar="LOGGER.KEY=VALUE", rich_help_panel=_TRAINING, help="An option of a metric logger, e.g. tensorboard.flush_secs=10 (repeatable).")] = None,
     model_arg: Annotated[Optional[list[str]], typer.Option("--model-arg", metavar="KEY=VALUE", rich_help_panel=_DATA, help="KEY=VALUE for the model factory (repeatable).")] = None,
     dataset_arg: Annotated[Optional[list[str]], typer.Option("--dataset-arg", metavar="KEY=VALUE", rich_help_panel=_DATA, help="KEY=VALUE for the data source (repeatable).")] = None,
     optimizer_arg: Annotated[Optional[list[str]], typer.Option("--optimizer-arg", metavar="KEY=VALUE", rich_help_panel=_TRAINING, help="KEY=VALUE for the optimizer (repeatable).")] = None,
@@ -316,6 +330,7 @@ def run(
         dataset_args=parse_assignments(dataset_arg, "--dataset-arg"),
         optimizer_args=parse_assignments(optimizer_arg, "--optimizer-arg"),
         schedule_args=parse_assignments(schedule_arg, "--schedule-arg"),
+        logger_args=parse_logger_options(logger_arg),
     )
     resolved = resolve_config(recipe=recipe, config_file=config_path, overrides=overrides, resume=resume)
 

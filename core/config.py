@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from blitz.errors import ConfigError, closest_name
 
@@ -125,6 +125,9 @@ class RunConfig(BaseModel):
     dataset_args: dict[str, Any] = Field(default_factory=dict, description="extra data source arguments")
     optimizer_args: dict[str, Any] = Field(default_factory=dict, description="extra optimizer arguments")
     schedule_args: dict[str, Any] = Field(default_factory=dict, description="extra schedule arguments")
+    logger_args: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="each metric logger's options, by its name: {tensorboard = {flush_secs = 10}}"
+    )
 
     recipe: str | None = Field(None, description="the registry.toml recipe this run started from")
 
@@ -174,18 +177,42 @@ class RunConfig(BaseModel):
     @field_validator("model_args", "dataset_args", "optimizer_args", "schedule_args")
     @classmethod
     def _finite_numbers(cls, options: dict[str, Any]) -> dict[str, Any]:
-        # TOML reads `inf` and `nan`, but no component option means them, and the run's saved
-        # config.toml could not hold them: refuse them here, by name.
-        for key, value in options.items():
-            values = value if isinstance(value, list) else [value]
-            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
-                raise ValueError(f"option '{key}' must be a finite number, got {value!r}")
+        return finite_options(options)
+
+    @field_validator("logger_args")
+    @classmethod
+    def _logger_options(cls, options: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, table in options.items():
+            if "run_dir" in table:  # blitz passes it to every logger factory
+                raise ValueError(f"option 'run_dir' of logger '{name}' is not a logger option: it is the run's folder")
+            finite_options(table)
         return options
+
+    @model_validator(mode="after")
+    def _options_of_loggers_in_use(self) -> RunConfig:
+        # Options for a logger the run does not use would be ignored in silence.
+        unused = sorted(set(self.logger_args) - set(self.loggers))
+        if unused:
+            raise ValueError(
+                f"logger_args gives options to '{unused[0]}', which is not among this run's loggers "
+                f"({', '.join(self.loggers) or 'none'}): add it with --logger {unused[0]}, or drop its options"
+            )
+        return self
 
     def resolved_data_root(self) -> Path:
         if self.data_root is not None:
             return self.data_root
         return Path(os.environ.get(DATA_ROOT_ENV) or "data").expanduser().absolute()  # empty: unset
+
+
+def finite_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` if no value is inf or nan: TOML reads them, but no component option means them,
+    and the run's saved config.toml could not hold them; refused here, by name."""
+    for key, value in options.items():
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ValueError(f"option '{key}' must be a finite number, got {value!r}")
+    return options
 
 
 # What blitz passes to every factory of a kind, and where the user sets it instead.
@@ -196,7 +223,7 @@ SUPPLIED_BY_BLITZ: dict[str, dict[str, str]] = {
     "schedule_args": {"total_steps": "it comes from --epochs and the data"},
 }
 
-_NESTED = {"augment", "model_args", "dataset_args", "optimizer_args", "schedule_args"}
+_NESTED = {"augment", "model_args", "dataset_args", "optimizer_args", "schedule_args", "logger_args"}
 
 
 def read_toml(path: Path, what: str = "config file") -> dict[str, Any]:

@@ -1047,7 +1047,10 @@ class Trainer:
         loggers: list[GuardedLogger] = []
         try:
             for r in self.components.loggers:
-                logger = check_returned(r, "Logger", call_factory(r, "Logger", run_dir=run_dir), ("log", "close"))
+                given = self.config.logger_args.get(r.name, {})
+                logger = check_returned(r, "Logger", call_with_options(
+                    r, "Logger", given=given, run_dir=run_dir, **{**r.defaults, **given},
+                ), ("log", "close"))
                 loggers.append(GuardedLogger(r.name, r.entry.plugin, logger, self.warn_all))
         except BaseException:
             for started in loggers:  # the ones built before the one that failed: closed, as promised

@@ -76,7 +76,8 @@ def register_loggers(register: Register) -> None:
     """Register metric loggers.
 
     :param register: call ``register(name, factory, description=...)``; the factory is called as
-        ``factory(*, run_dir: Path)`` and returns a :class:`blitz.MetricLogger`.
+        ``factory(*, run_dir: Path, **options)`` (``--logger-arg NAME.KEY=VALUE``) and returns a
+        :class:`blitz.MetricLogger`.
     """
 
 

@@ -30,10 +30,11 @@ class CLIOverrides:
     dataset_args: dict[str, Any] = field(default_factory=dict)
     optimizer_args: dict[str, Any] = field(default_factory=dict)
     schedule_args: dict[str, Any] = field(default_factory=dict)
+    logger_args: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_values(self) -> dict[str, Any]:
         values = dict(self.values)
-        for key in ("augment", "model_args", "dataset_args", "optimizer_args", "schedule_args"):
+        for key in ("augment", "model_args", "dataset_args", "optimizer_args", "schedule_args", "logger_args"):
             if getattr(self, key):
                 values[key] = getattr(self, key)
         return values
@@ -48,7 +49,8 @@ class ResolvedConfig:
 
 # The flags behind config keys whose names differ from them (the rest: --key-with-dashes).
 _FLAGS = {"augment": "--flip/--flip-mode/--translate/--cutout", "model_args": "--model-arg",
-          "dataset_args": "--dataset-arg", "optimizer_args": "--optimizer-arg", "schedule_args": "--schedule-arg"}
+          "dataset_args": "--dataset-arg", "optimizer_args": "--optimizer-arg", "schedule_args": "--schedule-arg",
+          "logger_args": "--logger-arg"}
 
 
 def _as_flag(key: str) -> str:

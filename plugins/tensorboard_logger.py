@@ -6,26 +6,27 @@ from pathlib import Path
 from typing import Any
 
 from blitz import Register, UsageError, hookimpl
+from blitz.options import check_option
 
 
 class TensorBoardLogger:
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, flush_secs: int = 120) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise UsageError(
                 "The tensorboard logger needs the tensorboard package: pip install tensorboard"
             ) from None
-        self.writer_class, self.log_dir = SummaryWriter, str(log_dir)
+        self.writer_class, self.log_dir, self.flush_secs = SummaryWriter, str(log_dir), flush_secs
         self.resumed_at = -1  # the step a resumed run went on from
-        self.writer = SummaryWriter(log_dir=self.log_dir)
+        self.writer = SummaryWriter(log_dir=self.log_dir, flush_secs=flush_secs)
 
     def log(self, record: dict[str, Any]) -> None:
         if record.get("event") == "resume":
             # TensorBoard hides the earlier events from this step on: the lost work, done again
             self.resumed_at = int(record["step"])
             self.writer.close()
-            self.writer = self.writer_class(log_dir=self.log_dir, purge_step=self.resumed_at + 1)
+            self.writer = self.writer_class(log_dir=self.log_dir, purge_step=self.resumed_at + 1, flush_secs=self.flush_secs)
             return
         if record.get("event") == "epoch" and int(record.get("step", 0)) <= self.resumed_at:
             # an epoch logged before the resume, now with the evaluation a stop cut short: only
@@ -41,8 +42,11 @@ class TensorBoardLogger:
         self.writer.close()
 
 
-def build_tensorboard(*, run_dir: Path) -> TensorBoardLogger:
-    return TensorBoardLogger(run_dir / "tensorboard")
+def build_tensorboard(*, run_dir: Path, flush_secs: int = 120) -> TensorBoardLogger:
+    """``flush_secs``: how often the events reach the disk (--logger-arg tensorboard.flush_secs=10
+    to watch a run live; TensorBoard's own default is 120)."""
+    check_option("flush_secs", flush_secs, 1)
+    return TensorBoardLogger(run_dir / "tensorboard", flush_secs)
 
 
 @hookimpl

@@ -558,3 +558,18 @@ def test_runs_says_why_a_run_has_no_figures(tmp_path):
     rows = {r["run"]: r for r in json.loads(blitz("runs", "--root", str(tmp_path), "--json").output)}
     assert rows["never-started"]["status"] == "no summary"
     assert rows["damaged"]["status"] == rows["a-list"]["status"] == "unreadable summary"
+
+
+def test_logger_options_from_the_command_line_and_their_mistakes(tmp_path):
+    from blitz.cli import parse_logger_options
+    from blitz.errors import ConfigError
+
+    assert parse_logger_options(["tensorboard.flush_secs=10", "my.logger.project=cifar"]) == {
+        "tensorboard": {"flush_secs": 10}, "my.logger": {"project": "cifar"}}  # a name may hold dots
+    with pytest.raises(ConfigError, match=r"--logger-arg expects LOGGER.KEY=VALUE \(tensorboard.flush_secs=10\), got 'flush=1'"):
+        parse_logger_options(["flush=1"])
+    unused = blitz("run", "--dataset", "random", "--epochs", "1", "--logger-arg", "tensorboard.flush_secs=10",
+                   "--out", str(tmp_path / "run"))
+    assert unused.exit_code == 2
+    assert ("logger_args gives options to 'tensorboard', which is not among this run's loggers (jsonl): add it with "
+            "--logger tensorboard, or drop its options") in " ".join(unused.output.split())

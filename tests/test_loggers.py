@@ -34,11 +34,19 @@ def test_tensorboard_logger_writes_scalars(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "run"
-    result = runner.invoke(app, ["run", "--recipe", "randomdemo", "--epochs", "2", "--logger", "tensorboard", "--out", str(out)])
+    result = runner.invoke(app, ["run", "--recipe", "randomdemo", "--epochs", "2", "--logger", "tensorboard", "--out", str(out),
+                                 "--logger-arg", "tensorboard.flush_secs=5"])  # an option of its own
     assert result.exit_code == 0, result.output
+    assert 'flush_secs = 5' in (out / "config.toml").read_text()  # kept: a rerun or resume logs the same way
     assert (out / "metrics.jsonl").is_file()  # --logger adds to jsonl
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
     tags = events.Tags()["scalars"]
     assert {"epoch/test_accuracy", "epoch/train_loss", "step/loss"} <= set(tags)
     assert [e.step for e in events.Scalars("epoch/test_accuracy")] == [4, 8]
+
+
+def test_tensorboard_refuses_a_flush_interval_below_a_second(tmp_path):
+    result = runner.invoke(app, ["run", "--recipe", "randomdemo", "--epochs", "1", "--logger", "tensorboard",
+                                 "--logger-arg", "tensorboard.flush_secs=0", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "Logger 'tensorboard' rejected its options {'flush_secs': 0}" in " ".join(result.output.split())

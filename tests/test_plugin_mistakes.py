@@ -680,6 +680,42 @@ def test_an_invalid_datainfo_from_the_users_own_option_is_their_usage_error(tmp_
     assert info.value.exit_code == 2
 
 
+class OptionsLogger:
+    """A logger that takes options, as one for an experiment tracker would (a project name)."""
+
+    made: list[dict[str, Any]] = []
+
+    def __init__(self, *, run_dir: Path, project: str = "default", every: int = 1) -> None:
+        OptionsLogger.made.append({"project": project, "every": every})
+        if every < 1:
+            raise ValueError(f"every must be at least 1, got {every}")
+
+    def log(self, record: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("logger_args", "outcome"),
+    [({"tracker": {"project": "cifar", "every": 5}}, {"project": "cifar", "every": 5}),
+     ({}, {"project": "default", "every": 1}),
+     ({"tracker": {"every": "often"}}, r"^Logger 'tracker': --logger-arg tracker\.every must be a whole number, got 'often'\.$"),
+     ({"tracker": {"every": 0}}, r"^Logger 'tracker' rejected its options \{'every': 0\}: every must be at least 1, got 0$"),
+     ({"tracker": {"projet": "x"}}, r"^Logger 'tracker' takes no argument 'projet' \(did you mean 'project'\?\)")],
+)
+def test_a_logger_takes_its_options_from_logger_args(tmp_path, logger_args, outcome):
+    OptionsLogger.made = []
+    plugin = Plugin(loggers={"tracker": OptionsLogger})
+    if isinstance(outcome, dict):
+        fit(tmp_path, plugin, loggers=["jsonl", "tracker"], logger_args=logger_args)
+        assert OptionsLogger.made == [outcome]
+    else:
+        with pytest.raises(UsageError, match=outcome):
+            fit(tmp_path, plugin, loggers=["jsonl", "tracker"], logger_args=logger_args)
+
+
 def _raising(exc: BaseException):
     def factory(*args, **kwargs):
         raise exc
