@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -33,6 +34,8 @@ def load_random(
     for name, value, low in (("length", length, 1), ("test_length", test_length, 1), ("num_classes", num_classes, 2)):
         check_option(name, value, low, whole=True)
     check_option("seed", seed, 0, whole=True)
+    if download is True:  # asked for in vain: say so rather than ignore it
+        warnings.warn("--download has nothing to fetch for the random data source: it makes its data", stacklevel=2)
     if seed >= 2**64:  # torch's generators take 64 bits
         raise ValueError(f"seed must be below 2**64, got {seed}")
     g = torch.Generator().manual_seed(seed)

@@ -591,3 +591,15 @@ def test_imagefolder_does_not_follow_a_link_to_the_root_of_the_filesystem(tmp_pa
     (root / "cat" / "everything").symlink_to("/")
     bundle = load_imagefolder(root=root)
     assert len(bundle.train) + len(bundle.test) == 15
+
+
+def test_random_data_says_download_has_nothing_to_fetch():
+    import warnings
+
+    from blitz.plugins.random_data import load_random
+
+    with pytest.warns(UserWarning, match="--download has nothing to fetch for the random data source"):
+        load_random(download=True, length=4, test_length=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_random(length=4, test_length=2)
