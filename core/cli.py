@@ -191,14 +191,18 @@ def parse_assignments(items: list[str] | None, flag: str) -> dict[str, Any]:
 def parse_logger_options(items: list[str] | None) -> dict[str, dict[str, Any]]:
     """``--logger-arg LOGGER.KEY=VALUE`` as ``{logger: {key: value}}`` (a logger's name may hold
     dots: the key is what follows the last one)."""
-    by_logger: dict[str, list[str]] = {}
+    by_logger: dict[str, dict[str, Any]] = {}
     for item in items or []:
         target, sep, raw = item.partition("=")
         name, dot, key = target.strip().rpartition(".")
+        name, key = name.strip(), key.strip()
         if not sep or not dot or not name or not key:
             raise ConfigError(f"--logger-arg expects LOGGER.KEY=VALUE (tensorboard.flush_secs=10), got '{item}'.")
-        by_logger.setdefault(name, []).append(f"{key}={raw}")
-    return {name: parse_assignments(pairs, f"--logger-arg {name}.") for name, pairs in by_logger.items()}
+        options = by_logger.setdefault(name, {})
+        if key in options:
+            raise ConfigError(f"--logger-arg {name}.{key} is given twice; give it once.")
+        options[key] = parse_value(raw)
+    return by_logger
 
 
 def parse_floats(text: str | None, flag: str) -> list[float] | None:

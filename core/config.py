@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from blitz.errors import ConfigError, closest_name
 
@@ -188,21 +188,25 @@ class RunConfig(BaseModel):
             finite_options(table)
         return options
 
-    @model_validator(mode="after")
-    def _options_of_loggers_in_use(self) -> RunConfig:
-        # Options for a logger the run does not use would be ignored in silence.
-        unused = sorted(set(self.logger_args) - set(self.loggers))
-        if unused:
-            raise ValueError(
-                f"logger_args gives options to '{unused[0]}', which is not among this run's loggers "
-                f"({', '.join(self.loggers) or 'none'}): add it with --logger {unused[0]}, or drop its options"
-            )
-        return self
-
     def resolved_data_root(self) -> Path:
         if self.data_root is not None:
             return self.data_root
         return Path(os.environ.get(DATA_ROOT_ENV) or "data").expanduser().absolute()  # empty: unset
+
+
+def unused_logger_options(config: RunConfig, provenance: dict[str, str] | None = None) -> str | None:
+    """Why the config's ``logger_args`` would be ignored (options for a logger it does not use),
+    naming where they came from and the logger likely meant; None if they are all used."""
+    unused = sorted(set(config.logger_args) - set(config.loggers))
+    if not unused:
+        return None
+    name = unused[0]
+    source = (provenance or {}).get(f"logger_args.{name}")
+    where = f" (from {source})" if source and source != "command line" else ""
+    meant = closest_name(name, config.loggers)
+    fix = f"did you mean '{meant}'?" if meant else f"add it with --logger {name}, or drop its options"
+    return (f"logger_args gives options to '{name}'{where}, which is not among this run's loggers "
+            f"({', '.join(config.loggers) or 'none'}): {fix}")
 
 
 def finite_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -283,8 +287,20 @@ def merge_layers(
             if isinstance(layer.values.get(options), dict):
                 for sub in layer.values[options]:
                     (tied.add if component in layer.values else tied.discard)(f"{options}.{sub}")
+        if isinstance(layer.values.get("loggers"), list) and isinstance(merged.get("logger_args"), dict):
+            # a new list of loggers (--logger on a resume, over a recipe's): the others' options go
+            keep = set(layer.values["loggers"])
+            merged["logger_args"] = {name: table for name, table in merged["logger_args"].items() if name in keep}
+            for key in [k for k in provenance if k.startswith("logger_args.") and k.split(".")[1] not in keep]:
+                del provenance[key]
         for key, value in layer.values.items():
-            if key in _NESTED and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            if key == "logger_args" and isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = dict(merged[key])  # per logger, then per option: a layer adds, not replaces
+                for name, table in value.items():
+                    old = merged[key].get(name)
+                    merged[key][name] = {**old, **table} if isinstance(old, dict) and isinstance(table, dict) else table
+                    provenance[f"{key}.{name}"] = layer.source
+            elif key in _NESTED and isinstance(value, dict) and isinstance(merged.get(key), dict):
                 merged[key] = {**merged[key], **value}
                 for sub in value:
                     provenance[f"{key}.{sub}"] = layer.source

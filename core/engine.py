@@ -43,12 +43,14 @@ from blitz.build import (
     data_warnings,
     first_line,
     load_data,
+    plugin_bug,
     resolve_components,
     with_normalization,
 )
 from blitz.components import DataBundle, DataInfo, Strategy, TensorSplit, direct_gradients_of
-from blitz.config import RunConfig
+from blitz.config import RunConfig, unused_logger_options
 from blitz.errors import (
+    ConfigError,
     Interrupted,
     OutputError,
     TrainingDivergedError,
@@ -244,6 +246,9 @@ class Trainer:
         self.resume_from = resume_from
         self.write_run = write_run
         self.stop = StopRequest()
+        unused = unused_logger_options(config)  # also for a config built in Python, not only the CLI's
+        if unused:
+            raise ConfigError(f"{unused}.")
         self.components = resolve_components(config, self.host)
         self.train_threads: int | None = None  # set by fit: the CPU threads of training steps
         self.thread_tuner: ThreadTuner | None = None  # set by fit for --cpu-threads auto on CPUs
@@ -1048,9 +1053,13 @@ class Trainer:
         try:
             for r in self.components.loggers:
                 given = self.config.logger_args.get(r.name, {})
-                logger = check_returned(r, "Logger", call_with_options(
-                    r, "Logger", given=given, run_dir=run_dir, **{**r.defaults, **given},
-                ), ("log", "close"))
+                options = {**r.defaults, **given}
+                try:
+                    built = (call_with_options(r, "Logger", given=given, run_dir=run_dir, **options) if options
+                             else call_factory(r, "Logger", run_dir=run_dir))
+                except ValueError as exc:  # no option to reject: the factory's own bug
+                    raise plugin_bug(r, "Logger", exc) from exc
+                logger = check_returned(r, "Logger", built, ("log", "close"))
                 loggers.append(GuardedLogger(r.name, r.entry.plugin, logger, self.warn_all))
         except BaseException:
             for started in loggers:  # the ones built before the one that failed: closed, as promised

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from blitz.catalog import NAME_FIELDS, Catalog, load_catalog, recipe_plugin, resolve
-from blitz.config import OPTIONS_OF, Layer, RunConfig, merge_layers, read_toml, validate
+from blitz.config import OPTIONS_OF, Layer, RunConfig, merge_layers, read_toml, unused_logger_options, validate
 from blitz.errors import ConfigError, UnknownNameError, UsageError
 from blitz.plugin_host import get_host, plugin_states
 from blitz.registry import OPTIMIZER_HYPERPARAMETERS
@@ -124,6 +124,9 @@ def resolve_config(
     fill_optimizer_hyperparameters(values, provenance, catalog, layers, canonical)
     fill_catalog_defaults(values, provenance, catalog)
     config = validate(values, provenance)
+    unused = unused_logger_options(config, provenance)
+    if unused:
+        raise ConfigError(f"{unused}.")
     try:
         check_names(config, provenance)
     except UnknownNameError as exc:

@@ -573,3 +573,28 @@ def test_logger_options_from_the_command_line_and_their_mistakes(tmp_path):
     assert unused.exit_code == 2
     assert ("logger_args gives options to 'tensorboard', which is not among this run's loggers (jsonl): add it with "
             "--logger tensorboard, or drop its options") in " ".join(unused.output.split())
+
+
+def test_logger_options_merge_per_option_and_follow_the_loggers_list(tmp_path):
+    """A file's [logger_args.x] and a --logger-arg x.key add up; a new --logger list (a resume's,
+    or over a recipe's) drops the options of loggers it leaves out instead of refusing the run."""
+    from blitz.cli import parse_logger_options
+    from blitz.errors import ConfigError
+
+    config = tmp_path / "c.toml"
+    config.write_text('loggers = ["jsonl", "tensorboard"]\n[logger_args.tensorboard]\nflush_secs = 30\n')
+    from blitz.resolve import CLIOverrides, resolve_config
+
+    merged = resolve_config(config_file=config, overrides=CLIOverrides(
+        values={"dataset": "random"}, logger_args={"tensorboard": {"max_queue": 5}})).config
+    assert merged.logger_args == {"tensorboard": {"flush_secs": 30, "max_queue": 5}}
+    run = tmp_path / "run"
+    first = blitz("run", "--config", str(config), "--dataset", "random", "--epochs", "1", "--out", str(run))
+    assert first.exit_code == 0, first.output
+    resumed = blitz("run", "--resume", str(run), "--epochs", "2", "--logger", "jsonl")
+    assert resumed.exit_code == 0, resumed.output
+    misspelt = blitz("run", "--config", str(config), "--dataset", "random", "--logger-arg", "tensorbord.flush_secs=3")
+    assert misspelt.exit_code == 2 and "logger_args gives options to 'tensorbord', which is not among this run's " \
+        "loggers (jsonl, tensorboard): did you mean 'tensorboard'?" in " ".join(misspelt.output.split())
+    with pytest.raises(ConfigError, match=r"^--logger-arg tb\.k is given twice; give it once\.$"):
+        parse_logger_options([" tb . k = 1", "tb.k=2"])

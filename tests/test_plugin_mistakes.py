@@ -716,6 +716,16 @@ def test_a_logger_takes_its_options_from_logger_args(tmp_path, logger_args, outc
             fit(tmp_path, plugin, loggers=["jsonl", "tracker"], logger_args=logger_args)
 
 
+def test_a_loggers_own_value_error_without_options_is_the_plugins_bug(tmp_path):
+    def buggy(*, run_dir):
+        return int("x")  # the plugin's bug: no option of the user's is involved
+
+    with pytest.raises(PluginError, match=r"^Logger 'buggy' of plugin 'mine' failed while being built \(ValueError: "
+                                          r"invalid literal .*\): a bug in the plugin") as info:
+        fit(tmp_path, Plugin(loggers={"buggy": buggy}), loggers=["jsonl", "buggy"])
+    assert info.value.exit_code == 1
+
+
 def _raising(exc: BaseException):
     def factory(*args, **kwargs):
         raise exc
