@@ -315,12 +315,9 @@ def test_auto_with_a_cuda_device_and_no_gpu_is_refused(tmp_path):
 
 
 def test_the_command_line_starts_without_torch():
-    import subprocess
-    import sys
+    from tests.fresh_process import printed_by
 
-    code = "import sys, blitz.cli; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"  # --help, runs and show start fast; Ctrl-C while torch loads is clean
+    assert printed_by("import sys, blitz.cli; print('torch' in sys.modules)") == "False"  # --help, runs and show start fast; Ctrl-C while torch loads is clean
 
 
 def test_ctrl_c_before_training_is_one_line_and_exit_130(monkeypatch):

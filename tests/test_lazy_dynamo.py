@@ -3,7 +3,6 @@ something compiles, and go through torch's guard once it is loaded."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
@@ -12,6 +11,7 @@ from torch import nn
 
 from blitz.lazy_dynamo import LazyDynamoOptimizer
 from blitz.plugins.optimizers import LeanSGD
+from tests.fresh_process import printed_by
 
 
 def test_a_training_loop_on_blitz_optimizers_does_not_import_dynamo():
@@ -34,9 +34,7 @@ def test_a_training_loop_on_blitz_optimizers_does_not_import_dynamo():
         "    optimizer.load_state_dict(optimizer.state_dict())\n"
         "print('torch._dynamo' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "False"
+    assert printed_by(code) == "False"
 
 
 def test_once_dynamo_is_loaded_the_methods_go_through_torchs_guard(monkeypatch):
