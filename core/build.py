@@ -25,7 +25,7 @@ from blitz.components import DataBundle, DataInfo, TensorSplit
 from blitz.config import SUPPLIED_BY_BLITZ, RunConfig
 from blitz.errors import BlitzError, DataError, IncompatibleError, PluginError, UsageError, closest_name
 from blitz.option_types import type_problem
-from blitz.plugin_host import PluginHost, get_host
+from blitz.plugin_host import KINDS, PluginHost, get_host
 
 
 @dataclass
@@ -38,6 +38,11 @@ class Components:
     schedule: Resolved
     strategy: Resolved
     loggers: list[Resolved]
+
+    def by_kind(self) -> list[tuple[str, Resolved]]:
+        """Each component with its registry kind (``models``...), the loggers last."""
+        return [("models", self.model), ("datasets", self.dataset), ("optimizers", self.optimizer),
+                ("schedules", self.schedule), ("strategies", self.strategy), *(("loggers", r) for r in self.loggers)]
 
 
 def resolve_components(config: RunConfig, host: PluginHost | None = None) -> Components:
@@ -72,22 +77,20 @@ def check_optimizer_covers(resolved: Resolved, optimizer: torch.optim.Optimizer,
 
 def component_origins(components: Components) -> dict[str, dict[str, str]]:
     """What each of the run's components is and which plugin supplied it, for manifest.json."""
-    named = {"model": components.model, "dataset": components.dataset, "optimizer": components.optimizer,
-             "schedule": components.schedule, "strategy": components.strategy}
-    origins = {kind: {"name": r.name, "component": r.entry.name, "plugin": r.entry.plugin} for kind, r in named.items()}
-    for i, r in enumerate(components.loggers):
-        origins[f"logger {i + 1}"] = {"name": r.name, "component": r.entry.name, "plugin": r.entry.plugin}
+    origins, loggers = {}, 0
+    for kind, r in components.by_kind():
+        if kind == "loggers":
+            loggers += 1
+        key = f"logger {loggers}" if kind == "loggers" else KINDS[kind][0]  # "model", ..., "logger 1", "logger 2"
+        origins[key] = {"name": r.name, "component": r.entry.name, "plugin": r.entry.plugin}
     return origins
 
 
 def contested_components(components: Components, host: PluginHost) -> list[str]:
     """Warnings for the run's components whose name another plugin also registered, refused
     (the first registration wins): the user may have meant that plugin's."""
-    named = [("models", components.model), ("datasets", components.dataset), ("optimizers", components.optimizer),
-             ("schedules", components.schedule), ("strategies", components.strategy),
-             *(("loggers", r) for r in components.loggers)]
     warnings = []
-    for kind, r in named:
+    for kind, r in components.by_kind():
         registry = host.registries[kind]
         others = sorted({*registry.refused.get(r.name, []), *registry.refused.get(r.entry.name, [])})
         if others:
@@ -113,7 +116,7 @@ def factory_options(factory: Any, what: str, defaults: dict[str, Any] | None = N
         hints = {}
     if what in ("Optimizer", "Schedule") and parameters and parameters[0].kind is not inspect.Parameter.KEYWORD_ONLY:
         parameters = parameters[1:]  # the model, or the optimizer, that blitz passes first
-    supplied = {"variant", *_SUPPLIED_BY_BLITZ.get(what, ())}
+    supplied = supplied_by_blitz(what)
     named = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     options: dict[str, dict[str, Any]] = {}
     for parameter in parameters:
@@ -124,23 +127,23 @@ def factory_options(factory: Any, what: str, defaults: dict[str, Any] | None = N
             if parameter.name in hints:
                 option["type"] = inspect.formatannotation(hints[parameter.name]).replace("typing.", "")
             default = (defaults or {}).get(parameter.name, parameter.default)
-            if isinstance(default, (bool, int, float, str, type(None))):
-                option["default"] = default
-            elif default is not inspect.Parameter.empty:
-                option["default_text"] = _shown_default(default)  # JSON cannot hold it: shown as Python writes it
+            if default is not inspect.Parameter.empty:
+                option.update(_default_entry(default))
             options[parameter.name] = option
     for key, value in (defaults or {}).items():  # a catalog default for a keyword the factory passes on
         if key not in options:
-            options[key] = {"default": value} if isinstance(value, (bool, int, float, str, type(None))) else {
-                "default_text": _shown_default(value)}
+            options[key] = _default_entry(value)
     return options
 
 
-def _shown_default(value: Any) -> str:
+def _default_entry(value: Any) -> dict[str, Any]:
+    """``{"default": value}`` where JSON holds it, else ``{"default_text": repr}`` as Python writes it."""
+    if isinstance(value, (bool, int, float, str, type(None))):
+        return {"default": value}
     try:
-        return repr(value)
+        return {"default_text": repr(value)}
     except Exception:  # a default whose repr raises must not break `blitz list`
-        return f"<{type(value).__name__}>"
+        return {"default_text": f"<{type(value).__name__}>"}
 
 
 _OPTION_FLAGS = {"Model": "--model-arg", "Dataset": "--dataset-arg", "Optimizer": "--optimizer-arg",
@@ -153,6 +156,11 @@ _SUPPLIED_BY_BLITZ = {
     "Optimizer": set(SUPPLIED_BY_BLITZ["optimizer_args"]), "Schedule": set(SUPPLIED_BY_BLITZ["schedule_args"]),
     "Strategy": {"device"}, "Logger": {"run_dir"},
 }
+
+
+def supplied_by_blitz(what: str) -> set[str]:
+    """The keywords blitz passes to every factory of a kind (``variant`` to families'), not options."""
+    return {"variant", *_SUPPLIED_BY_BLITZ.get(what, ())}
 
 
 def call_factory(resolved: Resolved, what: str, *args: Any, check_types: bool = True, **kwargs: Any) -> Any:
@@ -169,7 +177,7 @@ def call_factory(resolved: Resolved, what: str, *args: Any, check_types: bool = 
     ):
         accepted = set(signature.parameters)
         unknown = sorted(set(kwargs) - accepted)
-        ours = [k for k in unknown if k == "variant" or k in _SUPPLIED_BY_BLITZ.get(what, ())]
+        ours = [k for k in unknown if k in supplied_by_blitz(what)]
         if ours:
             raise PluginError(
                 f"{what} '{resolved.name}' of plugin '{resolved.entry.plugin}' does not accept '{ours[0]}', "
@@ -179,7 +187,7 @@ def call_factory(resolved: Resolved, what: str, *args: Any, check_types: bool = 
         if unknown:
             options = sorted(
                 n for n, p in signature.parameters.items()
-                if p.kind is inspect.Parameter.KEYWORD_ONLY and n != "variant" and n not in _SUPPLIED_BY_BLITZ.get(what, ())
+                if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in supplied_by_blitz(what)
             )
             close = closest_name(unknown[0], options)
             raise UsageError(
@@ -187,7 +195,7 @@ def call_factory(resolved: Resolved, what: str, *args: Any, check_types: bool = 
                 + (f" (did you mean '{close}'?)" if close else "")
                 + (f"; it takes: {', '.join(options)}." if options else ".")
             )
-    supplied = {"variant", *_SUPPLIED_BY_BLITZ.get(what, ())}
+    supplied = supplied_by_blitz(what)
     problem = type_problem(resolved.entry.factory, {k: v for k, v in kwargs.items() if k not in supplied}) if check_types else None
     if problem is not None:
         key, wanted = problem

@@ -604,6 +604,7 @@ def test_a_run_on_a_contested_name_says_whose_component_it_uses_and_records_it(t
     manifest = read_json(tmp_path / "run" / "manifest.json")
     assert manifest["components"]["model"] == {"name": "lenet", "component": "lenet", "plugin": "lenet"}
     assert manifest["components"]["dataset"]["plugin"] == "random"
+    assert set(manifest["components"]) == {"model", "dataset", "optimizer", "schedule", "strategy", "logger 1"}
 
 
 def test_an_optimizer_over_none_or_some_of_the_models_parameters_is_warned(tmp_path):
