@@ -240,8 +240,10 @@ def resolve(kind: str, name: str, catalog: Catalog | None = None, host: PluginHo
         entry = registry.get(name)
     except UnknownNameError as exc:
         known = set(exc.known) | set(catalog.entries(kind))
-        raise UnknownNameError(
+        error = UnknownNameError(
             exc.kind, name, known, registry.list_command, broken=host.failed(), skipped=host.skipped(),
             unmatched=host.unmatched_allowed,
-        ) from None
+        )
+        error.suggest(exc.suggested)
+        raise error from None
     return Resolved(name, entry, {}, entry.description)

@@ -73,10 +73,11 @@ class UnknownNameError(UsageError, KeyError):
         self.skipped = sorted(skipped)  # plugins BLITZ_LOAD_PLUGINS left out: the same
         self.unmatched = sorted(unmatched)  # names in BLITZ_LOAD_PLUGINS no plugin has (misspelt?)
         self.where, self.extra = "", ""
+        self.suggested: str | None = None  # set by ``suggest``: a name closest_name cannot find
         super().__init__(self._message(""))
 
     def _message(self, where: str) -> str:
-        close = closest_name(self.name, self.known)
+        close = self.suggested or closest_name(self.name, self.known)
         hint = f" Did you mean '{close}'?" if close else ""
         if self.broken:
             hint += (f" (Plugin(s) {', '.join(repr(b) for b in self.broken[:3])} had problems loading or registering "
@@ -92,6 +93,16 @@ class UnknownNameError(UsageError, KeyError):
             return (f"Unknown {self.kind} '{self.name}'{where}. Did you mean '{family}<name>'? "
                     f"'{self.list_command} {family}' lists the names.")
         return f"Unknown {self.kind} '{self.name}'{where}.{hint} See '{self.list_command}'."
+
+    def suggestion(self) -> str | None:
+        """The name this error suggests, if any."""
+        return self.suggested or closest_name(self.name, self.known)
+
+    def suggest(self, name: str | None) -> None:
+        """Suggest ``name`` where no close spelling was found (a family's member, say)."""
+        if name and not closest_name(self.name, self.known):
+            self.suggested = name
+            self.args = (self._message(self.where),)
 
     def came_from(self, source: str) -> None:
         """Say where the bad name was written (a config file, a recipe), right after the name."""

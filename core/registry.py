@@ -8,6 +8,7 @@ the factory receives the part after the slash as ``variant``.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 import re
@@ -149,7 +150,21 @@ class Registry:
                     metadata=family.metadata,
                     variant=variant,
                 )
-        raise UnknownNameError(self.kind, name, self._entries, self.list_command)
+        error = UnknownNameError(self.kind, name, self._entries, self.list_command)
+        if "/" not in name and not error.suggestion():
+            error.suggest(self._family_member(name))
+        raise error
+
+    def _family_member(self, name: str) -> str | None:
+        """``prefix/name`` where a family has a member ``name`` (``vit_tiny_patch16_224`` is
+        ``timm/vit_tiny_patch16_224``): a bare name given for a family's member is a common slip."""
+        for family in self.entries("*/*"):
+            if not family.is_family or "validate_variant" not in family.metadata:
+                continue
+            with contextlib.suppress(Exception):  # only a hint: a broken family is reported where it is used
+                if family.metadata["validate_variant"](name):
+                    return f"{family.name[:-2]}/{name}"
+        return None
 
     def _variant_suggestions(self, family: Entry) -> list[str]:
         prefix = family.name[:-2]

@@ -138,7 +138,7 @@ def resolve_config(
 
 
 def fill_catalog_defaults(values: dict[str, Any], provenance: dict[str, str], catalog: Catalog) -> None:
-    """A registry.toml entry's ``defaults`` (``vit_tiny``: ``img_size = 32``) as the run's own
+    """A registry.toml entry's ``defaults`` (``vit_tiny``: ``patch_size = 4``) as the run's own
     options, where no layer set them: ``--print-config`` shows them, and the run's config.toml
     keeps them, so that a resumed or rerun run builds the same model after registry.toml changed."""
     for option, args_key in OPTIONS_OF.items():

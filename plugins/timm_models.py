@@ -27,6 +27,21 @@ def _timm_models() -> list[str]:
     return list(timm.list_models())
 
 
+def _fixed_input_size(name: str) -> tuple[int, ...] | None:
+    """The input size a timm model is built for, where it takes no other (ViTs, Swin): else None."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    return tuple(cfg.input_size) if cfg is not None and cfg.fixed_input_size else None
+
+
+def _as_pair(size: object) -> object:
+    """``img_size`` as timm reads it: 32 means (32, 32)."""
+    if isinstance(size, int):
+        return (size, size)
+    return tuple(size) if isinstance(size, (list, tuple)) else size
+
+
 def build_timm(
     *,
     variant: str,
@@ -52,6 +67,15 @@ def build_timm(
         raise UsageError(
             f"timm/{variant}: pretrained weights need a local file (there is no download): pass "
             "--model-arg pretrained_file=PATH to a .safetensors/.pth file."
+        )
+    image_size = tuple(int(s) for s in input_shape[1:])
+    fixed_size = _fixed_input_size(variant)
+    if fixed_size is not None and "img_size" not in kwargs:
+        kwargs["img_size"] = image_size  # ViTs and the like are built for one size: the data's
+    elif fixed_size is not None and _as_pair(kwargs["img_size"]) != image_size:
+        raise UsageError(
+            f"timm/{variant}: --model-arg img_size={kwargs['img_size']} does not match the data's "
+            f"{image_size[0]}x{image_size[1]} images; leave img_size out (blitz sizes the model for the data)."
         )
     try:
         return timm.create_model(

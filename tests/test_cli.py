@@ -54,8 +54,8 @@ def test_timm_resnet18_trains_on_random_data(tmp_path):
 
 
 def test_catalog_short_name_with_defaults(tmp_path):
-    # vit_tiny is timm's vit_tiny_patch16_224 with registry.toml's img_size=32 and patch_size=4:
-    # without those defaults timm would refuse 32x32 images.
+    # vit_tiny is timm's vit_tiny_patch16_224 with registry.toml's patch_size=4, and the timm
+    # plugin sizes it for the data: built as it is, timm would refuse 32x32 images.
     result = blitz(
         "run", "--model", "vit_tiny", "--dataset", "random", "--dataset-arg", "length=8",
         "--dataset-arg", "test_length=4", "--epochs", "1", "--out", tmp_path / "run",
@@ -63,7 +63,21 @@ def test_catalog_short_name_with_defaults(tmp_path):
     assert result.exit_code == 0, result.output
     meta = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").meta
     assert meta["model_component"] == "timm/vit_tiny_patch16_224"
-    assert meta["model_args"] == {"img_size": 32, "patch_size": 4}
+    assert meta["model_args"] == {"patch_size": 4}
+
+
+def test_fixed_size_timm_models_are_sized_for_the_data(tmp_path):
+    """A ViT is built for 224x224 images: blitz sizes it for the data's (here 3x48x40), and an
+    img_size that does not match the data is refused naming the option, not with timm's assertion."""
+    data = ["--dataset", "random", "--dataset-arg", "length=4", "--dataset-arg", "test_length=2",
+            "--dataset-arg", "shape=[3, 48, 40]", "--epochs", "1", "--strategy", "cpu"]
+    result = blitz("run", "--model", "vit_tiny", *data, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    result = blitz("run", "--model", "vit_tiny", "--model-arg", "img_size=32", *data, "--out", tmp_path / "bad")
+    assert result.exit_code == 2
+    assert ("timm/vit_tiny_patch16_224: --model-arg img_size=32 does not match the data's 48x40 images; "
+            "leave img_size out") in " ".join(result.output.split())
+    assert not (tmp_path / "bad" / "checkpoints").exists()
 
 
 def test_randomdemo_recipe_runs_the_linear_model(tmp_path):
@@ -93,6 +107,7 @@ def test_print_config_shows_values_and_sources(tmp_path):
         (["--strategy", "dpp"], "Unknown strategy 'dpp'."),
         (["--schedule", "cosin"], "Unknown schedule 'cosin'. Did you mean 'cosine'?"),
         (["--model", "timm/resnet1800"], "Unknown model 'timm/resnet1800'."),
+        (["--model", "vit_small_patch16_224"], "Unknown model 'vit_small_patch16_224'. Did you mean 'timm/vit_small_patch16_224'?"),
         (["--logger", "wandb"], "Unknown logger 'wandb'."),
     ],
 )
@@ -519,7 +534,7 @@ def test_list_shows_what_a_component_takes():
     sgd = next(r for r in json.loads(blitz("list", "optimizers", "sgd", "--json").output) if r["name"] == "sgd")["options"]
     assert "model" not in sgd and "lr" not in sgd and sgd["nesterov"] == {"type": "bool", "default": False}
     vit = json.loads(blitz("list", "models", "vit_tiny", "--json").output)[0]["options"]  # a catalog name
-    assert vit["img_size"] == {"default": 32} and "**" in vit  # its entry's defaults, passed on to timm
+    assert vit["patch_size"] == {"default": 4} and "**" in vit  # its entry's defaults, passed on to timm
     airbench = json.loads(blitz("list", "models", "airbench", "--json").output)[0]["options"]
     assert airbench["widths"]["default_text"].startswith("(")  # a tuple: shown as Python writes it
 

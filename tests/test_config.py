@@ -354,7 +354,7 @@ def test_a_catalog_entry_that_does_not_resolve_as_it_says_is_refused_when_used_a
 
 
 def test_registry_defaults_are_the_runs_own_options_kept_for_a_resume(tmp_path, monkeypatch):
-    """vit_tiny's img_size/patch_size come from registry.toml: shown, saved, and kept for --resume
+    """vit_tiny's patch_size comes from registry.toml: shown, saved, and kept for --resume
     even after registry.toml changes (it then built another model and refused the checkpoint)."""
     import tomllib
 
@@ -365,18 +365,18 @@ def test_registry_defaults_are_the_runs_own_options_kept_for_a_resume(tmp_path, 
     from blitz.resolve import resolve_config
 
     resolved = resolve_config(overrides=CLIOverrides(values={"model": "vit_tiny"}))
-    assert resolved.config.model_args == {"img_size": 32, "patch_size": 4}
+    assert resolved.config.model_args == {"patch_size": 4}
     assert resolved.provenance["model_args.patch_size"] == "registry models.vit_tiny"
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["run", "--model", "vit_tiny", "--dataset", "random", "--dataset-arg", "length=8",
                                       "--dataset-arg", "test_length=4", "--batch-size", "4", "--epochs", "1",
                                       "--strategy", "cpu", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert tomllib.loads((out / "config.toml").read_text())["model_args"] == {"img_size": 32, "patch_size": 4}
+    assert tomllib.loads((out / "config.toml").read_text())["model_args"] == {"patch_size": 4}
     changed = tmp_path / "registry.toml"
     changed.write_text(catalog_path().read_text().replace("patch_size = 4", "patch_size = 8"))
     monkeypatch.setenv("BLITZ_REGISTRY", str(changed))
-    assert resolve_config(resume=str(out)).config.model_args == {"img_size": 32, "patch_size": 4}
+    assert resolve_config(resume=str(out)).config.model_args == {"patch_size": 4}
     assert resolve_config(overrides=CLIOverrides(values={"model": "vit_tiny"})).config.model_args["patch_size"] == 8
 
 
