@@ -415,7 +415,7 @@ def train_and_report(resolved: ResolvedConfig) -> None:
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
     """The stop signals ignored inside (a second or so of writing files), as they were after."""
-    from blitz.engine import STOP_SIGNALS
+    from blitz.stopping import STOP_SIGNALS
 
     try:
         previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}

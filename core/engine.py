@@ -43,7 +43,6 @@ from blitz.build import (
     data_warnings,
     first_line,
     load_data,
-    plugin_bug,
     resolve_components,
     with_normalization,
 )
@@ -63,39 +62,12 @@ from blitz.optimizer_state import has_step_hooks, restore_optimizer
 from blitz.plugin_host import PluginHost, get_host
 from blitz.progress import EpochProgress
 from blitz.reproducibility import rng_state, seed_everything, set_rng_state
+from blitz.run_loggers import start_loggers
 from blitz.resume import EpochSoFar, check_process_count, check_resumable, check_same_epoch_length, load_resumable
+from blitz.stopping import StopRequest
 from blitz.scoring import EvalResult, EvaluationStopped, autocast, evaluate, without_grad
 from blitz.thread_tuner import ThreadTuner
 from blitz.timing import Clock
-
-
-class GuardedLogger:
-    """A logger plugin's ``log``/``close``, each protected: a logger's bug must not end hours of
-    training (nor keep the loggers after it from closing). It gets no more records after its
-    first error, but is still closed once (what it wrote so far is flushed there)."""
-
-    def __init__(self, name: str, plugin: str, logger: Any, warn: Callable[[list[str]], None]) -> None:
-        self.name, self.plugin, self.logger, self.warn = name, plugin, logger, warn
-        self.failed = self.closed = False
-
-    def log(self, record: dict[str, Any]) -> None:
-        if not self.failed:
-            self._call("log", record)
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._call("close")
-
-    def _call(self, method: str, *args: Any) -> None:
-        try:
-            getattr(self.logger, method)(*args)
-        except (Exception, SystemExit) as exc:  # sys.exit() in a logger must not end the run either
-            self.failed = True
-            self.warn([
-                f"logger '{self.name}' (plugin '{self.plugin}') raised in {method}(): {type(exc).__name__}: {exc}"
-                + ("; it gets no more records in this run." if method == "log" else ".")
-            ])
 
 
 def release_compile_workers() -> None:
@@ -131,40 +103,6 @@ class TrainingRun:
     epoch: int = 0
     global_step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-# The signals that stop a run after a checkpoint: Ctrl-C, kill (and schedulers), and a terminal
-# or SSH session closing under a run started without nohup/tmux (SIGHUP, where it exists).
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-
-
-class StopRequest:
-    """Set by SIGINT/SIGTERM/SIGHUP (or a caller); the loop finishes its step, checkpoints and stops."""
-
-    def __init__(self) -> None:
-        self.signal_number: int | None = None
-
-    def __call__(self, signum: int, _frame: Any = None) -> None:
-        if self.signal_number is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C stops at once
-        if self.signal_number is None:  # the first says why: under torchrun a Ctrl-C is followed by its SIGTERM
-            self.signal_number = signum
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        previous = {}
-        try:
-            for sig in STOP_SIGNALS:
-                if signal.getsignal(sig) is signal.SIG_IGN:  # `nohup` (SIGHUP), `cmd &` in a script (SIGINT): left ignored
-                    continue
-                previous[sig] = signal.signal(sig, self)
-        except ValueError:  # not the main thread: signals stay as they are
-            pass
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
 
 @dataclass
@@ -545,7 +483,7 @@ class Trainer:
         run_dir = self._prepare_run_dir(strategy)
         session.run.run_dir = run_dir
         try:
-            session.loggers = self._start_loggers(run_dir) if strategy.is_main else []
+            session.loggers = start_loggers(self.components, self.config, run_dir, self.warn_all) if strategy.is_main else []
         except BaseException:  # a usage error, or a logger plugin's bug (shown with its traceback)
             if run_dir is not None and self.resume_from is None:
                 self.release_run()
@@ -1045,27 +983,6 @@ class Trainer:
                 path, self.config, self.strategy.describe(), plugins, component_origins(self.components)
             )
         return path
-
-    def _start_loggers(self, run_dir: Path | None) -> list[GuardedLogger]:
-        if run_dir is None:
-            return []
-        loggers: list[GuardedLogger] = []
-        try:
-            for r in self.components.loggers:
-                given = self.config.logger_args.get(r.name, {})
-                options = {**r.defaults, **given}
-                try:
-                    built = (call_with_options(r, "Logger", given=given, run_dir=run_dir, **options) if options
-                             else call_factory(r, "Logger", run_dir=run_dir))
-                except ValueError as exc:  # no option to reject: the factory's own bug
-                    raise plugin_bug(r, "Logger", exc) from exc
-                logger = check_returned(r, "Logger", built, ("log", "close"))
-                loggers.append(GuardedLogger(r.name, r.entry.plugin, logger, self.warn_all))
-        except BaseException:
-            for started in loggers:  # the ones built before the one that failed: closed, as promised
-                started.close()
-            raise
-        return loggers
 
     def _write_summary(
         self, run: TrainingRun, status: str, best: float, last: EvalResult | None, timed: float | None = None,

@@ -339,7 +339,7 @@ def test_forward_passes_without_grad_leave_dataparallel_threads_free_to_write():
 def test_the_first_signal_names_the_stop_and_a_second_ctrl_c_stops_at_once():
     import signal
 
-    from blitz.engine import StopRequest
+    from blitz.stopping import StopRequest
 
     stop = StopRequest()
     stop(signal.SIGINT)

@@ -15,7 +15,8 @@ from blitz.components import Strategy
 from blitz.config import AugmentConfig, RunConfig
 from blitz.build import call_factory, check_fit
 from blitz import engine
-from blitz.engine import StopRequest, Trainer
+from blitz.engine import Trainer
+from blitz.stopping import StopRequest
 from blitz.scoring import evaluate
 from blitz.errors import IncompatibleError, Interrupted, UsageError
 from blitz.hookspecs import hookimpl

@@ -9,7 +9,8 @@ from torch import nn
 
 from blitz.checkpoint import load_checkpoint
 from blitz.config import RunConfig
-from blitz.engine import StopRequest, Trainer
+from blitz.engine import Trainer
+from blitz.stopping import StopRequest
 from blitz.errors import Interrupted, PluginError
 from blitz.freezing import GradientFreezer, can_freeze
 from blitz.hookspecs import hookimpl
