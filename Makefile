@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA_ROOT ?= $(if $(BLITZ_DATA_ROOT),$(BLITZ_DATA_ROOT),$(if $(wildcard ../shared/data/cifar10),../shared/data/cifar10,data))
 RECIPE ?= tutorial
+ARGS ?=
 
 .PHONY: setup run test bench clean
 
@@ -17,7 +18,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 run: setup
-	$(VENV)/bin/blitz run --recipe $(RECIPE) --data-root $(DATA_ROOT)
+	$(VENV)/bin/blitz run --recipe $(RECIPE) --data-root $(DATA_ROOT) $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q -n 2

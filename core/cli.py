@@ -84,8 +84,16 @@ def one_line_usage_error(error: Any) -> None:
     ctx = getattr(error, "ctx", None)
     hint = f" See '{ctx.command_path} --help'." if ctx is not None else ""
     if getattr(error, "option_name", None) in _GLOBAL_OPTIONS and ctx is not None and ctx.parent is not None:
-        hint = f" {error.option_name} goes before the command: 'blitz {error.option_name} ... {ctx.info_name} ...'."
+        command = " ".join(c.info_name for c in reversed(list(_context_chain(ctx))[:-1]))  # 'list models', not 'models'
+        hint = f" {error.option_name} goes before the command: 'blitz {error.option_name} ... {command} ...'."
     err_console.print(f"[bold red]Error:[/] {escape(message)}{hint}", highlight=False, soft_wrap=True)
+
+
+def _context_chain(ctx: Any) -> Iterator[Any]:
+    """A click context and its parents, innermost first."""
+    while ctx is not None:
+        yield ctx
+        ctx = ctx.parent
 
 
 rich_utils.rich_format_error = one_line_usage_error

@@ -376,22 +376,20 @@ def load_imagefolder(
     del download  # nothing to download: the images are the user's own
     root = Path(root) if root is not None else Path("data")
     whole = isinstance(image_size, int) and not isinstance(image_size, bool)
+    # ValueError: blitz reports it as the data source's options' fault, naming them
     if not whole or image_size < 1:
-        raise ConfigError(f"image_size must be a positive integer, got {image_size!r}.")
+        raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
     if isinstance(channels, bool) or not isinstance(channels, int) or channels not in (1, 3):
-        raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}.")
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
     if normalize not in ("auto", "half"):
-        raise ConfigError(f"normalize must be 'auto' or 'half', got {normalize!r}.")
-    try:
-        check_flag("skip_bad", skip_bad)
-        check_option("split_seed", split_seed, 0, whole=True)
-        check_option("max_in_memory_mb", max_in_memory_mb, 0)
-        if test_path is None:
-            check_option("test_fraction", test_fraction, 0)
-    except ValueError as exc:
-        raise ConfigError(f"{exc}.") from None
-    if test_path is None and not 0 < test_fraction < 1:
-        raise ConfigError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}.")
+        raise ValueError(f"normalize must be 'auto' or 'half', got {normalize!r}")
+    check_flag("skip_bad", skip_bad)
+    check_option("split_seed", split_seed, 0, whole=True)
+    check_option("max_in_memory_mb", max_in_memory_mb, 0)
+    if test_path is None:
+        check_option("test_fraction", test_fraction, 0)
+        if not 0 < test_fraction < 1:
+            raise ValueError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}")
     mode = "L" if channels == 1 else "RGB"
 
     folder = resolve_folder(path, root, "path")

@@ -506,6 +506,8 @@ def test_plugins_dir_after_the_command_says_where_it_goes(tmp_path):
     result = runner.invoke(app, ["run", "--plugins-dir", str(tmp_path), "--dataset", "random"])
     assert result.exit_code == 2
     assert "No such option: --plugins-dir. --plugins-dir goes before the command: 'blitz --plugins-dir ... run ...'." in " ".join(result.output.split())
+    result = blitz("list", "models", "mlp", "--plugins-dir", "my_plugins")  # a subcommand's subcommand
+    assert "goes before the command: 'blitz --plugins-dir ... list models ...'." in " ".join(result.output.split())
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["list", "models"], ["data", "verify"], ["eval"]])

@@ -253,7 +253,7 @@ def test_imagefolder_mismatched_test_classes(tmp_path: Path) -> None:
 def test_imagefolder_bad_options(tmp_path: Path) -> None:
     root = make_folder(tmp_path / "imgs")
     for kwargs in ({"channels": 2}, {"normalize": "imagenet"}, {"test_fraction": 1.0}, {"image_size": 0}):
-        with pytest.raises(UsageError):
+        with pytest.raises(ValueError, match=next(iter(kwargs))):  # blitz's load_data names the source
             load_imagefolder(root=root, **kwargs)
 
 
@@ -488,7 +488,7 @@ def test_imagefolder_refuses_a_class_emptied_by_skip_bad(tmp_path: Path) -> None
 )
 def test_imagefolder_refuses_options_of_the_wrong_type(tmp_path: Path, option: str, value: object) -> None:
     root = make_folder(tmp_path / "imgs")
-    with pytest.raises(UsageError, match=option):
+    with pytest.raises(ValueError, match=option):  # blitz's load_data turns it into a usage error naming the source
         load_imagefolder(root=root, **{option: value})
 
 
@@ -603,3 +603,17 @@ def test_random_data_says_download_has_nothing_to_fetch():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_random(length=4, test_length=2)
+
+
+def test_imagefolder_option_errors_name_the_data_source(tmp_path: Path) -> None:
+    """A bad --dataset-arg of imagefolder is reported as every source's is: the source and its options."""
+    from typer.testing import CliRunner
+
+    from blitz.cli import app
+
+    root = make_folder(tmp_path / "imgs")
+    result = CliRunner().invoke(app, ["run", "--dataset", "imagefolder", "--data-root", str(root),
+                                      "--dataset-arg", "normalize=foo", "--strategy", "cpu"])
+    assert result.exit_code == 2
+    assert ("Dataset 'imagefolder' could not be built with options {'normalize': 'foo'}: normalize must be "
+            "'auto' or 'half', got 'foo'") in " ".join(result.output.split())

@@ -92,3 +92,31 @@ def test_docs_index_links_every_page() -> None:
     index = read("index.md")
     for page in sorted(p.name for p in DOCS.glob("*.md") if p.name != "index.md"):
         assert f"({page})" in index, f"docs/index.md does not link {page}"
+
+
+def documented_block(text: str, start: str, fence: str) -> str:
+    """The fenced block of ``fence`` type whose first line starts with ``start``."""
+    for block in re.findall(rf"```{fence}\n(.*?)```", text, re.S):
+        if block.startswith(start):
+            return block
+    raise AssertionError(f"no ```{fence} block starting with {start!r}")
+
+
+def config_rows(table: str) -> list[tuple[str, ...]]:
+    """(key, value, from) of each row of a printed --print-config table."""
+    return [tuple(cell.strip() for cell in line.split("│")[1:4]) for line in table.splitlines() if line.startswith("│")]
+
+
+def test_the_print_config_example_is_what_blitz_prints(tmp_path, monkeypatch) -> None:
+    """configuration.md's precedence example, run as written: the same rows, values and sources."""
+    from typer.testing import CliRunner
+
+    text = read("configuration.md")
+    (tmp_path / "my-run.toml").write_text(documented_block(text, "# my-run.toml", "toml"))
+    example = documented_block(text, "$ blitz run --config my-run.toml", "console")
+    command = example.splitlines()[0].removeprefix("$ blitz ").split()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
+    result = CliRunner().invoke(cli.app, command)
+    assert result.exit_code == 0, result.output
+    assert config_rows(result.output) == config_rows(example)
