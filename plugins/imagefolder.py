@@ -14,10 +14,11 @@ rather than hours into training.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,9 @@ class FileList:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def take(self, rows: list[int]) -> FileList:
+        return FileList([self.paths[i] for i in rows], [self.labels[i] for i in rows])
 
 
 def resolve_folder(path: str | Path | None, root: Path, what: str) -> Path:
@@ -181,6 +185,14 @@ def stratified_split(
     a random permutation drawn class after class reshuffled every class, and a run's test
     images became training images of the next (or of ``blitz eval``'s split).
     """
+    train_rows, test_rows = split_rows(files, num_classes, fraction, seed, folder)
+    return files.take(train_rows), files.take(test_rows)
+
+
+def split_rows(
+    files: FileList, num_classes: int, fraction: float, seed: int, folder: Path | None = None
+) -> tuple[list[int], list[int]]:
+    """``stratified_split`` as the rows of ``files`` on each side, in file order."""
     labels = np.asarray(files.labels)
     train_idx: list[int] = []
     test_idx: list[int] = []
@@ -194,12 +206,31 @@ def stratified_split(
             n_test = 0
         test_idx += members[:n_test].tolist()
         train_idx += members[n_test:].tolist()
+    return sorted(train_idx), sorted(test_idx)  # file order, so the same seed gives the same tensors
 
-    def take(indices: list[int]) -> FileList:
-        indices = sorted(indices)  # file order, so the same seed gives the same tensors
-        return FileList([files.paths[i] for i in indices], [files.labels[i] for i in indices])
 
-    return take(train_idx), take(test_idx)
+def readable_sides(
+    files: FileList, kept: list[int], n_train: int,
+    resplit: Callable[[FileList], tuple[list[int], list[int]]] | None,
+) -> tuple[list[int], list[int]]:
+    """The rows of the readable files (``kept``, rows of ``files``) on each side of the split.
+
+    ``files`` holds the training files first (``n_train`` of them), then the test files. Where
+    some were unreadable and the test images are held out of one folder, the readable ones are
+    split anew (``resplit``), as if the others were not there: a class's held-out images could
+    otherwise all be unreadable ones, leaving it out of the test split.
+    """
+    if resplit is not None and len(kept) < len(files):
+        return resplit(files.take(kept))
+    cut = bisect.bisect_left(kept, n_train)
+    return list(range(cut)), list(range(cut, len(kept)))
+
+
+def _rows(tensor: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """``tensor``'s ``rows``: a view where they are consecutive (no copy of the images), else a copy."""
+    if rows and rows[-1] - rows[0] + 1 == len(rows):
+        return tensor[rows[0]:rows[-1] + 1]
+    return tensor[torch.tensor(rows, dtype=torch.int64)]
 
 
 def _rank(path: Path, folder: Path | None, seed: int) -> bytes:
@@ -262,6 +293,12 @@ class Stats:
         self.sq = torch.zeros(channels, dtype=torch.float64)
         self.count = 0
 
+    def add_sums(self, sums: torch.Tensor, count: int) -> None:
+        """Add per-channel sums of values and of squares (2, C) over ``count`` pixels."""
+        self.sum += sums[0]
+        self.sq += sums[1]
+        self.count += count
+
     def add(self, images: torch.Tensor) -> None:
         """Add a uint8 batch (N, C, H, W)."""
         x = images.to(torch.float64).div_(255.0)
@@ -277,8 +314,9 @@ class Stats:
         return tuple(round(v, 4) for v in mean.tolist()), tuple(round(v, 4) for v in std.tolist())
 
 
-def load_tensor_split(files: FileList, size: int, mode: str, bad: BadFiles) -> TensorSplit:
-    """Decode every image into one preallocated uint8 tensor (no second copy while stacking)."""
+def load_tensor_split(files: FileList, size: int, mode: str, bad: BadFiles) -> tuple[TensorSplit, list[int]]:
+    """Decode every image into one preallocated uint8 tensor (no second copy while stacking);
+    also the rows of ``files`` it holds (the readable ones)."""
     channels = 1 if mode == "L" else 3
     try:
         images = torch.empty((len(files), channels, size, size), dtype=torch.uint8)
@@ -299,7 +337,7 @@ def load_tensor_split(files: FileList, size: int, mode: str, bad: BadFiles) -> T
     labels = torch.tensor(files.labels, dtype=torch.int64)
     if not keep.all():
         images, labels = images[keep], labels[keep]
-    return TensorSplit(images, labels)
+    return TensorSplit(images, labels), keep.nonzero().flatten().tolist()
 
 
 def stats_of(split: TensorSplit, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -331,25 +369,22 @@ class ImageFolderDataset(Dataset):
         return torch.from_numpy(pixels), self.files.labels[index]
 
 
-def check_pass(files: FileList, size: int, mode: str, bad: BadFiles, stats: Stats | None) -> FileList:
-    """The DataLoader path's one decode pass: find bad files and gather statistics."""
-    keep_paths: list[Path] = []
-    keep_labels: list[int] = []
-    batch: list[np.ndarray] = []
+def check_pass(files: FileList, size: int, mode: str, bad: BadFiles, measure: bool) -> tuple[list[int], torch.Tensor]:
+    """The DataLoader path's one decode pass: the rows of the readable files and, with
+    ``measure``, each one's per-channel sums of pixel values and of their squares (kept, 2, C),
+    for the statistics of whichever side of the split it lands on."""
+    kept: list[int] = []
+    sums: list[np.ndarray] = []
     for i, pixels in decode_all(files, size, mode):
         if isinstance(pixels, str):
             bad(files.paths[i], pixels)
             continue
-        keep_paths.append(files.paths[i])
-        keep_labels.append(files.labels[i])
-        if stats is not None:
-            batch.append(pixels)
-            if len(batch) == 256:
-                stats.add(torch.from_numpy(np.stack(batch)))
-                batch.clear()
-    if stats is not None and batch:
-        stats.add(torch.from_numpy(np.stack(batch)))
-    return FileList(keep_paths, keep_labels)
+        kept.append(i)
+        if measure:
+            x = pixels.astype(np.float64) / 255.0
+            sums.append(np.stack([x.sum(axis=(1, 2)), np.square(x).sum(axis=(1, 2))]))
+    channels = 1 if mode == "L" else 3
+    return kept, torch.from_numpy(np.stack(sums)) if sums else torch.zeros((0, 2, channels), dtype=torch.float64)
 
 
 def load_imagefolder(
@@ -418,21 +453,27 @@ def load_imagefolder(
             )
 
     bad = BadFiles(skip_bad)
-    needed_mb = (len(train) + len(test)) * channels * image_size * image_size / 2**20
-    if needed_mb <= max_in_memory_mb:
-        train_split: TensorSplit | Dataset = load_tensor_split(train, image_size, mode, bad)
-        test_split: TensorSplit | Dataset = load_tensor_split(test, image_size, mode, bad)
-        n_train, n_test = len(train_split), len(test_split)
-        if normalize == "half" or not n_train:
-            mean, std = HALF[:channels], HALF[:channels]
-        else:
-            mean, std = stats_of(train_split, channels)
+    both = FileList(train.paths + test.paths, train.labels + test.labels)  # decoded in one pass
+    resplit = None if test_path is not None else (
+        lambda readable: split_rows(readable, len(classes), test_fraction, split_seed, folder))
+    measure = normalize == "auto"
+    if len(both) * channels * image_size * image_size / 2**20 <= max_in_memory_mb:
+        decoded, kept = load_tensor_split(both, image_size, mode, bad)
+        train_rows, test_rows = readable_sides(both, kept, len(train), resplit)
+        train_split: TensorSplit | Dataset = TensorSplit(_rows(decoded.images, train_rows), _rows(decoded.labels, train_rows))
+        test_split: TensorSplit | Dataset = TensorSplit(_rows(decoded.images, test_rows), _rows(decoded.labels, test_rows))
+        n_train, n_test = len(train_rows), len(test_rows)
+        mean, std = stats_of(train_split, channels) if measure and n_train else (HALF[:channels], HALF[:channels])
     else:
-        stats = Stats(channels) if normalize == "auto" else None
-        train = check_pass(train, image_size, mode, bad, stats)
-        test = check_pass(test, image_size, mode, bad, None)
+        kept, sums = check_pass(both, image_size, mode, bad, measure)
+        train_rows, test_rows = readable_sides(both, kept, len(train), resplit)
+        readable = both.take(kept)
+        train, test = readable.take(train_rows), readable.take(test_rows)
         n_train, n_test = len(train), len(test)
-        mean, std = stats.result() if stats is not None and n_train else (HALF[:channels], HALF[:channels])
+        stats = Stats(channels)
+        if measure and n_train:
+            stats.add_sums(sums[train_rows].sum(dim=0), n_train * image_size * image_size)
+        mean, std = stats.result() if measure and n_train else (HALF[:channels], HALF[:channels])
         train_split = ImageFolderDataset(train, size=image_size, mode=mode)
         test_split = ImageFolderDataset(test, size=image_size, mode=mode)
     bad.warn()

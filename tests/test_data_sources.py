@@ -617,3 +617,35 @@ def test_imagefolder_option_errors_name_the_data_source(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert ("Dataset 'imagefolder' could not be built with options {'normalize': 'foo'}: normalize must be "
             "'auto' or 'half', got 'foo'") in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("max_mb", [2048, 0.0001])  # tensors in memory, or files read as needed
+def test_imagefolder_skipped_files_are_left_out_before_the_split(tmp_path: Path, max_mb: float) -> None:
+    """With skip_bad the readable images are split, as if the unreadable ones were absent: a
+    class whose held-out image was unreadable still has one in the test split (it had none)."""
+    from blitz.plugins.imagefolder import scan, stratified_split
+
+    root = make_folder(tmp_path / "imgs", per_class=3)
+    classes, files = scan(root)
+    _, held_out = stratified_split(files, len(classes), 0.2, 0, root)
+    victim = next(p for p, label in zip(held_out.paths, held_out.labels) if label == 0)
+    victim.write_bytes(b"not an image")
+    with pytest.warns(UserWarning, match="Skipped 1"):
+        bundle = load_imagefolder(root=root, skip_bad=True, max_in_memory_mb=max_mb)
+    assert len(bundle.train) + len(bundle.test) == len(files) - 1
+    test_labels = bundle.test.labels.tolist() if isinstance(bundle.test, TensorSplit) else bundle.test.files.labels
+    assert set(test_labels) == set(range(len(classes)))
+
+
+def test_imagefolder_statistics_are_the_training_images_whether_in_memory_or_not(tmp_path: Path) -> None:
+    root = with_a_broken_image(tmp_path / "imgs")
+    with pytest.warns(UserWarning):
+        in_memory = load_imagefolder(root=root, skip_bad=True)
+    with pytest.warns(UserWarning):
+        from_disk = load_imagefolder(root=root, skip_bad=True, max_in_memory_mb=0.0001)
+    assert not isinstance(from_disk.train, TensorSplit)
+    assert len(from_disk.train) == len(in_memory.train) and len(from_disk.test) == len(in_memory.test)
+    assert from_disk.info.mean == pytest.approx(in_memory.info.mean, abs=1e-4)
+    assert from_disk.info.std == pytest.approx(in_memory.info.std, abs=1e-4)
+    train_only = in_memory.train.images.double().div(255)
+    assert in_memory.info.mean == pytest.approx(train_only.mean(dim=(0, 2, 3)).tolist(), abs=1e-4)
