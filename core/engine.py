@@ -597,11 +597,28 @@ class Trainer:
             self._write_summary(run, "running", session.best_accuracy, latest)
 
     def _evaluate(self, session: _Session) -> EvalResult:
+        """The test split's evaluation; a loss that is not finite ends the run as diverged (its
+        weights are kept from the checkpoints, and from best.ckpt, however they score)."""
         alone = session.run.strategy.world_size == 1
-        return evaluate(
+        result = evaluate(
             session.train_model, session.test_split, session.run.info, session.run.strategy, self.config,
             session.memory_format, should_stop=(lambda: self.stop.signal_number is not None) if alone else None,
         )
+        if not math.isfinite(result.loss):
+            raise TrainingDivergedError(
+                f"The test loss became {result.loss} after step {session.run.global_step} (epoch "
+                f"{session.run.epoch}, lr {session.optimizer.param_groups[0]['lr']:.3g}): the model's outputs are no "
+                f"longer finite; stopped. {self._kept_checkpoint(session.run)} Try a lower --lr."
+            )
+        return result
+
+    @staticmethod
+    def _kept_checkpoint(run: TrainingRun) -> str:
+        """Where a diverged run's last good weights are, if anywhere."""
+        kept = run.run_dir / "checkpoints" if run.run_dir else None
+        if kept and (kept / "last.ckpt").exists():
+            return f"The last good checkpoint is kept in {kept}."
+        return "No checkpoint had been saved yet."
 
     def _finish(self, session: _Session, latest: EvalResult | None) -> TrainResult:
         """The final evaluation if no epoch made one, the finished summary and the end hook."""
@@ -936,14 +953,9 @@ class Trainer:
                 window_loss = float(self.strategy.all_reduce_sum(window_sum)) / (window_steps * world)
                 loss_total += window_loss * window_steps
                 if not math.isfinite(window_loss):
-                    kept = run.run_dir / "checkpoints" if run.run_dir else None
-                    saved = (
-                        f"The last good checkpoint is kept in {kept}." if kept and (kept / "last.ckpt").exists()
-                        else "No checkpoint had been saved yet."
-                    )
                     raise TrainingDivergedError(
                         f"The loss became {window_loss} by step {run.global_step} (epoch {epoch}, "
-                        f"lr {optimizer.param_groups[0]['lr']:.3g}); stopped. {saved} Try a lower --lr"
+                        f"lr {optimizer.param_groups[0]['lr']:.3g}); stopped. {self._kept_checkpoint(run)} Try a lower --lr"
                         + (" (from the first steps on, it may also be NaN or inf in the data or the model's output)."
                            if run.global_step == steps_done == window_steps else ".")
                     )

@@ -9,7 +9,6 @@ the rest (data source arguments, evaluation batch size, precision).
 from __future__ import annotations
 
 import dataclasses
-import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from blitz.catalog import resolve
 from blitz.components import DataInfo, Strategy
 from blitz.config import RunConfig, absolute_if_path, read_toml, validate
 from blitz.errors import CheckpointError, DataNotFoundError, PluginError, UnknownNameError, UsageError
-from blitz.files import atomic_write_text
+from blitz.files import atomic_write_text, json_text
 from blitz.plugin_host import plugin_states
 
 CHECKPOINT_CHOICES = ("best", "last")
@@ -237,7 +236,7 @@ def evaluate_run(
     data = eval_results(result, info.class_names)
     data.update({"run": str(loaded.run_dir), "checkpoint": checkpoint, "dataset": config.dataset})
     stem = f"eval-{safe_name(config.dataset)}-{checkpoint}"  # best and last do not overwrite each other
-    atomic_write_text(loaded.run_dir / f"{stem}.json", json.dumps(data, indent=2) + "\n")
+    atomic_write_text(loaded.run_dir / f"{stem}.json", json_text(data, indent=2) + "\n")
     atomic_write_text(loaded.run_dir / f"{stem}-confusion.csv", confusion_csv(result.confusion, info.class_names))
     console.print(f"Saved {loaded.run_dir / (stem + '.json')} and {stem}-confusion.csv", highlight=False)
     return data
@@ -334,7 +333,7 @@ def predict_images(
     for i, message in errors.items():
         rows[i]["error"] = message
     if as_json:
-        console.print(json.dumps(rows, indent=2), markup=False, highlight=False, soft_wrap=True)
+        console.print(json_text(rows, indent=2), markup=False, highlight=False, soft_wrap=True)
     else:
         print_predictions(console, [row for row in rows if "predictions" in row])
     if errors:

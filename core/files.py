@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 _UMASK = os.umask(0)  # read once: mkstemp makes 0600 files, and run files should be as readable as any
 os.umask(_UMASK)
@@ -33,3 +35,19 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def json_text(data: Any, indent: int | None = None) -> str:
+    """``data`` as JSON, with NaN and infinities as null: Python writes them as ``NaN`` and
+    ``Infinity``, which are not JSON (jq, browsers and other languages refuse the whole file)."""
+    return json.dumps(_finite(data), indent=indent)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value

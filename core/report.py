@@ -23,7 +23,7 @@ import torch
 from rich.console import Console
 from rich.markup import escape
 
-from blitz.files import atomic_write_text
+from blitz.files import atomic_write_text, json_text
 
 if TYPE_CHECKING:
     from blitz.engine import Trainer, TrainResult
@@ -128,7 +128,7 @@ def write_report_files(result: TrainResult, trainer: Trainer, pictures: list[Pat
     data = {"model": trainer.config.model, "dataset": trainer.config.dataset,
             "epochs": len(result.history), **eval_results(result.final, names)}
     written = [run_dir / "results.json", run_dir / "confusion.csv", run_dir / "report.md"]
-    atomic_write_text(written[0], json.dumps(data, indent=2) + "\n")
+    atomic_write_text(written[0], json_text(data, indent=2) + "\n")
     atomic_write_text(written[1], confusion_csv(result.final.confusion, names))
     atomic_write_text(written[2], markdown_report(result, trainer, pictures))
     return written

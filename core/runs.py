@@ -25,7 +25,7 @@ from typing import IO, Any
 import tomli_w
 
 from blitz import __version__
-from blitz.files import atomic_write_text
+from blitz.files import atomic_write_text, json_text
 from blitz.config import RunConfig, to_toml_dict
 from blitz.errors import OutputError, UsageError
 
@@ -197,7 +197,7 @@ def plugins_not_loaded(run_dir: Path, now: dict[str, str]) -> str:
 
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:
-    atomic_write_text(path / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(path / "summary.json", json_text(summary, indent=2) + "\n")
 
 
 def read_json(path: Path) -> dict[str, Any]:

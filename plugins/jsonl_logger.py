@@ -16,6 +16,7 @@ from typing import Any
 
 from blitz import Register, hookimpl
 from blitz.errors import OutputError
+from blitz.files import json_text
 
 
 class JSONLLogger:
@@ -36,7 +37,7 @@ class JSONLLogger:
                 self._rewrite(lambda r: not (r.get("event") == "epoch" and r.get("epoch") == record["epoch"]))
             if event == "epoch":
                 self._epochs.add(record.get("epoch"))
-            os.write(self._fd, (json.dumps(record) + "\n").encode("utf-8"))
+            os.write(self._fd, (json_text(record) + "\n").encode("utf-8"))
         except OSError as exc:
             raise OutputError(f"Could not write to '{self.path}': {exc.strerror or exc}.") from None
 

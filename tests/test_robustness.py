@@ -83,6 +83,44 @@ def test_nan_loss_stops_with_step_and_lr_and_keeps_the_last_good_checkpoint(tmp_
     assert all(torch.isfinite(v).all() for v in state.model.values() if v.is_floating_point())
 
 
+class EvalPoison:
+    """A plugin whose model trains with finite losses but gives NaN in evaluation (its weights
+    overflowed where training never looked)."""
+
+    @hookimpl
+    def register_models(self, register):
+        class Overflowed(torch.nn.Module):
+            def __init__(self, num_classes: int, input_shape: tuple[int, ...]) -> None:
+                super().__init__()
+                self.inner = build_lenet(num_classes=num_classes, input_shape=input_shape)
+
+            def forward(self, x):
+                out = self.inner(x)
+                return out if self.training else out * float("nan")
+
+        register("overflowed", lambda *, num_classes, input_shape: Overflowed(num_classes, input_shape), description="NaN in eval")
+
+
+def test_a_test_loss_that_is_not_finite_ends_the_run_as_diverged_without_a_best_checkpoint(tmp_path):
+    """It finished with exit 0 and saved the broken weights as best.ckpt (a NaN loss still has an accuracy)."""
+    host = PluginHost([*discover(), local_source(EvalPoison(), "evalpoison")])
+    with pytest.raises(TrainingDivergedError) as info:
+        Trainer(tiny(tmp_path, model="overflowed", epochs=2), host=host).fit()
+    message = str(info.value)
+    assert "The test loss became nan after step 4 (epoch 1, lr 0.01): the model's outputs are no longer finite" in message
+    assert "No checkpoint had been saved yet. Try a lower --lr." in message
+    assert not (tmp_path / "run" / "checkpoints" / "best.ckpt").exists()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["epochs_done"] == 0
+
+
+def test_json_files_write_nan_as_null():
+    from blitz.files import json_text
+
+    assert json.loads(json_text({"loss": float("nan"), "all": [1.0, float("inf"), {"x": -float("inf")}]})) == {
+        "loss": None, "all": [1.0, None, {"x": None}]}
+
+
 def test_nan_from_the_first_steps_also_points_at_the_data_and_the_model(tmp_path):
     plugin = Poison()
     plugin.poisoned = True  # NaN logits from step 1: no learning rate does that
