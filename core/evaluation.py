@@ -236,8 +236,13 @@ def evaluate_run(
     data = eval_results(result, info.class_names)
     data.update({"run": str(loaded.run_dir), "checkpoint": checkpoint, "dataset": config.dataset})
     stem = f"eval-{safe_name(config.dataset)}-{checkpoint}"  # best and last do not overwrite each other
-    atomic_write_text(loaded.run_dir / f"{stem}.json", json_text(data, indent=2) + "\n")
-    atomic_write_text(loaded.run_dir / f"{stem}-confusion.csv", confusion_csv(result.confusion, info.class_names))
+    try:
+        atomic_write_text(loaded.run_dir / f"{stem}.json", json_text(data, indent=2) + "\n")
+        atomic_write_text(loaded.run_dir / f"{stem}-confusion.csv", confusion_csv(result.confusion, info.class_names))
+    except OSError as exc:  # a read-only copy of a run: the figures above are the results
+        console.print(f"[yellow]Warning:[/] could not save the results in {escape(str(loaded.run_dir))} "
+                      f"({escape(exc.strerror or str(exc))}): they are only printed above.", highlight=False, soft_wrap=True)
+        return data
     console.print(f"Saved {loaded.run_dir / (stem + '.json')} and {stem}-confusion.csv", highlight=False)
     return data
 

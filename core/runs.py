@@ -70,7 +70,13 @@ def lock_run(run_dir: Path) -> IO[str] | None:
         import fcntl
     except ImportError:  # Windows: no lock
         return None
-    handle = open(run_dir / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 (held open on purpose)
+    try:
+        handle = open(run_dir / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 (held open on purpose)
+    except OSError as exc:  # a read-only copy of a run, say: training there could save nothing
+        raise OutputError(
+            f"Cannot write in the run folder '{run_dir}' ({exc.strerror or exc}): training there saves its "
+            "checkpoints and metrics in it; copy the run folder somewhere writable and resume the copy."
+        ) from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:

@@ -132,6 +132,34 @@ def test_eval_reproduces_the_final_accuracy(trained: Path, runs_dir: Path, monke
     assert (trained / "eval-random-best-confusion.csv").read_text() == (trained / "confusion.csv").read_text()
 
 
+def test_a_read_only_run_is_evaluated_and_refuses_a_resume_in_one_line(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run on a read-only disk (root ignores chmod, so the writes are made to fail): eval
+    prints its figures and says it could not save them; a resume, which could save nothing,
+    is refused naming the folder. Both were tracebacks."""
+    import blitz.evaluation
+    from blitz.runs import LOCK_FILE
+
+    copy = damaged_copy(trained, tmp_path)
+
+    def read_only(path: Path, *_args: object) -> None:
+        raise OSError(30, "Read-only file system", str(path))
+
+    with monkeypatch.context() as mp:
+        mp.setattr(blitz.evaluation, "atomic_write_text", read_only)
+        result = runner.invoke(app, ["eval", str(copy), "--strategy", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert f"Accuracy of the network on the {TEST_LENGTH} test images" in result.output
+    assert f"Warning: could not save the results in {copy} (Read-only file system): they are only printed above." in (
+        " ".join(result.output.split()))
+    (copy / LOCK_FILE).unlink(missing_ok=True)
+    (copy / LOCK_FILE).mkdir()  # opening the lock file fails, as on a read-only disk
+    result = runner.invoke(app, ["run", "--resume", str(copy), "--epochs", "2"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"Cannot write in the run folder '{copy}'" in " ".join(result.output.split())
+
+
 def test_eval_of_a_corrupt_checkpoint_is_one_line(trained: Path, tmp_path: Path) -> None:
     run = damaged_copy(trained, tmp_path)
     best = run / "checkpoints" / "best.ckpt"
