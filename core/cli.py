@@ -112,9 +112,10 @@ def reports_errors(func: F) -> F:
         except BlitzError as exc:
             if _state["debug"] or debug_requested():
                 raise
-            # A stop is agreed by every rank of a ddp job at the same step: rank 0 tells it once
-            # (and the launcher, which has nothing to add, not at all).
-            if str(exc) and not (isinstance(exc, Interrupted) and os.environ.get("RANK", "0") != "0"):
+            # A stop is agreed by every rank of a ddp job at the same step, and some errors are
+            # raised alike by every rank: rank 0 tells them once (and the launcher, which has
+            # nothing to add, not at all).
+            if str(exc) and not ((isinstance(exc, Interrupted) or exc.every_rank) and os.environ.get("RANK", "0") != "0"):
                 err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:  # Ctrl-C before training set its own handler, or a second one

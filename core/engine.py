@@ -49,11 +49,14 @@ from blitz.build import (
 from blitz.components import DataBundle, DataInfo, Strategy, TensorSplit, direct_gradients_of
 from blitz.config import RunConfig, unused_logger_options
 from blitz.errors import (
+    BlitzError,
     ConfigError,
+    FailedElsewhere,
     Interrupted,
     OutputError,
     TrainingDivergedError,
     UsageError,
+    same_on_every_rank,
 )
 from blitz.cuda_graphs import TrainingGraphs, cuda_graphs_problem
 from blitz.freezing import GradientFreezer, can_freeze
@@ -326,8 +329,12 @@ class Trainer:
     def _start_session(self, strategy: Strategy) -> _Session:
         """Data, model, batches, optimizer and schedule, in the order that keeps runs reproducible
         (the seeds set here decide the initial weights and each rank's random stream)."""
-        config, c = self.config, self.components
         bundle = self._load_data(strategy)
+        with same_on_every_rank():  # every rank builds the same from the same data
+            return self._build_session(strategy, bundle)
+
+    def _build_session(self, strategy: Strategy, bundle: DataBundle) -> _Session:
+        config, c = self.config, self.components
         info = bundle.info
         torch.manual_seed(config.seed)  # identical initial weights on every rank
         model = build_model(c.model, info, config)
@@ -402,9 +409,22 @@ class Trainer:
         # One process per machine prepares the data first (a download must happen once per
         # file system), the others wait and then read what it wrote.
         first = strategy.local_rank == 0
+        failure: BlitzError | None = None
         if first:
-            bundle = load_data(c.dataset, config)
-        strategy.barrier()
+            try:
+                bundle = load_data(c.dataset, config)
+            except BlitzError as exc:
+                failure = exc
+        if strategy.world_size > 1:
+            # They say how it went, where a barrier would leave the others waiting for a rank that
+            # failed until gloo or NCCL gave up, with a traceback of its own.
+            failed, refused = strategy.all_reduce_sum(torch.tensor(
+                [float(failure is not None), float(isinstance(failure, UsageError))], device=strategy.device
+            )).tolist()
+            if failed and failure is None:
+                raise FailedElsewhere(UsageError.exit_code if refused else BlitzError.exit_code)
+        if failure is not None:
+            raise failure
         if not first:
             bundle = load_data(c.dataset, config)
         self.warn_all(data_warnings(c.dataset.name, bundle))
@@ -863,6 +883,15 @@ class Trainer:
         return True
 
     def _train_batches(self, bundle: DataBundle, strategy: Strategy, memory_format: torch.memory_format) -> TensorBatches | LoaderBatches:
+        batches = self._make_train_batches(bundle, strategy, memory_format)
+        if batches.per_rank == 0:  # ddp shards whole examples: it trained no step, with a loss of 0 shown
+            raise UsageError(
+                f"Dataset '{self.config.dataset}' has {len(bundle.train)} training example(s) for {strategy.world_size} "
+                f"processes: each would train on none. Start at most {len(bundle.train)} (--nproc-per-node), or use more data."
+            )
+        return batches
+
+    def _make_train_batches(self, bundle: DataBundle, strategy: Strategy, memory_format: torch.memory_format) -> TensorBatches | LoaderBatches:
         config = self.config
         if isinstance(bundle.train, TensorSplit):
             if config.num_workers:

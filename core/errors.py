@@ -7,9 +7,10 @@ something went wrong while working (a runtime error).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 
 def debug_requested() -> bool:
@@ -21,6 +22,26 @@ class BlitzError(Exception):
     """Base class of the errors blitz reports to the user as one clear line."""
 
     exit_code = 1
+    every_rank = False  # raised alike by every process of a ddp job: rank 0 alone says it
+
+
+class FailedElsewhere(BlitzError):
+    """Another process of this ddp job failed and said why: this one stops without a word."""
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__("")
+        self.exit_code = exit_code
+
+
+@contextlib.contextmanager
+def same_on_every_rank() -> Iterator[None]:
+    """Mark the errors raised inside as ``every_rank``: code that every process of a ddp job runs
+    alike on the same inputs (building the model for the data) fails alike, and one line says it."""
+    try:
+        yield
+    except BlitzError as exc:
+        exc.every_rank = True
+        raise
 
 
 class UsageError(BlitzError):
@@ -154,6 +175,8 @@ class PluginError(BlitzError):
 
 class TrainingDivergedError(BlitzError):
     """The loss became NaN or infinite."""
+
+    every_rank = True  # the losses it reads are the whole job's, reduced over the ranks
 
 
 class OutputError(BlitzError):

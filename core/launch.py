@@ -160,12 +160,12 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
         # torchrun's own default for several processes per machine, set here so that it does not
         # print a four-line warning about choosing it; --cpu-threads still sets each process's count.
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-    # torchrun's own warnings about stopping workers repeat what blitz says: errors only (its
-    # modules set their loggers' levels themselves, when imported above).
+    # torchrun's own warnings about stopping workers, and its line on each failed worker, repeat
+    # what blitz says (its modules set their loggers' levels themselves, when imported above).
     if not debug_requested():
         for name in list(logging.root.manager.loggerDict):
             if name.startswith("torch.distributed.elastic"):
-                logging.getLogger(name).setLevel(logging.ERROR)
+                logging.getLogger(name).setLevel(logging.CRITICAL)
     finished = Path(tempfile.mkdtemp(prefix="blitz-launch-")) / "finished"
     earlier = os.environ.get(FINISHED_ENV)
     os.environ[FINISHED_ENV] = str(finished)  # for the processes torchrun starts
@@ -191,6 +191,13 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
         # Every failed rank is named: the one a collective lost its peer in often fails first.
         failed = ", ".join(_describe_exit(r, f.exitcode) for r, f in sorted(exc.failures.items()))
         message = f"DDP job failed: {failed} (errors are printed above); the other ranks were stopped."
+        if spec.nnodes == 1 and 0 in exc.failures and all(f.exitcode == code for f in exc.failures.values()):
+            # Every rank failed alike (a refused run, a diverged loss), and rank 0, on this
+            # machine, has said why: nothing to add.
+            if code == UsageError.exit_code:
+                raise UsageError("") from None
+            if code == BlitzError.exit_code:
+                raise BlitzError("") from None
         if code == UsageError.exit_code:
             # The first rank to fail refused the command line (the others then lost their peer):
             # exit 2, as the same run in one process

@@ -236,7 +236,22 @@ def test_usage_errors_exit_2_before_and_after_the_launch(tmp_path):
     ranks = blitz("run", *COMMON, "--strategy", "ddp", "--nproc-per-node", "2", "--model-arg", "width=0",
                   "--out", tmp_path / "run")
     assert ranks.returncode == 2, ranks.stderr[-2000:]
-    assert "--model-arg width must be a whole number" in ranks.stderr and "DDP job failed" in ranks.stderr
+    # every rank refuses it alike: rank 0 says it once, the launcher adds nothing
+    assert ranks.stderr.count("--model-arg width must be a whole number") == 1, ranks.stderr[-2000:]
+    assert "DDP job failed" not in ranks.stderr and "Traceback" not in ranks.stderr
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    # rank 0 loads the data first: the other rank waited at a barrier, and died in it with gloo's traceback
+    (["--dataset", "cifar10", "--data-root", "nowhere"], "CIFAR-10 not found: looked for"),
+    # ddp shards whole examples: each rank trained 0 steps and the run "finished" with a loss of 0
+    (["--dataset", "random", "--dataset-arg", "length=1"], "has 1 training example(s) for 2 processes: each would train on none"),
+])
+def test_a_ddp_run_refused_by_its_data_says_why_once(tmp_path, args, expected):
+    result = blitz("run", "--strategy", "ddp", "--nproc-per-node", "2", "--device", "cpu", *args, "--out", tmp_path / "run")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.count(expected) == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "DDP job failed" not in result.stderr
 
 
 def test_a_launch_leaves_no_trace_in_the_launching_process(monkeypatch):
@@ -244,8 +259,9 @@ def test_a_launch_leaves_no_trace_in_the_launching_process(monkeypatch):
     from blitz.launch import FINISHED_ENV, LaunchSpec, launch
 
     monkeypatch.delenv(FINISHED_ENV, raising=False)
-    with pytest.raises(UsageError, match="DDP job failed"):  # each rank refuses the unknown model
+    with pytest.raises(UsageError) as refused:  # each rank refuses the unknown model
         launch(LaunchSpec(nproc_per_node=1), ["--model", "nosuch", "--dataset", "random", "--device", "cpu", "--strategy", "ddp"])
+    assert str(refused.value) == ""  # rank 0 has said why
     assert FINISHED_ENV not in os.environ  # a later single-process run here must not look for its file
 
 
