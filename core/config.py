@@ -131,6 +131,25 @@ class RunConfig(BaseModel):
 
     recipe: str | None = Field(None, description="the registry.toml recipe this run started from")
 
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_written(cls, value: Any) -> Any:
+        # TOML's `precision = 32` is the number, and Lightning's users write 16 for fp16
+        if type(value) is int and value == 32:
+            return "32"
+        if value in (16, "16"):
+            raise ValueError("fp16 is '16-mixed' (fp16 autocast with a gradient scaler); or give 'bf16' or '32'")
+        return value
+
+    @field_validator("data_root", "out", "device", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        # "" is the current folder to Path, and no device at all: an unset $VARIABLE in a
+        # generated config, most likely, as the command line's flags refuse it too
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("an empty value; give one, or leave the key out for the default")
+        return value
+
     @field_validator("data_root", "out")
     @classmethod
     def _expand_home(cls, path: Path | None) -> Path | None:

@@ -406,6 +406,27 @@ def test_empty_values_from_unset_variables_are_refused():
         assert result.exit_code == 2 and f"{flag} was given an empty value" in one_line(result), flag
 
 
+def test_precision_written_as_a_number_in_a_config_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("precision = 32\n")
+    result = blitz("run", *TINY, "--config", path, "--print-config")
+    assert result.exit_code == 0 and "│ precision " in result.output and '"32"' in result.output, result.output
+    path.write_text("precision = 16\n")
+    result = blitz("run", *TINY, "--config", path, "--print-config")
+    assert result.exit_code == 2 and "fp16 is '16-mixed' (fp16 autocast with a gradient scaler)" in one_line(result)
+
+
+@pytest.mark.parametrize("key", ["out", "data_root", "device"])
+def test_empty_values_in_a_config_file_are_refused_as_the_flags_are(tmp_path, key):
+    """out = "" wrote the run into the current folder, data_root = "" read data from it, and
+    device = "" failed later blaming a --device flag never given."""
+    path = tmp_path / "c.toml"
+    path.write_text(f'{key} = ""\n')
+    result = blitz("run", *TINY, "--config", path, "--print-config")
+    assert result.exit_code == 2
+    assert f"Invalid value for '{key}' (from config {path}): an empty value; give one, or leave the key out" in one_line(result)
+
+
 def test_an_empty_runs_dir_variable_means_the_default(monkeypatch):
     from blitz.runs import runs_root
 
