@@ -691,13 +691,20 @@ def runs_command(
         console.print("* epochs cut short by --limit-steps", highlight=False)
 
 
+def _number(value: Any, spec: str, scale: float = 1.0, suffix: str = "", missing: str = "-") -> str:
+    """``value`` formatted, or ``missing`` where it is no number (a summary edited by hand, or
+    cut short): one odd file must not stop `blitz runs` listing the others."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return f"{scale * value:{spec}}{suffix}"
+    return missing
+
+
 def _run_cells(r: dict[str, Any]) -> list[str]:
     """A run's row in `blitz runs`: name, epochs, best accuracy, time, status, model / data."""
-    best = r.get("best_accuracy")
     return [
         r["run"], f"{r.get('epochs_done', '?')}/{r.get('epochs', '?')}" + ("*" if r.get("limit_steps") else ""),
-        f"{100 * best:.2f} %" if isinstance(best, (int, float)) and best >= 0 else "-",
-        f"{r.get('seconds', 0):.0f} s", str(r.get("status", "?")), f"{r.get('model', '?')} / {r.get('dataset', '?')}",
+        _number(r.get("best_accuracy"), ".2f", 100, " %"), _number(r.get("seconds"), ".0f", suffix=" s"),
+        str(r.get("status", "?")), f"{r.get('model', '?')} / {r.get('dataset', '?')}",
     ]
 
 
@@ -710,7 +717,7 @@ def show(run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run direct
     summary = read_summary(path)
     console.print(f"[bold]{path}[/]")
     for key, value in summary.items():
-        if value is None or (key == "best_accuracy" and value < 0):  # no recipe, no evaluation yet: nothing to show
+        if value is None or (key == "best_accuracy" and _number(value, "") == "-"):  # no recipe, no evaluation yet
             continue
         if isinstance(value, float):  # 23.6 s, not 23.644509513997036; accuracies as fractions
             shown: Any = f"{value:.4f}" if key.endswith("accuracy") else f"{value:,.1f}"
@@ -727,10 +734,10 @@ def show(run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run direct
             table.add_column(column)
         for r in epochs:
             table.add_row(
-                str(r["epoch"]), f"{r['train_loss']:.3f}",
-                "–" if r.get("test_loss") is None else f"{r['test_loss']:.3f}",
-                "–" if r.get("test_accuracy") is None else f"{100 * r['test_accuracy']:.2f} %",
-                f"{r['images_per_s']:,.0f}", f"{r['seconds']:.1f}",
+                str(r.get("epoch")), _number(r.get("train_loss"), ".3f", missing="–"),
+                _number(r.get("test_loss"), ".3f", missing="–"),
+                _number(r.get("test_accuracy"), ".2f", 100, " %", missing="–"),
+                _number(r.get("images_per_s"), ",.0f", missing="–"), _number(r.get("seconds"), ".1f", missing="–"),
             )
         console.print(table)
     elif not (path / "metrics.jsonl").exists():  # a config whose `loggers` left out jsonl

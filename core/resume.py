@@ -17,10 +17,22 @@ from blitz.checkpoint import Checkpoint, load_checkpoint
 from blitz.errors import CheckpointError, UsageError
 
 
+# What a resume reads of a checkpoint: where the run stood (meta), and the state of training
+RESUME_META = ("epoch", "step_in_epoch", "global_step")
+RESUME_TRAINING = ("optimizer", "scheduler", "scaler", "batches", "rng")
+
+
 def load_resumable(path: Path) -> Checkpoint:
     """A run's last.ckpt, to resume from; a damaged one says that resuming needs it."""
     try:
-        return load_checkpoint(path)
+        state = load_checkpoint(path)
+        lacking = [f"meta.{key}" for key in RESUME_META if type(state.meta.get(key)) is not int]
+        lacking += [key for key in RESUME_TRAINING if key not in state.training]
+        if lacking:
+            raise CheckpointError(
+                f"'{path}' is a damaged blitz checkpoint: it lacks {', '.join(lacking)}.", damaged=True
+            )
+        return state
     except CheckpointError as exc:
         if not exc.damaged:  # another version, say: starting again would throw the run away
             raise

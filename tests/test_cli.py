@@ -574,6 +574,19 @@ def test_runs_says_why_a_run_has_no_figures(tmp_path):
     assert rows["damaged"]["status"] == rows["a-list"]["status"] == "unreadable summary"
 
 
+def test_runs_and_show_list_a_summary_with_odd_values(tmp_path):
+    """A summary edited by hand (null seconds, a text accuracy) stopped `blitz runs` for every run."""
+    for name, summary in (("null-seconds", '{"status": "finished", "seconds": null}'), ("text", '{"best_accuracy": "x"}')):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.toml").write_text('model = "lenet"\n')
+        (tmp_path / name / "summary.json").write_text(summary)
+        (tmp_path / name / "metrics.jsonl").write_text('{"event": "epoch", "epoch": 1, "train_loss": null}\n')
+    listed = blitz("runs", "--root", str(tmp_path))
+    assert listed.exit_code == 0 and "null-seconds" in listed.output and "text" in listed.output, listed.output
+    shown = blitz("show", str(tmp_path / "text"))
+    assert shown.exit_code == 0 and "epochs" in shown.output, shown.output
+
+
 def test_logger_options_from_the_command_line_and_their_mistakes(tmp_path):
     from blitz.cli import parse_logger_options
     from blitz.errors import ConfigError

@@ -246,6 +246,27 @@ def test_resume_through_the_cli_continues_and_finishes(tmp_path):
     assert "(only --data-root, --device, --epochs, --log-every, --logger, --strategy can)" in " ".join(refused.output.split())
 
 
+@pytest.mark.parametrize(("part", "key"), [("training", "optimizer"), ("meta", "epoch")])
+def test_a_checkpoint_that_loads_but_lacks_the_training_state_is_refused_in_one_line(tmp_path, part, key):
+    """A KeyError traceback from the middle of the resume, before."""
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["run", "--recipe", "randomdemo", "--epochs", "1", "--out", str(out)]).exit_code == 0
+    path = out / "checkpoints" / "last.ckpt"
+    payload = torch.load(path, weights_only=True)
+    if part == "training":
+        del payload["training"][key]
+    else:
+        meta = json.loads(payload["meta"])
+        del meta[key]
+        payload["meta"] = json.dumps(meta)
+    torch.save(payload, path)
+    result = runner.invoke(app, ["run", "--resume", str(out), "--epochs", "2"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lacks = key if part == "training" else f"meta.{key}"
+    assert f"last.ckpt' is a damaged blitz checkpoint: it lacks {lacks}. A run resumes from its last.ckpt only" in (
+        " ".join(result.output.split()))
+
+
 def test_labels_out_of_range_name_the_file(tmp_path):
     folder = make_cifar(tmp_path / "data") / "cifar-10-batches-py"
     images = np.zeros((4, 3072), dtype=np.uint8)
