@@ -140,6 +140,7 @@ def version_callback(value: bool) -> None:
 
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
     plugins_dir: Annotated[Optional[list[str]], typer.Option(
         "--plugins-dir", metavar="DIR",
@@ -160,6 +161,15 @@ def main_options(
         earlier = os.environ.get(PLUGINS_DIR_ENV)
         os.environ[PLUGINS_DIR_ENV] = os.pathsep.join([*given, *([earlier] if earlier else [])])
         reset_host()
+
+        def put_back() -> None:  # for the Python API and tests: the next command loads what it asks for
+            if earlier is None:
+                os.environ.pop(PLUGINS_DIR_ENV, None)
+            else:
+                os.environ[PLUGINS_DIR_ENV] = earlier
+            reset_host()
+
+        ctx.call_on_close(put_back)
 
 
 # Spellings TOML refuses but a user means as a boolean or number: Python's True/False, and a

@@ -15,6 +15,7 @@ import signal
 import sys
 import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,33 +153,31 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
             "and --rdzv-* options on every machine."
         )
 
+    finished = Path(tempfile.mkdtemp(prefix="blitz-launch-")) / "finished"
+    environment = {FINISHED_ENV: str(finished)}  # for the processes torchrun starts
     # On Ctrl-C (or a failed rank) torchrun signals the workers, then kills those still running
     # after a grace period: 30 s by default, short for a long evaluation or a big checkpoint
     # to finish; but ranks stuck in an NCCL collective wait it out in full when a rank fails.
-    os.environ.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "120")
+    environment["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"] = os.environ.get("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "120")
     if spec.nproc_per_node > 1:
         # torchrun's own default for several processes per machine, set here so that it does not
         # print a four-line warning about choosing it; --cpu-threads still sets each process's count.
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        environment["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")
+    # torchrun handles SIGTERM, SIGINT, SIGHUP and SIGQUIT whatever this process ignored: a job
+    # started with nohup (SIGHUP ignored) would stop when its terminal closed.
+    environment[SIGNALS_ENV] = os.environ.get(SIGNALS_ENV) or ",".join(
+        name for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
+        if hasattr(signal, name) and signal.getsignal(getattr(signal, name)) is not signal.SIG_IGN
+    )
     # torchrun's own warnings about stopping workers, and its line on each failed worker, repeat
     # what blitz says (its modules set their loggers' levels themselves, when imported above).
     if not debug_requested():
         for name in list(logging.root.manager.loggerDict):
             if name.startswith("torch.distributed.elastic"):
                 logging.getLogger(name).setLevel(logging.CRITICAL)
-    finished = Path(tempfile.mkdtemp(prefix="blitz-launch-")) / "finished"
-    earlier = os.environ.get(FINISHED_ENV)
-    os.environ[FINISHED_ENV] = str(finished)  # for the processes torchrun starts
-    # torchrun handles SIGTERM, SIGINT, SIGHUP and SIGQUIT whatever this process ignored: a job
-    # started with nohup (SIGHUP ignored) would stop when its terminal closed.
-    given_signals = os.environ.get(SIGNALS_ENV)
-    if given_signals is None:
-        os.environ[SIGNALS_ENV] = ",".join(
-            name for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
-            if hasattr(signal, name) and signal.getsignal(getattr(signal, name)) is not signal.SIG_IGN
-        )
     try:
-        torchrun_main(args)
+        with environ_set(environment):  # this process may go on (the Python API, tests): no trace left
+            torchrun_main(args)
     except SignalException as exc:  # Ctrl-C or SIGTERM reached the launcher; workers save and stop
         if finished.is_file():  # too late: the run had finished (rank 0 printed its report)
             return
@@ -215,13 +214,22 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
         if exc.code not in (0, None):
             raise BlitzError(f"torchrun could not start the job (exit {exc.code}).") from None
     finally:
-        if given_signals is None:
-            os.environ.pop(SIGNALS_ENV, None)
         shutil.rmtree(finished.parent, ignore_errors=True)
-        if earlier is None:  # this process may go on (the Python API, tests): leave no trace
-            os.environ.pop(FINISHED_ENV, None)
-        else:
-            os.environ[FINISHED_ENV] = earlier
+
+
+@contextlib.contextmanager
+def environ_set(values: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set inside, and as it was after."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _describe_exit(rank: int, code: int) -> str:

@@ -105,7 +105,7 @@ class Registry:
                     f"Plugin '{entry.plugin}' registered {self.kind} '{entry.name}' with {key}="
                     f"{entry.metadata[key]!r}: give a function, and only for a family (a name ending in '/*')."
                 )
-        hyperparameters = entry.metadata.get("hyperparameters")
+        hyperparameters = entry.metadata.get("hyperparameters") if self.kind == "optimizer" else None  # else the plugin's own key
         if hyperparameters is not None and not (
             isinstance(hyperparameters, dict) and set(hyperparameters) <= set(OPTIMIZER_HYPERPARAMETERS)
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in hyperparameters.values())

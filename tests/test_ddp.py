@@ -256,13 +256,16 @@ def test_a_ddp_run_refused_by_its_data_says_why_once(tmp_path, args, expected):
 
 def test_a_launch_leaves_no_trace_in_the_launching_process(monkeypatch):
     from blitz import UsageError
-    from blitz.launch import FINISHED_ENV, LaunchSpec, launch
+    from blitz.launch import FINISHED_ENV, SIGNALS_ENV, LaunchSpec, launch
 
-    monkeypatch.delenv(FINISHED_ENV, raising=False)
+    names = (FINISHED_ENV, SIGNALS_ENV, "OMP_NUM_THREADS", "TORCH_ELASTIC_SHUTDOWN_TIMEOUT")
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
     with pytest.raises(UsageError) as refused:  # each rank refuses the unknown model
-        launch(LaunchSpec(nproc_per_node=1), ["--model", "nosuch", "--dataset", "random", "--device", "cpu", "--strategy", "ddp"])
+        launch(LaunchSpec(nproc_per_node=2), ["--model", "nosuch", "--dataset", "random", "--device", "cpu", "--strategy", "ddp"])
     assert str(refused.value) == ""  # rank 0 has said why
-    assert FINISHED_ENV not in os.environ  # a later single-process run here must not look for its file
+    # a later single-process run here must not look for the job's file, nor train on one thread
+    assert not [name for name in names if name in os.environ]
 
 
 def test_dataparallel_replicas_autocast_to_the_callers_dtype(monkeypatch):

@@ -208,6 +208,13 @@ def test_optimizer_hyperparameters_that_are_not_numbers_for_known_keys_are_rejec
     registry.add(Entry("x", lambda: None, plugin="p", metadata={"hyperparameters": {"lr": 0.1, "weight_decay": 0}}))
 
 
+def test_hyperparameters_of_other_kinds_are_the_plugins_own() -> None:
+    """blitz reads hyperparameters= for optimizers only: a model's was refused as a bad optimizer's."""
+    registry = Registry("model", "blitz list models")
+    registry.add(Entry("x", lambda: None, plugin="p", metadata={"hyperparameters": {"depth": 3}}))
+    assert registry.get("x").metadata["hyperparameters"] == {"depth": 3}
+
+
 def test_non_callable_factory_is_rejected() -> None:
     registry = Registry("model", "blitz list models")
     with pytest.raises(PluginError, match="not callable"):

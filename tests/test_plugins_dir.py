@@ -61,6 +61,9 @@ def test_each_py_file_is_a_plugin_named_after_it(plugins_dir: Path) -> None:
     assert listed["broken"]["errors"] == ["failed to load: RuntimeError: oops (broken.py:1)"]
     assert "_helpers" not in listed and "notes" not in listed
     assert listed["lenet"]["loaded"]
+    # the folder is for that command only: the next one in this process (the Python API, tests)
+    # loaded it too, without asking
+    assert not os.environ.get(PLUGINS_DIR_ENV) and "widenet" not in plugins()
 
 
 def test_a_folder_plugin_trains_and_is_in_the_manifest(plugins_dir: Path, tmp_path: Path) -> None:
