@@ -299,10 +299,10 @@ class LoaderBatches:
         return {"augment_generator": self.augment_generator.get_state()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        try:
-            self.augment_generator.set_state(state["augment_generator"])
-        except RuntimeError:  # saved on another device type: the stream restarts, deterministically
-            pass
+        saved = state["augment_generator"]
+        if saved.numel() != self.augment_generator.get_state().numel():
+            return  # saved on another device type (a CPU generator's state is another size): the stream restarts, deterministically
+        self.augment_generator.set_state(saved)
 
     def reseed(self, *parts: int) -> None:
         """A fresh stream for this rank (after a resume, where only rank 0's state was saved)."""

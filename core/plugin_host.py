@@ -446,6 +446,8 @@ class PluginHost:
                 registry.remove(name)
                 registry.refused.setdefault(name, []).append(entry.plugin)
                 record.registers[kind].remove(name)
+                if not record.registers[kind]:  # `blitz list-plugins` would show "models: " and nothing
+                    del record.registers[kind]
                 record.errors.append(
                     f"registers {registry.kind} '{name}', a name registry.toml gives to '{alias.component}'; "
                     "the catalog's entry is kept: register another name"

@@ -318,6 +318,32 @@ def test_dataset_path_normalizes_and_augments_uint8_items_like_the_tensor_path()
     torch.testing.assert_close(evaluated, plain)
 
 
+def test_the_dataset_paths_augmentation_stream_carries_over_a_resume_and_restarts_across_devices():
+    from torch.utils.data import TensorDataset
+
+    from blitz.batches import LoaderBatches
+
+    data = split(16)
+    dataset = TensorDataset(data.images, data.labels)
+
+    def flips(state: dict | None = None) -> torch.Tensor:
+        loader = LoaderBatches(dataset, INFO, device=torch.device("cpu"), batch_size=16, shuffle=False, seed=0,
+                               augment=AugmentConfig(flip=True))
+        if state is not None:
+            loader.load_state_dict(state)
+        return next(loader.epoch(1))[0]
+
+    fresh = flips()
+    saved = LoaderBatches(dataset, INFO, device=torch.device("cpu"), batch_size=16, shuffle=False, seed=0,
+                          augment=AugmentConfig(flip=True))
+    next(saved.epoch(1))  # the stream moves on: a resume goes on from there
+    state = saved.state_dict()
+    torch.testing.assert_close(flips(state), next(saved.epoch(1))[0])  # the saved stream, exactly
+    torch.testing.assert_close(flips({"augment_generator": torch.zeros(16, dtype=torch.uint8)}), fresh)  # a CUDA generator's
+    with pytest.raises(RuntimeError):  # a damaged state of the right size is not passed over in silence
+        flips({"augment_generator": torch.full_like(state["augment_generator"], 255)})
+
+
 @pytest.mark.parametrize("bad", [10, -1])
 def test_dataset_path_refuses_labels_outside_the_classes_before_they_reach_the_device(bad):
     """On a GPU the loss would meet them as a device-side assert, with no word of the data."""
