@@ -389,12 +389,14 @@ def launch_ddp(resolved: ResolvedConfig, spec: LaunchSpec) -> None:
     from blitz.runs import check_out_dir
 
     if resolved.resume_checkpoint is not None:
-        from blitz.resume import check_process_count, check_resumable, load_resumable
+        from blitz.resume import check_epochs_cover, check_process_count, check_resumable, load_resumable, resume_position
         from blitz.runs import lock_run, release_run
 
         # The checks each process would make, here once, before any starts.
         meta = load_resumable(resolved.resume_checkpoint).meta
         check_resumable(meta, resolved.config.epochs)
+        if isinstance(meta.get("steps_per_epoch"), int):  # (older checkpoints: each process checks it)
+            check_epochs_cover(meta, resolved.config.epochs, *resume_position(meta, meta["steps_per_epoch"]))
         # not being trained right now (rank 0 takes the lock again)
         release_run(lock_run(resolved.resume_checkpoint.parent.parent))
         if spec.nproc_per_node is None and spec.nnodes == 1:  # as many processes as the run had

@@ -66,7 +66,15 @@ from blitz.plugin_host import PluginHost, get_host
 from blitz.progress import EpochProgress
 from blitz.reproducibility import rng_state, seed_everything, set_rng_state
 from blitz.run_loggers import start_loggers
-from blitz.resume import EpochSoFar, check_process_count, check_resumable, check_same_epoch_length, load_resumable
+from blitz.resume import (
+    EpochSoFar,
+    check_epochs_cover,
+    check_process_count,
+    check_resumable,
+    check_same_epoch_length,
+    load_resumable,
+    resume_position,
+)
 from blitz.stopping import StopRequest
 from blitz.scoring import EvalResult, EvaluationStopped, autocast, evaluate, without_grad
 from blitz.thread_tuner import ThreadTuner
@@ -274,7 +282,8 @@ class Trainer:
         state = self._resumable_state() if self.resume_from is not None else None  # before any work
         session = self._start_session(strategy)
         if state is not None:
-            self._resume(session, state)
+            with same_on_every_rank():  # each rank checks the same checkpoint against the same settings
+                self._resume(session, state)
         self._open_run(session)
         if state is not None:
             # Loggers drop what they hold past this point (work the stop or crash lost, which
@@ -467,26 +476,14 @@ class Trainer:
         session.evaluation_pending = bool(state.meta.get("evaluation_pending", False))
         session.clock.earlier = float(state.meta.get("timed_seconds", 0.0))
         session.best_accuracy = float(state.meta.get("best_accuracy", -1.0))
-        start_epoch, start_step = int(state.meta["epoch"]), int(state.meta["step_in_epoch"])
         check_process_count(state.meta, strategy.world_size)  # on the saved position, before it is normalised
         check_same_epoch_length(state.meta, session.batches, session.steps_per_epoch, config.limit_steps, strategy.world_size)
-        if start_step >= session.steps_per_epoch:
-            start_epoch, start_step = start_epoch + 1, 0
+        start_epoch, start_step = resume_position(state.meta, session.steps_per_epoch)
         session.start_epoch, session.start_step = start_epoch, start_step
         if start_step > 0:
             session.so_far = EpochSoFar.from_meta(state.meta.get("epoch_so_far"))
         run.global_step = global_step
-        done, in_progress = start_epoch - 1, start_step > 0
-        # the fewest epochs that leave something to do: the epoch in progress, the evaluation a
-        # stop left pending, or else one more epoch
-        least = done if session.evaluation_pending and not in_progress else done + 1
-        if config.epochs < done + in_progress:  # would rewrite the run's record to fewer epochs
-            started = (f"{done} epoch(s) done and one in progress" if done and in_progress
-                       else "one epoch in progress" if in_progress else f"{done} epoch(s) done")
-            raise UsageError(
-                f"--epochs {config.epochs} would end this run before where it is ({started}); resume with "
-                f"--epochs {least} or more."
-            )
+        check_epochs_cover(state.meta, config.epochs, start_epoch, start_step)
         self.say(f"Resuming from {self.resume_from} at epoch {start_epoch}, step {start_step}")
         saved_total = state.meta.get("total_steps")
         schedule = self.components.schedule.name

@@ -73,6 +73,27 @@ def check_resumable(meta: dict[str, Any], epochs: int) -> None:
         )
 
 
+def resume_position(meta: dict[str, Any], steps_per_epoch: int) -> tuple[int, int]:
+    """The epoch and step a resumed run starts at: where it was saved, or the next epoch's start
+    where the saved epoch's steps were all done."""
+    epoch, step = int(meta["epoch"]), int(meta["step_in_epoch"])
+    return (epoch + 1, 0) if step >= steps_per_epoch else (epoch, step)
+
+
+def check_epochs_cover(meta: dict[str, Any], epochs: int, start_epoch: int, start_step: int) -> None:
+    """Refuse ``--epochs`` below where the run is (it would rewrite the run's record to fewer
+    epochs), saying the fewest that leave something to do: the epoch in progress, the evaluation
+    a stop left pending, or else one more epoch."""
+    done, in_progress = start_epoch - 1, start_step > 0
+    least = done if meta.get("evaluation_pending") and not in_progress else done + 1
+    if epochs < done + in_progress:
+        started = (f"{done} epoch(s) done and one in progress" if done and in_progress
+                   else "one epoch in progress" if in_progress else f"{done} epoch(s) done")
+        raise UsageError(
+            f"--epochs {epochs} would end this run before where it is ({started}); resume with --epochs {least} or more."
+        )
+
+
 def check_same_epoch_length(
     meta: dict[str, Any], batches: TensorBatches | LoaderBatches, steps_per_epoch: int, limit_steps: int | None,
     world_size: int,

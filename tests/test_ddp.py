@@ -241,6 +241,17 @@ def test_usage_errors_exit_2_before_and_after_the_launch(tmp_path):
     assert "DDP job failed" not in ranks.stderr and "Traceback" not in ranks.stderr
 
 
+def test_a_ddp_resume_to_fewer_epochs_is_refused_before_any_process_starts(tmp_path):
+    """It was refused by every rank, after torchrun had started them and each had loaded the data."""
+    out = tmp_path / "run"
+    assert blitz("run", *COMMON, "--strategy", "cpu", "--out", out).returncode == 0
+    started = time.monotonic()
+    refused = blitz("run", "--resume", out, "--strategy", "ddp", "--nproc-per-node", "2", "--epochs", "1")
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert refused.stderr.count("--epochs 1 would end this run before where it is (2 epoch(s) done)") == 1
+    assert "Strategy:" not in refused.stdout and time.monotonic() - started < 60  # no process was started
+
+
 @pytest.mark.parametrize(("args", "expected"), [
     # rank 0 loads the data first: the other rank waited at a barrier, and died in it with gloo's traceback
     (["--dataset", "cifar10", "--data-root", "nowhere"], "CIFAR-10 not found: looked for"),
