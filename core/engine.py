@@ -839,9 +839,9 @@ class Trainer:
             with autocast(self.config, self.strategy.device, cache=False):
                 return TrainingGraphs(train_model, sample)
         except Exception as exc:  # an op a graph cannot hold (a host sync, a module hook): train as usual
-            first_line = (str(exc).strip().splitlines() or [""])[0]
+            reason = (str(exc).strip().splitlines() or [""])[0]  # CUDA's first line; the rest is advice
             self.warn_all([f"--cuda-graphs is not used: capturing the training step failed "
-                           f"({type(exc).__name__}: {first_line})."])
+                           f"({type(exc).__name__}: {reason})."])
             return None
 
     def _graphs_usable(self, train_model: nn.Module, model: nn.Module) -> bool:
@@ -1047,9 +1047,4 @@ class Trainer:
         })
 
 
-def train(config: RunConfig, **kwargs: Any) -> TrainResult:
-    """Train ``config`` (the Python entry point behind `blitz run`)."""
-    return Trainer(config, **kwargs).fit()
-
-
-__all__ = ["Trainer", "TrainResult", "TrainingRun", "train"]
+__all__ = ["Trainer", "TrainResult", "TrainingRun"]

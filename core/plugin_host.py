@@ -50,7 +50,6 @@ KINDS: dict[str, tuple[str, str]] = {
     "strategies": ("strategy", "blitz list strategies"),
     "loggers": ("logger", "blitz list loggers"),
 }
-LIFECYCLE_HOOKS = ("on_train_start", "on_epoch_end", "on_train_end")
 
 
 @dataclass(frozen=True)
