@@ -1,7 +1,8 @@
 """The run configuration: one validated model, resolved from layers with provenance.
 
-Precedence, lowest first: built-in defaults < registry.toml recipe < config file < CLI flags.
-``resolve_config`` records where each value came from, for ``blitz run --print-config``.
+Precedence, lowest first: built-in defaults < recipe (registry.toml's or a plugin's) < config file
+< CLI flags. ``blitz.resolve.resolve_config`` merges the layers (``merge_layers``, here) and
+records where each value came from, for ``blitz run --print-config``.
 """
 
 from __future__ import annotations

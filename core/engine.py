@@ -103,7 +103,7 @@ def release_compile_workers() -> None:
 
 @dataclass
 class TrainingRun:
-    """What lifecycle hooks and loggers see of a run."""
+    """What lifecycle hooks see of a run (loggers get its records, as dicts)."""
 
     config: RunConfig
     info: DataInfo

@@ -19,8 +19,9 @@ from blitz import Register, hookimpl
 from blitz.options import check_fraction, check_option
 
 
-class _Warmup:
-    """Picklable multiplier functions (LambdaLR stores them in its state)."""
+class _WarmupDecay:
+    """One parameter group's learning-rate multiplier: linear warm-up, then the schedule's decay
+    to ``final``. An object, not a closure: LambdaLR saves its attributes in its state."""
 
     def __init__(self, kind: str, total_steps: int, warmup: float, final: float) -> None:
         check_option("warmup", warmup, 0)  # a fraction of the steps below 1, else a step count
@@ -45,27 +46,27 @@ class _Warmup:
 
 
 class PerGroupLR(LambdaLR):
-    """LambdaLR with one ``_Warmup`` multiplier per parameter group (each over its group's span)."""
+    """LambdaLR with one ``_WarmupDecay`` multiplier per parameter group (each over its group's span)."""
 
     def parameters_done_at(self) -> dict[int, list[torch.Tensor]]:
         """{steps: parameters} for the groups that ask (``freeze_when_done``) and whose lr is 0
         from that many steps on: blitz stops computing their gradients there."""
         done: dict[int, list[torch.Tensor]] = {}
         for group, shape in zip(self.optimizer.param_groups, self.lr_lambdas):
-            zero_from = shape.zero_from() if isinstance(shape, _Warmup) else None
+            zero_from = shape.zero_from() if isinstance(shape, _WarmupDecay) else None
             if group.get("freeze_when_done") and zero_from is not None:
                 done.setdefault(zero_from, []).extend(group["params"])
         return done
 
 
-def _per_group(optimizer: torch.optim.Optimizer, kind: str, total_steps: int, warmup: float, final: float) -> list[_Warmup]:
+def _per_group(optimizer: torch.optim.Optimizer, kind: str, total_steps: int, warmup: float, final: float) -> list[_WarmupDecay]:
     """One multiplier per parameter group, each over its group's ``schedule_span`` of the steps."""
     shapes = []
     for i, group in enumerate(optimizer.param_groups):
         span = group.get("schedule_span", 1.0)
         if not 0 < span <= 1:
             raise ValueError(f"{_group_label(group, i)}: schedule_span must be in (0, 1], got {span}")
-        shapes.append(_Warmup(kind, max(round(span * total_steps), 1), warmup, final))
+        shapes.append(_WarmupDecay(kind, max(round(span * total_steps), 1), warmup, final))
     if warmup >= 1 and warmup >= total_steps:
         warnings.warn(
             f"warmup={int(warmup)} steps is at least the run's {total_steps} steps: the learning rate never reaches "
