@@ -27,6 +27,7 @@ from typer import rich_utils
 
 from blitz import __version__
 from blitz.errors import BlitzError, ConfigError, Interrupted, UsageError, debug_requested
+from blitz.launch import GLOBAL_OPTIONS_WITH_VALUES
 
 if TYPE_CHECKING:
     from blitz.launch import LaunchSpec
@@ -67,7 +68,6 @@ console = Console(emoji=False)  # ":x:" in a name or path is text, not an emoji
 err_console = Console(stderr=True, emoji=False)
 
 
-_GLOBAL_OPTIONS = ("--plugins-dir",)  # blitz's own option, not a command's ("--debug" is both)
 
 
 def one_line_usage_error(error: Any) -> None:
@@ -83,7 +83,7 @@ def one_line_usage_error(error: Any) -> None:
         message += "."
     ctx = getattr(error, "ctx", None)
     hint = f" See '{ctx.command_path} --help'." if ctx is not None else ""
-    if getattr(error, "option_name", None) in _GLOBAL_OPTIONS and ctx is not None and ctx.parent is not None:
+    if getattr(error, "option_name", None) in GLOBAL_OPTIONS_WITH_VALUES and ctx is not None and ctx.parent is not None:
         command = " ".join(c.info_name for c in reversed(list(_context_chain(ctx))[:-1]))  # 'list models', not 'models'
         hint = f" {error.option_name} goes before the command: 'blitz {error.option_name} ... {command} ...'."
     err_console.print(f"[bold red]Error:[/] {escape(message)}{hint}", highlight=False, soft_wrap=True)

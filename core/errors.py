@@ -97,8 +97,12 @@ class UnknownNameError(UsageError, KeyError):
         self.suggested: str | None = None  # set by ``suggest``: a name closest_name cannot find
         super().__init__(self._message(""))
 
+    def _refresh(self) -> None:
+        """The message again, after a method added to what it says."""
+        self.args = (self._message(self.where),)
+
     def _message(self, where: str) -> str:
-        close = self.suggested or closest_name(self.name, self.known)
+        close = self.suggestion()
         hint = f" Did you mean '{close}'?" if close else ""
         if self.broken:
             hint += (f" (Plugin(s) {', '.join(repr(b) for b in self.broken[:3])} had problems loading or registering "
@@ -123,23 +127,23 @@ class UnknownNameError(UsageError, KeyError):
         """Suggest ``name`` where no close spelling was found (a family's member, say)."""
         if name and not closest_name(self.name, self.known):
             self.suggested = name
-            self.args = (self._message(self.where),)
+            self._refresh()
 
     def came_from(self, source: str) -> None:
         """Say where the bad name was written (a config file, a recipe), right after the name."""
         self.where = f" (from {source})"
-        self.args = (self._message(self.where),)
+        self._refresh()
 
     def note_plugins(self, broken: Iterable[str], skipped: Iterable[str], unmatched: Iterable[str]) -> None:
         """Name the plugins that may be what registers the name (failed, left out, misspelt)."""
         self.broken, self.skipped, self.unmatched = sorted(broken), sorted(skipped), sorted(unmatched)
-        self.args = (self._message(self.where),)
+        self._refresh()
 
     def add_hint(self, hint: str) -> None:
         """One more sentence of what may be wrong (a run's plugin that is not loaded now)."""
         if hint:
             self.extra += f" {hint}"
-            self.args = (self._message(self.where),)
+            self._refresh()
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])

@@ -249,7 +249,7 @@ def saved_process_count(meta: dict[str, Any]) -> int:
     return world if world == per_node else 1
 
 
-GLOBAL_OPTIONS_WITH_VALUES = ("--plugins-dir",)  # `blitz --plugins-dir DIR run ...`
+GLOBAL_OPTIONS_WITH_VALUES = ("--plugins-dir",)  # `blitz --plugins-dir DIR run ...`: blitz's, not a command's
 
 
 def argv_after_run() -> list[str]:
