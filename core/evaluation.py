@@ -9,7 +9,6 @@ the rest (data source arguments, evaluation batch size, precision).
 from __future__ import annotations
 
 import dataclasses
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,7 +88,7 @@ def load_run(run_name: str | Path, which: str = "best") -> LoadedRun:
     if not any(checkpoint_path(run_dir, kind).is_file() for kind in ("best", "last")):
         raise UsageError(
             f"No checkpoint at '{path}': the run saved none (it stopped or failed before its first, or trained "
-            f"0 epochs), so there is nothing to load; train it again: blitz run --config {shlex.quote(str(run_dir / 'config.toml'))}"
+            f"0 epochs), so there is nothing to load; train it again: {runs.rerun_command(run_dir)}"
         )
     other = "last" if which == "best" else "best"
     try:
@@ -99,7 +98,7 @@ def load_run(run_name: str | Path, which: str = "best") -> LoadedRun:
             raise
         if checkpoint_path(run_dir, other).is_file():
             raise CheckpointError(f"{exc} Try --checkpoint {other}.", damaged=True) from None
-        raise CheckpointError(f"{exc} Train the run again: blitz run --config {shlex.quote(str(run_dir / 'config.toml'))}",
+        raise CheckpointError(f"{exc} Train the run again: {runs.rerun_command(run_dir)}",
                               damaged=True) from None
     config = run_config(run_dir)
     info = info_from_meta(state.meta, path)

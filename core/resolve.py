@@ -8,7 +8,6 @@ registries here, before any data is read or any weight is built.
 from __future__ import annotations
 
 import contextlib
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from blitz.config import OPTIONS_OF, Layer, RunConfig, merge_layers, read_toml, 
 from blitz.errors import ConfigError, UnknownNameError, UsageError
 from blitz.plugin_host import get_host, plugin_states
 from blitz.registry import OPTIMIZER_HYPERPARAMETERS
-from blitz.runs import find_run, lock_run, plugins_not_loaded, release_run
+from blitz.runs import find_run, lock_run, plugins_not_loaded, release_run, rerun_command
 
 
 @dataclass
@@ -81,7 +80,7 @@ def resolve_config(
                 release_run(lock_run(run_dir))
             raise UsageError(
                 f"The run '{run_dir}' has no checkpoint to resume from ({resume_checkpoint} is missing: it stopped "
-                f"before its first); train it again: blitz run --config {shlex.quote(str(run_dir / 'config.toml'))}"
+                f"before its first); train it again: {rerun_command(run_dir)}"
             )
         layers.append(Layer(f"run {run_dir}", read_toml(run_dir / "config.toml", "run config")))
         allowed = {"epochs": "--epochs", "strategy": "--strategy", "device": "--device", "log_every": "--log-every",

@@ -7,7 +7,6 @@ exactly, with a usage error that says what would.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from blitz.batches import LoaderBatches, TensorBatches
 from blitz.checkpoint import Checkpoint, load_checkpoint
 from blitz.errors import CheckpointError, UsageError
+from blitz.runs import rerun_command
 
 
 # What a resume reads of a checkpoint: where the run stood (meta), and the state of training
@@ -36,10 +36,9 @@ def load_resumable(path: Path) -> Checkpoint:
     except CheckpointError as exc:
         if not exc.damaged:  # another version, say: starting again would throw the run away
             raise
-        config = shlex.quote(str(path.parent.parent / "config.toml"))
         raise CheckpointError(
             f"{exc} A run resumes from its last.ckpt only (best.ckpt serves blitz eval and predict); start it "
-            f"again: blitz run --config {config}", damaged=True,
+            f"again: {rerun_command(path.parent.parent)}", damaged=True,
         ) from None
 
 

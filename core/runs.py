@@ -58,6 +58,11 @@ def new_run_dir(config: RunConfig) -> Path:
 LOCK_FILE = ".blitz.lock"
 
 
+def rerun_command(run_dir: Path) -> str:
+    """The command that trains a run again from the start, with its saved settings."""
+    return f"blitz run --config {shlex.quote(str(run_dir / 'config.toml'))}"
+
+
 def lock_run(run_dir: Path) -> IO[str] | None:
     """Hold ``run_dir`` for this process while it trains there: a second blitz that resumes it
     (say ``--resume latest`` from another terminal) is refused instead of writing the same files.
