@@ -26,6 +26,7 @@ from blitz.config import SUPPLIED_BY_BLITZ, RunConfig
 from blitz.errors import BlitzError, DataError, IncompatibleError, PluginError, UsageError, closest_name
 from blitz.option_types import type_problem
 from blitz.plugin_host import KINDS, PluginHost, get_host
+from blitz.scoring import eval_mode
 
 
 @dataclass
@@ -505,17 +506,14 @@ def check_batch_norm_batches(
             values_per_channel.append(x.numel() // x.shape[1])
 
     handles = [m.register_forward_pre_hook(note) for m in norms]
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(torch.zeros(1, *input_shape))
     except Exception:  # noqa: BLE001  # another problem: check_fit and the first step report it
         return
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
     if not values_per_channel or min(values_per_channel) > 1:
         return
     cause = (
@@ -531,10 +529,8 @@ def check_batch_norm_batches(
 def check_fit(model: nn.Module, info: DataInfo, model_name: str, dataset_name: str) -> None:
     """Run two fake examples through the model, so a mismatch fails now with both names."""
     shape = (2, *info.input_shape)
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             out = model(torch.zeros(shape))
     except Exception as exc:  # noqa: BLE001  # a mismatch, or the model's bug: either way named, traceback with --debug
         text = str(exc).strip()
@@ -544,8 +540,6 @@ def check_fit(model: nn.Module, info: DataInfo, model_name: str, dataset_name: s
             f"{tuple(info.input_shape)} with {info.num_classes} classes fail in the model ({detail}). "
             "Pick a model made for this input size, or pass model arguments with --model-arg."
         ) from exc  # --debug shows the model's own traceback
-    finally:
-        model.train(was_training)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, info.num_classes):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise IncompatibleError(

@@ -180,13 +180,10 @@ def denormalize(inputs: torch.Tensor, info: DataInfo) -> torch.Tensor:
 
 
 def predict(model: nn.Module, inputs: torch.Tensor) -> list[int]:
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            return model(inputs).argmax(dim=1).cpu().tolist()
-    finally:
-        model.train(was_training)
+    from blitz.scoring import eval_mode
+
+    with eval_mode(model), torch.inference_mode():
+        return model(inputs).argmax(dim=1).cpu().tolist()
 
 
 # ---- curves.png ------------------------------------------------------------------------------

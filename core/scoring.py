@@ -4,7 +4,7 @@ also across the processes of a ddp job; and the precision context forward passes
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +52,18 @@ def without_grad(model: nn.Module) -> contextlib.AbstractContextManager[Any]:
     return torch.no_grad() if isinstance(inner, nn.DataParallel) else torch.inference_mode()
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in evaluation mode inside (no dropout, BatchNorm's running statistics), and
+    back in the mode it was in after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 class EvaluationStopped(Exception):
     """A stop request arrived during an evaluation, which was abandoned."""
 
@@ -74,22 +86,17 @@ def evaluate(
     device = strategy.device
     cells: list[torch.Tensor] = []  # each example's confusion cell, true * k + predicted
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    was_training = model.training
-    model.eval()
-    try:
-        with without_grad(model), autocast(config, device):
-            for images, labels in eval_batches(
-                split, info, device=device, batch_size=config.eval_batch_size,
-                rank=strategy.rank, world_size=strategy.world_size, memory_format=memory_format,
-                num_workers=config.num_workers, source=config.dataset,
-            ):
-                if should_stop is not None and should_stop():
-                    raise EvaluationStopped
-                logits = model(images).float()
-                loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
-                cells.append(labels * k + logits.argmax(dim=1))
-    finally:
-        model.train(was_training)
+    with eval_mode(model), without_grad(model), autocast(config, device):
+        for images, labels in eval_batches(
+            split, info, device=device, batch_size=config.eval_batch_size,
+            rank=strategy.rank, world_size=strategy.world_size, memory_format=memory_format,
+            num_workers=config.num_workers, source=config.dataset,
+        ):
+            if should_stop is not None and should_stop():
+                raise EvaluationStopped
+            logits = model(images).float()
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
+            cells.append(labels * k + logits.argmax(dim=1))
     # Counted once, at the end: on a GPU bincount waits for the device (it sizes its output
     # from the data), which per batch would stall the evaluation's queue every time.
     codes = torch.cat(cells) if cells else torch.zeros(0, dtype=torch.long, device=device)
