@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import os
+import platform
 import signal
 import statistics
 import subprocess
@@ -182,6 +183,19 @@ def paired_ratios(
     return [mine[i][field] / theirs[i][field] for i in sorted(mine.keys() & theirs.keys()) if theirs[i][field]]
 
 
+
+def cpu_model() -> str:
+    """The CPU's model and clock as Linux reports them ("Intel(R) Xeon(R) Processor, 2300 MHz"):
+    figures differ by 2x between the machines a project is lent, so each run says which it had."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown"
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    clock = f", {float(fields['cpu MHz']):.0f} MHz" if "cpu MHz" in fields else ""
+    return fields.get("model name", "unknown") + clock
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, required=True, help="folder holding cifar-10-batches-py/")
@@ -215,7 +229,8 @@ def main() -> None:
     chosen = args.only or list(entries)
     repeats = {key: (args.fast_repeat or args.repeat) if key == "blitz-fast" else args.repeat for key in chosen}
     machine = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if gpu else None,
-               "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"), "fast_first_seed": args.first_seed}
+               "cpus": os.cpu_count(), "cpu": cpu_model(), "date": time.strftime("%Y-%m-%d %H:%M"),
+               "fast_first_seed": args.first_seed}
     path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     runs: dict[str, dict[int, dict[str, Any]]] = {}
 

@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 
 def _show_no_type_for_flags() -> None:
     """typer 0.2x writes a flag's type in --help (``--flip --no-flip <bool>``), as if it took a
-    value: ``--flip true`` is then an error. Flags get no type column; other options keep theirs."""
+    value: ``--flip true`` is then an error. Flags get no type column; other options keep theirs.
+    An argument named by its metavar (``RUN``) shows no Python type (``<str>``, ``<list[Path]>``) either."""
     option = getattr(typer.core, "TyperOption", None)
     shown = getattr(option, "display_type_rich", None)
     if shown is None or getattr(shown, "blitz_flags_untyped", False):
@@ -47,6 +48,10 @@ def _show_no_type_for_flags() -> None:
 
     display_type_rich.blitz_flags_untyped = True  # type: ignore[attr-defined]
     option.display_type_rich = display_type_rich
+    argument = getattr(typer.core, "TyperArgument", None)
+    argument_shown = getattr(argument, "display_type_rich", None)
+    if argument_shown is not None:
+        argument.display_type_rich = lambda self, ctx: None if self.metavar is not None else argument_shown(self, ctx)
 
 
 _show_no_type_for_flags()
@@ -116,7 +121,9 @@ def reports_errors(func: F) -> F:
             # raised alike by every rank: rank 0 tells them once (and the launcher, which has
             # nothing to add, not at all).
             if str(exc) and not ((isinstance(exc, Interrupted) or exc.every_rank) and os.environ.get("RANK", "0") != "0"):
-                err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+                text = escape(str(exc))  # a stop the user asked for is no error: said plainly
+                err_console.print(f"[bold yellow]{text}[/]" if isinstance(exc, Interrupted) else f"[bold red]Error:[/] {text}",
+                                  highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:  # Ctrl-C before training set its own handler, or a second one
             if _state["debug"] or debug_requested():
@@ -670,7 +677,7 @@ def list_plugins_in_list(
 @app.command("runs", help="List the runs under runs/ (or $BLITZ_RUNS_DIR).")
 @reports_errors
 def runs_command(
-    root: Annotated[Optional[Path], typer.Option(help="Folder holding run directories.")] = None,
+    root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder holding run directories.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     from blitz.runs import list_runs
@@ -761,11 +768,11 @@ def show(run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run direct
 @reports_errors
 def eval_command(
     run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run directory, run name, the start of a name, or 'latest'.")],
-    checkpoint: Annotated[str, typer.Option(help="Which checkpoint: best or last.")] = "best",
-    dataset: Annotated[Optional[str], typer.Option(help="Evaluate on another data source.")] = None,
-    data_root: Annotated[Optional[Path], typer.Option(help="Data folder.")] = None,
-    dataset_arg: Annotated[Optional[list[str]], typer.Option("--dataset-arg", help="KEY=VALUE for the data source, over the run's (repeatable).")] = None,
-    strategy: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: auto).")] = None,
+    checkpoint: Annotated[str, typer.Option(metavar="best|last", help="Which checkpoint.")] = "best",
+    dataset: Annotated[Optional[str], typer.Option(metavar="NAME", help="Evaluate on another data source.")] = None,
+    data_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Data folder.")] = None,
+    dataset_arg: Annotated[Optional[list[str]], typer.Option("--dataset-arg", metavar="KEY=VALUE", help="For the data source, over the run's (repeatable).")] = None,
+    strategy: Annotated[Optional[str], typer.Option(metavar="cpu|cuda", help="Where to evaluate (default: a GPU if there is one).")] = None,
 ) -> None:
     from blitz.evaluation import evaluate_run
 
@@ -779,9 +786,9 @@ def eval_command(
 @reports_errors
 def predict(
     run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run directory, run name, the start of a name, or 'latest'.")],
-    images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, BMP, WebP, TIFF, ...).")],
-    top_k: Annotated[int, typer.Option("--top-k", min=1, help="How many classes to show.")] = 3,
-    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+    images: Annotated[list[Path], typer.Argument(metavar="IMAGE...", help="Image files (PNG, JPEG, BMP, WebP, TIFF, ...).")],
+    top_k: Annotated[int, typer.Option("--top-k", metavar="K", min=1, help="How many classes to show.")] = 3,
+    checkpoint: Annotated[str, typer.Option(metavar="best|last", help="Which checkpoint.")] = "best",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     from blitz.evaluation import predict_images
@@ -792,9 +799,9 @@ def predict(
 @data_app.command("verify", help="Check a data source's files: structure, counts and labels.")
 @reports_errors
 def data_verify(
-    name: Annotated[str, typer.Argument(help="Data source name (see 'blitz list datasets').")],
-    data_root: Annotated[Optional[Path], typer.Option(help="Data folder.")] = None,
-    dataset_arg: Annotated[Optional[list[str]], typer.Option("--dataset-arg", help="KEY=VALUE (repeatable).")] = None,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Data source name (see 'blitz list datasets').")],
+    data_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Data folder.")] = None,
+    dataset_arg: Annotated[Optional[list[str]], typer.Option("--dataset-arg", metavar="KEY=VALUE", help="For the data source (repeatable).")] = None,
 ) -> None:
     from blitz.catalog import resolve
     from blitz.config import RunConfig

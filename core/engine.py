@@ -280,6 +280,8 @@ class Trainer:
         seed_everything(config.seed, config.deterministic, strategy.device)
         self.say(f"Strategy: {strategy.describe()}{self._choose_threads(strategy)}")
         state = self._resumable_state() if self.resume_from is not None else None  # before any work
+        if self.write_run and state is None and config.out is not None:
+            runs.check_out_dir(config.out)  # before the data is loaded: a clash is said at once
         session = self._start_session(strategy)
         if state is not None:
             with same_on_every_rank():  # each rank checks the same checkpoint against the same settings
@@ -857,7 +859,7 @@ class Trainer:
     def _interrupted(self, where: str, run_dir: Path | None) -> Interrupted:
         signum = self.stop.signal_number or signal.SIGTERM
         resumable = run_dir is not None and (run_dir / "checkpoints" / "last.ckpt").is_file()
-        resume = f"; resume with: blitz run --resume {run_dir}" if resumable else ""
+        resume = f"; its checkpoint is saved: resume with: blitz run --resume {run_dir}" if resumable else ""
         world = self.strategy.world_size
         if resume and world > 1:
             per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world))
@@ -865,7 +867,8 @@ class Trainer:
                 f" (which starts the same {world} processes)" if per_node == world
                 else f" --nproc-per-node {per_node} and the same --nnodes/--rdzv-* options on every machine"
             )
-        return Interrupted(f"Stopped by {signal.Signals(signum).name} {where}{resume}", signum)
+        name = signal.Signals(signum).name + (" (Ctrl-C)" if signum == signal.SIGINT else "")
+        return Interrupted(f"Stopped by {name} {where}{resume}", signum)
 
     def stop_agreed(self) -> bool:
         """Whether to stop now. With several processes every rank must agree, at the same step,
@@ -1038,7 +1041,7 @@ class Trainer:
             "epochs": self.config.epochs,
             "epochs_done": len(run.history),
             **({"limit_steps": self.config.limit_steps} if self.config.limit_steps else {}),
-            "best_accuracy": best,
+            "best_accuracy": best if best >= 0 else None,  # None: no evaluation yet
             "last_accuracy": last.accuracy if last else None,
             "seconds": sum(h["seconds"] for h in run.history) + partial,
             "timed_seconds": timed,

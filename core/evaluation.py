@@ -230,7 +230,7 @@ def evaluate_run(
     )
     for line in accuracy_lines(per_class):
         console.print(line, highlight=False, markup=False)  # class names are data: "[x]" is text
-    console.print(confusion_table(result.confusion, info.class_names))
+    console.print(confusion_table(result.confusion, info.class_names, console.width), highlight=False)
 
     data = eval_results(result, info.class_names)
     data.update({"run": str(loaded.run_dir), "checkpoint": checkpoint, "dataset": config.dataset})
@@ -256,17 +256,27 @@ def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def confusion_table(confusion: torch.Tensor, class_names: tuple[str, ...], max_classes: int = 20) -> Table | str:
-    """The confusion matrix as a rich table: rows true class, columns predicted (by index, to fit)."""
+def confusion_table(
+    confusion: torch.Tensor, class_names: tuple[str, ...], width: int = 200, max_classes: int = 20
+) -> Table | str:
+    """The confusion matrix as a rich table: rows true class, columns predicted, headed by the
+    classes' names cut to the counts' width (their indices where cut names would clash); a
+    one-line note instead where it does not fit ``width`` columns (a count is never cut short)."""
     k = len(class_names)
-    if k > max_classes:
-        return f"Confusion matrix: {k} x {k}, too wide to show; see the CSV file."
+    counts = [[int(v) for v in row] for row in confusion.tolist()]
+    digits = max([len(str(v)) for row in counts for v in row] + [1])
+    short = [name[:max(digits, 4)] for name in class_names]
+    headers = short if len(set(short)) == k else [str(j) for j in range(k)]
+    first = max(len(f"{i} {name}") for i, name in enumerate(class_names))
+    needed = first + sum(max(digits, len(h)) + 2 for h in headers) + 2
+    if k > max_classes or needed > width:
+        return f"Confusion matrix: {k} x {k}, too wide for {width} columns; see the CSV file."
     table = Table(title="confusion: rows true class, columns predicted", box=box.SIMPLE_HEAD, padding=(0, 1))
-    table.add_column("true", style="bold")
-    for j in range(k):
-        table.add_column(str(j), justify="right")
+    table.add_column("true", style="bold", no_wrap=True)
+    for header in headers:
+        table.add_column(escape(header), justify="right", no_wrap=True)
     for i, name in enumerate(class_names):
-        cells = [f"[green]{int(v)}[/]" if j == i else str(int(v)) for j, v in enumerate(confusion[i].tolist())]
+        cells = [f"[green]{v}[/]" if j == i else str(v) for j, v in enumerate(counts[i])]
         table.add_row(f"{i} {escape(name)}", *cells)
     return table
 

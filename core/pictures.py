@@ -50,10 +50,16 @@ def write_pictures(result: TrainResult, trainer: Trainer) -> list[Path]:
     """predictions.png, curves.png and confusion.png in the run directory; returns those written."""
     if result.run_dir is None:
         return []
+    from blitz.runs import read_metrics
+
+    config = trainer.config
+    # which run a picture shows, when it is looked at away from its folder
+    title = f"{config.recipe or config.model} on {config.dataset}: {100 * result.final.accuracy:.2f} % test accuracy"
+    steps = [r for r in read_metrics(result.run_dir / "metrics.jsonl") if r.get("event") == "step"]
     pictures: list[tuple[str, Callable[[], Figure | None]]] = [
         ("predictions.png", lambda: predictions_figure(result, trainer)),
-        ("curves.png", lambda: curves_figure(result.history)),
-        ("confusion.png", lambda: confusion_figure(result.final.confusion, result.info.class_names)),
+        ("curves.png", lambda: curves_figure(result.history, steps, title)),
+        ("confusion.png", lambda: confusion_figure(result.final.confusion, result.info.class_names, title)),
     ]
     written = []
     for name, make in pictures:
@@ -189,18 +195,25 @@ def predict(model: nn.Module, inputs: torch.Tensor) -> list[int]:
 # ---- curves.png ------------------------------------------------------------------------------
 
 
-def curves_figure(history: list[dict[str, Any]]) -> Figure | None:
-    """Train and test loss, and test accuracy, per epoch."""
+def curves_figure(history: list[dict[str, Any]], steps: list[dict[str, Any]] | None = None, title: str = "") -> Figure | None:
+    """Train and test loss, and test accuracy, per epoch; with ``steps`` (metrics.jsonl's step
+    records) the training loss as it went, every ``log_every`` steps, as the tutorial prints it."""
     if not history:
         return None
     epochs = [h["epoch"] for h in history]
     figure = new_figure(CURVES_SIZE)
+    if title:
+        figure.suptitle(title, fontsize=10)
     loss_ax, accuracy_ax = figure.subplots(1, 2)
-    loss_ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
+    trail = _loss_trail(history, steps or [])
+    if trail:
+        loss_ax.plot(*trail, linewidth=1, alpha=0.6, color="tab:blue", label="train (every log_every steps)")
+    loss_ax.plot(epochs, [h["train_loss"] for h in history], marker="o", linestyle="" if trail else "-",
+                 color="tab:blue", label="train (epoch mean)")
     tested = [h for h in history if h.get("test_loss") is not None]  # eval_every may skip epochs
-    loss_ax.plot([h["epoch"] for h in tested], [h["test_loss"] for h in tested], marker="o", label="test")
+    loss_ax.plot([h["epoch"] for h in tested], [h["test_loss"] for h in tested], marker="o", color="tab:orange", label="test")
     loss_ax.set(title="loss", xlabel="epoch")
-    loss_ax.legend()
+    loss_ax.legend(fontsize=8)
     accuracy_ax.plot([h["epoch"] for h in tested], [100 * h["test_accuracy"] for h in tested], marker="o", color="tab:green")
     accuracy_ax.set(title="test accuracy (%)", xlabel="epoch")
     for ax in (loss_ax, accuracy_ax):
@@ -211,21 +224,43 @@ def curves_figure(history: list[dict[str, Any]]) -> Figure | None:
     return figure
 
 
+def _loss_trail(history: list[dict[str, Any]], steps: list[dict[str, Any]]) -> tuple[list[float], list[float]] | None:
+    """The step records' losses against the epoch (fractional: 1.5 is half-way through epoch 2,
+    placed by each epoch's step count), or None where there are too few to draw a line."""
+    ends = {h["epoch"]: h.get("step") for h in history}  # the global step at each epoch's end
+    xs, ys = [], []
+    for record in steps:
+        epoch, step, loss = record.get("epoch"), record.get("step"), record.get("loss")
+        if not isinstance(epoch, int):
+            continue
+        end, start = ends.get(epoch), ends.get(epoch - 1, 0)
+        if not all(isinstance(v, (int, float)) for v in (step, loss, end, start)) or end <= start:
+            continue  # a record of an epoch the history lacks (an older run, a hand-edited file)
+        xs.append(epoch - 1 + (step - start) / (end - start))
+        ys.append(loss)
+    return (xs, ys) if len(xs) >= 3 else None
+
+
 # ---- confusion.png ---------------------------------------------------------------------------
 
 
-def confusion_figure(confusion: torch.Tensor, class_names: tuple[str, ...]) -> Figure:
-    """The confusion matrix as a heat map, rows true class, columns predicted class."""
+def confusion_figure(confusion: torch.Tensor, class_names: tuple[str, ...], title: str = "") -> Figure:
+    """The confusion matrix as a heat map, rows true class (with its accuracy), columns predicted class."""
     matrix = confusion.cpu().numpy()
     k = len(class_names)
     figure = new_figure(CONFUSION_SIZE)
+    if title:
+        figure.suptitle(title, fontsize=10)
     ax = figure.subplots()
     image = ax.imshow(matrix, cmap="Blues")
-    ax.set(title="confusion matrix", xlabel="predicted", ylabel="true")
+    ax.set(title="confusion matrix", xlabel="predicted", ylabel="true (its accuracy)")
     if k <= ANNOTATE_MAX_CLASSES:
+        totals = matrix.sum(axis=1)
+        rows = [f"{name} ({100 * matrix[i, i] / totals[i]:.0f} %)" if totals[i] else f"{name} (n/a)"
+                for i, name in enumerate(class_names)]
         ax.set_xticks(range(k), labels=class_names, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(k), labels=class_names, fontsize=8)
-        threshold = matrix.max() / 2 if matrix.size else 0
+        ax.set_yticks(range(k), labels=rows, fontsize=8)
+        threshold = 0.6 * matrix.max() if matrix.size else 0  # white only on the darkest blues: readable
         for i in range(k):
             for j in range(k):
                 ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=7,

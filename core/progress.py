@@ -1,7 +1,9 @@
 """The progress display: a rich bar per epoch with loss and images/s, silent off rank 0.
 
-Off a terminal (a log file, a pipe, a batch job) there is no bar: a plain line every 30 s keeps
-long epochs from looking hung, and short ones print only their epoch line.
+Off a terminal (a log file, a pipe, a batch job) there is no bar: a plain line at every tenth of
+an epoch's steps, as the tutorial prints its running loss, and every 30 s in between, so that a
+long epoch does not look hung. On a narrow terminal the bar gives up its graphic, then the time
+elapsed, before the figures.
 """
 
 from __future__ import annotations
@@ -9,9 +11,10 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-PLAIN_EVERY = 30.0  # seconds between progress lines off a terminal
+PLAIN_EVERY = 30.0  # seconds between progress lines off a terminal, at most
+PLAIN_PARTS = 10  # ... and one at each tenth of an epoch's steps
 
 
 class EpochProgress:
@@ -24,33 +27,37 @@ class EpochProgress:
         self._progress: Progress | None = None
         self._task = None
         self._epoch, self._epochs, self._total = 0, 0, 0
-        self._last_line = 0.0
+        self._last_line = self._last_refresh = 0.0
+        self._next_mark = 0  # the step count of the next plain line
 
     def start(self, epoch: int, epochs: int, total_steps: int, done: int = 0) -> None:
         self._epoch, self._epochs, self._total = epoch, epochs, total_steps
         self._last_line = time.monotonic()
+        self._next_mark = self._mark_after(done)
         if not self.bar:
             return
+        width = self.console.width  # ~105 columns for everything; figures first where fewer
+        columns: list[ProgressColumn] = [TextColumn(f"epoch {epoch}/{epochs}")]
+        if width >= 80:
+            columns.append(BarColumn(bar_width=min(40, width - 70)))
+        columns += [TextColumn("{task.completed:,.0f}/{task.total:,.0f}"), TextColumn("{task.fields[stats]}")]
+        if width >= 72:
+            columns.append(TimeElapsedColumn())
+        columns.append(TimeRemainingColumn())
         self._progress = Progress(
-            TextColumn(f"epoch {epoch}/{epochs}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
+            *columns,
             console=self.console,
             transient=True,
             auto_refresh=False,  # a refresh thread would contend for the GIL with tiny training steps
         )
-        self._last_refresh = 0.0
         self._progress.start()
         self._task = self._progress.add_task("train", total=total_steps, completed=done, stats="")
 
     def update(self, steps_done: int, loss: float, images_per_s: float) -> None:
         now = time.monotonic()
         if self._progress is None:
-            if self.enabled and now - self._last_line >= PLAIN_EVERY:
-                self._last_line = now
+            if self.enabled and (steps_done >= self._next_mark or now - self._last_line >= PLAIN_EVERY):
+                self._last_line, self._next_mark = now, self._mark_after(steps_done)
                 self.console.print(
                     f"epoch {self._epoch}/{self._epochs}  step {steps_done:,}/{self._total:,}  "
                     f"loss {loss:.3f}  {images_per_s:,.0f} img/s",
@@ -62,6 +69,12 @@ class EpochProgress:
         self._last_refresh = now
         stats = f"loss {loss:.3f} · {images_per_s:,.0f} img/s"
         self._progress.update(self._task, completed=steps_done, stats=stats, refresh=True)
+
+    def _mark_after(self, steps_done: int) -> int:
+        """The next tenth of the epoch's steps after ``steps_done`` (not its end: the epoch line says that)."""
+        part = max(self._total // PLAIN_PARTS, 1)
+        mark = (steps_done // part + 1) * part
+        return mark if mark < self._total else self._total + 1
 
     def stop(self) -> None:
         if self._progress is not None:

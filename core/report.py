@@ -108,9 +108,10 @@ def markdown_report(result: TrainResult, trainer: Trainer, pictures: list[Path])
     lines += ["", "## Per epoch", "", "| epoch | train loss | test loss | test accuracy | images/s | seconds |",
               "|---:|---:|---:|---:|---:|---:|"]
     for h in result.history:
+        accuracy = h["test_accuracy"]
         lines.append(
             f"| {h['epoch']} | {h['train_loss']:.4f} | {_number(h['test_loss'], '.4f')} "
-            f"| {_number(h['test_accuracy'], '.2%')} "
+            f"| {'–' if accuracy is None else f'{100 * accuracy:.2f} %'} "
             f"| {h.get('images_per_s', 0):,.0f} | {h.get('seconds', 0):.1f} |"
         )
     if pictures:

@@ -178,6 +178,11 @@ def write_start_files(
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": os.environ.get("BLITZ_COMMAND_LINE", ""),
     }
+    earlier = read_json(path / "manifest.json")  # a resume: the run's first start stays its start
+    if isinstance(earlier, dict) and "started" in earlier:
+        resumes = earlier.get("resumed") if isinstance(earlier.get("resumed"), list) else []
+        manifest["resumed"] = [*resumes, {"started": manifest["started"], "command": manifest["command"]}]
+        manifest["started"], manifest["command"] = earlier["started"], earlier.get("command", "")
     atomic_write_text(path / "manifest.json", json.dumps(manifest, indent=2) + "\n")
 
 

@@ -29,7 +29,8 @@ class EvalResult:
         totals = self.confusion.sum(dim=1)
         correct = self.confusion.diagonal()
         return {
-            name: float(correct[i] / totals[i]) if totals[i] else None for i, name in enumerate(class_names)
+            # in Python: a tensor's division rounds to float32 (0.573 written as 0.5730000138282776)
+            name: int(correct[i]) / int(totals[i]) if totals[i] else None for i, name in enumerate(class_names)
         }
 
 

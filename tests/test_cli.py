@@ -365,18 +365,19 @@ def test_off_a_terminal_long_epochs_print_a_progress_line_now_and_then(monkeypat
 
     from blitz import progress
 
-    clock = iter([0.0, 10.0, 31.0, 40.0, 62.0])
+    clock = iter([0.0, 10.0, 31.0, 40.0, 45.0, 50.0, 60.0])
     monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
     out = StringIO()
     bar = progress.EpochProgress(Console(file=out, width=200), enabled=True)  # a StringIO: no terminal
     bar.start(1, 2, 1000)  # t=0
-    for step, loss in ((100, 2.3), (300, 2.1), (400, 2.0), (600, 1.9)):  # t=10, 31, 40, 62
+    # at each tenth of the epoch (as the tutorial prints its running loss), and after 30 s without one
+    for step, loss in ((50, 2.4), (60, 2.3), (70, 2.2), (100, 2.1), (150, 2.0), (1000, 1.9)):  # t=10 ... 60
         bar.update(step, loss, 1234.0)
     bar.stop()
     assert out.getvalue().splitlines() == [
-        "epoch 1/2  step 300/1,000  loss 2.100  1,234 img/s",
-        "epoch 1/2  step 600/1,000  loss 1.900  1,234 img/s",
-    ]
+        "epoch 1/2  step 60/1,000  loss 2.300  1,234 img/s",  # 31 s
+        "epoch 1/2  step 100/1,000  loss 2.100  1,234 img/s",  # a tenth
+    ]  # (the epoch's end has its own line)
     quiet = StringIO()
     other_rank = progress.EpochProgress(Console(file=quiet), enabled=False)
     clock = iter([0.0, 100.0])
@@ -510,12 +511,14 @@ def test_plugins_dir_after_the_command_says_where_it_goes(tmp_path):
     assert "goes before the command: 'blitz --plugins-dir ... list models ...'." in " ".join(result.output.split())
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["list", "models"], ["data", "verify"], ["eval"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["list", "models"], ["data", "verify"], ["eval"], ["predict"], ["runs"]])
 def test_help_takes_h_and_shows_no_value_type_after_flags(command):
     """typer 0.2x wrote `--flip --no-flip <bool>`, as if the flag took a value (`--flip true` fails)."""
     short, long = (runner.invoke(app, [*command, flag], env={"COLUMNS": "150"}) for flag in ("-h", "--help"))
     assert short.exit_code == long.exit_code == 0 and short.output == long.output
     assert "<bool>" not in long.output and "Show this message and exit." in long.output
+    if command != ["run"]:  # Python's types are no help: <str>, <list[Path]>, <path> were shown
+        assert not re.search(r"<(str|path|list\[|int range)", long.output), long.output
     if command == ["run"]:
         assert re.search(r"--epochs\s+<int>", long.output)  # options that take a value keep their type
         panels = ["Setup and output", "Model and data", "Training", "Hardware and speed", "Augmentation",

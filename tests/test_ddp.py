@@ -171,7 +171,7 @@ def test_sigterm_stops_every_rank_at_the_same_step_and_the_run_resumes(tmp_path)
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 143, stderr[-2000:]
-    stops = [line for line in stderr.splitlines() if line.startswith("Error: Stopped by SIGTERM at epoch")]
+    stops = [line for line in stderr.splitlines() if line.startswith("Stopped by SIGTERM at epoch")]
     assert len(stops) == 1, stderr[-2000:]  # the ranks agreed on the step; rank 0 says so, once
     assert f"resume with: blitz run --resume {out} (which starts the same 2 processes)" in stops[0]
     meta = load_checkpoint(out / "checkpoints" / "last.ckpt").meta

@@ -428,6 +428,44 @@ def test_the_curves_of_a_one_epoch_run_have_one_whole_epoch_tick() -> None:
         assert list(ax.get_xticks()) == [1]
 
 
+def test_the_curves_draw_the_training_loss_as_it_went_at_its_place_in_each_epoch() -> None:
+    """A line of the step records' losses (the tutorial's running loss), where there were only
+    the epoch means: two dots for the tutorial's two epochs."""
+    history = [{"epoch": 1, "step": 100, "train_loss": 2.0, "test_loss": 1.9, "test_accuracy": 0.3},
+               {"epoch": 2, "step": 200, "train_loss": 1.5, "test_loss": 1.6, "test_accuracy": 0.4}]
+    steps = [{"event": "step", "epoch": e, "step": s, "loss": 3.0 - s / 100} for e, s in
+             ((1, 25), (1, 50), (1, 100), (2, 150), (2, 200), ("x", 1))]  # the last: not a record blitz wrote
+    figure = pictures.curves_figure(history, steps, "lenet on cifar10: 40.00 % test accuracy")
+    loss_ax = figure.axes[0]
+    trail = next(line for line in loss_ax.get_lines() if line.get_label().startswith("train (every"))
+    assert list(trail.get_xdata()) == [0.25, 0.5, 1.0, 1.5, 2.0]
+    assert list(trail.get_ydata()) == [2.75, 2.5, 2.0, 1.5, 1.0]
+    assert figure.get_suptitle() == "lenet on cifar10: 40.00 % test accuracy"
+    assert pictures.curves_figure(history, steps[:2]).axes[0].get_lines()[0].get_label() == "train (epoch mean)"
+
+
+def test_evals_confusion_table_names_its_columns_and_never_cuts_a_count() -> None:
+    """Its columns were 0-9, and at 60 columns rich cut the counts themselves ('4…')."""
+    from rich.console import Console
+
+    from blitz.evaluation import confusion_table
+
+    names = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    matrix = torch.full((10, 10), 1000)
+    console = Console(width=80, record=True)
+    console.print(confusion_table(matrix, names, console.width))
+    text = console.export_text()
+    assert "plan   car   bird   cat   deer" in text and text.count("1000") == 100
+    assert confusion_table(matrix, names, 60) == "Confusion matrix: 10 x 10, too wide for 60 columns; see the CSV file."
+    clashing = confusion_table(torch.ones(2, 2, dtype=torch.long), ("automobile", "autobus"), 80)
+    assert [c.header for c in clashing.columns[1:]] == ["0", "1"]  # cut names would be the same: indices
+
+
+def test_the_confusion_picture_gives_each_true_class_its_accuracy() -> None:
+    figure = pictures.confusion_figure(torch.tensor([[3, 1], [0, 0]]), ("cat", "dog"))
+    assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == ["cat (75 %)", "dog (n/a)"]
+
+
 def test_a_class_without_test_images_is_not_scored_zero():
     from blitz.report import accuracy_lines
     from blitz.scoring import EvalResult

@@ -112,6 +112,7 @@ def test_a_test_loss_that_is_not_finite_ends_the_run_as_diverged_without_a_best_
     assert not (tmp_path / "run" / "checkpoints" / "best.ckpt").exists()
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["epochs_done"] == 0
+    assert summary["best_accuracy"] is None  # not evaluated: no placeholder -1 to be read as a figure
 
 
 def test_json_files_write_nan_as_null():
@@ -228,15 +229,20 @@ def test_reusing_a_run_directory_is_refused_and_leaves_it_intact(tmp_path):
     with pytest.raises(UsageError, match="already holds a run; use --resume"):
         Trainer(tiny(tmp_path)).fit()
     assert digest(tmp_path / "run") == before
+    result = runner.invoke(app, ["run", "--dataset", "random", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "Data:" not in result.output  # said before loading the data, not after
 
 
 def test_resume_through_the_cli_continues_and_finishes(tmp_path):
     out = tmp_path / "run"
     first = runner.invoke(app, ["run", "--recipe", "randomdemo", "--epochs", "1", "--out", str(out)])
     assert first.exit_code == 0, first.output
+    started = json.loads((out / "manifest.json").read_text())["started"]
     more = runner.invoke(app, ["run", "--resume", str(out), "--epochs", "3"])
     assert more.exit_code == 0, more.output
     assert "Resuming from" in more.output and "epoch 3/3" in more.output and "epoch 1/3" not in more.output
+    manifest = json.loads((out / "manifest.json").read_text())  # the first start stays; each resume is added
+    assert manifest["started"] == started and len(manifest["resumed"]) == 1 and "started" in manifest["resumed"][0]
     refused = runner.invoke(app, ["run", "--resume", str(out), "--lr", "0.5"])
     assert refused.exit_code == 2 and "--lr cannot change" in refused.output
     for flags, named in ((["--model-arg", "width=2"], "--model-arg"), (["--flip"], "--flip/--flip-mode/--translate/--cutout"),
