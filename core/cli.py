@@ -592,7 +592,7 @@ def _make_list_command(kind: str) -> None:
     # Objects, not the strings `from __future__ import annotations` makes: typer evaluates those
     # in the module's globals, where this kind's help text is not
     _command.__annotations__.update(
-        pattern=Annotated[str, typer.Argument(help=_PATTERN_HELP[kind == "models"])],
+        pattern=Annotated[str, typer.Argument(metavar="PATTERN", help=_PATTERN_HELP[kind == "models"])],
         as_json=Annotated[bool, typer.Option("--json", help="Print JSON.")],
     )
     list_app.command(name=kind, help=f"List {kind}, optionally filtered by a glob PATTERN.")(reports_errors(_command))
@@ -605,7 +605,7 @@ for _kind in KIND_CHOICES:
 @app.command("list-models", help="List models (same as 'blitz list models').")
 @reports_errors
 def list_models(
-    pattern: Annotated[str, typer.Argument(help="Glob filter.")] = "*",
+    pattern: Annotated[str, typer.Argument(metavar="PATTERN", help=_PATTERN_HELP[True])] = "*",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     _list_kind("models", pattern, as_json)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.markup import escape
 from rich.table import Table
 from torch import nn
@@ -267,10 +268,8 @@ def confusion_table(
     digits = max([len(str(v)) for row in counts for v in row] + [1])
     short = [name[:max(digits, 4)] for name in class_names]
     headers = short if len(set(short)) == k else [str(j) for j in range(k)]
-    first = max(len(f"{i} {name}") for i, name in enumerate(class_names))
-    needed = first + sum(max(digits, len(h)) + 2 for h in headers) + 2
-    if k > max_classes or needed > width:
-        return f"Confusion matrix: {k} x {k}, too wide for {width} columns; see the CSV file."
+    if k > max_classes:
+        return f"Confusion matrix: {k} x {k}, too wide to show; see the CSV file."
     table = Table(title="confusion: rows true class, columns predicted", box=box.SIMPLE_HEAD, padding=(0, 1))
     table.add_column("true", style="bold", no_wrap=True)
     for header in headers:
@@ -278,6 +277,9 @@ def confusion_table(
     for i, name in enumerate(class_names):
         cells = [f"[green]{v}[/]" if j == i else str(v) for j, v in enumerate(counts[i])]
         table.add_row(f"{i} {escape(name)}", *cells)
+    needed = Measurement.get(Console(width=10_000), Console(width=10_000).options, table).maximum
+    if needed > width:
+        return f"Confusion matrix: {k} x {k}, too wide for {width} columns; see the CSV file."
     return table
 
 

@@ -56,7 +56,8 @@ class EpochProgress:
     def update(self, steps_done: int, loss: float, images_per_s: float) -> None:
         now = time.monotonic()
         if self._progress is None:
-            if self.enabled and (steps_done >= self._next_mark or now - self._last_line >= PLAIN_EVERY):
+            # (not at the epoch's end: its own line follows)
+            if self.enabled and steps_done < self._total and (steps_done >= self._next_mark or now - self._last_line >= PLAIN_EVERY):
                 self._last_line, self._next_mark = now, self._mark_after(steps_done)
                 self.console.print(
                     f"epoch {self._epoch}/{self._epochs}  step {steps_done:,}/{self._total:,}  "

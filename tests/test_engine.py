@@ -660,7 +660,7 @@ def test_a_stop_during_an_evaluation_ends_it_and_the_run_resumes_after_it(tmp_pa
     config = tiny_config(tmp_path, epochs=2, eval_batch_size=8, augment=AugmentConfig())
     trainer = Trainer(config)
     batches = stop_in_evaluation(trainer, 1, monkeypatch)
-    with pytest.raises(Interrupted, match="during the evaluation after epoch 1; resume with"):
+    with pytest.raises(Interrupted, match="during the evaluation after epoch 1; its checkpoint is saved: resume with"):
         trainer.fit()
     assert len(batches) == 3  # it did not finish the 5 batches of 40 test images
     meta = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").meta

@@ -377,7 +377,9 @@ def test_a_signal_saves_a_resumable_checkpoint_and_exits_128_plus_n(tmp_path, si
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == code, stderr[-1500:]
-    assert f"Stopped by {signals.Signals(signum).name} at epoch 1" in stderr and "--resume" in stderr
+    named = signals.Signals(signum).name + (" (Ctrl-C)" if signum == signals.SIGINT else "")
+    assert f"Stopped by {named} at epoch 1" in stderr and "its checkpoint is saved: resume with" in stderr
+    assert "Error:" not in stderr  # a stop the user asked for
     assert "Traceback" not in stderr
     assert load_checkpoint(out / "checkpoints" / "last.ckpt").meta["step_in_epoch"] > 0
     summary = json.loads((out / "summary.json").read_text())
