@@ -59,6 +59,8 @@ _show_no_type_for_flags()
 app = typer.Typer(
     name="blitz",
     help="Train image classifiers with PyTorch: swap models, data and hardware with a flag.",
+    epilog="Start with: blitz run --recipe tutorial --data-root DIR (DIR holds cifar-10-batches-py), then "
+    "blitz runs, blitz show latest, blitz predict latest IMAGE. 'blitz list recipes' lists the ready-made setups.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},  # -h as most CLIs take it; subcommands inherit it
@@ -602,7 +604,7 @@ for _kind in KIND_CHOICES:
     _make_list_command(_kind)
 
 
-@app.command("list-models", help="List models (same as 'blitz list models').")
+@app.command("list-models", help="List models (same as 'blitz list models').", hidden=True)  # an alias, kept working
 @reports_errors
 def list_models(
     pattern: Annotated[str, typer.Argument(metavar="PATTERN", help=_PATTERN_HELP[True])] = "*",
