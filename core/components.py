@@ -132,7 +132,8 @@ class Strategy:
         """Release the device and process group; called once, also after an error."""
 
     def describe(self) -> str:
-        return f"{self.name} on {self.device}"
+        """One line for the log: the strategy and its device (``cpu``, not ``cpu on cpu``)."""
+        return self.name if str(self.device) == self.name else f"{self.name} on {self.device}"
 
 
 class MetricLogger(Protocol):
