@@ -788,7 +788,7 @@ def eval_command(
 @reports_errors
 def predict(
     run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run directory, run name, the start of a name, or 'latest'.")],
-    images: Annotated[list[Path], typer.Argument(metavar="IMAGE...", help="Image files (PNG, JPEG, BMP, WebP, TIFF, ...).")],
+    images: Annotated[list[Path], typer.Argument(metavar="IMAGE", help="Image files (PNG, JPEG, BMP, WebP, TIFF, ...).")],
     top_k: Annotated[int, typer.Option("--top-k", metavar="K", min=1, help="How many classes to show.")] = 3,
     checkpoint: Annotated[str, typer.Option(metavar="best|last", help="Which checkpoint.")] = "best",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

@@ -281,7 +281,8 @@ class Trainer:
         self.say(f"Strategy: {strategy.describe()}{self._choose_threads(strategy)}")
         state = self._resumable_state() if self.resume_from is not None else None  # before any work
         if self.write_run and state is None and config.out is not None:
-            runs.check_out_dir(config.out)  # before the data is loaded: a clash is said at once
+            with same_on_every_rank():  # before the data is loaded: a clash is said at once
+                runs.check_out_dir(config.out)
         session = self._start_session(strategy)
         if state is not None:
             with same_on_every_rank():  # each rank checks the same checkpoint against the same settings
@@ -615,9 +616,10 @@ class Trainer:
             self.warn_all(self.host.call_lifecycle("on_epoch_end", run=run, epoch=epoch, metrics=metrics))
             self._write_summary(run, "running", session.best_accuracy, latest)
 
-    def _evaluate(self, session: _Session) -> EvalResult:
+    def _evaluate(self, session: _Session, checkpointed: bool = False) -> EvalResult:
         """The test split's evaluation; a loss that is not finite ends the run as diverged (its
-        weights are kept from the checkpoints, and from best.ckpt, however they score)."""
+        weights are kept from best.ckpt, however they score). ``checkpointed``: last.ckpt holds
+        the weights evaluated (an evaluation redone on resume, or the final one)."""
         alone = session.run.strategy.world_size == 1
         result = evaluate(
             session.train_model, session.test_split, session.run.info, session.run.strategy, self.config,
@@ -627,15 +629,18 @@ class Trainer:
             raise TrainingDivergedError(
                 f"The test loss became {result.loss} after step {session.run.global_step} (epoch "
                 f"{session.run.epoch}, lr {session.optimizer.param_groups[0]['lr']:.3g}): the model's outputs are no "
-                f"longer finite; stopped. {self._kept_checkpoint(session.run)} Try a lower --lr."
+                f"longer finite; stopped. {self._kept_checkpoint(session.run, checkpointed)} Try a lower --lr."
             )
         return result
 
     @staticmethod
-    def _kept_checkpoint(run: TrainingRun) -> str:
-        """Where a diverged run's last good weights are, if anywhere."""
+    def _kept_checkpoint(run: TrainingRun, checkpointed: bool = False) -> str:
+        """Where a diverged run's last good weights are, if anywhere (``checkpointed``: last.ckpt
+        holds the diverged ones)."""
         kept = run.run_dir / "checkpoints" if run.run_dir else None
         if kept and (kept / "last.ckpt").exists():
+            if checkpointed:
+                return f"{kept / 'last.ckpt'} holds these weights: no good checkpoint is kept."
             return f"The last good checkpoint is kept in {kept}."
         return "No checkpoint had been saved yet."
 
@@ -646,7 +651,7 @@ class Trainer:
         if final is None:  # nothing left to train (epochs 0, or a run stopped right after its last step)
             session.clock.resume()
             try:
-                final = self._evaluate(session)
+                final = self._evaluate(session, checkpointed=True)
             except EvaluationStopped:
                 raise self._interrupted("during the final evaluation", run.run_dir) from None
         timed_seconds = session.clock.total()
@@ -682,7 +687,7 @@ class Trainer:
         self.say(f"Evaluating epoch {epoch} first: a stop had cut its evaluation short")
         session.clock.resume()
         try:
-            result = self._evaluate(session)
+            result = self._evaluate(session, checkpointed=True)
         except EvaluationStopped:  # stopped again: last.ckpt still says pending
             raise self._interrupted(f"during the evaluation after epoch {epoch}", run.run_dir) from None
         session.clock.pause()

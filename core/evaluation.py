@@ -231,7 +231,8 @@ def evaluate_run(
     )
     for line in accuracy_lines(per_class):
         console.print(line, highlight=False, markup=False)  # class names are data: "[x]" is text
-    console.print(confusion_table(result.confusion, info.class_names, console.width), highlight=False)
+    width = console.width if console.is_terminal else 10_000  # a file or a pipe: nothing narrow reads it
+    console.print(confusion_table(result.confusion, info.class_names, width), highlight=False, soft_wrap=not console.is_terminal)
 
     data = eval_results(result, info.class_names)
     data.update({"run": str(loaded.run_dir), "checkpoint": checkpoint, "dataset": config.dataset})

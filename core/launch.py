@@ -191,12 +191,13 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
         failed = ", ".join(_describe_exit(r, f.exitcode) for r, f in sorted(exc.failures.items()))
         message = f"DDP job failed: {failed} (errors are printed above); the other ranks were stopped."
         zero = exc.failures.get(0)
-        if spec.nnodes == 1 and zero is not None and zero.exitcode in (UsageError.exit_code, BlitzError.exit_code) and all(
-            f.exitcode in (zero.exitcode, -signal.SIGTERM) for f in exc.failures.values()
+        if spec.nnodes == 1 and zero is not None and zero.exitcode == UsageError.exit_code and all(
+            f.exitcode in (UsageError.exit_code, -signal.SIGTERM) for f in exc.failures.values()
         ):
-            # Rank 0, on this machine, failed and said why, and the others failed alike (a
-            # refused run, a diverged loss) or were stopped by torchrun after it: nothing to add.
-            raise (UsageError if zero.exitcode == UsageError.exit_code else BlitzError)("") from None
+            # Rank 0, on this machine, refused the run and said why in one line, and the others
+            # refused it alike or were stopped by torchrun after it: nothing to add. (Exit 1 is
+            # also any traceback's: there the line says which ranks failed.)
+            raise UsageError("") from None
         if code == UsageError.exit_code:
             # The first rank to fail refused the command line (the others then lost their peer):
             # exit 2, as the same run in one process

@@ -226,11 +226,20 @@ def readable_sides(
     return list(range(cut)), list(range(cut, len(kept)))
 
 
-def _rows(tensor: torch.Tensor, rows: list[int]) -> torch.Tensor:
-    """``tensor``'s ``rows``: a view where they are consecutive (no copy of the images), else a copy."""
-    if rows and rows[-1] - rows[0] + 1 == len(rows):
-        return tensor[rows[0]:rows[-1] + 1]
-    return tensor[torch.tensor(rows, dtype=torch.int64)]
+def _sides(split: TensorSplit, train_rows: list[int], test_rows: list[int]) -> tuple[TensorSplit, TensorSplit]:
+    """``split``'s rows on each side: views where both sides are runs of consecutive rows (no copy
+    of the images), else copies of both (a view would keep the whole decoded tensor alive beside
+    the other side's copy, twice ``max_in_memory_mb``)."""
+    def consecutive(rows: list[int]) -> bool:
+        return not rows or rows[-1] - rows[0] + 1 == len(rows)
+
+    def take(tensor: torch.Tensor, rows: list[int]) -> torch.Tensor:
+        if consecutive(train_rows) and consecutive(test_rows):
+            return tensor[rows[0]:rows[-1] + 1] if rows else tensor[:0]
+        return tensor[torch.tensor(rows, dtype=torch.int64)]
+
+    return (TensorSplit(take(split.images, train_rows), take(split.labels, train_rows)),
+            TensorSplit(take(split.images, test_rows), take(split.labels, test_rows)))
 
 
 def _rank(path: Path, folder: Path | None, seed: int) -> bytes:
@@ -460,8 +469,9 @@ def load_imagefolder(
     if len(both) * channels * image_size * image_size / 2**20 <= max_in_memory_mb:
         decoded, kept = load_tensor_split(both, image_size, mode, bad)
         train_rows, test_rows = readable_sides(both, kept, len(train), resplit)
-        train_split: TensorSplit | Dataset = TensorSplit(_rows(decoded.images, train_rows), _rows(decoded.labels, train_rows))
-        test_split: TensorSplit | Dataset = TensorSplit(_rows(decoded.images, test_rows), _rows(decoded.labels, test_rows))
+        train_split: TensorSplit | Dataset
+        test_split: TensorSplit | Dataset
+        train_split, test_split = _sides(decoded, train_rows, test_rows)
         n_train, n_test = len(train_rows), len(test_rows)
         mean, std = stats_of(train_split, channels) if measure and n_train else (HALF[:channels], HALF[:channels])
     else:

@@ -16,7 +16,6 @@ dependency), and fail with asserts or a generic "Dataset not found" instead of n
 from __future__ import annotations
 
 import gzip
-import pickle
 import struct
 import zlib
 from collections.abc import Callable
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 
 from blitz import DataBundle, DataError, DataInfo, DataNotFoundError, Register, TensorSplit, hookimpl
-from blitz.plugins.cifar10 import read_batch
+from blitz.plugins.cifar10 import load_pickle, read_batch
 
 WHERE = "the data root (--data-root DIR or $BLITZ_DATA_ROOT)"
 
@@ -194,8 +193,7 @@ CIFAR100_STD = (0.2673, 0.2564, 0.2762)
 def read_cifar100_meta(path: Path) -> tuple[str, ...]:
     """The 100 fine class names, in label order."""
     try:
-        with path.open("rb") as f:
-            meta: Any = pickle.load(f, encoding="latin1")
+        meta: Any = load_pickle(path)
     except Exception as exc:  # truncated or not a pickle
         raise DataError(f"Cannot read '{path}': not a CIFAR-100 meta file ({type(exc).__name__}: {exc}). Replace the file.") from None
     if isinstance(meta, dict):  # keys and names are str in the originals, bytes in some re-encodings

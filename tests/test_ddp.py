@@ -272,9 +272,8 @@ def test_a_launch_leaves_no_trace_in_the_launching_process(monkeypatch):
     names = (FINISHED_ENV, SIGNALS_ENV, "OMP_NUM_THREADS", "TORCH_ELASTIC_SHUTDOWN_TIMEOUT")
     for name in names:
         monkeypatch.delenv(name, raising=False)
-    with pytest.raises(UsageError) as refused:  # each rank refuses the unknown model
+    with pytest.raises(UsageError):  # each rank refuses the unknown model
         launch(LaunchSpec(nproc_per_node=2), ["--model", "nosuch", "--dataset", "random", "--device", "cpu", "--strategy", "ddp"])
-    assert str(refused.value) == ""  # rank 0 has said why
     # a later single-process run here must not look for the job's file, nor train on one thread
     assert not [name for name in names if name in os.environ]
 
