@@ -382,6 +382,8 @@ def test_a_signal_saves_a_resumable_checkpoint_and_exits_128_plus_n(tmp_path, si
         [sys.executable, "-m", "blitz", "run", "--model", "lenet", "--dataset", "random", "--dataset-arg", "length=200000",
          "--epochs", "3", "--batch-size", "4", "--strategy", "cpu", "--log-every", "10", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # as from a terminal: under `nohup` (a CI job's, say) SIGHUP comes ignored, and blitz leaves it so
+        preexec_fn=lambda: signals.signal(signals.Signals(signum), signals.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 60
