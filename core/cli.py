@@ -741,10 +741,11 @@ def show(run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run direct
         if value is None or (key == "best_accuracy" and _number(value, "") == "-"):  # no recipe, no evaluation yet
             continue
         if isinstance(value, float):  # 23.6 s, not 23.644509513997036; accuracies as fractions
-            shown: Any = f"{value:.4f}" if key.endswith("accuracy") else f"{value:,.1f}"
+            shown: Any = f"{100 * value:.2f} %" if key.endswith("accuracy") else f"{value:,.1f}"
         else:
             shown = value
         console.print(f"  {key}: {shown}", highlight=False)
+    console.print("[bold]config.toml[/]")
     console.print((path / "config.toml").read_text(encoding="utf-8"), highlight=False, markup=False)
     # the last record of each epoch (a run resumed by an earlier version may hold two)
     by_epoch = {r.get("epoch"): r for r in read_metrics(path / "metrics.jsonl") if r.get("event") == "epoch"}
@@ -752,7 +753,7 @@ def show(run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run direct
     if epochs:
         table = Table(title="epochs")
         for column in ("epoch", "train loss", "test loss", "test acc", "img/s", "s"):
-            table.add_column(column)
+            table.add_column(column, justify="right")  # figures: their digits in line
         for r in epochs:
             table.add_row(
                 str(r.get("epoch")), _number(r.get("train_loss"), ".3f", missing="–"),
@@ -764,6 +765,9 @@ def show(run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run direct
     elif not (path / "metrics.jsonl").exists():  # a config whose `loggers` left out jsonl
         console.print("No epoch table: the run kept no metrics.jsonl (its loggers did not include 'jsonl').",
                       highlight=False)
+    written = [name for name in ("report.md", "predictions.png", "curves.png", "confusion.png") if (path / name).is_file()]
+    if written:  # where the rest is: per-class figures, pictures
+        console.print(f"More in {path}: {', '.join(written)}", highlight=False, soft_wrap=True)
 
 
 @app.command("eval", help="Evaluate a run's checkpoint: accuracy, per-class accuracy, confusion matrix.")

@@ -205,6 +205,7 @@ def test_runs_and_show(tmp_path, isolated_runs):
     assert len(rows) == 1 and rows[0]["model"] == "linear" and rows[0]["status"] == "finished"
     shown = blitz("show", rows[0]["run"])
     assert shown.exit_code == 0 and 'model = "linear"' in shown.output
+    assert re.search(r"best_accuracy: \d+\.\d\d %", shown.output) and "More in " in shown.output and "report.md" in shown.output
     missing = blitz("show", "nope")
     assert missing.exit_code == 2 and "No run at 'nope'" in missing.output
     blitz("run", "--model", "linear", "--dataset", "random", "--epochs", "1")  # no recipe
