@@ -27,7 +27,7 @@ from typer import rich_utils
 
 from blitz import __version__
 from blitz.errors import BlitzError, ConfigError, Interrupted, UsageError, debug_requested
-from blitz.launch import GLOBAL_OPTIONS_WITH_VALUES
+from blitz.launch import GLOBAL_OPTIONS_WITH_VALUES, environ_set
 
 if TYPE_CHECKING:
     from blitz.launch import LaunchSpec
@@ -75,8 +75,6 @@ console = Console(emoji=False)  # ":x:" in a name or path is text, not an emoji
 err_console = Console(stderr=True, emoji=False)
 
 
-
-
 def one_line_usage_error(error: Any) -> None:
     """A command-line parsing error (a bad flag or value) as one line, like blitz's own errors.
 
@@ -91,16 +89,9 @@ def one_line_usage_error(error: Any) -> None:
     ctx = getattr(error, "ctx", None)
     hint = f" See '{ctx.command_path} --help'." if ctx is not None else ""
     if getattr(error, "option_name", None) in GLOBAL_OPTIONS_WITH_VALUES and ctx is not None and ctx.parent is not None:
-        command = " ".join(c.info_name for c in reversed(list(_context_chain(ctx))[:-1]))  # 'list models', not 'models'
+        command = ctx.command_path.partition(" ")[2]  # 'list models', not 'models'
         hint = f" {error.option_name} goes before the command: 'blitz {error.option_name} ... {command} ...'."
     err_console.print(f"[bold red]Error:[/] {escape(message)}{hint}", highlight=False, soft_wrap=True)
-
-
-def _context_chain(ctx: Any) -> Iterator[Any]:
-    """A click context and its parents, innermost first."""
-    while ctx is not None:
-        yield ctx
-        ctx = ctx.parent
 
 
 rich_utils.rich_format_error = one_line_usage_error
@@ -168,17 +159,11 @@ def main_options(
         # Through the environment, so the processes a ddp run starts load the same files.
         given = [str(Path(folder).expanduser().absolute()) for folder in plugins_dir]
         earlier = os.environ.get(PLUGINS_DIR_ENV)
-        os.environ[PLUGINS_DIR_ENV] = os.pathsep.join([*given, *([earlier] if earlier else [])])
+        # for this command only (the Python API and tests go on): put back when it ends, then
+        # the plugins reloaded as the next command asks
+        ctx.call_on_close(reset_host)
+        ctx.with_resource(environ_set({PLUGINS_DIR_ENV: os.pathsep.join([*given, *([earlier] if earlier else [])])}))
         reset_host()
-
-        def put_back() -> None:  # for the Python API and tests: the next command loads what it asks for
-            if earlier is None:
-                os.environ.pop(PLUGINS_DIR_ENV, None)
-            else:
-                os.environ[PLUGINS_DIR_ENV] = earlier
-            reset_host()
-
-        ctx.call_on_close(put_back)
 
 
 # Spellings TOML refuses but a user means as a boolean or number: Python's True/False, and a
@@ -712,12 +697,16 @@ def runs_command(
         console.print("* epochs cut short by --limit-steps", highlight=False)
 
 
+def _is_figure(value: Any) -> bool:
+    """Whether a summary or metrics value is a figure to show: a number of 0 or more (not a
+    hand-edited file's text or null, nor the -1 that older runs wrote before an evaluation)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+
 def _number(value: Any, spec: str, scale: float = 1.0, suffix: str = "", missing: str = "-") -> str:
-    """``value`` formatted, or ``missing`` where it is no number (a summary edited by hand, or
-    cut short): one odd file must not stop `blitz runs` listing the others."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return f"{scale * value:{spec}}{suffix}"
-    return missing
+    """``value`` formatted, or ``missing`` where it is no figure: one odd file must not stop
+    `blitz runs` listing the others."""
+    return f"{scale * value:{spec}}{suffix}" if _is_figure(value) else missing
 
 
 def _run_cells(r: dict[str, Any]) -> list[str]:
@@ -738,7 +727,7 @@ def show(run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run direct
     summary = read_summary(path)
     console.print(f"[bold]{path}[/]")
     for key, value in summary.items():
-        if value is None or (key == "best_accuracy" and _number(value, "") == "-"):  # no recipe, no evaluation yet
+        if value is None or (key == "best_accuracy" and not _is_figure(value)):  # no recipe, no evaluation yet
             continue
         if isinstance(value, float):  # 23.6 s, not 23.644509513997036; accuracies as fractions
             shown: Any = f"{100 * value:.2f} %" if key.endswith("accuracy") else f"{value:,.1f}"

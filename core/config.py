@@ -240,15 +240,14 @@ def finite_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 # What blitz passes to every factory of a kind, and where the user sets it instead.
-_VARIANT = "it comes from the component's name (--model timm/resnet50 builds timm's resnet50): name the one you mean"
 SUPPLIED_BY_BLITZ: dict[str, dict[str, str]] = {
-    "model_args": {"num_classes": "it comes from the dataset", "input_shape": "it comes from the dataset",
-                   "variant": _VARIANT},
-    "dataset_args": {"root": "use --data-root", "download": "use --download", "variant": _VARIANT},
-    "optimizer_args": {"lr": "use --lr", "momentum": "use --momentum", "weight_decay": "use --weight-decay",
-                       "variant": _VARIANT},
-    "schedule_args": {"total_steps": "it comes from --epochs and the data", "variant": _VARIANT},
+    "model_args": {"num_classes": "it comes from the dataset", "input_shape": "it comes from the dataset"},
+    "dataset_args": {"root": "use --data-root", "download": "use --download"},
+    "optimizer_args": {"lr": "use --lr", "momentum": "use --momentum", "weight_decay": "use --weight-decay"},
+    "schedule_args": {"total_steps": "it comes from --epochs and the data"},
 }
+for _supplied in SUPPLIED_BY_BLITZ.values():  # every kind's families: `--model timm/resnet50`
+    _supplied["variant"] = "it comes from the component's name (--model timm/resnet50 builds timm's resnet50): name the one you mean"
 
 _NESTED = {"augment", "model_args", "dataset_args", "optimizer_args", "schedule_args", "logger_args"}
 

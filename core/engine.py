@@ -361,6 +361,11 @@ class Trainer:
         memory_format = torch.channels_last if config.channels_last and info.is_image else torch.contiguous_format
         check_batch_norm_batches(model, config, len(bundle.train) // strategy.world_size, c.model.name, info.input_shape)
         batches = self._train_batches(bundle, strategy, memory_format)
+        if batches.per_rank == 0:  # ddp shards whole examples: it trained no step, with a loss of 0 shown
+            raise UsageError(
+                f"Dataset '{c.dataset.name}' has {len(bundle.train)} training example(s) for {strategy.world_size} "
+                f"processes: each would train on none. Start at most {len(bundle.train)} (--nproc-per-node), or use more data."
+            )
         # airbench-style time: fitting the model to the data, training steps and evaluations
         # (not warm-up, checkpoints, logs or hooks)
         clock = Clock(strategy.device)
@@ -888,15 +893,6 @@ class Trainer:
         return True
 
     def _train_batches(self, bundle: DataBundle, strategy: Strategy, memory_format: torch.memory_format) -> TensorBatches | LoaderBatches:
-        batches = self._make_train_batches(bundle, strategy, memory_format)
-        if batches.per_rank == 0:  # ddp shards whole examples: it trained no step, with a loss of 0 shown
-            raise UsageError(
-                f"Dataset '{self.config.dataset}' has {len(bundle.train)} training example(s) for {strategy.world_size} "
-                f"processes: each would train on none. Start at most {len(bundle.train)} (--nproc-per-node), or use more data."
-            )
-        return batches
-
-    def _make_train_batches(self, bundle: DataBundle, strategy: Strategy, memory_format: torch.memory_format) -> TensorBatches | LoaderBatches:
         config = self.config
         if isinstance(bundle.train, TensorSplit):
             if config.num_workers:

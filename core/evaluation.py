@@ -278,8 +278,8 @@ def confusion_table(
     for i, name in enumerate(class_names):
         cells = [f"[green]{v}[/]" if j == i else str(v) for j, v in enumerate(counts[i])]
         table.add_row(f"{i} {escape(name)}", *cells)
-    needed = Measurement.get(Console(width=10_000), Console(width=10_000).options, table).maximum
-    if needed > width:
+    unbounded = Console(width=10_000)  # the table's own width, as it would be drawn
+    if Measurement.get(unbounded, unbounded.options, table).maximum > width:
         return f"Confusion matrix: {k} x {k}, too wide for {width} columns; see the CSV file."
     return table
 

@@ -480,10 +480,11 @@ def load_imagefolder(
         readable = both.take(kept)
         train, test = readable.take(train_rows), readable.take(test_rows)
         n_train, n_test = len(train), len(test)
-        stats = Stats(channels)
+        mean, std = HALF[:channels], HALF[:channels]
         if measure and n_train:
+            stats = Stats(channels)
             stats.add_sums(sums[train_rows].sum(dim=0), n_train * image_size * image_size)
-        mean, std = stats.result() if measure and n_train else (HALF[:channels], HALF[:channels])
+            mean, std = stats.result()
         train_split = ImageFolderDataset(train, size=image_size, mode=mode)
         test_split = ImageFolderDataset(test, size=image_size, mode=mode)
     bad.warn()
