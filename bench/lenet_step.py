@@ -10,7 +10,8 @@ machine's speed drifts by 10-20 % over minutes), and the median per variant is r
 - `modules`: the same LeNet through autograd's modules (`fused_cpu_step=False`);
 - `torch-sgd`: the direct gradients with `torch.optim.SGD(fused=True)` instead of LeanSGD.
 
-Each runs with 1 thread and with `--threads` threads. A benchmark, not a test:
+Each runs with 1 thread and with `--threads` threads, denormals flushed to zero as in blitz's
+engine (`--keep-denormals`: not). A benchmark, not a test:
 
     python bench/lenet_step.py --rounds 12
 
@@ -92,7 +93,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="the second thread count to try")
     parser.add_argument("--batch-sizes", type=int, nargs="+", metavar="B",
                         help="instead: blitz's step at these batch sizes, split into fixed and per-image time")
+    parser.add_argument("--keep-denormals", action="store_true",
+                        help="compute with denormal floats (blitz's engine flushes them to zero on the CPU)")
     args = parser.parse_args()
+    torch.set_flush_denormal(not args.keep_denormals)
     if args.batch_sizes:
         sweep(args.batch_sizes, args.rounds, args.steps)
         return
