@@ -25,7 +25,8 @@ from blitz.components import DataBundle, DataInfo, TensorSplit
 from blitz.config import SUPPLIED_BY_BLITZ, RunConfig
 from blitz.errors import BlitzError, DataError, IncompatibleError, PluginError, UsageError, closest_name
 from blitz.option_types import type_problem
-from blitz.plugin_host import KINDS, PluginHost, get_host
+from blitz.kinds import KINDS
+from blitz.plugin_host import PluginHost, get_host
 from blitz.scoring import eval_mode
 
 
@@ -82,7 +83,7 @@ def component_origins(components: Components) -> dict[str, dict[str, str]]:
     for kind, r in components.by_kind():
         if kind == "loggers":
             loggers += 1
-        key = f"logger {loggers}" if kind == "loggers" else KINDS[kind][0]  # "model", ..., "logger 1", "logger 2"
+        key = f"logger {loggers}" if kind == "loggers" else KINDS[kind].noun  # "model", ..., "logger 1", "logger 2"
         origins[key] = {"name": r.name, "component": r.entry.name, "plugin": r.entry.plugin}
     return origins
 

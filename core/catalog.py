@@ -17,20 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from blitz.config import RunConfig, read_toml, validate
 from blitz.errors import ConfigError, UnknownNameError
-from blitz.plugin_host import KINDS, PluginHost, get_host, ready_host
+from blitz.kinds import KINDS, NAME_FIELDS
+from blitz.plugin_host import PluginHost, get_host, ready_host
 from blitz.registry import Entry
 
 CATALOG_ENV = "BLITZ_REGISTRY"
 DEFAULT_CATALOG = Path(__file__).with_name("registry.toml")
 
-# RunConfig field -> the registry kind its value names
-NAME_FIELDS = {
-    "model": "models",
-    "dataset": "datasets",
-    "optimizer": "optimizers",
-    "schedule": "schedules",
-    "strategy": "strategies",
-}
 
 
 class CatalogEntry(BaseModel):

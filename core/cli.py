@@ -27,6 +27,7 @@ from typer import rich_utils
 
 from blitz import __version__
 from blitz.errors import BlitzError, ConfigError, Interrupted, UsageError, debug_requested
+from blitz.kinds import KINDS
 from blitz.launch import GLOBAL_OPTIONS_WITH_VALUES, environ_set
 
 if TYPE_CHECKING:
@@ -461,7 +462,7 @@ def show_config(config: Any, provenance: dict[str, str]) -> None:
     console.print(table)
 
 
-KIND_CHOICES = ("models", "datasets", "optimizers", "schedules", "strategies", "loggers", "recipes")
+KIND_CHOICES = (*KINDS, "recipes")
 
 
 def _list_kind(kind: str, pattern: str, as_json: bool) -> None:

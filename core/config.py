@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from blitz.errors import ConfigError, closest_name
+from blitz.kinds import OPTIONS_OF
 
 DATA_ROOT_ENV = "BLITZ_DATA_ROOT"
 Precision = Literal["32", "bf16", "16-mixed"]
@@ -276,9 +277,6 @@ class Layer:
         self.values = values
 
 
-# A component's options belong to it: a later layer that names another component (say
-# `--schedule onecycle` over a recipe's linear schedule) drops the earlier layers' options for it.
-OPTIONS_OF = {"model": "model_args", "dataset": "dataset_args", "optimizer": "optimizer_args", "schedule": "schedule_args"}
 
 
 def merge_layers(

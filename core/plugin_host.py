@@ -33,6 +33,7 @@ import pluggy
 
 from blitz import hookspecs
 from blitz.errors import PluginError, UsageError, closest_name
+from blitz.kinds import KINDS
 from blitz.registry import Entry, Registry
 
 ENTRY_POINT_GROUP = "blitz"
@@ -41,15 +42,6 @@ LOAD_PLUGINS_ENV = "BLITZ_LOAD_PLUGINS"
 PLUGINS_DIR_ENV = "BLITZ_PLUGINS_DIR"
 BUILTIN_DISTRIBUTION = "blitz-train"  # pyproject.toml's name
 
-# kind -> (singular noun for messages, command that lists them)
-KINDS: dict[str, tuple[str, str]] = {
-    "datasets": ("dataset", "blitz list datasets"),
-    "models": ("model", "blitz list models"),
-    "optimizers": ("optimizer", "blitz list optimizers"),
-    "schedules": ("schedule", "blitz list schedules"),
-    "strategies": ("strategy", "blitz list strategies"),
-    "loggers": ("logger", "blitz list loggers"),
-}
 
 
 @dataclass(frozen=True)
@@ -270,7 +262,7 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.sources = list(sources)
         self.records: dict[str, PluginRecord] = {}
-        self.registries = {kind: Registry(noun, cmd) for kind, (noun, cmd) in KINDS.items()}
+        self.registries = {name: Registry(kind.noun, kind.list_command) for name, kind in KINDS.items()}
         self._broken_lifecycle: set[tuple[str, str]] = set()
         allowed = _allowed_third_party()
         # Names in BLITZ_LOAD_PLUGINS that no plugin has: a misspelling would load nothing, silently

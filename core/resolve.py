@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blitz.catalog import NAME_FIELDS, Catalog, load_catalog, recipe_plugin, resolve
-from blitz.config import OPTIONS_OF, Layer, RunConfig, merge_layers, read_toml, unused_logger_options, validate
+from blitz.catalog import Catalog, load_catalog, recipe_plugin, resolve
+from blitz.config import Layer, RunConfig, merge_layers, read_toml, unused_logger_options, validate
 from blitz.errors import ConfigError, UnknownNameError, UsageError
+from blitz.kinds import NAME_FIELDS, OPTIONS_OF
 from blitz.plugin_host import get_host, plugin_states
 from blitz.registry import OPTIMIZER_HYPERPARAMETERS
 from blitz.runs import find_run, lock_run, plugins_not_loaded, release_run, rerun_command
