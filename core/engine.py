@@ -160,6 +160,35 @@ class _Session:
     freezer: GradientFreezer = field(default_factory=GradientFreezer)  # set once training starts
 
 
+class _LossWindow:
+    """The training steps since the last sync point: their losses (kept as tensors, summed at the
+    sync point: one add per window, and no host sync per step), images and start time."""
+
+    def __init__(self) -> None:
+        self.losses: list[torch.Tensor] = []
+        self.images = 0
+        self.start = time.perf_counter()
+
+    @property
+    def steps(self) -> int:
+        return len(self.losses)
+
+    def add(self, loss: torch.Tensor, images: int) -> None:
+        self.losses.append(loss)
+        self.images += images
+
+    def loss_sum(self) -> torch.Tensor:
+        return torch.stack(self.losses).sum(dtype=torch.float32)
+
+    def restart(self) -> float:
+        """Empty the window; returns its images per second."""
+        now = time.perf_counter()
+        rate = self.images / max(now - self.start, 1e-9)
+        self.losses.clear()
+        self.images, self.start = 0, now
+        return rate
+
+
 # Up to this batch size a CPU run trains on one thread by default: a second one gains ~15 % on
 # an idle 2-core machine and loses 17 % to 3.4x when other work shares the cores (batch 4, measured).
 SMALL_CPU_BATCH = 16
@@ -927,14 +956,11 @@ class Trainer:
         run, model, optimizer, scheduler, scaler = (
             session.run, session.train_model, session.optimizer, session.scheduler, session.scaler
         )
-        steps, loggers = session.steps_per_epoch, session.loggers
-        world = self.strategy.world_size
+        steps, world = session.steps_per_epoch, self.strategy.world_size
         model.train()
-        loss_total = 0.0
-        window_losses: list[torch.Tensor] = []  # summed at each sync point: one add per window, not per step
+        loss_total, images = 0.0, 0
+        window = _LossWindow()
         use_scaler = scaler.is_enabled()
-        window_steps, window_images, images = 0, 0, 0
-        window_start = time.perf_counter()
         steps_done = first_step
         progress.start(epoch, config.epochs, steps, done=first_step)
         precision = autocast(config, device)
@@ -964,48 +990,51 @@ class Trainer:
                     loss.backward()
                 optimizer.step()
             scheduler.step()
-            window_losses.append(loss.detach())
             steps_done += 1
             run.global_step += 1
             if freeze:
                 freeze(run.global_step)
             if tuner:
                 tuner.after_step(labels.shape[0])
-            window_steps += 1
             n = labels.shape[0] * world  # every rank trains on as many: images/s is the whole job's
-            window_images += n
+            window.add(loss.detach(), n)
             images += n
             # Sync points are at the same steps on every rank; alone, a stop request is one too.
             alone_stopping = world == 1 and self.stop.signal_number is not None
-            if window_steps == config.log_every or steps_done == steps or alone_stopping:
-                # The mean over all ranks (the loss of the global batch), read back every
-                # log_every steps: the loop's only host sync.
-                window_sum = torch.stack(window_losses).sum(dtype=torch.float32)
-                window_loss = float(self.strategy.all_reduce_sum(window_sum)) / (window_steps * world)
-                loss_total += window_loss * window_steps
-                if not math.isfinite(window_loss):
-                    raise TrainingDivergedError(
-                        f"The loss became {window_loss} by step {run.global_step} (epoch {epoch}, "
-                        f"lr {optimizer.param_groups[0]['lr']:.3g}); stopped. {self._kept_checkpoint(run)} Try a lower --lr"
-                        + (" (from the first steps on, it may also be NaN or inf in the data or the model's output)."
-                           if run.global_step == steps_done == window_steps else ".")
-                    )
-                now = time.perf_counter()
-                rate = window_images / max(now - window_start, 1e-9)
-                progress.update(steps_done, window_loss, rate)
-                record = {
-                    "event": "step", "schema": runs.METRICS_SCHEMA, "epoch": epoch,
-                    "step": run.global_step, "loss": window_loss, "images_per_s": rate,
-                    "lr": optimizer.param_groups[0]["lr"],
-                }
-                for logger in loggers:
-                    logger.log(record)
-                window_losses.clear()
-                window_steps, window_images, window_start = 0, 0, now
+            if window.steps == config.log_every or steps_done == steps or alone_stopping:
+                window_steps = window.steps
+                loss_total += self._sync_point(session, window, epoch, steps_done, progress) * window_steps
                 if self.stop_agreed():
                     break
         progress.stop()
         return steps_done, images, loss_total
+
+    def _sync_point(
+        self, session: _Session, window: _LossWindow, epoch: int, steps_done: int, progress: EpochProgress
+    ) -> float:
+        """The window's mean loss over all ranks (the loss of the global batch), read back every
+        log_every steps: the training loop's only host sync. Shown, logged, and checked to be finite;
+        the window starts again."""
+        run, world = session.run, self.strategy.world_size
+        steps = window.steps
+        window_loss = float(self.strategy.all_reduce_sum(window.loss_sum())) / (steps * world)
+        lr = session.optimizer.param_groups[0]["lr"]
+        if not math.isfinite(window_loss):
+            raise TrainingDivergedError(
+                f"The loss became {window_loss} by step {run.global_step} (epoch {epoch}, "
+                f"lr {lr:.3g}); stopped. {self._kept_checkpoint(run)} Try a lower --lr"
+                + (" (from the first steps on, it may also be NaN or inf in the data or the model's output)."
+                   if run.global_step == steps_done == steps else ".")
+            )
+        rate = window.restart()
+        progress.update(steps_done, window_loss, rate)
+        record = {
+            "event": "step", "schema": runs.METRICS_SCHEMA, "epoch": epoch,
+            "step": run.global_step, "loss": window_loss, "images_per_s": rate, "lr": lr,
+        }
+        for logger in session.loggers:
+            logger.log(record)
+        return window_loss
 
     def _prepare_run_dir(self, strategy: Strategy) -> Path | None:
         if not self.write_run:
