@@ -399,32 +399,16 @@ class Trainer:
         # airbench-style time: fitting the model to the data, training steps and evaluations
         # (not warm-up, checkpoints, logs or hooks)
         clock = Clock(strategy.device)
-        init_from_data = getattr(model, "init_from_data", None)
-        if callable(init_from_data) and isinstance(batches, TensorBatches):
-            if self.resume_from is None:  # a resumed run timed it when it first did it (then loads over it)
-                clock.resume()
-            sample = batches.normalize(batches.images[:5000], torch.contiguous_format)
-            init_from_data(sample)  # on the training device, where the images are
-            clock.pause()
+        self._fit_to_data(model, batches, clock)
         model = model.to(strategy.device, memory_format=memory_format)
         test_split = bundle.test
         if isinstance(test_split, TensorSplit):  # keep it resident too: evaluation is a hot path on GPUs
             test_split = TensorSplit(test_split.images.to(strategy.device), test_split.labels.to(strategy.device))
-
-        optimizer = check_returned(c.optimizer, "Optimizer", call_with_options(
-            c.optimizer, "Optimizer", model, given=config.optimizer_args,
-            lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
-            **{**c.optimizer.defaults, **config.optimizer_args},
-        ), torch.optim.Optimizer)
-        self.warn_all(check_optimizer_covers(c.optimizer, optimizer, model))
         steps_per_epoch = len(batches)
         if config.limit_steps:
             steps_per_epoch = min(steps_per_epoch, config.limit_steps)
         total_steps = max(1, steps_per_epoch * config.epochs)
-        scheduler = check_returned(c.schedule, "Schedule", call_with_options(
-            c.schedule, "Schedule", optimizer, given=config.schedule_args, total_steps=total_steps,
-            **{**c.schedule.defaults, **config.schedule_args},
-        ), ("step", "state_dict", "load_state_dict"))
+        optimizer, scheduler = self._build_optimizer(model, total_steps)
         train_model = strategy.wrap(model)
         self.compile_setup_seconds = 0.0
         scaled = config.precision == "16-mixed"
@@ -450,6 +434,33 @@ class Trainer:
             may_freeze=may_freeze,
             use_graphs=use_graphs,
         )
+
+    def _fit_to_data(self, model: nn.Module, batches: TensorBatches | LoaderBatches, clock: Clock) -> None:
+        """A model's ``init_from_data`` (airbench's whitening layer), on up to 5,000 training
+        images held as tensors; timed as training, as airbench times it."""
+        init_from_data = getattr(model, "init_from_data", None)
+        if not (callable(init_from_data) and isinstance(batches, TensorBatches)):
+            return
+        if self.resume_from is None:  # a resumed run timed it when it first did it (then loads over it)
+            clock.resume()
+        sample = batches.normalize(batches.images[:5000], torch.contiguous_format)
+        init_from_data(sample)  # on the training device, where the images are
+        clock.pause()
+
+    def _build_optimizer(self, model: nn.Module, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
+        """The run's optimizer over ``model`` and its schedule over ``total_steps``, checked."""
+        config, c = self.config, self.components
+        optimizer = check_returned(c.optimizer, "Optimizer", call_with_options(
+            c.optimizer, "Optimizer", model, given=config.optimizer_args,
+            lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+            **{**c.optimizer.defaults, **config.optimizer_args},
+        ), torch.optim.Optimizer)
+        self.warn_all(check_optimizer_covers(c.optimizer, optimizer, model))
+        scheduler = check_returned(c.schedule, "Schedule", call_with_options(
+            c.schedule, "Schedule", optimizer, given=config.schedule_args, total_steps=total_steps,
+            **{**c.schedule.defaults, **config.schedule_args},
+        ), ("step", "state_dict", "load_state_dict"))
+        return optimizer, scheduler
 
     def _load_data(self, strategy: Strategy) -> DataBundle:
         config, c = self.config, self.components
