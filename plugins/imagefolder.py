@@ -396,6 +396,92 @@ def check_pass(files: FileList, size: int, mode: str, bad: BadFiles, measure: bo
     return kept, torch.from_numpy(np.stack(sums)) if sums else torch.zeros((0, 2, channels), dtype=torch.float64)
 
 
+def check_options(
+    image_size: int, channels: int, normalize: str, skip_bad: bool, split_seed: int, max_in_memory_mb: float,
+    test_fraction: float, separate_test: bool,
+) -> None:
+    """ValueError naming the option at fault: blitz reports it as the data source's options'."""
+    whole = isinstance(image_size, int) and not isinstance(image_size, bool)
+    if not whole or image_size < 1:
+        raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
+    if normalize not in ("auto", "half"):
+        raise ValueError(f"normalize must be 'auto' or 'half', got {normalize!r}")
+    check_flag("skip_bad", skip_bad)
+    check_option("split_seed", split_seed, 0, whole=True)
+    check_option("max_in_memory_mb", max_in_memory_mb, 0)
+    if not separate_test:
+        check_option("test_fraction", test_fraction, 0)
+        if not 0 < test_fraction < 1:
+            raise ValueError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}")
+
+
+def separate_test_files(folder: Path, classes: list[str], test_path: str, root: Path) -> tuple[Path, FileList]:
+    """The test folder ``test_path`` and its images; DataError where its classes differ."""
+    test_folder = resolve_folder(test_path, root, "test_path")
+    test_classes, test = scan(test_folder, "test_path")
+    if test_classes != classes:
+        only_train = sorted(set(classes) - set(test_classes))
+        only_test = sorted(set(test_classes) - set(classes))
+        parts = [f"only in '{folder}': {', '.join(only_train)}" if only_train else "",
+                 f"only in '{test_folder}': {', '.join(only_test)}" if only_test else ""]
+        raise DataError(
+            "The train and test folders must have the same class subfolders; "
+            + "; ".join(p for p in parts if p) + "."
+        )
+    return test_folder, test
+
+
+Split = TensorSplit | Dataset
+
+
+def decode_sides(
+    train: FileList, test: FileList, resplit: Callable[[FileList], tuple[list[int], list[int]]] | None,
+    image_size: int, channels: int, measure: bool, max_in_memory_mb: float, bad: BadFiles,
+) -> tuple[Split, Split, tuple[float, ...], tuple[float, ...]]:
+    """(train split, test split, mean, std) of the readable images: tensors where they fit in
+    ``max_in_memory_mb``, else Datasets that decode per batch. ``resplit`` splits the readable
+    ones anew (None: ``test`` is a folder of its own); ``measure``: mean and std of the training
+    images, else 0.5."""
+    mode = "L" if channels == 1 else "RGB"
+    both = FileList(train.paths + test.paths, train.labels + test.labels)  # decoded in one pass
+    half = HALF[:channels]
+    if len(both) * channels * image_size * image_size / 2**20 <= max_in_memory_mb:
+        decoded, kept = load_tensor_split(both, image_size, mode, bad)
+        train_rows, test_rows = readable_sides(both, kept, len(train), resplit)
+        train_split, test_split = _sides(decoded, train_rows, test_rows)
+        mean, std = stats_of(train_split, channels) if measure and train_rows else (half, half)
+        return train_split, test_split, tuple(mean), tuple(std)
+    kept, sums = check_pass(both, image_size, mode, bad, measure)
+    train_rows, test_rows = readable_sides(both, kept, len(train), resplit)
+    readable = both.take(kept)
+    mean, std = half, half
+    if measure and train_rows:
+        stats = Stats(channels)
+        stats.add_sums(sums[train_rows].sum(dim=0), len(train_rows) * image_size * image_size)
+        mean, std = stats.result()
+    return (ImageFolderDataset(readable.take(train_rows), size=image_size, mode=mode),
+            ImageFolderDataset(readable.take(test_rows), size=image_size, mode=mode), tuple(mean), tuple(std))
+
+
+def check_readable(train: Split, test: Split, classes: list[str], folder: Path, bad: BadFiles) -> None:
+    """DataError where skipping unreadable files left a split, or a class's training images, empty."""
+    if not len(train) or not len(test):
+        raise DataError(
+            f"No readable images left in the {'training' if not len(train) else 'test'} split of "
+            f"'{folder}' after skipping {len(bad.found)} unreadable file(s)."
+        )
+    if bad.found:  # a class whose every training image was unreadable cannot be learned
+        present = set(train.labels.tolist() if isinstance(train, TensorSplit) else train.files.labels)
+        lost = [name for index, name in enumerate(classes) if index not in present]
+        if lost:
+            raise DataError(
+                f"No readable training images left for class(es) {', '.join(lost)} in '{folder}' after "
+                f"skipping {len(bad.found)} unreadable file(s): replace them, or remove the class folder(s)."
+            )
+
+
 def load_imagefolder(
     *,
     root: Path | None,
@@ -419,38 +505,13 @@ def load_imagefolder(
     """
     del download  # nothing to download: the images are the user's own
     root = Path(root) if root is not None else Path("data")
-    whole = isinstance(image_size, int) and not isinstance(image_size, bool)
-    # ValueError: blitz reports it as the data source's options' fault, naming them
-    if not whole or image_size < 1:
-        raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels not in (1, 3):
-        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
-    if normalize not in ("auto", "half"):
-        raise ValueError(f"normalize must be 'auto' or 'half', got {normalize!r}")
-    check_flag("skip_bad", skip_bad)
-    check_option("split_seed", split_seed, 0, whole=True)
-    check_option("max_in_memory_mb", max_in_memory_mb, 0)
-    if test_path is None:
-        check_option("test_fraction", test_fraction, 0)
-        if not 0 < test_fraction < 1:
-            raise ValueError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}")
-    mode = "L" if channels == 1 else "RGB"
-
+    check_options(image_size, channels, normalize, skip_bad, split_seed, max_in_memory_mb, test_fraction,
+                  separate_test=test_path is not None)
     folder = resolve_folder(path, root, "path")
     classes, files = scan(folder, "--data-root" if path is None else "path")
     folders = [folder]
     if test_path is not None:
-        test_folder = resolve_folder(test_path, root, "test_path")
-        test_classes, test = scan(test_folder, "test_path")
-        if test_classes != classes:
-            only_train = sorted(set(classes) - set(test_classes))
-            only_test = sorted(set(test_classes) - set(classes))
-            parts = [f"only in '{folder}': {', '.join(only_train)}" if only_train else "",
-                     f"only in '{test_folder}': {', '.join(only_test)}" if only_test else ""]
-            raise DataError(
-                "The train and test folders must have the same class subfolders; "
-                + "; ".join(p for p in parts if p) + "."
-            )
+        test_folder, test = separate_test_files(folder, classes, test_path, root)
         train = files
         folders.append(test_folder)
     else:
@@ -460,54 +521,20 @@ def load_imagefolder(
                 f"'{folder}' has too few images to hold out a test split ({len(files)} in "
                 f"{len(classes)} classes); add images or pass --dataset-arg test_path=DIR."
             )
-
-    bad = BadFiles(skip_bad)
-    both = FileList(train.paths + test.paths, train.labels + test.labels)  # decoded in one pass
-    resplit = None if test_path is not None else (
+    resplit = None if test_path is not None else (  # the held-out split anew, of the readable files
         lambda readable: split_rows(readable, len(classes), test_fraction, split_seed, folder))
-    measure = normalize == "auto"
-    if len(both) * channels * image_size * image_size / 2**20 <= max_in_memory_mb:
-        decoded, kept = load_tensor_split(both, image_size, mode, bad)
-        train_rows, test_rows = readable_sides(both, kept, len(train), resplit)
-        train_split: TensorSplit | Dataset
-        test_split: TensorSplit | Dataset
-        train_split, test_split = _sides(decoded, train_rows, test_rows)
-        n_train, n_test = len(train_rows), len(test_rows)
-        mean, std = stats_of(train_split, channels) if measure and n_train else (HALF[:channels], HALF[:channels])
-    else:
-        kept, sums = check_pass(both, image_size, mode, bad, measure)
-        train_rows, test_rows = readable_sides(both, kept, len(train), resplit)
-        readable = both.take(kept)
-        train, test = readable.take(train_rows), readable.take(test_rows)
-        n_train, n_test = len(train), len(test)
-        mean, std = HALF[:channels], HALF[:channels]
-        if measure and n_train:
-            stats = Stats(channels)
-            stats.add_sums(sums[train_rows].sum(dim=0), n_train * image_size * image_size)
-            mean, std = stats.result()
-        train_split = ImageFolderDataset(train, size=image_size, mode=mode)
-        test_split = ImageFolderDataset(test, size=image_size, mode=mode)
+    bad = BadFiles(skip_bad)
+    train_split, test_split, mean, std = decode_sides(
+        train, test, resplit, image_size, channels, normalize == "auto", max_in_memory_mb, bad
+    )
     bad.warn()
-    if not n_train or not n_test:
-        raise DataError(
-            f"No readable images left in the {'training' if not n_train else 'test'} split of "
-            f"'{folder}' after skipping {len(bad.found)} unreadable file(s)."
-        )
-    if bad.found:  # a class whose every training image was unreadable cannot be learned
-        present = set(train_split.labels.tolist() if isinstance(train_split, TensorSplit) else train.labels)
-        lost = [name for index, name in enumerate(classes) if index not in present]
-        if lost:
-            raise DataError(
-                f"No readable training images left for class(es) {', '.join(lost)} in '{folder}' after "
-                f"skipping {len(bad.found)} unreadable file(s): replace them, or remove the class folder(s)."
-            )
-
+    check_readable(train_split, test_split, classes, folder, bad)
     info = DataInfo(
         num_classes=len(classes),
         input_shape=(channels, image_size, image_size),
         class_names=classes,
-        mean=tuple(mean),
-        std=tuple(std),
+        mean=mean,
+        std=std,
     )
     # The folders, not each image: `blitz data verify` lists these, and a folder may hold millions.
     return DataBundle(train=train_split, test=test_split, info=info, files=folders)
