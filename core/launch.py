@@ -141,20 +141,35 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
     from torch.distributed.run import main as torchrun_main
 
     args = torchrun_args(spec, run_argv)
-
-    def stopped(how: str) -> str:
-        # On one machine rank 0 has said where it stopped and how to resume: nothing to add. On
-        # the others, say it here (rank 0 runs elsewhere).
-        if spec.nnodes == 1:
-            return ""
-        return (
-            f"The DDP job was stopped {how}; the ranks stopped at the same step and rank 0 saved a "
-            "checkpoint: resume with blitz run --resume RUN with the same --nproc-per-node, --nnodes "
-            "and --rdzv-* options on every machine."
-        )
-
     finished = Path(tempfile.mkdtemp(prefix="blitz-launch-")) / "finished"
-    environment = {FINISHED_ENV: str(finished)}  # for the processes torchrun starts
+    quiet_torchrun_logs()
+    try:
+        with environ_set(worker_environment(spec, finished)):  # this process may go on (the Python API, tests): no trace left
+            torchrun_main(args)
+    except SignalException as exc:  # Ctrl-C or SIGTERM reached the launcher; workers save and stop
+        if finished.is_file():  # too late: the run had finished (rank 0 printed its report)
+            return
+        raise Interrupted(_stopped_text(spec, f"by {exc.sigval.name}"), int(exc.sigval)) from None
+    except ChildFailedError as exc:
+        raise _failure(spec, exc) from None
+    except Exception as exc:
+        if not type(exc).__module__.startswith("torch.distributed.elastic.rendezvous"):
+            raise
+        text = str(exc).strip().splitlines()
+        raise BlitzError(
+            f"The DDP job could not meet at its rendezvous ({type(exc).__name__}: {text[0] if text else ''}). "
+            "Is another job using this --rdzv-endpoint (and --rdzv-id)? Use another port or id."
+        ) from None
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise BlitzError(f"torchrun could not start the job (exit {exc.code}).") from None
+    finally:
+        shutil.rmtree(finished.parent, ignore_errors=True)
+
+
+def worker_environment(spec: LaunchSpec, finished: Path) -> dict[str, str]:
+    """What the launch sets in the environment of the processes torchrun starts."""
+    environment = {FINISHED_ENV: str(finished)}
     # On Ctrl-C (or a failed rank) torchrun signals the workers, then kills those still running
     # after a grace period: 30 s by default, short for a long evaluation or a big checkpoint
     # to finish; but ranks stuck in an NCCL collective wait it out in full when a rank fails.
@@ -169,53 +184,53 @@ def launch(spec: LaunchSpec, run_argv: list[str]) -> None:
         name for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
         if hasattr(signal, name) and signal.getsignal(getattr(signal, name)) is not signal.SIG_IGN
     )
-    # torchrun's own warnings about stopping workers, and its line on each failed worker, repeat
-    # what blitz says (its modules set their loggers' levels themselves, when imported above).
+    return environment
+
+
+def quiet_torchrun_logs() -> None:
+    """torchrun's own warnings about stopping workers, and its line on each failed worker, repeat
+    what blitz says; --debug keeps them. (Its modules set their loggers' levels themselves when
+    imported: call this after importing torch.distributed.run.)"""
     if not debug_requested():
         for name in list(logging.root.manager.loggerDict):
             if name.startswith("torch.distributed.elastic"):
                 logging.getLogger(name).setLevel(logging.CRITICAL)
-    try:
-        with environ_set(environment):  # this process may go on (the Python API, tests): no trace left
-            torchrun_main(args)
-    except SignalException as exc:  # Ctrl-C or SIGTERM reached the launcher; workers save and stop
-        if finished.is_file():  # too late: the run had finished (rank 0 printed its report)
-            return
-        raise Interrupted(stopped(f"by {exc.sigval.name}"), int(exc.sigval)) from None
-    except ChildFailedError as exc:
-        rank, failure = exc.get_first_failure()
-        code = failure.exitcode
-        if code in (130, 143) and all(f.exitcode in (130, 143) for f in exc.failures.values()):
-            raise Interrupted(stopped(f"by a signal at rank {rank}"), code - 128) from None
-        # Every failed rank is named: the one a collective lost its peer in often fails first.
-        failed = ", ".join(_describe_exit(r, f.exitcode) for r, f in sorted(exc.failures.items()))
-        message = f"DDP job failed: {failed} (errors are printed above); the other ranks were stopped."
-        zero = exc.failures.get(0)
-        if spec.nnodes == 1 and zero is not None and zero.exitcode == UsageError.exit_code and all(
-            f.exitcode in (UsageError.exit_code, -signal.SIGTERM) for f in exc.failures.values()
-        ):
-            # Rank 0, on this machine, refused the run and said why in one line, and the others
-            # refused it alike or were stopped by torchrun after it: nothing to add. (Exit 1 is
-            # also any traceback's: there the line says which ranks failed.)
-            raise UsageError("") from None
-        if code == UsageError.exit_code:
-            # The first rank to fail refused the command line (the others then lost their peer):
-            # exit 2, as the same run in one process
-            raise UsageError(message) from None
-        raise BlitzError(message) from None
-    except Exception as exc:
-        if not type(exc).__module__.startswith("torch.distributed.elastic.rendezvous"):
-            raise
-        text = str(exc).strip().splitlines()
-        raise BlitzError(
-            f"The DDP job could not meet at its rendezvous ({type(exc).__name__}: {text[0] if text else ''}). "
-            "Is another job using this --rdzv-endpoint (and --rdzv-id)? Use another port or id."
-        ) from None
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            raise BlitzError(f"torchrun could not start the job (exit {exc.code}).") from None
-    finally:
-        shutil.rmtree(finished.parent, ignore_errors=True)
+
+
+def _stopped_text(spec: LaunchSpec, how: str) -> str:
+    # On one machine rank 0 has said where it stopped and how to resume: nothing to add. On
+    # the others, say it here (rank 0 runs elsewhere).
+    if spec.nnodes == 1:
+        return ""
+    return (
+        f"The DDP job was stopped {how}; the ranks stopped at the same step and rank 0 saved a "
+        "checkpoint: resume with blitz run --resume RUN with the same --nproc-per-node, --nnodes "
+        "and --rdzv-* options on every machine."
+    )
+
+
+def _failure(spec: LaunchSpec, exc: Any) -> BlitzError:
+    """The error to raise for torchrun's ChildFailedError ``exc``: the ranks that failed and how."""
+    rank, failure = exc.get_first_failure()
+    code = failure.exitcode
+    if code in (130, 143) and all(f.exitcode in (130, 143) for f in exc.failures.values()):
+        return Interrupted(_stopped_text(spec, f"by a signal at rank {rank}"), code - 128)
+    # Every failed rank is named: the one a collective lost its peer in often fails first.
+    failed = ", ".join(_describe_exit(r, f.exitcode) for r, f in sorted(exc.failures.items()))
+    message = f"DDP job failed: {failed} (errors are printed above); the other ranks were stopped."
+    zero = exc.failures.get(0)
+    if spec.nnodes == 1 and zero is not None and zero.exitcode == UsageError.exit_code and all(
+        f.exitcode in (UsageError.exit_code, -signal.SIGTERM) for f in exc.failures.values()
+    ):
+        # Rank 0, on this machine, refused the run and said why in one line, and the others
+        # refused it alike or were stopped by torchrun after it: nothing to add. (Exit 1 is
+        # also any traceback's: there the line says which ranks failed.)
+        return UsageError("")
+    if code == UsageError.exit_code:
+        # The first rank to fail refused the command line (the others then lost their peer):
+        # exit 2, as the same run in one process
+        return UsageError(message)
+    return BlitzError(message)
 
 
 @contextlib.contextmanager
