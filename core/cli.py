@@ -29,6 +29,7 @@ from blitz import __version__
 from blitz.errors import BlitzError, ConfigError, Interrupted, UsageError, debug_requested
 from blitz.kinds import KINDS
 from blitz.launch import GLOBAL_OPTIONS_WITH_VALUES, environ_set
+from blitz.notices import print_warning
 
 if TYPE_CHECKING:
     from blitz.launch import LaunchSpec
@@ -617,7 +618,7 @@ def list_plugins(
     # Recipes are checked when used; here before that, as a plugin's CI wants it
     recipe_problems = plugin_recipe_problems(host)
     for problem in recipe_problems:
-        err_console.print(f"[yellow]Warning:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+        print_warning(err_console, problem)
     if check and (any(r.errors for r in records) or recipe_problems or host.unmatched_allowed):
         raise typer.Exit(1)
 

@@ -22,7 +22,6 @@ from typing import IO, Any
 
 import torch
 from rich.console import Console
-from rich.markup import escape
 from torch import nn
 
 from blitz import checkpoint as ckpt
@@ -62,6 +61,7 @@ from blitz.errors import (
 from blitz.cuda_graphs import TrainingGraphs, cuda_graphs_problem
 from blitz.freezing import GradientFreezer, can_freeze
 from blitz.launch import launched_by_torchrun
+from blitz.notices import warning_markup
 from blitz.optimizer_state import has_step_hooks, restore_optimizer
 from blitz.plugin_host import PluginHost, get_host
 from blitz.progress import EpochProgress
@@ -241,7 +241,7 @@ class Trainer:
 
     def warn_all(self, warnings: list[str]) -> None:
         for warning in warnings:  # plugin text: "[x]" in it is not markup
-            self.say(f"[yellow]Warning:[/] {escape(warning)}")
+            self.say(warning_markup(warning))
 
     def fit(self) -> TrainResult:
         config, c = self.config, self.components

@@ -29,6 +29,7 @@ from blitz.components import DataInfo, Strategy
 from blitz.config import RunConfig, absolute_if_path, read_toml, validate
 from blitz.errors import CheckpointError, DataNotFoundError, PluginError, UnknownNameError, UsageError
 from blitz.files import atomic_write_text, json_text
+from blitz.notices import print_warning
 from blitz.plugin_host import plugin_states
 
 CHECKPOINT_CHOICES = ("best", "last")
@@ -199,12 +200,10 @@ def evaluate_run(
             f"class {i}: '{ours}' here, '{theirs}' in the run"
             for i, (ours, theirs) in enumerate(zip(bundle.info.class_names, loaded.info.class_names)) if ours != theirs
         ] or [f"{len(bundle.info.class_names)} names here, {len(loaded.info.class_names)} in the run"]
-        console.print(  # same count, other names (or order): the accuracy may mean nothing
-            f"Warning: dataset '{config.dataset}' names its classes otherwise than the run did "
+        print_warning(console,  # same count, other names (or order): the accuracy may mean nothing
+            f"dataset '{config.dataset}' names its classes otherwise than the run did "
             f"({'; '.join(differ[:3])}{'; ...' if len(differ) > 3 else ''}): "
-            "the model's class i is scored as the data's class i.",
-            highlight=False, markup=False,
-        )
+            "the model's class i is scored as the data's class i.")
     if config.precision != loaded.config.precision:
         console.print(f"Precision {config.precision} on the CPU (the run trained in {loaded.config.precision}): "
                       "figures may differ from results.json in the last digits.", highlight=False)
@@ -241,8 +240,8 @@ def evaluate_run(
         atomic_write_text(loaded.run_dir / f"{stem}.json", json_text(data, indent=2) + "\n")
         atomic_write_text(loaded.run_dir / f"{stem}-confusion.csv", confusion_csv(result.confusion, info.class_names))
     except OSError as exc:  # a read-only copy of a run: the figures above are the results
-        console.print(f"[yellow]Warning:[/] could not save the results in {escape(str(loaded.run_dir))} "
-                      f"({escape(exc.strerror or str(exc))}): they are only printed above.", highlight=False, soft_wrap=True)
+        print_warning(console, f"could not save the results in {loaded.run_dir} ({exc.strerror or exc}): "
+                               "they are only printed above.")
         return data
     console.print(f"Saved {loaded.run_dir / (stem + '.json')} and {stem}-confusion.csv", highlight=False)
     return data

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from rich.markup import escape
 from torch import nn
 
 from blitz.files import atomic_write
+from blitz.notices import print_warning
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -71,10 +71,7 @@ def write_pictures(result: TrainResult, trainer: Trainer) -> list[Path]:
             save_figure(figure, path)
             written.append(path)
         except Exception as exc:  # a picture is never worth a lost run
-            trainer.console.print(
-                f"[yellow]Warning:[/] could not draw {escape(name)}: {escape(f'{type(exc).__name__}: {exc}')}",
-                highlight=False,
-            )
+            print_warning(trainer.console, f"could not draw {name}: {type(exc).__name__}: {exc}")
     return written
 
 

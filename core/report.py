@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from rich.console import Console
-from rich.markup import escape
 
 from blitz.files import atomic_write_text, json_text
+from blitz.notices import print_warning
 
 if TYPE_CHECKING:
     from blitz.engine import Trainer, TrainResult
@@ -150,4 +150,4 @@ def write_run_report(result: TrainResult, trainer: Trainer) -> list[Path]:
 
 
 def warn(trainer: Trainer, message: str) -> None:
-    trainer.console.print(f"[yellow]Warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    print_warning(trainer.console, message)
