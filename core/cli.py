@@ -24,6 +24,7 @@ from rich.cells import cell_len
 from rich.markup import escape
 from rich.table import Table
 from typer import rich_utils
+from typer.core import TyperGroup
 
 from blitz import __version__
 from blitz.errors import BlitzError, ConfigError, Interrupted, UsageError, debug_requested
@@ -34,47 +35,6 @@ from blitz.notices import print_warning
 if TYPE_CHECKING:
     from blitz.launch import LaunchSpec
     from blitz.resolve import ResolvedConfig
-
-
-def _show_no_type_for_flags() -> None:
-    """typer 0.2x writes a flag's type in --help (``--flip --no-flip <bool>``), as if it took a
-    value: ``--flip true`` is then an error. Flags get no type column; other options keep theirs.
-    An argument named by its metavar (``RUN``) shows no Python type (``<str>``, ``<list[Path]>``) either."""
-    option = getattr(typer.core, "TyperOption", None)
-    shown = getattr(option, "display_type_rich", None)
-    if shown is None or getattr(shown, "blitz_flags_untyped", False):
-        return  # another typer: its own rendering stays
-
-    def display_type_rich(self: Any, ctx: Any) -> str | None:
-        return None if getattr(self, "is_flag", False) and self.metavar is None else shown(self, ctx)
-
-    display_type_rich.blitz_flags_untyped = True  # type: ignore[attr-defined]
-    option.display_type_rich = display_type_rich
-    argument = getattr(typer.core, "TyperArgument", None)
-    argument_shown = getattr(argument, "display_type_rich", None)
-    if argument_shown is not None:
-        argument.display_type_rich = lambda self, ctx: None if self.metavar is not None else argument_shown(self, ctx)
-
-
-_show_no_type_for_flags()
-
-app = typer.Typer(
-    name="blitz",
-    help="Train image classifiers with PyTorch: swap models, data and hardware with a flag.",
-    epilog="Start with: blitz run --recipe tutorial --data-root DIR (DIR holds cifar-10-batches-py), then "
-    "blitz runs, blitz show latest, blitz predict latest IMAGE. 'blitz list recipes' lists the ready-made setups.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},  # -h as most CLIs take it; subcommands inherit it
-    add_completion=False,
-)
-list_app = typer.Typer(help="List registered components of one kind.", no_args_is_help=True)
-data_app = typer.Typer(help="Work with data sources.", no_args_is_help=True)
-app.add_typer(list_app, name="list")
-app.add_typer(data_app, name="data")
-
-console = Console(emoji=False)  # ":x:" in a name or path is text, not an emoji
-err_console = Console(stderr=True, emoji=False)
 
 
 def one_line_usage_error(error: Any) -> None:
@@ -96,7 +56,72 @@ def one_line_usage_error(error: Any) -> None:
     err_console.print(f"[bold red]Error:[/] {escape(message)}{hint}", highlight=False, soft_wrap=True)
 
 
-rich_utils.rich_format_error = one_line_usage_error
+def _untyped_flags(shown: Callable[..., Any]) -> Callable[..., Any]:
+    """typer 0.2x writes a flag's type in --help (``--flip --no-flip <bool>``), as if it took a
+    value: ``--flip true`` is then an error. Flags get no type column; other options keep theirs."""
+    return lambda self, ctx: None if getattr(self, "is_flag", False) and self.metavar is None else shown(self, ctx)
+
+
+def _untyped_named_arguments(shown: Callable[..., Any]) -> Callable[..., Any]:
+    """An argument named by its metavar (``RUN``) shows no Python type (``<str>``, ``<list[Path]>``)."""
+    return lambda self, ctx: None if self.metavar is not None else shown(self, ctx)
+
+
+@contextlib.contextmanager
+def blitz_rendering() -> Iterator[None]:
+    """typer renders blitz's help and command-line errors as blitz words them, inside; as before
+    after. typer has no settings for these: its functions are swapped for the call and put back,
+    so another typer app in the same process (a user's own) keeps its rendering."""
+    swaps = [(rich_utils, "rich_format_error", lambda shown: one_line_usage_error)]
+    for cls, wrap in ((getattr(typer.core, "TyperOption", None), _untyped_flags),
+                      (getattr(typer.core, "TyperArgument", None), _untyped_named_arguments)):
+        if callable(getattr(cls, "display_type_rich", None)):  # another typer: its own rendering stays
+            swaps.append((cls, "display_type_rich", wrap))
+    saved = [(owner, name, owner.__dict__.get(name, _INHERITED) if isinstance(owner, type) else getattr(owner, name))
+             for owner, name, _ in swaps]
+    for owner, name, wrap in swaps:
+        setattr(owner, name, wrap(getattr(owner, name)))
+    try:
+        yield
+    finally:
+        for owner, name, value in saved:
+            if value is _INHERITED:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, value)
+
+
+_INHERITED = object()  # a class attribute that came from a base class: deleted to put it back
+
+
+class BlitzGroup(TyperGroup):
+    """blitz's command group: runs inside :func:`blitz_rendering`."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        with blitz_rendering():
+            return super().main(*args, **kwargs)
+
+
+app = typer.Typer(
+    cls=BlitzGroup,
+    name="blitz",
+    help="Train image classifiers with PyTorch: swap models, data and hardware with a flag.",
+    epilog="Start with: blitz run --recipe tutorial --data-root DIR (DIR holds cifar-10-batches-py), then "
+    "blitz runs, blitz show latest, blitz predict latest IMAGE. 'blitz list recipes' lists the ready-made setups.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # -h as most CLIs take it; subcommands inherit it
+    add_completion=False,
+)
+list_app = typer.Typer(help="List registered components of one kind.", no_args_is_help=True)
+data_app = typer.Typer(help="Work with data sources.", no_args_is_help=True)
+app.add_typer(list_app, name="list")
+app.add_typer(data_app, name="data")
+
+console = Console(emoji=False)  # ":x:" in a name or path is text, not an emoji
+err_console = Console(stderr=True, emoji=False)
+
+
 _state = {"debug": False}
 
 F = TypeVar("F", bound=Callable[..., Any])

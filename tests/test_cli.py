@@ -629,3 +629,30 @@ def test_logger_options_merge_per_option_and_follow_the_loggers_list(tmp_path):
         "loggers (jsonl, tensorboard): did you mean 'tensorboard'?" in " ".join(misspelt.output.split())
     with pytest.raises(ConfigError, match=r"^--logger-arg tb\.k is given twice; give it once\.$"):
         parse_logger_options([" tb . k = 1", "tb.k=2"])
+
+
+def test_blitz_words_typer_errors_and_help_its_way_and_leaves_typer_as_found():
+    """blitz swaps typer's error and type rendering only while its own commands run: another
+    typer app in the same process (a user's script importing blitz) keeps typer's."""
+    import typer
+    import typer.core
+    from typer import rich_utils
+
+    before = (rich_utils.rich_format_error, typer.core.TyperOption.__dict__.get("display_type_rich"),
+              typer.core.TyperArgument.__dict__.get("display_type_rich"))
+    refused = blitz("runs", "--bogus")
+    assert refused.exit_code == 2
+    assert refused.output.strip() == "Error: No such option: --bogus. See 'blitz runs --help'."
+    assert "--no-flip  " in blitz("run", "--help").output and "<bool>" not in blitz("run", "--help").output
+    assert (rich_utils.rich_format_error, typer.core.TyperOption.__dict__.get("display_type_rich"),
+            typer.core.TyperArgument.__dict__.get("display_type_rich")) == before
+
+    other = typer.Typer()
+
+    @other.command()
+    def hello(loud: bool = False, times: int = 1) -> None:
+        """Say hello."""
+
+    theirs = runner.invoke(other, ["--bogus"])
+    assert theirs.exit_code == 2 and "Usage:" in theirs.output and "Error: No such option" not in theirs.output
+    assert "<bool>" in runner.invoke(other, ["--help"], terminal_width=120).output  # typer's own flag rendering
