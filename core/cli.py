@@ -33,6 +33,7 @@ from blitz.launch import GLOBAL_OPTIONS_WITH_VALUES, environ_set
 from blitz.notices import print_warning
 
 if TYPE_CHECKING:
+    from blitz.catalog import Catalog
     from blitz.launch import LaunchSpec
     from blitz.resolve import ResolvedConfig
 
@@ -492,78 +493,90 @@ KIND_CHOICES = (*KINDS, "recipes")
 
 
 def _list_kind(kind: str, pattern: str, as_json: bool) -> None:
-    from blitz.build import factory_options
-    from blitz.catalog import alias_problem, load_catalog, recipe_plugin
-    from blitz.plugin_host import get_host
-
-    catalog = load_catalog()
-    rows: list[dict[str, Any]] = []
-    if kind == "recipes":
-        for name, recipe in sorted(catalog.recipes.items()):
-            row = {"name": name, "description": recipe.description, "measured": recipe.measured}
-            plugin = recipe_plugin(name)
-            if plugin is not None:  # registry.toml's own have none
-                row["plugin"] = plugin
-                row["description"] += f" (plugin {plugin})"
-            rows.append(row)
-    else:
-        registry = get_host().registries[kind]
-        aliases = catalog.entries(kind)
-        registered: dict[str, dict[str, Any]] = {}
-        for entry in registry.entries():
-            name = entry.name.replace("/*", "/<name>")
-            # registry.toml's own entry for the same name, where it has one, says more
-            same = aliases.get(entry.name)
-            description = same.description if same is not None and same.description else entry.description
-            row = {"name": name, "description": description, "plugin": entry.plugin,
-                   "options": factory_options(entry.factory, registry.kind.capitalize())}
-            hyperparameters = entry.metadata.get("hyperparameters")
-            if hyperparameters:  # an optimizer's own lr, momentum and weight decay
-                row["hyperparameters"] = hyperparameters
-                row["description"] += " (" + ", ".join(f"{k} {v}" for k, v in hyperparameters.items()) + ")"
-            rows.append(row)
-            registered[entry.name] = row
-        for name, alias in sorted(aliases.items()):
-            row = registered.get(name) if not alias.component or alias.component == name else None
-            if row is None:  # a catalog name for another component (or for none that is registered)
-                row = {
-                    "name": name, "description": alias.description or f"= {alias.component or name}",
-                    "plugin": alias.plugin, "component": alias.component, "defaults": alias.defaults,
-                }
-                rows.append(row)
-            problem = alias_problem(name, alias, registry)
-            if problem:  # the catalog's entry wins when the name is resolved: show that, and why it fails
-                row.update(problem=problem, description=f"{row['description']} (not usable: {problem})")
-            elif row.get("component"):  # what the component it names takes, with the entry's defaults
-                target = registry.get(alias.component or name)
-                row["options"] = factory_options(target.factory, registry.kind.capitalize(), alias.defaults)
-        # 'timm/<pattern>': the family's own names (timm's architectures), which it can list
-        family = next((e for e in registry.entries() if e.is_family and pattern.lower().startswith(e.name[:-1].lower())), None)
-        if family is not None:
-            prefix = family.name[:-2]
-            family_options = factory_options(family.factory, registry.kind.capitalize())
-            rows += [
-                {"name": f"{prefix}/{variant}", "description": f"{prefix}'s {variant}", "plugin": family.plugin,
-                 "options": family_options}
-                for variant in registry.variants(family)
-            ]
     import fnmatch
 
+    from blitz.catalog import load_catalog
+
+    catalog = load_catalog()
+    rows = _recipe_rows(catalog) if kind == "recipes" else _component_rows(kind, catalog, pattern)
     given = pattern
     if not any(ch in pattern for ch in "*?["):  # a plain word: a substring search, as users expect
         pattern = f"*{pattern}*"
     rows = [r for r in rows if fnmatch.fnmatch(r["name"].lower(), pattern.lower())]
     if as_json:
         console.print_json(json.dumps(rows))
-        return
-    if not rows:
-        families = [e.name.replace("/*", "/") for e in get_host().registries[kind].entries() if e.is_family] if kind != "recipes" else []
-        more = f"; a family's own names are listed by its prefix, e.g. blitz list {kind} '{families[0]}*resnet*'" if families else ""
-        broken = get_host().failed()
-        if broken:
-            more += f" ({len(broken)} plugin(s) failed to load: see 'blitz list-plugins')"
-        console.print(f"No {kind} match '{given}'. 'blitz list {kind}' shows them all{more}.", highlight=False)
-        return
+    elif rows:
+        _print_listing(kind, rows, given)
+    else:
+        _print_no_match(kind, given)
+
+
+def _recipe_rows(catalog: Catalog) -> list[dict[str, Any]]:
+    from blitz.catalog import recipe_plugin
+
+    rows = []
+    for name, recipe in sorted(catalog.recipes.items()):
+        row = {"name": name, "description": recipe.description, "measured": recipe.measured}
+        plugin = recipe_plugin(name)
+        if plugin is not None:  # registry.toml's own have none
+            row["plugin"] = plugin
+            row["description"] += f" (plugin {plugin})"
+        rows.append(row)
+    return rows
+
+
+def _component_rows(kind: str, catalog: Catalog, pattern: str) -> list[dict[str, Any]]:
+    """One row per registered component and per registry.toml name of the kind; with a pattern
+    that starts a family's prefix ('timm/res'), the family's own names too."""
+    from blitz.build import factory_options
+    from blitz.catalog import alias_problem
+    from blitz.plugin_host import get_host
+
+    registry = get_host().registries[kind]
+    noun = registry.kind.capitalize()
+    aliases = catalog.entries(kind)
+    rows: list[dict[str, Any]] = []
+    registered: dict[str, dict[str, Any]] = {}
+    for entry in registry.entries():
+        # registry.toml's own entry for the same name, where it has one, says more
+        same = aliases.get(entry.name)
+        description = same.description if same is not None and same.description else entry.description
+        row = {"name": entry.name.replace("/*", "/<name>"), "description": description, "plugin": entry.plugin,
+               "options": factory_options(entry.factory, noun)}
+        hyperparameters = entry.metadata.get("hyperparameters")
+        if hyperparameters:  # an optimizer's own lr, momentum and weight decay
+            row["hyperparameters"] = hyperparameters
+            row["description"] += " (" + ", ".join(f"{k} {v}" for k, v in hyperparameters.items()) + ")"
+        rows.append(row)
+        registered[entry.name] = row
+    for name, alias in sorted(aliases.items()):
+        row = registered.get(name) if not alias.component or alias.component == name else None
+        if row is None:  # a catalog name for another component (or for none that is registered)
+            row = {
+                "name": name, "description": alias.description or f"= {alias.component or name}",
+                "plugin": alias.plugin, "component": alias.component, "defaults": alias.defaults,
+            }
+            rows.append(row)
+        problem = alias_problem(name, alias, registry)
+        if problem:  # the catalog's entry wins when the name is resolved: show that, and why it fails
+            row.update(problem=problem, description=f"{row['description']} (not usable: {problem})")
+        elif row.get("component"):  # what the component it names takes, with the entry's defaults
+            target = registry.get(alias.component or name)
+            row["options"] = factory_options(target.factory, noun, alias.defaults)
+    # 'timm/<pattern>': the family's own names (timm's architectures), which it can list
+    family = next((e for e in registry.entries() if e.is_family and pattern.lower().startswith(e.name[:-1].lower())), None)
+    if family is not None:
+        prefix = family.name[:-2]
+        family_options = factory_options(family.factory, noun)
+        rows += [
+            {"name": f"{prefix}/{variant}", "description": f"{prefix}'s {variant}", "plugin": family.plugin,
+             "options": family_options}
+            for variant in registry.variants(family)
+        ]
+    return rows
+
+
+def _print_listing(kind: str, rows: list[dict[str, Any]], given: str) -> None:
     table = Table(title=f"{kind} ({len(rows)})")
     table.add_column("name", style="bold")
     table.add_column("description")
@@ -575,6 +588,17 @@ def _list_kind(kind: str, pattern: str, as_json: bool) -> None:
     for r in rows:  # the one asked for by its exact name: what it takes
         if r["name"] == given and r.get("options") is not None:
             console.print(f"{r['name']} takes: {describe_options(r['options'])}", highlight=False, markup=False)
+
+
+def _print_no_match(kind: str, given: str) -> None:
+    from blitz.plugin_host import get_host
+
+    families = [e.name.replace("/*", "/") for e in get_host().registries[kind].entries() if e.is_family] if kind != "recipes" else []
+    more = f"; a family's own names are listed by its prefix, e.g. blitz list {kind} '{families[0]}*resnet*'" if families else ""
+    broken = get_host().failed()
+    if broken:
+        more += f" ({len(broken)} plugin(s) failed to load: see 'blitz list-plugins')"
+    console.print(f"No {kind} match '{given}'. 'blitz list {kind}' shows them all{more}.", highlight=False)
 
 
 def describe_options(options: dict[str, dict[str, Any]]) -> str:
