@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from rich import box
@@ -31,6 +31,9 @@ from blitz.errors import CheckpointError, DataNotFoundError, PluginError, Unknow
 from blitz.files import atomic_write_text, json_text
 from blitz.notices import print_warning
 from blitz.plugin_host import plugin_states
+
+if TYPE_CHECKING:
+    from blitz.scoring import EvalResult
 
 CHECKPOINT_CHOICES = ("best", "last")
 EVAL_STRATEGIES = ("auto", "cpu", "cuda")
@@ -179,14 +182,37 @@ def evaluate_run(
     console: Console | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run's checkpoint on its test data (or another data source); print and save it."""
-    from blitz.build import load_data
+    from blitz.report import eval_results
     from blitz.scoring import evaluate
-    from blitz.report import accuracy_lines, confusion_csv, eval_results
 
     console = console or Console(emoji=False)
     loaded = load_run(run_name, checkpoint)
     device_strategy = eval_strategy(strategy)
     config = eval_config(loaded, dataset, data_root, device_strategy.device, dataset_args)
+    test_split, info = _eval_data(loaded, config, console)
+    device_strategy.setup()
+    try:
+        model = loaded.model.to(device_strategy.device)
+        result = evaluate(model, test_split, info, device_strategy, config)
+    finally:
+        device_strategy.teardown()
+    console.print(
+        f"Run {loaded.run_dir}, checkpoint {checkpoint} ({epochs_text(loaded.meta)}), "
+        f"dataset {config.dataset}, on {device_strategy.device}",
+        highlight=False,
+    )
+    _print_eval(console, result, info)
+    data = eval_results(result, info.class_names)
+    data.update({"run": str(loaded.run_dir), "checkpoint": checkpoint, "dataset": config.dataset})
+    _save_eval(console, loaded.run_dir, f"eval-{safe_name(config.dataset)}-{checkpoint}", data, result, info)
+    return data
+
+
+def _eval_data(loaded: LoadedRun, config: RunConfig, console: Console) -> tuple[Any, DataInfo]:
+    """The test split to evaluate on, and its DataInfo with the run's normalization; refused
+    where it does not fit the model, warned where its class names differ from the run's."""
+    from blitz.build import load_data
+
     try:
         bundle = load_data(resolve("datasets", config.dataset), config)
     except DataNotFoundError as exc:  # the data source's advice is for `blitz run`; here it is one of these
@@ -195,56 +221,49 @@ def evaluate_run(
             "--dataset-arg KEY=VALUE for its data options."
         ) from None
     check_data_fits(loaded, bundle.info, config.dataset)
-    if tuple(bundle.info.class_names) != tuple(loaded.info.class_names):
+    ours, theirs = tuple(bundle.info.class_names), tuple(loaded.info.class_names)
+    if ours != theirs:  # same count, other names (or order): the accuracy may mean nothing
         differ = [
-            f"class {i}: '{ours}' here, '{theirs}' in the run"
-            for i, (ours, theirs) in enumerate(zip(bundle.info.class_names, loaded.info.class_names)) if ours != theirs
-        ] or [f"{len(bundle.info.class_names)} names here, {len(loaded.info.class_names)} in the run"]
-        print_warning(console,  # same count, other names (or order): the accuracy may mean nothing
-            f"dataset '{config.dataset}' names its classes otherwise than the run did "
-            f"({'; '.join(differ[:3])}{'; ...' if len(differ) > 3 else ''}): "
-            "the model's class i is scored as the data's class i.")
+            f"class {i}: '{here}' here, '{there}' in the run" for i, (here, there) in enumerate(zip(ours, theirs))
+            if here != there
+        ] or [f"{len(ours)} names here, {len(theirs)} in the run"]
+        print_warning(console, f"dataset '{config.dataset}' names its classes otherwise than the run did "
+                               f"({'; '.join(differ[:3])}{'; ...' if len(differ) > 3 else ''}): "
+                               "the model's class i is scored as the data's class i.")
     if config.precision != loaded.config.precision:
         console.print(f"Precision {config.precision} on the CPU (the run trained in {loaded.config.precision}): "
                       "figures may differ from results.json in the last digits.", highlight=False)
     # Normalize exactly as in training: the checkpoint's mean/std (which include any override).
-    info = dataclasses.replace(bundle.info, mean=loaded.info.mean, std=loaded.info.std)
+    return bundle.test, dataclasses.replace(bundle.info, mean=loaded.info.mean, std=loaded.info.std)
 
-    device_strategy.setup()
-    try:
-        model = loaded.model.to(device_strategy.device)
-        result = evaluate(model, bundle.test, info, device_strategy, config)
-    finally:
-        device_strategy.teardown()
 
-    per_class = result.per_class(info.class_names)
-    console.print(
-        f"Run {loaded.run_dir}, checkpoint {checkpoint} ({epochs_text(loaded.meta)}), "
-        f"dataset {config.dataset}, on {device_strategy.device}",
-        highlight=False,
-    )
+def _print_eval(console: Console, result: EvalResult, info: DataInfo) -> None:
+    from blitz.report import accuracy_lines
+
     console.print(
         f"Accuracy of the network on the {result.count:,} test images: {100 * result.accuracy:.2f} %  "
         f"(loss {result.loss:.4f})",
         highlight=False,
     )
-    for line in accuracy_lines(per_class):
+    for line in accuracy_lines(result.per_class(info.class_names)):
         console.print(line, highlight=False, markup=False)  # class names are data: "[x]" is text
     width = console.width if console.is_terminal else 10_000  # a file or a pipe: nothing narrow reads it
     console.print(confusion_table(result.confusion, info.class_names, width), highlight=False, soft_wrap=not console.is_terminal)
 
-    data = eval_results(result, info.class_names)
-    data.update({"run": str(loaded.run_dir), "checkpoint": checkpoint, "dataset": config.dataset})
-    stem = f"eval-{safe_name(config.dataset)}-{checkpoint}"  # best and last do not overwrite each other
+
+def _save_eval(console: Console, run_dir: Path, stem: str, data: dict[str, Any], result: EvalResult, info: DataInfo) -> None:
+    """``<stem>.json`` and ``<stem>-confusion.csv`` in the run (best and last have their own
+    stems: neither overwrites the other); a warning where the run cannot be written to."""
+    from blitz.report import confusion_csv
+
     try:
-        atomic_write_text(loaded.run_dir / f"{stem}.json", json_text(data, indent=2) + "\n")
-        atomic_write_text(loaded.run_dir / f"{stem}-confusion.csv", confusion_csv(result.confusion, info.class_names))
-    except OSError as exc:  # a read-only copy of a run: the figures above are the results
-        print_warning(console, f"could not save the results in {loaded.run_dir} ({exc.strerror or exc}): "
+        atomic_write_text(run_dir / f"{stem}.json", json_text(data, indent=2) + "\n")
+        atomic_write_text(run_dir / f"{stem}-confusion.csv", confusion_csv(result.confusion, info.class_names))
+    except OSError as exc:  # a read-only copy of a run: the figures printed are the results
+        print_warning(console, f"could not save the results in {run_dir} ({exc.strerror or exc}): "
                                "they are only printed above.")
-        return data
-    console.print(f"Saved {loaded.run_dir / (stem + '.json')} and {stem}-confusion.csv", highlight=False)
-    return data
+        return
+    console.print(f"Saved {run_dir / (stem + '.json')} and {stem}-confusion.csv", highlight=False)
 
 
 def epochs_text(meta: dict[str, Any]) -> str:
