@@ -165,11 +165,10 @@ def supplied_by_blitz(what: str) -> set[str]:
     return {"variant", *_SUPPLIED_BY_BLITZ.get(what, ())}
 
 
-def call_factory(resolved: Resolved, what: str, *args: Any, check_types: bool = True, **kwargs: Any) -> Any:
-    """Call a component factory, turning a wrong keyword into a clear usage error; with
-    ``check_types``, a value its type hints refuse too."""
-    if resolved.entry.variant is not None:
-        kwargs["variant"] = resolved.entry.variant
+def check_keywords(resolved: Resolved, what: str, kwargs: dict[str, Any], *, check_types: bool = True) -> None:
+    """UsageError for a keyword the factory does not take (naming the ones it does), or, with
+    ``check_types``, a value its type hints refuse; PluginError where it does not take one blitz
+    passes to every factory of its kind."""
     try:
         signature = inspect.signature(resolved.entry.factory)
     except (TypeError, ValueError):
@@ -195,7 +194,7 @@ def call_factory(resolved: Resolved, what: str, *args: Any, check_types: bool = 
             raise UsageError(
                 f"{what} '{resolved.name}' takes no argument '{unknown[0]}'"
                 + (f" (did you mean '{close}'?)" if close else "")
-                + (f"; it takes: {', '.join(options)}." if options else ".")
+                + (f"; it takes: {', '.join(options)}." if options else "; it takes no options.")
             )
     supplied = supplied_by_blitz(what)
     problem = type_problem(resolved.entry.factory, {k: v for k, v in kwargs.items() if k not in supplied}) if check_types else None
@@ -203,6 +202,27 @@ def call_factory(resolved: Resolved, what: str, *args: Any, check_types: bool = 
         key, wanted = problem
         flag = f"--logger-arg {resolved.name}." if what == "Logger" else _OPTION_FLAGS.get(what, "option") + " "
         raise UsageError(f"{what} '{resolved.name}': {flag}{key} must be {wanted}, got {kwargs[key]!r}.")
+
+
+def check_options(components: Components, config: RunConfig) -> None:
+    """The options a run gives each component (registry defaults, then --*-arg), checked against
+    its factory's signature and type hints before anything is built: a misspelt option is said
+    at once, not after minutes of loading data."""
+    given = [
+        (components.model, "Model", config.model_args), (components.dataset, "Dataset", config.dataset_args),
+        (components.optimizer, "Optimizer", config.optimizer_args), (components.schedule, "Schedule", config.schedule_args),
+        *((r, "Logger", config.logger_args.get(r.name, {})) for r in components.loggers),
+    ]
+    for resolved, what, options in given:
+        check_keywords(resolved, what, {**resolved.defaults, **options})
+
+
+def call_factory(resolved: Resolved, what: str, *args: Any, check_types: bool = True, **kwargs: Any) -> Any:
+    """Call a component factory, turning a wrong keyword into a clear usage error; with
+    ``check_types``, a value its type hints refuse too."""
+    if resolved.entry.variant is not None:
+        kwargs["variant"] = resolved.entry.variant
+    check_keywords(resolved, what, kwargs, check_types=check_types)
     try:
         return resolved.entry.factory(*args, **kwargs)
     except TypeError as exc:

@@ -388,6 +388,11 @@ def run(
         )
     if resolved.config.strategy == "ddp":
         check_ddp_device(resolved.config.device)  # before starting processes that would each refuse it
+    from blitz.build import check_options, resolve_components
+    from blitz.errors import same_on_every_rank
+
+    with same_on_every_rank():  # a misspelt option: said before any data loads or process starts
+        check_options(resolve_components(resolved.config), resolved.config)
     if print_config:  # after the checks of the command line as a whole: what it shows would run
         show_config(resolved.config, resolved.provenance)
         return

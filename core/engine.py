@@ -35,6 +35,7 @@ from blitz.build import (
     check_augment,
     check_batch_norm_batches,
     check_fit,
+    check_options,
     check_optimizer_covers,
     check_returned,
     component_origins,
@@ -229,6 +230,8 @@ class Trainer:
         if unused:
             raise ConfigError(f"{unused}.")
         self.components = resolve_components(config, self.host)
+        with same_on_every_rank():  # a misspelt option: said before any data loads
+            check_options(self.components, config)
         self.train_threads: int | None = None  # set by fit: the CPU threads of training steps
         self.thread_tuner: ThreadTuner | None = None  # set by fit for --cpu-threads auto on CPUs
         self.run_lock: IO[str] | None = None  # held while this process trains in its run folder

@@ -498,3 +498,17 @@ def test_batch_norm_on_batches_of_one_trains_where_its_feature_maps_are_larger_t
                    "--dataset-arg", "test_length=2", "--model", "resnet18", "--batch-size", "1", "--strategy", "cpu",
                    "--epochs", "1", "--limit-steps", "2", "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(("flag", "message"), [
+    (("--model-arg", "widht=3"), "Model 'lenet' takes no argument 'widht' (did you mean 'width'?); it takes: fused_cpu_step, width."),
+    (("--logger-arg", "jsonl.flsh=3"), "Logger 'jsonl' takes no argument 'flsh'; it takes no options."),
+    (("--schedule-arg", "warmup=soon"), "Schedule 'cosine': --schedule-arg warmup must be a number, got 'soon'."),
+])
+def test_a_misspelt_or_mistyped_option_is_refused_before_the_data_loads(cifar_root, flag, message):
+    """A data source that takes minutes to load is not loaded for a run that would stop at its
+    first component: the options of every component are checked first."""
+    result = blitz("run", "--model", "lenet", "--dataset", "cifar10", "--data-root", cifar_root / "nowhere",
+                   "--schedule", "cosine", *flag)
+    assert result.exit_code == 2
+    assert one_line(result) == f"Error: {message}"  # not "Missing CIFAR file": the data was not read

@@ -635,7 +635,7 @@ def test_wrong_factory_argument_is_a_usage_error(tmp_path: Path) -> None:
     host = host_with((EveryKind(), "every"), with_builtins=True)
     config = tiny_config(tmp_path, model="flat", dataset="pixels", strategy="here",
                          dataset_args={"length": 12}, model_args={"depth": 3})
-    with pytest.raises(UsageError, match=r"Model 'flat' takes no argument 'depth'\.$"):
+    with pytest.raises(UsageError, match=r"Model 'flat' takes no argument 'depth'; it takes no options\.$"):
         Trainer(config, host=host, console=quiet()).fit()
 
 
