@@ -113,9 +113,14 @@ class PluginSource:
         return self.distribution == BUILTIN_DISTRIBUTION
 
 
+def _hook_names() -> list[str]:
+    """The names of blitz's hooks (``register_models``, ``on_epoch_end``...)."""
+    return [name for name in dir(hookspecs) if name.startswith(("register_", "on_"))]
+
+
 def _unmarked_hooks(plugin: object, marked: Iterable[str]) -> list[str]:
     """Functions of a plugin named as hooks but not marked @hookimpl: pluggy never calls them."""
-    specs = {name for name in dir(hookspecs) if name.startswith(("register_", "on_"))}
+    specs = set(_hook_names())
     return sorted(name for name in dir(plugin) if name in specs and name not in marked and callable(getattr(plugin, name)))
 
 
@@ -338,10 +343,12 @@ class PluginHost:
             caller = getattr(self.pm.hook, name)
             if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
                 continue
+            meant = closest_name(name, _hook_names())
             for impl in caller.get_hookimpls():
                 record = self.records[impl.plugin_name]
                 record.errors.append(
-                    f"implements unknown hook '{name}' (a misspelling?); the plugin was not loaded"
+                    f"implements unknown hook '{name}' (a misspelling{f' of {meant!r}' if meant else ''}?); "
+                    "the plugin was not loaded"
                 )
                 record.loaded = False
                 if self.pm.is_registered(impl.plugin):

@@ -330,11 +330,23 @@ def test_unknown_hook_is_an_error_and_the_plugin_is_not_loaded() -> None:
     host = host_with((Misspelt(), "misspelt"), (ModelsPlugin("fine"), "fine"))
     record = host.records["misspelt"]
     assert not record.loaded
-    assert record.errors == ["implements unknown hook 'register_model' (a misspelling?); the plugin was not loaded"]
+    assert record.errors == [
+        "implements unknown hook 'register_model' (a misspelling of 'register_models'?); the plugin was not loaded"
+    ]
     assert "never_registered" not in host.registries["models"]
     assert "also_never" not in host.registries["datasets"]  # its valid hooks are dropped too
     assert host.pm.get_plugin("misspelt") is None
     assert host.registries["models"].names() == ["fine"]
+
+
+def test_an_unknown_hook_like_no_hook_suggests_none() -> None:
+    class Odd:
+        @hookimpl
+        def configure_everything(self):
+            pass
+
+    record = host_with((Odd(), "odd")).records["odd"]
+    assert record.errors == ["implements unknown hook 'configure_everything' (a misspelling?); the plugin was not loaded"]
 
 
 def test_same_plugin_name_twice_does_not_crash() -> None:
