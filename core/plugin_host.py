@@ -124,12 +124,17 @@ def _unmarked_hooks(plugin: object, marked: Iterable[str]) -> list[str]:
     return sorted(name for name in dir(plugin) if name in specs and name not in marked and callable(getattr(plugin, name)))
 
 
-def _registers_nothing(plugin: object) -> str:
-    """Why a plugin that loaded implements no hook, as precisely as can be told."""
+def _registers_nothing(plugin: object, value: str = "") -> str:
+    """Why a plugin that loaded implements no hook, as precisely as can be told; ``value`` is
+    what its entry point names (``module`` or ``module:attribute``)."""
     unmarked = _unmarked_hooks(plugin, ())
     if unmarked:
         return (f"registers nothing: {', '.join(unmarked)} lack(s) the @hookimpl marker "
                 "(from blitz import hookimpl)")
+    if ":" in value and not isinstance(plugin, ModuleType):  # `mod:register_models`: pluggy sees one function
+        module = value.split(":")[0].strip()
+        return (f"registers nothing: its entry point names '{value}', a {type(plugin).__name__}, not a module: "
+                f"name the module that holds the hooks, '{module}'")
     return ("registers nothing: no function in it is marked @hookimpl (the entry point must name the "
             "module holding the hooks, not a function or another module)")
 
@@ -323,7 +328,7 @@ class PluginHost:
                 record.errors.append(f"{caller.name} is declared a wrapper (hookwrapper/wrapper=True), which blitz's "
                                      "hooks do not support: it is skipped (declare it with plain @hookimpl)")
         if not record.hooks:
-            record.errors.append(_registers_nothing(plugin))
+            record.errors.append(_registers_nothing(plugin, source.module))
         elif unmarked := _unmarked_hooks(plugin, record.hooks):
             record.errors.append(f"{', '.join(unmarked)} lack(s) the @hookimpl marker (from blitz import hookimpl): "
                                  "not called; its other hooks are")

@@ -80,6 +80,20 @@ def test_a_plugin_that_registers_nothing_says_why():
     assert "forgotten" not in host.registries["models"].names()
 
 
+def test_an_entry_point_naming_a_hook_function_says_to_name_the_module():
+    @hookimpl
+    def register_models(register):
+        register("never", lambda **_: nn.Linear(1, 1))
+
+    source = PluginSource("fn", lambda: register_models, "my_plugin:register_models", "my-plugin", "1")
+    host = PluginHost([*builtins(), source])
+    assert host.records["fn"].errors == [
+        "registers nothing: its entry point names 'my_plugin:register_models', a function, not a module: "
+        "name the module that holds the hooks, 'my_plugin'"
+    ]
+    assert "never" not in host.registries["models"].names()
+
+
 def test_a_run_says_that_a_plugin_failed_to_load(tmp_path):
     def load():
         raise ImportError("No module named 'wandb'")
