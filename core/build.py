@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
-import typing
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -24,8 +23,8 @@ from blitz import components as components_module
 from blitz.components import DataBundle, DataInfo, TensorSplit
 from blitz.config import SUPPLIED_BY_BLITZ, RunConfig
 from blitz.errors import BlitzError, DataError, IncompatibleError, PluginError, UsageError, closest_name
-from blitz.option_types import type_problem
 from blitz.kinds import KINDS
+from blitz.option_types import type_hints, type_problem
 from blitz.plugin_host import PluginHost, get_host
 from blitz.scoring import eval_mode
 
@@ -112,10 +111,7 @@ def factory_options(factory: Any, what: str, defaults: dict[str, Any] | None = N
         parameters = list(inspect.signature(factory).parameters.values())
     except (TypeError, ValueError):
         return {}
-    try:  # a class's own annotations are its attributes': its __init__'s are the options
-        hints = typing.get_type_hints(factory.__init__ if isinstance(factory, type) else factory)
-    except Exception:  # a hint that does not resolve: the names and defaults still tell a lot
-        hints = {}
+    hints = type_hints(factory)  # those that resolve: the names and defaults still tell a lot
     if what in ("Optimizer", "Schedule") and parameters and parameters[0].kind is not inspect.Parameter.KEYWORD_ONLY:
         parameters = parameters[1:]  # the model, or the optimizer, that blitz passes first
     supplied = supplied_by_blitz(what)

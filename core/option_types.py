@@ -17,13 +17,33 @@ from typing import Any, Callable, Literal, Union
 _SIMPLE = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
 
 
+def type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
+    """A factory's parameter annotations, resolved; one that does not resolve (a name imported
+    only under ``TYPE_CHECKING``, as ``root: Path | None`` often is) is left out, not all of them."""
+    target = factory.__init__ if isinstance(factory, type) else factory  # a class's own are its attributes'
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001  # unresolvable names, a builtin: each hint on its own below
+        pass
+    annotations = getattr(target, "__annotations__", None)
+    globalns = getattr(target, "__globals__", None)
+    if not isinstance(annotations, dict):
+        return {}
+    hints = {}
+    for name, annotation in annotations.items():
+        def one() -> None: ...
+        one.__annotations__ = {name: annotation}
+        try:
+            hints.update(typing.get_type_hints(one, globalns=globalns))
+        except Exception:  # noqa: BLE001  # this one is not checked
+            continue
+    return hints
+
+
 def type_problem(factory: Callable[..., Any], options: dict[str, Any]) -> tuple[str, str] | None:
     """The first option whose value its annotation refuses and what it wants (``("width", "a
     whole number")``), or None."""
-    try:  # a class's own annotations are its attributes' (nn.Module's `training: bool`): its __init__'s
-        hints = typing.get_type_hints(factory.__init__ if isinstance(factory, type) else factory)
-    except Exception:  # unresolvable names, a builtin: nothing to check
-        return None
+    hints = type_hints(factory)
     for name, value in options.items():
         wanted = _describe_refusal(hints.get(name), value)
         if wanted is not None:

@@ -52,6 +52,23 @@ def test_hints_that_cannot_be_resolved_check_nothing():
     assert type_problem(len, {"x": 1}) is None  # a builtin: no hints at all
 
 
+def test_one_unresolvable_hint_leaves_the_others_checked():
+    """`root: Path | None` with Path imported only under TYPE_CHECKING must not turn off the check
+    of `length: int` (get_type_hints fails for the whole function)."""
+    from blitz.build import factory_options
+
+    def source(*, root=None, length: int = 8, noise: float = 0.1) -> None:
+        pass
+
+    source.__annotations__["root"] = "Path | None"  # Path: not defined in this module at run time
+
+    assert type_problem(source, {"length": "abc"}) == ("length", "a whole number")
+    assert type_problem(source, {"root": 3, "noise": 0.5}) is None
+    options = factory_options(source, "Dataset")
+    assert options["length"] == {"type": "int", "default": 8}
+    assert options["noise"] == {"type": "float", "default": 0.1}
+
+
 def test_a_class_factory_is_checked_by_its_init_not_its_attributes():
     """nn.Module annotates `training: bool`: a Net taking training="partial" must not be refused."""
     from torch import nn
