@@ -134,6 +134,32 @@ def factory_options(factory: Any, what: str, defaults: dict[str, Any] | None = N
     return options
 
 
+def option_default_problems(host: PluginHost | None = None) -> list[str]:
+    """Factory options whose own default their type hint refuses (``width: int = "8"``): the
+    component fails, or misbehaves, whenever it is used without the option (`blitz list-plugins
+    --check`). A default of None is not one: it means unset, whatever the hint."""
+    host = host or get_host()
+    problems = []
+    for registry in host.registries.values():
+        supplied = supplied_by_blitz(registry.kind.capitalize())
+        for entry in registry.entries():
+            try:
+                parameters = inspect.signature(entry.factory).parameters.values()
+            except (TypeError, ValueError):
+                continue
+            for parameter in parameters:
+                default = parameter.default
+                if default is inspect.Parameter.empty or default is None or parameter.name in supplied:
+                    continue
+                problem = type_problem(entry.factory, {parameter.name: default})
+                if problem is not None:
+                    problems.append(
+                        f"Plugin '{entry.plugin}' {registry.kind} '{entry.name}': option '{parameter.name}' defaults "
+                        f"to {default!r}, not {problem[1]} as its type hint says: fix the default or the hint."
+                    )
+    return problems
+
+
 def _default_entry(value: Any) -> dict[str, Any]:
     """``{"default": value}`` where JSON holds it, else ``{"default_text": repr}`` as Python writes it."""
     if isinstance(value, (bool, int, float, str, type(None))):

@@ -661,19 +661,20 @@ SLOW_PLUGIN_SECONDS = 0.5
 @reports_errors
 def list_plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    check: Annotated[bool, typer.Option("--check", help="Exit 1 if any plugin or plugin recipe has a problem, or BLITZ_LOAD_PLUGINS names an unknown plugin (for CI).")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 if any plugin, plugin recipe or factory default has a problem, or BLITZ_LOAD_PLUGINS names an unknown plugin (for CI).")] = False,
 ) -> None:
+    from blitz.build import option_default_problems
     from blitz.catalog import plugin_recipe_problems
     from blitz.plugin_host import get_host
 
     host = get_host()
     records = list(host.records.values())
     _print_plugins(records, as_json)
-    # Recipes are checked when used; here before that, as a plugin's CI wants it
-    recipe_problems = plugin_recipe_problems(host)
-    for problem in recipe_problems:
+    # Recipes and defaults are checked when used; here before that, as a plugin's CI wants it
+    problems = [*plugin_recipe_problems(host), *option_default_problems(host)]
+    for problem in problems:
         print_warning(err_console, problem)
-    if check and (any(r.errors for r in records) or recipe_problems or host.unmatched_allowed):
+    if check and (any(r.errors for r in records) or problems or host.unmatched_allowed):
         raise typer.Exit(1)
 
 
@@ -712,7 +713,7 @@ def _print_plugins(records: list[Any], as_json: bool) -> None:
 @list_app.command("plugins", help="List every plugin (same as 'blitz list-plugins').")
 def list_plugins_in_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    check: Annotated[bool, typer.Option("--check", help="Exit 1 if any plugin failed or has errors (for CI).")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 if any plugin, plugin recipe or factory default has a problem, or BLITZ_LOAD_PLUGINS names an unknown plugin (for CI).")] = False,
 ) -> None:
     list_plugins(as_json, check)  # `blitz list plugins`, as for every other kind
 

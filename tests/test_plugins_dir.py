@@ -218,6 +218,27 @@ def test_list_plugins_check_validates_plugin_recipes_and_load_plugins_names(tmp_
     assert runner.invoke(app, ["--plugins-dir", str(folder), "list-plugins", "--check"]).exit_code == 1
 
 
+def test_list_plugins_check_finds_a_default_its_own_type_hint_refuses(tmp_path: Path) -> None:
+    """`width: int = "8"` fails every run that leaves width unset: --check says so before a user does."""
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "sloppy.py").write_text(
+        "from torch import nn\nfrom blitz import hookimpl\n\n\n"
+        "def build(*, num_classes: int, input_shape: tuple, width: int = '8', act: str = None) -> nn.Module:\n"
+        "    return nn.Linear(1, 1)\n\n\n@hookimpl\ndef register_models(register):\n"
+        "    register('sloppy', build, description='x')\n"
+    )
+    checked = runner.invoke(app, ["--plugins-dir", str(folder), "list-plugins", "--check"])
+    text = " ".join(checked.stderr.split())
+    assert checked.exit_code == 1, checked.output
+    assert ("Plugin 'sloppy' model 'sloppy': option 'width' defaults to '8', not a whole number as its type hint "
+            "says: fix the default or the hint.") in text
+    assert "'act'" not in text  # a default of None means unset, whatever the hint
+    (folder / "sloppy.py").write_text((folder / "sloppy.py").read_text().replace("width: int = '8'", "width: int = 8"))
+    reset_host()
+    assert runner.invoke(app, ["--plugins-dir", str(folder), "list-plugins", "--check"]).exit_code == 0
+
+
 def test_an_unknown_recipe_names_the_plugin_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = recipes_plugin(tmp_path / "plugins", "shipper", "'shipped', description='x', model='linear', dataset='random'")
     monkeypatch.setenv("BLITZ_LOAD_PLUGINS", "")
