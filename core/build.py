@@ -359,6 +359,7 @@ def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
         raise UsageError(f"Dataset '{resolved.name}' could not be built{given}: {first_line(exc)}") from exc  # --debug shows the factory's own traceback
     check_returned(resolved, "Dataset", bundle, DataBundle)
     info = bundle.info
+    source = f"Dataset '{resolved.name}' of plugin '{resolved.entry.plugin}'"  # its bugs name the plugin
     if info.num_classes < 2:
         raise IncompatibleError(
             f"Dataset '{resolved.name}' has {info.num_classes} class(es): a classifier needs at least two "
@@ -368,28 +369,28 @@ def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
         len(info.mean) != info.input_shape[0] or any(not s > 0 for s in info.std)
     ):
         raise DataError(
-            f"Dataset '{resolved.name}' declares mean {list(info.mean)} and std {list(info.std)} for "
+            f"{source} declares mean {list(info.mean)} and std {list(info.std)} for "
             f"{info.input_shape[0]} channels: a plugin bug (one value per channel, std above 0)."
         )
     if info.is_image and info.mean and (any(not 0 <= m <= 1 for m in info.mean) or any(s > 1 for s in info.std)):
         raise DataError(
-            f"Dataset '{resolved.name}' declares mean {list(info.mean)} and std {list(info.std)}: they are in "
+            f"{source} declares mean {list(info.mean)} and std {list(info.std)}: they are in "
             "units of pixel values scaled to [0, 1] (CIFAR-10's mean is 0.49, not 125): a plugin bug."
         )
     for split_name, split in (("train", bundle.train), ("test", bundle.test)):
         if isinstance(split, TensorSplit) and len(split):
-            _check_tensor_split(resolved.name, split_name, split, info)
+            _check_tensor_split(source, split_name, split, info)
             bad = labels_out_of_range(split.labels, info.num_classes)
             if bad is not None:
                 low, high = bad
                 raise DataError(
-                    f"Dataset '{resolved.name}' {split_name} labels range {low}..{high}, outside "
+                    f"{source} {split_name} labels range {low}..{high}, outside "
                     f"0..{bundle.info.num_classes - 1} for its {bundle.info.num_classes} classes."
                 )
         if len(split) == 0:
             raise DataError(f"Dataset '{resolved.name}' has an empty {split_name} split.")
         if not isinstance(split, TensorSplit):
-            _check_dataset_item(resolved.name, split_name, split, info)
+            _check_dataset_item(source, split_name, split, info)
     return bundle
 
 
@@ -400,10 +401,10 @@ def pixels_or_features(dtype: Any) -> bool:
     return isinstance(dtype, np.dtype) and (dtype == np.uint8 or np.issubdtype(dtype, np.floating))
 
 
-def _check_dataset_item(name: str, split_name: str, split: Any, info: DataInfo) -> None:
+def _check_dataset_item(source: str, split_name: str, split: Any, info: DataInfo) -> None:
     """A Dataset split's first item against the source's DataInfo, as a TensorSplit is checked
     whole: its mistakes would otherwise surface as a shape or dtype error inside the first step."""
-    where = f"Dataset '{name}' {split_name} item 0"
+    where = f"{source} {split_name} item 0"
     try:
         item = split[0]
     except Exception as exc:  # noqa: BLE001  # the plugin's bug, named before training
@@ -423,17 +424,18 @@ def _check_dataset_item(name: str, split_name: str, split: Any, info: DataInfo) 
         raise DataError(f"{where} has label {label!r}: give a class index (an int from 0 to {info.num_classes - 1}).")
 
 
-def _check_tensor_split(name: str, split_name: str, split: TensorSplit, info: DataInfo) -> None:
-    """A data source's tensors against its own DataInfo (a plugin bug caught now, not mid-training)."""
+def _check_tensor_split(source: str, split_name: str, split: TensorSplit, info: DataInfo) -> None:
+    """A data source's tensors against its own DataInfo (a plugin bug caught now, not mid-training);
+    ``source`` names it and its plugin."""
     images = split.images
     if tuple(images.shape[1:]) != tuple(info.input_shape):
         raise DataError(
-            f"Dataset '{name}' {split_name} images have shape {tuple(images.shape[1:])} each, but its "
+            f"{source} {split_name} images have shape {tuple(images.shape[1:])} each, but its "
             f"DataInfo says input_shape {tuple(info.input_shape)}: a plugin bug."
         )
     if not pixels_or_features(images.dtype):
         raise DataError(
-            f"Dataset '{name}' {split_name} images are {images.dtype}: give uint8 pixels (normalized and "
+            f"{source} {split_name} images are {images.dtype}: give uint8 pixels (normalized and "
             "augmented by blitz) or float features, not another integer type."
         )
 

@@ -236,7 +236,8 @@ def _source(info: DataInfo, images: torch.Tensor, labels: torch.Tensor):
     ("info", "images", "labels", "message"),
     [
         (DataInfo(num_classes=2, class_names=("a", "b"), input_shape=(3, 8, 8)), torch.zeros(4, 3, 16, 16, dtype=torch.uint8),
-         torch.zeros(4, dtype=torch.long), r"images have shape \(3, 16, 16\) each, but its DataInfo says input_shape \(3, 8, 8\)"),
+         torch.zeros(4, dtype=torch.long), r"^Dataset 'odd' of plugin 'mine' train images have shape \(3, 16, 16\) each, but its DataInfo says input_shape "
+         r"\(3, 8, 8\): a plugin bug\.$"),
         (DataInfo(num_classes=2, class_names=("a", "b"), input_shape=(3, 8, 8)), torch.zeros(4, 3, 8, 8, dtype=torch.int64),
          torch.zeros(4, dtype=torch.long), "images are torch.int64: give uint8 pixels"),
         (DataInfo(num_classes=2, class_names=("a", "b"), input_shape=(3, 8, 8)), torch.zeros(4, 3, 8, 8, dtype=torch.uint8),
@@ -246,9 +247,9 @@ def _source(info: DataInfo, images: torch.Tensor, labels: torch.Tensor):
         (DataInfo(num_classes=2, class_names=("a", "b"), input_shape=(3, 8, 8), mean=(0.5,) * 3, std=(0.2, 0.0, 0.2)), torch.zeros(4, 3, 8, 8, dtype=torch.uint8),
          torch.zeros(4, dtype=torch.long), "std above 0"),
         (DataInfo(num_classes=2, class_names=("a", "b"), input_shape=(3, 8, 8)), torch.zeros(4, 3, 8, 8, dtype=torch.uint8),
-         torch.tensor([0, 1, 2, 1]), r"Dataset 'odd' train labels range 0\.\.2, outside 0\.\.1 for its 2 classes"),
+         torch.tensor([0, 1, 2, 1]), r"Dataset 'odd' of plugin 'mine' train labels range 0\.\.2, outside 0\.\.1 for its 2 classes"),
         (DataInfo(num_classes=2, class_names=("a", "b"), input_shape=(3, 8, 8)), torch.zeros(4, 3, 8, 8, dtype=torch.uint8),
-         torch.tensor([0, -1, 1, 1]), r"Dataset 'odd' train labels range -1\.\.1, outside 0\.\.1"),
+         torch.tensor([0, -1, 1, 1]), r"Dataset 'odd' of plugin 'mine' train labels range -1\.\.1, outside 0\.\.1"),
         (DataInfo(num_classes=1, class_names=("a",), input_shape=(3, 8, 8)), torch.zeros(4, 3, 8, 8, dtype=torch.uint8),
          torch.zeros(4, dtype=torch.long), r"Dataset 'odd' has 1 class\(es\): a classifier needs at least two"),
     ],
@@ -478,7 +479,7 @@ def test_a_dataset_split_whose_items_contradict_its_datainfo_fails_before_traini
         return DataBundle(Items(item), Items((torch.zeros(3, 8, 8, dtype=torch.uint8), 0)), EIGHT)
 
     plugin = Plugin(datasets={"items": build}, models={"small": lambda *, num_classes, input_shape: nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, num_classes))})
-    with pytest.raises(DataError, match=f"Dataset 'items' {message}"):
+    with pytest.raises(DataError, match=f"Dataset 'items' of plugin 'mine' {message}"):
         fit(tmp_path, plugin, dataset="items", model="small", dataset_args={}, batch_size=2)
 
 
@@ -656,7 +657,7 @@ def test_pixels_stored_as_floats_are_warned_and_a_mean_in_0_255_units_refused(tm
             "are, unnormalized") in printed
     _, printed = fit(tmp_path / "b", plugin, dataset="float_mean", model="linear", dataset_args={})
     assert "Warning: Dataset 'float_mean' declares a mean and std, but its inputs are floats, used as they are" in printed
-    with pytest.raises(DataError, match=r"^Dataset 'mean255' declares mean \[125.0, 125.0, 125.0\] and std .*: they "
+    with pytest.raises(DataError, match=r"^Dataset 'mean255' of plugin 'mine' declares mean \[125.0, 125.0, 125.0\] and std .*: they "
                                         r"are in units of pixel values scaled to \[0, 1\] .*: a plugin bug\.$"):
         fit(tmp_path / "c", plugin, dataset="mean255", model="linear", dataset_args={})
 
