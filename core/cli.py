@@ -665,7 +665,7 @@ def list_plugins(
 ) -> None:
     from blitz.build import option_default_problems
     from blitz.catalog import plugin_recipe_problems
-    from blitz.plugin_host import get_host
+    from blitz.plugin_host import get_host, misplaced_entry_points
 
     host = get_host()
     records = list(host.records.values())
@@ -674,6 +674,8 @@ def list_plugins(
     problems = [*plugin_recipe_problems(host), *option_default_problems(host)]
     for problem in problems:
         print_warning(err_console, problem)
+    for misplaced in misplaced_entry_points():  # not counted by --check: another tool may own such a group
+        print_warning(err_console, f"{misplaced}.")
     if check and (any(r.errors for r in records) or problems or host.unmatched_allowed):
         raise typer.Exit(1)
 

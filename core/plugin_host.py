@@ -14,6 +14,7 @@ datasette's ``--plugins-dir``. Such files count as third-party plugins, named af
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import importlib.metadata
 import importlib.util
@@ -164,6 +165,28 @@ def discover() -> list[PluginSource]:
             sources[(source.name, source.module)] = source
     found = [*sources.values(), *folder_sources()]
     return sorted(found, key=lambda s: (not s.builtin, s.name))  # stable: files after entry points
+
+
+def misplaced_entry_points() -> list[str]:
+    """Entry points declared in a group named like blitz's but not it (``blitz.plugins``,
+    ``blitz_plugins``, ``blits``): blitz never sees them, so the plugin is silently missing."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for dist in importlib.metadata.distributions():
+        for ep in dist.entry_points:
+            group = ep.group.lower().replace("-", "_")
+            if ep.group == ENTRY_POINT_GROUP or not (
+                group.startswith(ENTRY_POINT_GROUP) or difflib.SequenceMatcher(None, group, ENTRY_POINT_GROUP).ratio() >= 0.8
+            ):
+                continue
+            names = found.setdefault((dist.name, ep.group), [])
+            if ep.name not in names:  # one distribution seen twice on sys.path
+                names.append(ep.name)
+    return [
+        f"distribution '{dist}' declares entry point(s) {', '.join(repr(n) for n in names)} in the group '{group}', "
+        f"which blitz does not read: a plugin's entry points go in the group '{ENTRY_POINT_GROUP}' "
+        f"([project.entry-points.{ENTRY_POINT_GROUP}] in pyproject.toml)"
+        for (dist, group), names in sorted(found.items())
+    ]
 
 
 def folder_sources() -> list[PluginSource]:

@@ -56,6 +56,32 @@ def test_an_entry_point_reusing_a_builtin_name_is_reported_not_swapped_in(monkey
     ]
 
 
+def test_entry_points_in_a_group_named_like_blitz_s_are_pointed_out(monkeypatch):
+    """`[project.entry-points."blitz.plugins"]`: blitz never sees the plugin; list-plugins says why."""
+    from typer.testing import CliRunner
+
+    from blitz import plugin_host
+    from blitz.cli import app
+
+    def dist(name: str, *points: tuple[str, str]) -> SimpleNamespace:
+        return SimpleNamespace(name=name, entry_points=[SimpleNamespace(group=g, name=n) for g, n in points])
+
+    dists = [dist("mine", ("blitz.plugins", "mine"), ("blitz.plugins", "more")), dist("typo", ("blits", "t")),
+             dist("fine", ("blitz", "fine"), ("console_scripts", "blitz"), ("pytest11", "x"))]
+    with monkeypatch.context() as patched:  # the real distributions again for loading the plugins below
+        patched.setattr(plugin_host.importlib.metadata, "distributions", lambda: dists)
+        misplaced = plugin_host.misplaced_entry_points()
+    assert misplaced == [
+        "distribution 'mine' declares entry point(s) 'mine', 'more' in the group 'blitz.plugins', which blitz does not "
+        "read: a plugin's entry points go in the group 'blitz' ([project.entry-points.blitz] in pyproject.toml)",
+        "distribution 'typo' declares entry point(s) 't' in the group 'blits', which blitz does not read: a plugin's "
+        "entry points go in the group 'blitz' ([project.entry-points.blitz] in pyproject.toml)",
+    ]
+    monkeypatch.setattr(plugin_host, "misplaced_entry_points", lambda: misplaced)
+    listed = CliRunner().invoke(app, ["list-plugins"])
+    assert listed.exit_code == 0 and "Warning: distribution 'mine' declares entry point(s)" in " ".join(listed.stderr.split())
+
+
 def test_sys_exit_while_importing_a_plugin_is_caught():
     def load() -> object:
         raise SystemExit("need a GPU")
