@@ -475,8 +475,8 @@ class PluginHost:
                 if not record.registers[kind]:  # `blitz list-plugins` would show "models: " and nothing
                     del record.registers[kind]
                 record.errors.append(
-                    f"registers {registry.kind} '{name}', a name registry.toml gives to '{alias.component}'; "
-                    "the catalog's entry is kept: register another name"
+                    f"Plugin '{record.name}' registers {registry.kind} '{name}', a name registry.toml gives to "
+                    f"'{alias.component}'; the catalog's entry is kept: register another name"
                 )
         for name in sorted(set(self.recipes) & set(catalog.recipes)):
             record = self.records[self.recipes.pop(name).plugin]
@@ -484,8 +484,8 @@ class PluginHost:
             if not record.registers["recipes"]:
                 del record.registers["recipes"]
             record.errors.append(
-                f"registers recipe '{name}', a name registry.toml gives a recipe of its own; the catalog's is "
-                "kept: register another name"
+                f"Plugin '{record.name}' registers recipe '{name}', a name registry.toml gives a recipe of its own; "
+                "the catalog's is kept: register another name"
             )
 
     def start_run(self) -> None:

@@ -120,7 +120,8 @@ class Registry:
                 self.refused.setdefault(entry.name, []).append(entry.plugin)
             raise PluginError(
                 f"Plugin '{entry.plugin}' registers {self.kind} '{entry.name}', which plugin "
-                f"'{existing.plugin}' already registers; the first registration is kept."
+                f"'{existing.plugin}' already registers; the first registration is kept: register yours under "
+                f"another name."
             )
         self._entries[entry.name] = entry
 

@@ -305,7 +305,7 @@ def test_name_clash_keeps_the_first_and_reports_the_second() -> None:
     second = host.records["second"]
     assert second.errors == [
         "Plugin 'second' registers model 'shared', which plugin 'first' already registers; "
-        "the first registration is kept."
+        "the first registration is kept: register yours under another name."
     ]
     assert second.registers == {"models": ["only_second"]}  # its other names still register
     assert second.loaded
@@ -604,7 +604,8 @@ def test_hook_register_recipes(tmp_path: Path, isolated_runs: Path) -> None:
             "Plugin 'recipes_plugin' registered recipe 'typo' with 'epochz', which is not a config key (did you mean 'epochs'?).",
             "Plugin 'recipes_plugin' registered recipe 'nodescription' without a description (description='...').",
             "Plugin 'recipes_plugin' registers recipe 'quick_flat' twice; the first registration is kept.",
-            "registers recipe 'tutorial', a name registry.toml gives a recipe of its own; the catalog's is kept: "
+            "Plugin 'recipes_plugin' registers recipe 'tutorial', a name registry.toml gives a recipe of its own; "
+            "the catalog's is kept: "
             "register another name",
         ]
         catalog = load_catalog()
