@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import difflib
 import os
+import re
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 
 def debug_requested() -> bool:
@@ -58,31 +60,52 @@ class ConfigError(UsageError):
 SYNONYMS = {"gpu": "cuda", "dp": "dataparallel", "distributed": "ddp", "fsdp": "ddp", "cifar": "cifar10"}
 
 
+def natural_key(name: str) -> list[Any]:
+    """Sort key that orders names as people count: ``resnet2`` before ``resnet18``."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def _squash(text: str) -> str:
+    return text.lower().replace("-", "").replace("_", "")
+
+
 def closest_name(name: str, known: Iterable[str]) -> str | None:
     """The known name ``name`` most likely meant: the same but for case, '-' and '_'
     (``CIFAR10``, ``SGD``), a common synonym (``gpu``), or a close spelling (``resnt18``)."""
     known = list(known)
-
-    def squash(text: str) -> str:
-        return text.lower().replace("-", "").replace("_", "")
-
-    by_squashed = {squash(k): k for k in known}
-    if squash(name) in by_squashed:
-        return by_squashed[squash(name)]
+    by_squashed = {_squash(k): k for k in known}
+    if _squash(name) in by_squashed:
+        return by_squashed[_squash(name)]
     if SYNONYMS.get(name.lower()) in known:
         return SYNONYMS[name.lower()]
     prefix, _, rest = name.rpartition("/")
     if prefix and rest:  # 'timm/notamodel': the shared 'timm/' would make any 'timm/...' name look close
-        family = {squash(k[len(prefix) + 1:]): k for k in known if k.startswith(prefix + "/")}
+        family = {_squash(k[len(prefix) + 1:]): k for k in known if k.startswith(prefix + "/")}
         if family:
-            close = difflib.get_close_matches(squash(rest), list(family), n=1, cutoff=0.6)
+            close = difflib.get_close_matches(_squash(rest), list(family), n=1, cutoff=0.6)
             return family[close[0]] if close else None
-    close = difflib.get_close_matches(squash(name), list(by_squashed), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(_squash(name), list(by_squashed), n=1, cutoff=0.6)
     return by_squashed[close[0]] if close else None
+
+
+def close_names(name: str, known: Iterable[str]) -> list[str]:
+    """The known names ``name`` may have meant: every name it is the start of where it starts
+    several (``resnet``: ``resnet18``, ``resnet50``), else :func:`closest_name`'s one, if any."""
+    known = list(known)
+    start = _squash(name)
+    exact = start in {_squash(k) for k in known} or SYNONYMS.get(name.lower()) in known
+    if len(start.rpartition("/")[2]) >= 2 and not exact:  # one letter starts too much to be a hint
+        starting = [k for k in known if _squash(k).startswith(start) and not k.endswith("/*")]
+        if len(starting) > 1:
+            return sorted(starting, key=natural_key)
+    close = closest_name(name, known)
+    return [close] if close else []
 
 
 class UnknownNameError(UsageError, KeyError):
     """A component name that no installed plugin registers."""
+
+    SHOWN = 5  # names suggested at most: more would not read as one line
 
     def __init__(
         self, kind: str, name: str, known: Iterable[str], list_command: str, broken: Iterable[str] = (),
@@ -94,7 +117,7 @@ class UnknownNameError(UsageError, KeyError):
         self.skipped = sorted(skipped)  # plugins BLITZ_LOAD_PLUGINS left out: the same
         self.unmatched = sorted(unmatched)  # names in BLITZ_LOAD_PLUGINS no plugin has (misspelt?)
         self.where, self.extra = "", ""
-        self.suggested: str | None = None  # set by ``suggest``: a name closest_name cannot find
+        self.suggested: str | None = None  # set by ``suggest``: a name close_names cannot find
         super().__init__(self._message(""))
 
     def _refresh(self) -> None:
@@ -102,8 +125,15 @@ class UnknownNameError(UsageError, KeyError):
         self.args = (self._message(self.where),)
 
     def _message(self, where: str) -> str:
-        close = self.suggestion()
+        names = self.suggestions()
+        close = names[0] if len(names) == 1 else None
         hint = f" Did you mean '{close}'?" if close else ""
+        list_command = self.list_command
+        if len(names) > 1:
+            shown = ", ".join(repr(n) for n in names[:self.SHOWN])
+            hint = f" Did you mean one of {shown}{', ...' if len(names) > self.SHOWN else ''}?"
+            if len(names) > self.SHOWN:  # 'blitz list models resnet' lists the rest (a plain word: a substring)
+                list_command += f" {self.name}"
         if self.broken:
             hint += (f" (Plugin(s) {', '.join(repr(b) for b in self.broken[:3])} had problems loading or registering "
                      "and may be what registers it: see 'blitz list-plugins'.)")
@@ -117,15 +147,15 @@ class UnknownNameError(UsageError, KeyError):
             family = close[:-1]
             return (f"Unknown {self.kind} '{self.name}'{where}. Did you mean '{family}<name>'? "
                     f"'{self.list_command} {family}' lists the names.")
-        return f"Unknown {self.kind} '{self.name}'{where}.{hint} See '{self.list_command}'."
+        return f"Unknown {self.kind} '{self.name}'{where}.{hint} See '{list_command}'."
 
-    def suggestion(self) -> str | None:
-        """The name this error suggests, if any."""
-        return self.suggested or closest_name(self.name, self.known)
+    def suggestions(self) -> list[str]:
+        """The names this error suggests: one, several (``resnet`` starts them all), or none."""
+        return [self.suggested] if self.suggested else close_names(self.name, self.known)
 
     def suggest(self, name: str | None) -> None:
         """Suggest ``name`` where no close spelling was found (a family's member, say)."""
-        if name and not closest_name(self.name, self.known):
+        if name and not close_names(self.name, self.known):
             self.suggested = name
             self._refresh()
 

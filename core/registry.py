@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from blitz.errors import PluginError, UnknownNameError
+from blitz.errors import PluginError, UnknownNameError, natural_key
 
 # The run settings an optimizer may register values for (`hyperparameters=` in its registration).
 OPTIMIZER_HYPERPARAMETERS = ("lr", "momentum", "weight_decay")
@@ -38,10 +38,6 @@ class Entry:
     @property
     def is_family(self) -> bool:
         return self.name.endswith("/*")
-
-
-def _natural_key(name: str) -> list[Any]:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
 # The register() keywords blitz itself reads (besides the name and factory).
@@ -152,7 +148,7 @@ class Registry:
                     variant=variant,
                 )
         error = UnknownNameError(self.kind, name, self._entries, self.list_command)
-        if "/" not in name and not error.suggestion():
+        if "/" not in name and not error.suggestions():
             error.suggest(self._family_member(name))
         raise error
 
@@ -196,7 +192,7 @@ class Registry:
 
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching the fnmatch ``pattern``, in natural order."""
-        return sorted(fnmatch.filter(self._entries, pattern), key=_natural_key)
+        return sorted(fnmatch.filter(self._entries, pattern), key=natural_key)
 
     def entries(self, pattern: str = "*") -> list[Entry]:
         return [self._entries[name] for name in self.names(pattern)]

@@ -102,6 +102,7 @@ def test_print_config_shows_values_and_sources(tmp_path):
     ("args", "expected"),
     [
         (["--model", "resnt18"], "Unknown model 'resnt18'. Did you mean 'resnet18'? See 'blitz list models'."),
+        (["--model", "resnet"], "Unknown model 'resnet'. Did you mean one of 'resnet18', 'resnet50'? See 'blitz list models'."),
         (["--dataset", "cifar11"], "Unknown dataset 'cifar11'. Did you mean 'cifar10'?"),
         (["--optimizer", "adamw2"], "Unknown optimizer 'adamw2'. Did you mean 'adamw'?"),
         (["--strategy", "dpp"], "Unknown strategy 'dpp'."),

@@ -159,6 +159,28 @@ def test_unknown_name_suggests_the_closest_and_the_list_command() -> None:
     assert "resnet19" not in registry and "lenet" in registry and 3 not in registry
 
 
+def test_unknown_start_of_several_names_suggests_them_all() -> None:
+    registry = registry_with("resnet18", "resnet101", "resnet50", "lenet", "timm/*")
+    with pytest.raises(UnknownNameError) as info:
+        registry.get("resnet")
+    assert str(info.value) == ("Unknown model 'resnet'. Did you mean one of 'resnet18', 'resnet50', 'resnet101'? "
+                               "See 'blitz list models'.")
+    with pytest.raises(UnknownNameError) as info:  # the start of one name: that name, as before
+        registry.get("len")
+    assert "Did you mean 'lenet'?" in str(info.value)
+    with pytest.raises(UnknownNameError) as info:  # one letter starts too much to be a hint
+        registry.get("r")
+    assert "Did you mean" not in str(info.value)
+
+
+def test_unknown_start_of_many_names_shows_a_few_and_how_to_list_them() -> None:
+    registry = registry_with(*(f"net{i}" for i in range(1, 8)))
+    with pytest.raises(UnknownNameError) as info:
+        registry.get("net")
+    assert str(info.value) == ("Unknown model 'net'. Did you mean one of 'net1', 'net2', 'net3', 'net4', 'net5', ...? "
+                               "See 'blitz list models net'.")
+
+
 def test_unknown_name_without_a_close_match_has_no_suggestion() -> None:
     with pytest.raises(UnknownNameError) as info:
         registry_with("lenet").get("zzzzzz")
