@@ -302,11 +302,12 @@ class Trainer:
         self.thread_tuner = ThreadTuner((1, 2)) if auto and not declined else None
         if not on_cpu:
             return ""
+        # after '; ', not ', ': the strategy's words may end in auto's reason, which these are not part of
         if self.thread_tuner:
-            return f", 1 or 2 CPU threads for training steps, the faster as timed ({threads} for evaluation)"
+            return f"; 1 or 2 CPU threads to train (the faster as timed), {threads} to evaluate"
         if self.train_threads is None or self.train_threads == threads:
-            return f", {threads} CPU thread(s)"
-        return f", {self.train_threads} CPU thread(s) for training steps ({threads} for evaluation)"
+            return f"; {threads} CPU thread{'s' if threads > 1 else ''}"
+        return f"; {self.train_threads} CPU thread{'s' if self.train_threads > 1 else ''} to train, {threads} to evaluate"
 
     def _fit(self, strategy: Strategy) -> TrainResult:
         config = self.config

@@ -38,7 +38,7 @@ def build_auto(*, device: str | None = None) -> Strategy:
         )
     else:
         strategy = CPUStrategy("cpu")
-        reason = "no GPU is available"
+        reason = "no GPU found"
     describe = strategy.describe
     strategy.describe = lambda: f"auto picked {describe()}: {reason}"  # type: ignore[method-assign]
     return strategy

@@ -112,13 +112,16 @@ def test_auto_threads_in_a_cpu_run_are_recorded_and_put_back(tmp_path, monkeypat
     from tests.test_engine import tiny_config
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # auto picks cpu, as on this machine
     torch.set_num_threads(2)
     lines: list[str] = []
-    config = tiny_config(tmp_path, batch_size=2, epochs=2, cpu_threads="auto", dataset_args={"length": 200, "test_length": 8})
+    config = tiny_config(tmp_path, batch_size=2, epochs=2, strategy="auto", cpu_threads="auto",
+                         dataset_args={"length": 200, "test_length": 8})
     trainer = Trainer(config)
     trainer.say = lines.append  # type: ignore[method-assign]
     trainer.fit()
-    assert any("1 or 2 CPU threads for training steps, the faster as timed (2 for evaluation)" in line for line in lines)
+    # every fact (strategy, why, threads) on one line that fits a terminal: it was 125 characters
+    assert lines[0] == "Strategy: auto picked cpu: no GPU found; 1 or 2 CPU threads to train (the faster as timed), 2 to evaluate"
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     epochs = [r for r in records if r.get("event") == "epoch"]
     assert [sum(r["cpu_threads_steps"].values()) for r in epochs] == [100, 100]
@@ -136,14 +139,14 @@ def test_auto_with_one_thread_available_trains_on_it(tmp_path, monkeypatch):
     trainer = Trainer(tiny_config(tmp_path, epochs=1, cpu_threads="auto"))
     trainer.say = lines.append  # type: ignore[method-assign]
     trainer.fit()
-    assert trainer.thread_tuner is None and any("1 CPU thread(s)" in line for line in lines)
+    assert trainer.thread_tuner is None and any(line.endswith("; 1 CPU thread") for line in lines)
 
 
 @pytest.mark.parametrize(("world_size", "compile_", "batch_size", "expected"), [
-    (2, False, 4, ", 1 CPU thread(s) for training steps (2 for evaluation)"),  # ddp: ranks wait on each other
-    (1, True, 4, ", 1 CPU thread(s) for training steps (2 for evaluation)"),  # compiled kernels keep their count
-    (1, True, 32, ", 2 CPU thread(s)"),
-    (1, False, 4, ", 1 or 2 CPU threads for training steps, the faster as timed (2 for evaluation)"),
+    (2, False, 4, "; 1 CPU thread to train, 2 to evaluate"),  # ddp: ranks wait on each other
+    (1, True, 4, "; 1 CPU thread to train, 2 to evaluate"),  # compiled kernels keep their count
+    (1, True, 32, "; 2 CPU threads"),
+    (1, False, 4, "; 1 or 2 CPU threads to train (the faster as timed), 2 to evaluate"),
 ])
 def test_auto_trains_as_unset_where_timing_cannot_choose(tmp_path, monkeypatch, world_size, compile_, batch_size, expected):
     from types import SimpleNamespace
@@ -157,4 +160,4 @@ def test_auto_trains_as_unset_where_timing_cannot_choose(tmp_path, monkeypatch, 
     trainer = Trainer(config)
     strategy = SimpleNamespace(device=torch.device("cpu"), world_size=world_size)
     assert trainer._choose_threads(strategy) == expected  # type: ignore[arg-type]
-    assert (trainer.thread_tuner is not None) == expected.startswith(", 1 or 2")
+    assert (trainer.thread_tuner is not None) == expected.startswith("; 1 or 2")
