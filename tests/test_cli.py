@@ -388,6 +388,54 @@ def test_off_a_terminal_long_epochs_print_a_progress_line_now_and_then(monkeypat
     assert quiet.getvalue() == ""
 
 
+def test_the_images_per_s_shown_is_smoothed_over_the_last_seconds(monkeypatch):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from blitz import progress
+
+    # windows of 0.5 s whose rates swing 40x, as on a shared machine: a line at each (a tenth of 10 steps)
+    clock = iter([0.5 * i for i in range(11)])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    out = StringIO()
+    bar = progress.EpochProgress(Console(file=out, width=200), enabled=True)
+    bar.start(1, 1, 10)
+    for step in range(1, 10):
+        bar.update(step, 1.0, 4000.0 if step % 2 else 100.0)
+    shown = [float(line.split()[-2].replace(",", "")) for line in out.getvalue().splitlines()]
+    assert shown[0] == 4000  # the epoch's first window: its own rate
+    assert all(abs(now - before) < 0.2 * before for before, now in zip(shown, shown[1:])), shown  # not 4,000, 100, ...
+    assert 2000 < shown[-1] < 3000  # on its way to 2,050, the mean of equally long windows
+
+
+def test_smoothed_rate_weighs_windows_by_how_long_they_lasted():
+    from blitz.progress import SmoothedRate
+
+    rate = SmoothedRate(seconds=3.0)
+    rate.start(0.0)
+    assert rate.add(1000.0, 1.0) == 1000.0
+    assert rate.add(1000.0, 2.0) == 1000.0  # a steady rate reads as it is
+    assert rate.add(0.0, 2.01) > 990  # a short stall barely moves it
+    assert rate.add(0.0, 11.01) < 60  # a stall of 3x the smoothing time shows
+    rate.start(20.0)  # a new epoch starts afresh
+    assert rate.add(500.0, 20.1) == 500.0
+
+
+def test_the_epoch_line_gives_the_epochs_exact_images_per_s(tmp_path):
+    from blitz.engine import Trainer
+    from tests.test_engine import tiny_config
+
+    lines: list[str] = []
+    trainer = Trainer(tiny_config(tmp_path, epochs=1, log_every=1, dataset_args={"length": 100, "test_length": 8}))
+    trainer.say = lines.append  # type: ignore[method-assign]
+    trainer.fit()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    epoch = next(r for r in records if r.get("event") == "epoch")
+    assert epoch["images_per_s"] * epoch["seconds"] == pytest.approx(100)  # every image over the whole epoch
+    assert any(line.startswith("epoch 1/1 ") and f"({epoch['images_per_s']:,.0f} img/s," in line for line in lines)
+
+
 def test_list_takes_a_word_or_a_glob_and_lists_a_familys_own_names():
     names = lambda *args: [r["name"] for r in json.loads(blitz("list", "models", *args, "--json").output)]  # noqa: E731
     assert {"resnet18", "resnet50"} <= set(names("resnet")) and "lenet" not in names("resnet")
