@@ -1067,7 +1067,8 @@ class Trainer:
                 self.run_lock = runs.lock_run(path)
             plugins = {r.name: r.origin for r in self.host.records.values() if r.loaded}
             runs.write_start_files(
-                path, self.config, self.strategy.describe(), plugins, component_origins(self.components)
+                path, self.config, self.strategy.describe(), plugins, component_origins(self.components),
+                device_type=self.strategy.device.type,
             )
         return path
 

@@ -156,8 +156,10 @@ def git_commit() -> str | None:
 
 def write_start_files(
     path: Path, config: RunConfig, device: str, plugins: dict[str, str],
-    components: dict[str, dict[str, str]] | None = None,
+    components: dict[str, dict[str, str]] | None = None, *, device_type: str,
 ) -> None:
+    """config.toml and manifest.json. ``device``: the strategy's words for where it trains;
+    ``device_type``: the kind of device it trains on (``cpu``, ``cuda``)."""
     import torch  # here, not at the top: `blitz runs` and `show` need no torch
 
     # The data folder as found now, also where it came from $BLITZ_DATA_ROOT or the default
@@ -167,10 +169,13 @@ def write_start_files(
     manifest = {
         "blitz": __version__,
         "torch": torch.__version__,
-        "cuda": torch.version.cuda,
+        # the CUDA version torch was built for (null: a CPU-only build), also where the run used none;
+        # earlier manifests called it "cuda", which read as if CUDA ran the training (nothing reads either)
+        "torch_built_for_cuda": torch.version.cuda,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": device,
+        "device_type": device_type,
         "seed": config.seed,
         "git_commit": git_commit(),
         "plugins": plugins,

@@ -236,6 +236,23 @@ def test_runs_and_show(tmp_path, isolated_runs):
     assert json.loads((isolated_runs / long_name / "summary.json").read_text())["limit_steps"] == 2
 
 
+def test_the_manifest_says_the_device_used_apart_from_torchs_cuda_build(tmp_path, isolated_runs):
+    out = tmp_path / "run"
+    assert blitz("run", "--recipe", "randomdemo", "--epochs", "1", "--strategy", "cpu", "--out", out).exit_code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["device"] == "cpu" and manifest["device_type"] == "cpu"  # the device trained on
+    assert manifest["torch_built_for_cuda"] == torch.version.cuda and "cuda" not in manifest  # the build's, used or not
+    # a run from before: its manifest says "cuda" and no device_type; show, runs and --resume take it
+    old = {k: v for k, v in manifest.items() if k not in ("torch_built_for_cuda", "device_type")} | {"cuda": "12.4"}
+    (out / "manifest.json").write_text(json.dumps(old))
+    assert blitz("show", out).exit_code == 0
+    listed = blitz("runs", "--root", tmp_path, "--json")
+    assert listed.exit_code == 0 and [r["run"] for r in json.loads(listed.output)] == ["run"]
+    assert blitz("run", "--resume", out, "--epochs", "2").exit_code == 0
+    resumed = json.loads((out / "manifest.json").read_text())  # written anew, in the new words
+    assert resumed["device_type"] == "cpu" and "cuda" not in resumed and resumed["started"] == manifest["started"]
+
+
 def test_data_verify(cifar_root, tmp_path):
     ok = blitz("data", "verify", "cifar10", "--data-root", cifar_root)
     assert ok.exit_code == 0 and "100 train and 40 test" in ok.output
