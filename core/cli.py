@@ -345,7 +345,7 @@ def run(
     debug: Annotated[bool, typer.Option("--debug", hidden=True)] = False,  # 'blitz --debug run' typed the other way round
 ) -> None:
     _state["debug"] = _state["debug"] or debug
-    from blitz.resolve import CLIOverrides, resolve_config
+    from blitz.resolve import CLIOverrides, resolve_config, unused_data_root
 
     for flag, given in (("--recipe", recipe), ("--resume", resume), ("--device", device), ("--precision", precision),
                         ("--config", config), ("--data-root", data_root), ("--out", out)):
@@ -405,6 +405,9 @@ def run(
             rdzv_backend=rdzv_backend or "c10d", rdzv_id=rdzv_id or "blitz",
         ))
         return
+    unused = unused_data_root(resolved.config, resolved.provenance)
+    if unused:  # here, where a process trains: under ddp rank 0 alone says it (the launcher does not)
+        warnings.warn(unused, stacklevel=1)
     train_and_report(resolved)
 
 

@@ -41,7 +41,9 @@ class Entry:
 
 
 # The register() keywords blitz itself reads (besides the name and factory).
-_READ_BY_BLITZ = ("description", "hyperparameters", "list_variants", "validate_variant")
+_READ_BY_BLITZ = ("description", "hyperparameters", "list_variants", "reads_data_root", "validate_variant")
+# ... those read for one kind only: another kind's (a model's ``hparams``) is the plugin's own key
+_READ_FOR_ONE_KIND = {"hyperparameters": "optimizer", "reads_data_root": "dataset"}
 
 
 def _misspelling_of(key: str, kind: str) -> str | None:
@@ -49,7 +51,7 @@ def _misspelling_of(key: str, kind: str) -> str | None:
     near-identical or a common abbreviation only, as a plugin's own keys (``citation``,
     ``variants``) are kept; ``hyperparameters`` is read for optimizers only, so a model's
     ``hparams`` is its own."""
-    read = [k for k in _READ_BY_BLITZ if k != "hyperparameters" or kind == "optimizer"]
+    read = [k for k in _READ_BY_BLITZ if _READ_FOR_ONE_KIND.get(k, kind) == kind]
     if key in read:
         return None
     squashed = key.lower().replace("-", "_")
@@ -109,6 +111,12 @@ class Registry:
             raise PluginError(
                 f"Plugin '{entry.plugin}' registered {self.kind} '{entry.name}' with hyperparameters "
                 f"{hyperparameters!r}: give a dict of numbers for lr, momentum and weight_decay."
+            )
+        reads_data_root = entry.metadata.get("reads_data_root", True) if self.kind == "dataset" else True
+        if not isinstance(reads_data_root, bool):
+            raise PluginError(
+                f"Plugin '{entry.plugin}' registered {self.kind} '{entry.name}' with reads_data_root="
+                f"{reads_data_root!r}: give True or False (False: it reads no files, so --data-root is not used)."
             )
         existing = self._entries.get(entry.name)
         if existing is not None:

@@ -137,6 +137,18 @@ def resolve_config(
     return ResolvedConfig(config, provenance, resume_checkpoint)
 
 
+def unused_data_root(config: RunConfig, provenance: dict[str, str]) -> str | None:
+    """A warning where --data-root is given for a data source registered with
+    ``reads_data_root=False`` (it makes its data), else None. Only the flag's: a folder from a
+    config file or $BLITZ_DATA_ROOT is a default for every run (a run's saved config.toml holds
+    one), not a request to read it."""
+    if provenance.get("data_root") != "command line":
+        return None
+    if resolve("datasets", config.dataset).entry.metadata.get("reads_data_root", True):
+        return None
+    return f"--data-root is not used by dataset '{config.dataset}' (it reads no files): drop --data-root."
+
+
 def fill_catalog_defaults(values: dict[str, Any], provenance: dict[str, str], catalog: Catalog) -> None:
     """A registry.toml entry's ``defaults`` (``vit_tiny``: ``patch_size = 4``) as the run's own
     options, where no layer set them: ``--print-config`` shows them, and the run's config.toml

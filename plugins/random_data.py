@@ -60,4 +60,5 @@ def load_random(
 
 @hookimpl
 def register_datasets(register: Register) -> None:
-    register("random", load_random, description="Random tensors of a configurable shape (the tutorial's RandomDataset)")
+    register("random", load_random, description="Random tensors of a configurable shape (the tutorial's RandomDataset)",
+             reads_data_root=False)

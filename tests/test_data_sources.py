@@ -605,6 +605,39 @@ def test_random_data_says_download_has_nothing_to_fetch():
         load_random(length=4, test_length=2)
 
 
+def test_data_root_given_for_a_source_that_reads_no_files_is_warned_of(tmp_path: Path) -> None:
+    from blitz.cli import app
+
+    with pytest.warns(UserWarning) as caught:
+        result = CliRunner().invoke(app, ["run", "--dataset", "random", "--data-root", str(tmp_path), "--epochs", "1",
+                                          "--dataset-arg", "length=8", "--dataset-arg", "test_length=4"])
+    assert result.exit_code == 0, result.output
+    assert [str(w.message) for w in caught] == [
+        "--data-root is not used by dataset 'random' (it reads no files): drop --data-root."]
+
+
+def test_only_the_data_root_flag_is_warned_of_and_only_for_sources_registered_to_read_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A config file's or $BLITZ_DATA_ROOT's folder is a default for every run (a run's own
+    config.toml holds one): said nothing of, as a flag for a source that reads files."""
+    from blitz.resolve import CLIOverrides, resolve_config, unused_data_root
+
+    def warning(**values: object) -> str | None:
+        resolved = resolve_config(overrides=CLIOverrides(values=values))
+        return unused_data_root(resolved.config, resolved.provenance)
+
+    assert warning(dataset="random", data_root=tmp_path) is not None
+    assert warning(dataset="cifar10", data_root=tmp_path) is None
+    assert warning(dataset="random") is None
+    monkeypatch.setenv("BLITZ_DATA_ROOT", str(tmp_path))
+    assert warning(dataset="random") is None
+    config = tmp_path / "c.toml"
+    config.write_text(f'dataset = "random"\ndata_root = "{tmp_path}"\n')
+    resolved = resolve_config(config_file=config)
+    assert unused_data_root(resolved.config, resolved.provenance) is None
+
+
 def test_imagefolder_option_errors_name_the_data_source(tmp_path: Path) -> None:
     """A bad --dataset-arg of imagefolder is reported as every source's is: the source and its options."""
     from typer.testing import CliRunner

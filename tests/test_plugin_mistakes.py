@@ -809,11 +809,31 @@ def test_a_misspelt_register_keyword_is_the_plugins_error_not_silently_metadata(
     host = PluginHost([*builtins(), local_source(plugin, "typos")])
     assert host.records["typos"].errors == [
         "Plugin 'typos' registered model 'typo_desc' with 'descripton=': did you mean 'description'? (blitz reads "
-        "description, hyperparameters, list_variants, validate_variant; other keys are kept as they are.)"
+        "description, hyperparameters, list_variants, reads_data_root, validate_variant; other keys are kept as they are.)"
     ]
     assert "typo_desc" not in host.registries["models"].names()
     assert host.registries["models"].get("own_key").metadata == {
         "paper": "arXiv:2404.00498", "citation": "x", "variants": 3, "hparams": {}}
+
+
+def test_reads_data_root_is_a_datasets_true_or_false():
+    def register_datasets(register):
+        register("made", lambda *, root, download: None, reads_data_root="no")
+        register("typo", lambda *, root, download: None, read_data_root=False)
+
+    def register_models(register):  # not a dataset: the model's own key
+        register("own", lambda **_: nn.Linear(1, 1), reads_data_root="kept")
+
+    plugin = SimpleNamespace(__name__="roots", register_datasets=hookimpl(register_datasets),
+                             register_models=hookimpl(register_models))
+    host = PluginHost([*builtins(), local_source(plugin, "roots")])
+    assert host.records["roots"].errors == [
+        "Plugin 'roots' registered dataset 'made' with reads_data_root='no': give True or False (False: it reads "
+        "no files, so --data-root is not used).",
+        "Plugin 'roots' registered dataset 'typo' with 'read_data_root=': did you mean 'reads_data_root'? (blitz reads "
+        "description, hyperparameters, list_variants, reads_data_root, validate_variant; other keys are kept as they are.)",
+    ]
+    assert host.registries["models"].get("own").metadata == {"reads_data_root": "kept"}
 
 
 def test_failed_plugins_are_those_missing_components_not_a_second_one_of_a_taken_name():

@@ -112,6 +112,7 @@ def register_datasets(register):
     register(
         "stripes", load_stripes,
         description="Synthetic stripes in 4 orientations (horizontal, vertical, 2 diagonals), 3x32x32 uint8",
+        reads_data_root=False,  # synthetic: blitz warns where --data-root is given for it
     )
 
 
