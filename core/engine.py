@@ -637,7 +637,7 @@ class Trainer:
         if threads_used and steps_timed:
             metrics["cpu_threads_steps"] = {str(n): steps for n, steps in threads_used.items()}
             most = max(threads_used, key=lambda n: threads_used[n])
-            threads_text = f", {most} CPU thread(s) for {100 * threads_used[most] / steps_timed:.0f} % of steps"
+            threads_text = f", {most} CPU thread{'' if most == 1 else 's'} for {100 * threads_used[most] / steps_timed:.0f} % of steps"
         run.history.append({k: v for k, v in metrics.items() if k not in ("event", "schema")})
         tested = f"  test loss {result.loss:.3f}  test accuracy {100 * result.accuracy:.2f} %" if result else ""
         self.say(
