@@ -2,9 +2,9 @@
 
 The same work: one uint8 tensor, a per-epoch permutation, normalization as one multiply-add per
 batch, blitz's LeNet module (through its direct gradients, as blitz's engine trains it), SGD
-class and CPU thread tuner (1 or 2 threads, as the recipe's `cpu_threads = "auto"`), denormals
-flushed to zero, and a test evaluation per epoch; none of blitz's machinery: no plugins, no
-config, no progress bar, no logging, no checkpoints, no report. `make bench` compares its training time with blitz's (the target: blitz at most 5 % slower).
+class and CPU thread tuner (1 or 2 threads, as the recipe's `cpu_threads = "auto"`), and a test
+evaluation per epoch; none of blitz's machinery: no plugins, no config, no progress bar, no
+logging, no checkpoints, no report. `make bench` compares its training time with blitz's (the target: blitz at most 5 % slower).
 """
 
 from __future__ import annotations
@@ -59,7 +59,6 @@ def main() -> None:
     scale, shift = 1 / (255 * 0.5), -0.5 / 0.5  # the tutorial's Normalize(0.5, 0.5)
 
     torch.manual_seed(args.seed)
-    torch.set_flush_denormal(True)  # as blitz's engine on the CPU (blitz/denormals.py says why)
     tuner = ThreadTuner() if args.cpu_threads == "auto" and torch.get_num_threads() > 1 else None
     eval_threads = torch.get_num_threads()
     if tuner is None:

@@ -10,8 +10,11 @@ machine's speed drifts by 10-20 % over minutes), and the median per variant is r
 - `modules`: the same LeNet through autograd's modules (`fused_cpu_step=False`);
 - `torch-sgd`: the direct gradients with `torch.optim.SGD(fused=True)` instead of LeanSGD.
 
-Each runs with 1 thread and with `--threads` threads, denormals flushed to zero as in blitz's
-engine (`--keep-denormals`: not). A benchmark, not a test:
+Each runs with 1 thread and with `--threads` threads. Denormal floats are flushed to zero (set
+before any thread starts, so every thread flushes): on these random batches many of LeNet's ReLU
+features stay off, SGD's momentum decays their weights' buffers into denormals, and x86 CPUs
+compute on those 10-100x slower, which CIFAR-10's training hardly ever meets (docs/benchmarks.md);
+`--keep-denormals` times the step with them. A benchmark, not a test:
 
     python bench/lenet_step.py --rounds 12
 
@@ -94,21 +97,27 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", metavar="B",
                         help="instead: blitz's step at these batch sizes, split into fixed and per-image time")
     parser.add_argument("--keep-denormals", action="store_true",
-                        help="compute with denormal floats (blitz's engine flushes them to zero on the CPU)")
+                        help="compute with denormal floats, as random batches make them (CIFAR-10's training does not)")
     args = parser.parse_args()
     torch.set_flush_denormal(not args.keep_denormals)
-    if args.batch_sizes:
-        sweep(args.batch_sizes, args.rounds, args.steps)
-        return
+    try:
+        if args.batch_sizes:
+            sweep(args.batch_sizes, args.rounds, args.steps)
+        else:
+            compare_variants(args.rounds, args.steps, args.threads)
+    finally:
+        torch.set_flush_denormal(False)  # the CPU's default (main() also runs in the tests' process)
 
+
+def compare_variants(rounds: int, steps: int, threads_tried: int) -> None:
     variants = {
         f"{name} x{threads}": (make_step(kernel, lean), threads, 4)
         for name, kernel, lean in (
             ("direct", "direct", True), ("fused", "fused", True), ("modules", "modules", True), ("torch-sgd", "direct", False)
         )
-        for threads in sorted({1, args.threads})
+        for threads in sorted({1, threads_tried})
     }
-    times = interleaved_times(variants, args.rounds, args.steps)
+    times = interleaved_times(variants, rounds, steps)
 
     base = statistics.median(times["direct x1"])
     print(f"{'variant':16} {'median µs/step':>15} {'min':>7} {'max':>7} {'images/s':>9} {'vs direct x1':>13}")

@@ -48,7 +48,6 @@ from blitz.build import (
 )
 from blitz.components import DataBundle, DataInfo, Strategy, TensorSplit, direct_gradients_of
 from blitz.config import RunConfig, unused_logger_options
-from blitz.denormals import flushing_denormals
 from blitz.errors import (
     BlitzError,
     ConfigError,
@@ -266,7 +265,7 @@ class Trainer:
         threads = torch.get_num_threads()
         try:
             strategy.setup()  # inside: teardown runs once, also when setup fails
-            with self.stop.installed(), flushing_denormals(strategy.device.type == "cpu"):
+            with self.stop.installed():
                 return self._fit(strategy)
         finally:
             torch.set_num_threads(threads)  # the run's thread count is the run's, not the caller's

@@ -66,16 +66,3 @@ def fresh_plugins():
     yield
     reset_host()
 
-
-@pytest.fixture(autouse=True)
-def denormals_as_found():
-    """A benchmark's main() run in-process (they flush denormals, as blitz's engine does) leaves
-    the next test the CPU's default arithmetic."""
-    from blitz.denormals import denormals_flushed
-
-    before = denormals_flushed()
-    yield
-    if denormals_flushed() != before:
-        import torch
-
-        torch.set_flush_denormal(before)

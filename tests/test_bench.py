@@ -49,6 +49,7 @@ def test_the_step_benchmark_runs_every_variant(capsys, monkeypatch):
         lenet_step.main()
     finally:
         lenet_step.torch.set_num_threads(threads)  # the benchmark leaves the last variant's count
+    assert lenet_step.torch.tensor([1e-39]).mul_(1.0).item() > 0  # denormals computed again, as by default
     rows = {line.split(" x")[0] + " x" + line.split(" x")[1].split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
     assert set(rows) == {f"{name} x{t}" for name in ("direct", "fused", "modules", "torch-sgd") for t in (1, 2)}
     for row in rows.values():  # median µs/step, min, max, images/s: positive, min <= median <= max
