@@ -226,17 +226,19 @@ def check_keywords(resolved: Resolved, what: str, kwargs: dict[str, Any], *, che
         raise UsageError(f"{what} '{resolved.name}': {flag}{key} must be {wanted}, got {kwargs[key]!r}.")
 
 
-def check_options(components: Components, config: RunConfig) -> None:
+def check_options(components: Components, config: RunConfig, *, loggers: bool = True) -> None:
     """The options a run gives each component (registry defaults, then --*-arg), checked against
     its factory's signature and type hints before anything is built: a misspelt option is said
-    at once, not after minutes of loading data."""
-    given = [
-        (components.model, "Model", config.model_args), (components.dataset, "Dataset", config.dataset_args),
-        (components.optimizer, "Optimizer", config.optimizer_args), (components.schedule, "Schedule", config.schedule_args),
-        *((r, "Logger", config.logger_args.get(r.name, {})) for r in components.loggers),
-    ]
-    for resolved, what, options in given:
-        check_keywords(resolved, what, {**resolved.defaults, **options})
+    at once, not after minutes of loading data. ``loggers``: False where none will be built."""
+    for name, resolved in components.by_kind():
+        kind = KINDS[name]
+        if kind.options:
+            options = getattr(config, kind.options)
+        elif name == "loggers" and loggers:  # each its own table of logger_args
+            options = config.logger_args.get(resolved.name, {})
+        else:  # a strategy takes no options
+            continue
+        check_keywords(resolved, kind.noun.capitalize(), {**resolved.defaults, **options})
 
 
 def call_factory(resolved: Resolved, what: str, *args: Any, check_types: bool = True, **kwargs: Any) -> Any:

@@ -25,7 +25,6 @@ CATALOG_ENV = "BLITZ_REGISTRY"
 DEFAULT_CATALOG = Path(__file__).with_name("registry.toml")
 
 
-
 class CatalogEntry(BaseModel):
     """A named component: the plugin that provides it, what it is, and its defaults."""
 

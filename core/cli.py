@@ -660,11 +660,15 @@ def list_models(
 SLOW_PLUGIN_SECONDS = 0.5
 
 
+_CHECK_HELP = ("Exit 1 if any plugin, plugin recipe or factory default has a problem, or BLITZ_LOAD_PLUGINS names "
+               "an unknown plugin (for CI).")
+
+
 @app.command("list-plugins", help="List every plugin, its distribution, version and what it registers.")
 @reports_errors
 def list_plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    check: Annotated[bool, typer.Option("--check", help="Exit 1 if any plugin, plugin recipe or factory default has a problem, or BLITZ_LOAD_PLUGINS names an unknown plugin (for CI).")] = False,
+    check: Annotated[bool, typer.Option("--check", help=_CHECK_HELP)] = False,
 ) -> None:
     from blitz.build import option_default_problems
     from blitz.catalog import plugin_recipe_problems
@@ -718,7 +722,7 @@ def _print_plugins(records: list[Any], as_json: bool) -> None:
 @list_app.command("plugins", help="List every plugin (same as 'blitz list-plugins').")
 def list_plugins_in_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    check: Annotated[bool, typer.Option("--check", help="Exit 1 if any plugin, plugin recipe or factory default has a problem, or BLITZ_LOAD_PLUGINS names an unknown plugin (for CI).")] = False,
+    check: Annotated[bool, typer.Option("--check", help=_CHECK_HELP)] = False,
 ) -> None:
     list_plugins(as_json, check)  # `blitz list plugins`, as for every other kind
 

@@ -277,8 +277,6 @@ class Layer:
         self.values = values
 
 
-
-
 def merge_layers(
     layers: list[Layer], canonical: Callable[[str, Any], Any] | None = None
 ) -> tuple[dict[str, Any], dict[str, str]]:

@@ -194,6 +194,11 @@ class _LossWindow:
 SMALL_CPU_BATCH = 16
 
 
+def cpu_threads(count: int) -> str:
+    """``1 CPU thread``, ``2 CPU threads``."""
+    return f"{count} CPU thread{'' if count == 1 else 's'}"
+
+
 @contextlib.contextmanager
 def threads_for(count: int | None) -> Iterator[None]:
     """PyTorch's intra-op thread count set to ``count`` inside (None: as it is), and put back after
@@ -230,7 +235,7 @@ class Trainer:
             raise ConfigError(f"{unused}.")
         self.components = resolve_components(config, self.host)
         with same_on_every_rank():  # a misspelt option: said before any data loads
-            check_options(self.components, config)
+            check_options(self.components, config, loggers=write_run)
         self.train_threads: int | None = None  # set by fit: the CPU threads of training steps
         self.thread_tuner: ThreadTuner | None = None  # set by fit for --cpu-threads auto on CPUs
         self.run_lock: IO[str] | None = None  # held while this process trains in its run folder
@@ -305,8 +310,8 @@ class Trainer:
         if self.thread_tuner:
             return f"; 1 or 2 CPU threads to train (the faster as timed), {threads} to evaluate"
         if self.train_threads is None or self.train_threads == threads:
-            return f"; {threads} CPU thread{'s' if threads > 1 else ''}"
-        return f"; {self.train_threads} CPU thread{'s' if self.train_threads > 1 else ''} to train, {threads} to evaluate"
+            return f"; {cpu_threads(threads)}"
+        return f"; {cpu_threads(self.train_threads)} to train, {threads} to evaluate"
 
     def _fit(self, strategy: Strategy) -> TrainResult:
         config = self.config
@@ -402,7 +407,7 @@ class Trainer:
         # airbench-style time: fitting the model to the data, training steps and evaluations
         # (not warm-up, checkpoints, logs or hooks)
         clock = Clock(strategy.device)
-        self._fit_to_data(model, batches, clock)
+        self._init_from_data(model, batches, clock)
         model = model.to(strategy.device, memory_format=memory_format)
         test_split = bundle.test
         if isinstance(test_split, TensorSplit):  # keep it resident too: evaluation is a hot path on GPUs
@@ -438,7 +443,7 @@ class Trainer:
             use_graphs=use_graphs,
         )
 
-    def _fit_to_data(self, model: nn.Module, batches: TensorBatches | LoaderBatches, clock: Clock) -> None:
+    def _init_from_data(self, model: nn.Module, batches: TensorBatches | LoaderBatches, clock: Clock) -> None:
         """A model's ``init_from_data`` (airbench's whitening layer), on up to 5,000 training
         images held as tensors; timed as training, as airbench times it."""
         init_from_data = getattr(model, "init_from_data", None)
@@ -636,7 +641,7 @@ class Trainer:
         if threads_used and steps_timed:
             metrics["cpu_threads_steps"] = {str(n): steps for n, steps in threads_used.items()}
             most = max(threads_used, key=lambda n: threads_used[n])
-            threads_text = f", {most} CPU thread{'' if most == 1 else 's'} for {100 * threads_used[most] / steps_timed:.0f} % of steps"
+            threads_text = f", {cpu_threads(most)} for {100 * threads_used[most] / steps_timed:.0f} % of steps"
         run.history.append({k: v for k, v in metrics.items() if k not in ("event", "schema")})
         tested = f"  test loss {result.loss:.3f}  test accuracy {100 * result.accuracy:.2f} %" if result else ""
         self.say(

@@ -89,14 +89,15 @@ def closest_name(name: str, known: Iterable[str]) -> str | None:
 
 
 def close_names(name: str, known: Iterable[str]) -> list[str]:
-    """The known names ``name`` may have meant: every name it is the start of where it starts
-    several (``resnet``: ``resnet18``, ``resnet50``), else :func:`closest_name`'s one, if any."""
+    """The known names ``name`` may have meant: every name it is the start of (``resnet``:
+    ``resnet18``, ``resnet50``; ``vit``: ``vit_tiny_patch16_224``), else :func:`closest_name`'s
+    one, if any."""
     known = list(known)
     start = _squash(name)
     exact = start in {_squash(k) for k in known} or SYNONYMS.get(name.lower()) in known
     if len(start.rpartition("/")[2]) >= 2 and not exact:  # one letter starts too much to be a hint
         starting = [k for k in known if _squash(k).startswith(start) and not k.endswith("/*")]
-        if len(starting) > 1:
+        if starting:  # a short start is too far from a long name for closest_name's spelling match
             return sorted(starting, key=natural_key)
     close = closest_name(name, known)
     return [close] if close else []

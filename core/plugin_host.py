@@ -44,7 +44,6 @@ PLUGINS_DIR_ENV = "BLITZ_PLUGINS_DIR"
 BUILTIN_DISTRIBUTION = "blitz-train"  # pyproject.toml's name
 
 
-
 @dataclass(frozen=True)
 class PluginRecipe:
     """A recipe a plugin registered: its config keys, as a registry.toml recipe table holds them."""
@@ -174,8 +173,9 @@ def misplaced_entry_points() -> list[str]:
     for dist in importlib.metadata.distributions():
         for ep in dist.entry_points:
             group = ep.group.lower().replace("-", "_")
-            if ep.group == ENTRY_POINT_GROUP or not (
-                group.startswith(ENTRY_POINT_GROUP) or difflib.SequenceMatcher(None, group, ENTRY_POINT_GROUP).ratio() >= 0.8
+            if ep.group == ENTRY_POINT_GROUP or not (  # blitz.plugins, blitz_hooks; blits, blitz1 (not blitzdb)
+                group.startswith((f"{ENTRY_POINT_GROUP}.", f"{ENTRY_POINT_GROUP}_"))
+                or difflib.SequenceMatcher(None, group, ENTRY_POINT_GROUP).ratio() >= 0.8
             ):
                 continue
             names = found.setdefault((dist.name, ep.group), [])

@@ -49,8 +49,8 @@ _READ_FOR_ONE_KIND = {"hyperparameters": "optimizer", "reads_data_root": "datase
 def _misspelling_of(key: str, kind: str) -> str | None:
     """The keyword blitz reads that ``key`` is a slip of the keyboard for (``descripton``), if any:
     near-identical or a common abbreviation only, as a plugin's own keys (``citation``,
-    ``variants``) are kept; ``hyperparameters`` is read for optimizers only, so a model's
-    ``hparams`` is its own."""
+    ``variants``) are kept; keys read for one kind only (``hyperparameters`` for optimizers,
+    ``reads_data_root`` for datasets) are another kind's own (a model's ``hparams``)."""
     read = [k for k in _READ_BY_BLITZ if _READ_FOR_ONE_KIND.get(k, kind) == kind]
     if key in read:
         return None

@@ -396,8 +396,8 @@ def check_pass(files: FileList, size: int, mode: str, bad: BadFiles, measure: bo
     return kept, torch.from_numpy(np.stack(sums)) if sums else torch.zeros((0, 2, channels), dtype=torch.float64)
 
 
-def check_options(
-    image_size: int, channels: int, normalize: str, skip_bad: bool, split_seed: int, max_in_memory_mb: float,
+def check_folder_options(
+    *, image_size: int, channels: int, normalize: str, skip_bad: bool, split_seed: int, max_in_memory_mb: float,
     test_fraction: float, separate_test: bool,
 ) -> None:
     """ValueError naming the option at fault: blitz reports it as the data source's options'."""
@@ -437,7 +437,7 @@ Split = TensorSplit | Dataset
 
 
 def decode_sides(
-    train: FileList, test: FileList, resplit: Callable[[FileList], tuple[list[int], list[int]]] | None,
+    train: FileList, test: FileList, *, resplit: Callable[[FileList], tuple[list[int], list[int]]] | None,
     image_size: int, channels: int, measure: bool, max_in_memory_mb: float, bad: BadFiles,
 ) -> tuple[Split, Split, tuple[float, ...], tuple[float, ...]]:
     """(train split, test split, mean, std) of the readable images: tensors where they fit in
@@ -505,8 +505,10 @@ def load_imagefolder(
     """
     del download  # nothing to download: the images are the user's own
     root = Path(root) if root is not None else Path("data")
-    check_options(image_size, channels, normalize, skip_bad, split_seed, max_in_memory_mb, test_fraction,
-                  separate_test=test_path is not None)
+    check_folder_options(
+        image_size=image_size, channels=channels, normalize=normalize, skip_bad=skip_bad, split_seed=split_seed,
+        max_in_memory_mb=max_in_memory_mb, test_fraction=test_fraction, separate_test=test_path is not None,
+    )
     folder = resolve_folder(path, root, "path")
     classes, files = scan(folder, "--data-root" if path is None else "path")
     folders = [folder]
@@ -525,7 +527,8 @@ def load_imagefolder(
         lambda readable: split_rows(readable, len(classes), test_fraction, split_seed, folder))
     bad = BadFiles(skip_bad)
     train_split, test_split, mean, std = decode_sides(
-        train, test, resplit, image_size, channels, normalize == "auto", max_in_memory_mb, bad
+        train, test, resplit=resplit, image_size=image_size, channels=channels, measure=normalize == "auto",
+        max_in_memory_mb=max_in_memory_mb, bad=bad,
     )
     bad.warn()
     check_readable(train_split, test_split, classes, folder, bad)

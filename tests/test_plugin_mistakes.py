@@ -887,3 +887,26 @@ def test_a_dataset_refusal_over_several_lines_keeps_its_reason(tmp_path):
     plugin = Plugin(datasets={"checked": checked})
     with pytest.raises(UsageError, match=r"1 validation error for Opts; length; Input should be greater than 0"):
         fit(tmp_path, plugin, dataset="checked", dataset_args={"length": -3})
+
+
+def test_a_trainer_refuses_a_misspelt_option_before_it_loads_any_data(tmp_path):
+    """Trainer (the Python API, and every process of a ddp job) checks every component's options
+    when it is made; a logger's only where the run has loggers (write_run)."""
+    from blitz.plugins.random_data import load_random
+
+    loaded: list[int] = []
+
+    def recorded(**options):
+        loaded.append(1)
+        return load_random(**options)
+
+    plugin = Plugin(datasets={"recorded": recorded}, loggers={"tracker": OptionsLogger})
+    with pytest.raises(UsageError, match=r"^Model 'lenet' takes no argument 'widht' \(did you mean 'width'\?\)"):
+        Trainer(tiny_config(tmp_path, dataset="recorded", model_args={"widht": 2}), host=host_with(plugin))
+    assert loaded == []
+    misspelt_logger = dict(dataset="recorded", loggers=["jsonl", "tracker"], logger_args={"tracker": {"projet": "x"}})
+    with pytest.raises(UsageError, match=r"^Logger 'tracker' takes no argument 'projet'"):
+        Trainer(tiny_config(tmp_path, **misspelt_logger), host=host_with(plugin))
+    assert loaded == []
+    Trainer(tiny_config(tmp_path, epochs=1, **misspelt_logger), host=host_with(plugin), write_run=False).fit()
+    assert loaded == [1]  # no run folder, no loggers: their options are not the run's concern

@@ -168,6 +168,9 @@ def test_unknown_start_of_several_names_suggests_them_all() -> None:
     with pytest.raises(UnknownNameError) as info:  # the start of one name: that name, as before
         registry.get("len")
     assert "Did you mean 'lenet'?" in str(info.value)
+    with pytest.raises(UnknownNameError) as info:  # a short start of one long name, too far for a spelling match
+        registry_with("vit_tiny_patch16_224", "lenet").get("vit")
+    assert "Did you mean 'vit_tiny_patch16_224'?" in str(info.value)
     with pytest.raises(UnknownNameError) as info:  # one letter starts too much to be a hint
         registry.get("r")
     assert "Did you mean" not in str(info.value)
