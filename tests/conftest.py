@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
 from pathlib import Path
 
 # The suite tests the CPU paths (CI has no GPU), including the messages for a machine without
@@ -22,6 +23,23 @@ def write_cifar_batch(path: Path, images: np.ndarray, labels: list[int], label: 
     entry = {b"batch_label": label.encode(), b"labels": labels, b"data": images, b"filenames": [b"x.png"] * len(labels)}
     with path.open("wb") as f:
         pickle.dump(entry, f, protocol=2)
+
+
+def py2_str(value: bytes) -> bytes:
+    """A Python 2 str in a pickle (SHORT_BINSTRING or BINSTRING): read back as latin1 text."""
+    return b"U" + bytes([len(value)]) + value if len(value) < 256 else b"T" + struct.pack("<i", len(value)) + value
+
+
+def write_py2_cifar_batch(path: Path, images: np.ndarray, labels: list[int], label: str = "batch") -> None:
+    """One file as the official ones are written: Python 2's cPickle, protocol 2, no memo,
+    str for bytes (even the pixels), and numpy 1's ``numpy.core.multiarray._reconstruct``."""
+    n, size = images.shape
+    dtype = b"cnumpy\ndtype\n" + py2_str(b"u1") + b"K\x00K\x01\x87R(K\x03" + py2_str(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" + py2_str(b"b") + b"\x87R"
+             + b"(K\x01J" + struct.pack("<i", n) + b"J" + struct.pack("<i", size) + b"\x86" + dtype + b"\x89" + py2_str(images.tobytes()) + b"tb")
+    entry = (py2_str(b"batch_label") + py2_str(label.encode()) + py2_str(b"labels") + b"](" + b"".join(b"K" + bytes([v]) for v in labels)
+             + b"e" + py2_str(b"data") + array + py2_str(b"filenames") + b"](" + py2_str(b"x.png") * len(labels) + b"e")
+    path.write_bytes(b"\x80\x02}(" + entry + b"u.")
 
 
 def make_cifar(root: Path, per_batch: int = 20, test: int = 40, seed: int = 0) -> Path:

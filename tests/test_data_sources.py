@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from blitz import DataError, DataNotFoundError, TensorSplit, UsageError
 from blitz.plugins import imagefolder, torchvision_datasets as tvd
 from blitz.plugins.imagefolder import load_imagefolder
+from tests.conftest import write_py2_cifar_batch
 
 COLOURS = {"cat": (255, 0, 0), "dog": (0, 255, 0), "fish": (0, 0, 255)}
 
@@ -564,6 +565,16 @@ def test_imagefolder_images_that_do_not_fit_in_memory_are_one_line(tmp_path: Pat
     monkeypatch.setattr(imagefolder.torch, "empty", no_memory)
     with pytest.raises(DataError, match=r"decoded images need .* MB, which this machine could not allocate .*max_in_memory_mb"):
         load_imagefolder(root=root, max_in_memory_mb=10**6)
+
+
+def test_cifar10_reads_the_official_python2_pickles(tmp_path: Path) -> None:
+    """The pixels come as latin1 text (Python 2's str), the arrays from numpy 1's numpy.core."""
+    from blitz.plugins.cifar10 import read_batch
+
+    images = np.random.default_rng(0).integers(0, 256, (3, 3072), dtype=np.uint8)  # every byte value
+    write_py2_cifar_batch(tmp_path / "data_batch_1", images, [0, 9, 4])
+    data, labels = read_batch(tmp_path / "data_batch_1")
+    assert np.array_equal(data.reshape(3, -1), images) and data.flags.writeable and labels.tolist() == [0, 9, 4]
 
 
 def test_cifar10_archive_downloaded_but_not_unpacked_says_so(tmp_path: Path) -> None:
