@@ -388,15 +388,15 @@ def run(
         )
     if resolved.config.strategy == "ddp":
         check_ddp_device(resolved.config.device)  # before starting processes that would each refuse it
-    from blitz.build import check_options, resolve_components
-    from blitz.errors import same_on_every_rank
+    launching = resolved.config.strategy == "ddp" and not launched_by_torchrun()
+    if print_config or launching:  # where no Trainer in this process checks them first (it does below)
+        from blitz.build import check_options, resolve_components
 
-    with same_on_every_rank():  # a misspelt option: said before any data loads or process starts
-        check_options(resolve_components(resolved.config), resolved.config)
+        check_options(resolve_components(resolved.config), resolved.config)  # before processes start
     if print_config:  # after the checks of the command line as a whole: what it shows would run
         show_config(resolved.config, resolved.provenance)
         return
-    if resolved.config.strategy == "ddp" and not launched_by_torchrun():
+    if launching:
         from blitz.launch import LaunchSpec
 
         launch_ddp(resolved, LaunchSpec(
