@@ -30,6 +30,7 @@ from blitz import __version__
 from blitz.errors import BlitzError, ConfigError, Interrupted, UsageError, debug_requested
 from blitz.kinds import KINDS
 from blitz.launch import GLOBAL_OPTIONS_WITH_VALUES, environ_set
+from blitz.memory import keep_freed_memory
 from blitz.notices import print_warning
 
 if TYPE_CHECKING:
@@ -178,6 +179,7 @@ def main_options(
     version: Annotated[Optional[bool], typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version.")] = None,
 ) -> None:
     _state["debug"] = debug
+    keep_freed_memory()  # this process is blitz's: steps stop page-faulting (blitz.memory)
     if plugins_dir:
         from blitz.plugin_host import PLUGINS_DIR_ENV, reset_host
 

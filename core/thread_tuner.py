@@ -2,11 +2,11 @@
 
 At the small batches of the tutorial (4 images) a second thread makes LeNet's step ~15 % faster
 while the other core is idle, and 17 % to 3.4x slower while other work keeps it busy: on a shared
-machine neither count is right for a whole run. So the tuner times windows of steps at each
-count, trains on the faster, and tries the other again now and then: at first after
-``HOLD_WINDOWS`` windows, four times as late after each try that confirms the choice (up to
-``MAX_HOLD_WINDOWS``), since every try of the slower count costs; and at once when the chosen
-count's windows slow down (two in a row: other work started).
+machine neither count is right for a whole run. So the tuner times windows of steps (32, or
+fewer where they take over 50 ms) at each count, trains on the faster, and tries the other
+again now and then: at first after ``HOLD_WINDOWS`` windows, four times as late after each try
+that confirms the choice (up to ``MAX_HOLD_WINDOWS``), since every try of the slower count
+costs; and at once when the chosen count's windows slow down (two in a row: other work started).
 
 Where a model's step gives the same bits on 1 or 2 threads, as LeNet's CPU step does (tested),
 the choice changes nothing but the speed; elsewhere the last bits of a run's weights may depend
@@ -22,11 +22,15 @@ from collections.abc import Callable
 
 import torch
 
-WINDOW_STEPS = 32  # ~13 ms of LeNet's batch-4 steps: long enough to time, short enough to adapt
+WINDOW_STEPS = 32  # ~13-40 ms of LeNet's batch-4 steps: long enough to time, short enough to adapt
 TRY_STEPS = 16  # a try of the other count: short, as it is often the slow one (3x when the other core is busy)
+# ... or as many steps as fill this time, where steps are long: at batch 128 (lenet_fast, ~12 ms
+# a step) 32 steps made the run's start spend ~100 steps on one thread, 1.7x slower there.
+WINDOW_SECONDS, TRY_SECONDS = 0.05, 0.025
+MIN_WINDOW_STEPS = 2  # a window times at least two steps, however long
 TRY_CHECK_STEPS = 4  # ... and cut shorter still where its first steps are already far slower
 HOLD_WINDOWS = 2  # windows at the chosen count before the first try, and after a switch
-MAX_HOLD_WINDOWS = 256  # ~3 s of LeNet's steps
+MAX_HOLD_WINDOWS = 256  # ~3-10 s of LeNet's batch-4 steps, ~13 s of longer ones
 SLOWDOWN = 1.5  # a window this much slower than the chosen count's recent best: try the other now
 
 
@@ -73,7 +77,10 @@ class ThreadTuner:
         if trying and self._steps == TRY_CHECK_STEPS and self._timed and self._far_slower(self._seconds_per_image()):
             self._end_try(faster=False)
             return
-        if self._steps < (TRY_STEPS if trying else WINDOW_STEPS):
+        most_steps, most_seconds = (TRY_STEPS, TRY_SECONDS) if trying else (WINDOW_STEPS, WINDOW_SECONDS)
+        if self._steps < most_steps and (
+            self._steps < MIN_WINDOW_STEPS or self._clock() - self._window_start < most_seconds
+        ):
             return
         if self._timed:
             self._window_done(self._seconds_per_image())

@@ -38,8 +38,10 @@ class LeNet(nn.Module):
             params = self._layer_params()
             if lenet_cpu_kernel.usable(x, params):
                 return lenet_cpu_kernel.LeNetTrainStep.apply(x, *params)
-        x = self.pool(F.relu(self.conv1(x)))
-        x = self.pool(F.relu(self.conv2(x)))
+        # ReLU after the pool, not before as the tutorial writes it: the same numbers and
+        # gradients (ReLU is monotonic; tested), on a quarter of the values (~7 % of a step).
+        x = F.relu(self.pool(self.conv1(x)))
+        x = F.relu(self.pool(self.conv2(x)))
         x = torch.flatten(x, 1)
         x = F.relu(self.fc1(x))
         x = F.relu(self.fc2(x))

@@ -48,6 +48,26 @@ def test_two_threads_are_chosen_where_they_are_faster():
     assert tuner.take_steps_at() == {1: 0, 2: 0}  # counted since the last call
 
 
+def test_long_steps_are_timed_in_short_windows():
+    # lenet_fast's steps at batch 128: ~12 ms on two threads, ~20 ms on one. Windows of 32 steps
+    # kept its first ~100 steps on one thread; windows of ~50 ms choose two threads in ~10.
+    work = SimulatedSteps(lambda threads, step: 0.012 if threads == 2 else 0.020)
+    tuner = ThreadTuner(clock=work.clock)
+    work.run(tuner, 391)  # one epoch
+    used = tuner.take_steps_at()
+    assert tuner.chosen == 2
+    assert used[1] <= 30, used  # the first windows, then a few short tries
+
+
+def test_a_window_times_at_least_two_steps_however_long():
+    # untimed warm-up (2 steps), two timed windows (4), the try's untimed first step, its window (2)
+    for steps, chosen in ((8, 1), (9, 2)):
+        work = SimulatedSteps(lambda threads, step: 1.0 if threads == 2 else 2.0)  # a second a step
+        tuner = ThreadTuner(clock=work.clock)
+        work.run(tuner, steps)
+        assert (tuner.current, tuner.chosen) == (2, chosen)
+
+
 def test_a_slow_second_thread_is_tried_rarely_and_briefly():
     work = SimulatedSteps(lambda threads, step: 1.5e-3 if threads == 2 else 0.5e-3)  # the other core busy
     tuner = ThreadTuner(clock=work.clock)
