@@ -15,22 +15,23 @@ from tests.fresh_process import printed_by
 
 
 def test_a_training_loop_on_blitz_optimizers_does_not_import_dynamo():
-    """In a fresh process: build, step, zero, save and load LeanSGD, Muon and AirbenchSGD."""
+    """In a fresh process: build, step, zero, save and load every optimizer blitz registers."""
     code = (
         "import sys, torch\n"
         "from torch import nn\n"
-        "from blitz.plugins.optimizers import build_sgd\n"
+        "from blitz.plugins.optimizers import build_adam, build_adamw, build_sgd\n"
         "from blitz.plugins.muon import build_muon\n"
         "from blitz.plugins.airbench import AirbenchSGD\n"
         "model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 4 * 4, 2))\n"
         "for optimizer in (build_sgd(model, lr=0.1, momentum=0.9, nesterov=True),\n"
         "                  build_muon(model, lr=0.02, momentum=0.9, weight_decay=0.0),\n"
+        "                  build_adam(model, lr=0.01), build_adam(model, lr=0.01, fused=False),\n"
+        "                  build_adamw(model, lr=0.01),\n"
         "                  AirbenchSGD(model.parameters(), module=None, lr=0.1, momentum=0.9)):\n"
         "    for _ in range(2):\n"
         "        optimizer.zero_grad()\n"
         "        model(torch.randn(5, 3, 6, 6)).square().mean().backward()\n"
-        "        if not isinstance(optimizer, AirbenchSGD):  # its step is SGD.step, which imports dynamo\n"
-        "            optimizer.step()\n"
+        "        optimizer.step()\n"
         "    optimizer.load_state_dict(optimizer.state_dict())\n"
         "print('torch._dynamo' in sys.modules)\n"
     )
@@ -106,3 +107,54 @@ def test_an_override_between_the_base_and_torchs_optimizer_is_kept():
         pass
 
     assert Lazy(nn.Linear(2, 2).parameters(), lr=0.1).state_dict()["extra"] == 1
+
+
+@pytest.mark.parametrize("dynamo_loaded", [False, True])
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("kind", ["adam", "adamw"])
+def test_lazy_adams_step_as_torchs_bit_for_bit_with_hooks_run_once(kind, fused, dynamo_loaded, monkeypatch):
+    from blitz import lazy_dynamo
+    from blitz.plugins.optimizers import LazyAdam, LazyAdamW
+
+    monkeypatch.setattr(lazy_dynamo, "dynamo_loaded", lambda: dynamo_loaded)
+
+    lazy_class, torch_class = (LazyAdam, torch.optim.Adam) if kind == "adam" else (LazyAdamW, torch.optim.AdamW)
+    torch.manual_seed(0)
+    ours, theirs = nn.Linear(5, 3), nn.Linear(5, 3)
+    theirs.load_state_dict(ours.state_dict())
+    # torch's own first: its class's step then carries torch's hook runner too, which must not
+    # run the hooks a second time inside ours
+    plain = torch_class(theirs.parameters(), lr=0.01, weight_decay=0.1, fused=fused)
+    lazy = lazy_class(ours.parameters(), lr=0.01, weight_decay=0.1, fused=fused)
+    calls = []
+    lazy.register_step_pre_hook(lambda *args: calls.append("pre"))
+    lazy.register_step_post_hook(lambda *args: calls.append("post"))
+    for _ in range(3):
+        x = torch.randn(8, 5)
+        for model, optimizer in ((ours, lazy), (theirs, plain)):
+            optimizer.zero_grad()
+            model(x).square().mean().backward()
+            with torch.enable_grad():  # the update is made without grad, whatever the caller's mode
+                optimizer.step()
+    assert calls == ["pre", "post"] * 3
+    assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), theirs.parameters()))
+    assert all(p.is_leaf and p.grad_fn is None for p in ours.parameters())
+
+
+def test_once_dynamo_is_loaded_a_step_goes_through_torchs_wrapper(monkeypatch):
+    import torch._dynamo
+
+    from blitz import lazy_dynamo
+    from blitz.plugins.optimizers import build_adam
+
+    breaks = []
+    monkeypatch.setattr(torch._dynamo, "graph_break", lambda: breaks.append(1))
+    model = nn.Linear(2, 2)
+    optimizer = build_adam(model, lr=0.1)
+    model(torch.ones(1, 2)).sum().backward()
+    monkeypatch.setattr(lazy_dynamo, "dynamo_loaded", lambda: False)
+    optimizer.step()
+    assert breaks == []
+    monkeypatch.setattr(lazy_dynamo, "dynamo_loaded", lambda: True)
+    optimizer.step()
+    assert breaks == [1, 1]  # torch's wrapper: a graph break before the step and one after

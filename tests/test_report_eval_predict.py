@@ -377,6 +377,21 @@ def test_predict_reads_a_photo_as_imagefolder_training_did(tmp_path: Path) -> No
         assert len(matches) == 1
 
 
+def test_the_prediction_grid_titles_each_image_true_then_predicted_red_where_wrong() -> None:
+    samples = pictures.Samples(display=torch.rand(3, 3, 8, 8), labels=[0, 1, 2], predicted=[0, 2, 2])
+    figure = pictures.samples_figure(samples, ("cat", "dog", "golden_retriever_with_a_long_name"))
+    suptitle, *texts = figure.texts
+    assert suptitle.get_text() == "Test images: true / predicted (red = wrong)"
+    titles = [(text.get_text(), text.get_color()) for text in texts]
+    assert titles == [("cat / cat", "black"), ("dog / golde…_long_name", "red"), ("golde…_long_name / golde…_long_name", "black")]
+    shown = [ax for ax in figure.axes if ax.images]
+    assert len(figure.axes) == pictures.GRID**2 and len(shown) == 3
+    for ax, text in zip(shown, texts, strict=True):  # each title centred just above its image
+        box = ax.get_position()
+        assert text.get_position()[0] == pytest.approx((box.x0 + box.x1) / 2)
+        assert 0 < text.get_position()[1] - box.y1 < 0.02
+
+
 def test_long_class_names_are_shortened_to_fit_the_prediction_grid():
     from blitz.pictures import short
 
