@@ -94,7 +94,8 @@ def close_names(name: str, known: Iterable[str]) -> list[str]:
     one, if any."""
     known = list(known)
     start = _squash(name)
-    exact = start in {_squash(k) for k in known} or SYNONYMS.get(name.lower()) in known
+    exact = start in {_squash(k) for k in known}
+    # (a synonym that starts names lists them all: 'cifar' is cifar10, but cifar100 may be meant)
     if len(start.rpartition("/")[2]) >= 2 and not exact:  # one letter starts too much to be a hint
         starting = [k for k in known if _squash(k).startswith(start) and not k.endswith("/*")]
         if starting:  # a short start is too far from a long name for closest_name's spelling match

@@ -174,6 +174,13 @@ def test_unknown_start_of_several_names_suggests_them_all() -> None:
     with pytest.raises(UnknownNameError) as info:  # one letter starts too much to be a hint
         registry.get("r")
     assert "Did you mean" not in str(info.value)
+    cifar = registry_with("cifar10", "cifar100", "mnist")
+    with pytest.raises(UnknownNameError) as info:  # a synonym (of cifar10) that starts two names: both
+        cifar.get("cifar")
+    assert "Did you mean one of 'cifar10', 'cifar100'?" in str(info.value)
+    with pytest.raises(UnknownNameError) as info:  # a synonym that starts none: its name alone
+        registry_with("cifar10", "mnist").get("cifar")
+    assert "Did you mean 'cifar10'?" in str(info.value)
 
 
 def test_unknown_start_of_many_names_shows_a_few_and_how_to_list_them() -> None:
