@@ -866,12 +866,15 @@ def data_verify(
     data_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Data folder.")] = None,
     dataset_arg: Annotated[Optional[list[str]], typer.Option("--dataset-arg", metavar="KEY=VALUE", help="For the data source (repeatable).")] = None,
 ) -> None:
+    from blitz.build import load_data
     from blitz.catalog import resolve
     from blitz.config import RunConfig
-    from blitz.build import load_data
+    from blitz.resolve import warn_unused_data_root
 
     config = RunConfig(dataset=name, data_root=data_root, dataset_args=parse_assignments(dataset_arg, "--dataset-arg"))
-    bundle = load_data(resolve("datasets", name), config)
+    entry = resolve("datasets", name)  # an unknown name is the error, before any warning
+    warn_unused_data_root(config, given=data_root is not None)
+    bundle = load_data(entry, config)
     info = bundle.info
     console.print(f"[green]OK[/] {escape(name)}: {len(bundle.train):,} train and {len(bundle.test):,} test examples, "
                   f"{info.num_classes} classes, input shape {tuple(info.input_shape)}", highlight=False)

@@ -29,6 +29,7 @@ from blitz.components import DataInfo, Strategy
 from blitz.config import RunConfig, absolute_if_path, read_toml, validate
 from blitz.errors import CheckpointError, DataNotFoundError, PluginError, UnknownNameError, UsageError
 from blitz.files import atomic_write_text, json_text
+from blitz.resolve import warn_unused_data_root
 from blitz.notices import print_warning
 from blitz.plugin_host import plugin_states
 
@@ -189,6 +190,7 @@ def evaluate_run(
     loaded = load_run(run_name, checkpoint)
     device_strategy = eval_strategy(strategy)
     config = eval_config(loaded, dataset, data_root, device_strategy.device, dataset_args)
+    warn_unused_data_root(config, given=data_root is not None)
     test_split, info = _eval_data(loaded, config, console)
     device_strategy.setup()
     try:

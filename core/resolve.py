@@ -8,6 +8,7 @@ registries here, before any data is read or any weight is built.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +148,14 @@ def unused_data_root(config: RunConfig, provenance: dict[str, str]) -> str | Non
     if resolve("datasets", config.dataset).entry.metadata.get("reads_data_root", True):
         return None
     return f"--data-root is not used by dataset '{config.dataset}' (it reads no files): drop --data-root."
+
+
+def warn_unused_data_root(config: RunConfig, *, given: bool) -> None:
+    """:func:`unused_data_root`'s warning, for commands whose ``--data-root`` is the only source
+    of the folder (``blitz eval``, ``blitz data verify``): ``given`` is whether it was given."""
+    unused = unused_data_root(config, {"data_root": "command line"}) if given else None
+    if unused:
+        warnings.warn(unused, stacklevel=2)
 
 
 def fill_catalog_defaults(values: dict[str, Any], provenance: dict[str, str], catalog: Catalog) -> None:

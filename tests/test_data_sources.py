@@ -627,6 +627,31 @@ def test_data_root_given_for_a_source_that_reads_no_files_is_warned_of(tmp_path:
         "--data-root is not used by dataset 'random' (it reads no files): drop --data-root."]
 
 
+@pytest.mark.parametrize("command", ["data verify", "eval"])
+def test_data_verify_and_eval_warn_of_a_data_root_their_source_does_not_read(command: str, tmp_path: Path) -> None:
+    import warnings
+
+    from blitz.cli import app
+
+    small = ["--dataset-arg", "length=8", "--dataset-arg", "test_length=4"]
+    if command == "eval":
+        run = tmp_path / "run"
+        trained = CliRunner().invoke(app, ["run", "--dataset", "random", "--epochs", "1", *small, "--out", str(run)])
+        assert trained.exit_code == 0, trained.output
+        args = ["eval", str(run)]
+    else:
+        args = ["data", "verify", "random", *small]
+    with pytest.warns(UserWarning) as caught:
+        result = CliRunner().invoke(app, [*args, "--data-root", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert [str(w.message) for w in caught] == [
+        "--data-root is not used by dataset 'random' (it reads no files): drop --data-root."]
+    with warnings.catch_warnings():  # without the flag: nothing to say
+        warnings.simplefilter("error")
+        result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+
+
 def test_only_the_data_root_flag_is_warned_of_and_only_for_sources_registered_to_read_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
