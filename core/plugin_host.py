@@ -124,6 +124,16 @@ def _unmarked_hooks(plugin: object, marked: Iterable[str]) -> list[str]:
     return sorted(name for name in dir(plugin) if name in specs and name not in marked and callable(getattr(plugin, name)))
 
 
+def _takes_register(impl: pluggy.HookImpl, hook: str, record: PluginRecord) -> bool:
+    """Whether a register hook takes ``register``; one without it (pluggy calls it with none)
+    could register nothing: said in the plugin's record, not called."""
+    if impl.argnames:
+        return True
+    record.errors.append(f"{hook} takes no 'register' argument, so it registers nothing: "
+                         f"write def {hook}(register): ... and call register(...) in it")
+    return False
+
+
 def _registers_nothing(plugin: object, value: str = "") -> str:
     """Why a plugin that loaded implements no hook, as precisely as can be told; ``value`` is
     what its entry point names (``module`` or ``module:attribute``)."""
@@ -403,9 +413,11 @@ class PluginHost:
                     return
                 record.registers.setdefault(kind, []).append(name)
 
+            if not _takes_register(impl, f"register_{kind}", record):
+                continue
             started = time.perf_counter()
             try:
-                impl.function(**({"register": register} if impl.argnames else {}))
+                impl.function(register=register)
             except (Exception, SystemExit) as exc:  # sys.exit() in a plugin ends only the plugin
                 record.errors.append(f"raised in register_{kind}: {_short_error(exc, record.module)}")
             finally:
@@ -440,9 +452,11 @@ class PluginHost:
                 self.recipes[name] = PluginRecipe(name, record.name, description, str(measured), config)
                 record.registers.setdefault("recipes", []).append(name)
 
+            if not _takes_register(impl, "register_recipes", record):
+                continue
             started = time.perf_counter()
             try:
-                impl.function(**({"register": register} if impl.argnames else {}))
+                impl.function(register=register)
             except (Exception, SystemExit) as exc:
                 record.errors.append(f"raised in register_recipes: {_short_error(exc, record.module)}")
             finally:

@@ -106,6 +106,29 @@ def test_a_plugin_that_registers_nothing_says_why():
     assert "forgotten" not in host.registries["models"].names()
 
 
+def test_a_register_hook_without_its_register_argument_says_so() -> None:
+    @hookimpl
+    def register_datasets():  # pluggy calls it with nothing: it could register nothing
+        pass
+
+    @hookimpl
+    def register_recipes():
+        pass
+
+    @hookimpl
+    def register_models(register):  # the plugin's other hooks still count
+        register("kept", lambda **_: nn.Linear(1, 1))
+
+    plugin = SimpleNamespace(__name__="forgetful", register_datasets=register_datasets,
+                             register_recipes=register_recipes, register_models=register_models)
+    host = PluginHost([*builtins(), local_source(plugin, "forgetful")])
+    assert host.records["forgetful"].errors == [
+        f"{hook} takes no 'register' argument, so it registers nothing: write def {hook}(register): ... and "
+        "call register(...) in it" for hook in ("register_datasets", "register_recipes")
+    ]
+    assert "kept" in host.registries["models"].names() and "forgetful" in host.failed()
+
+
 def test_an_entry_point_naming_a_hook_function_says_to_name_the_module():
     @hookimpl
     def register_models(register):
