@@ -213,6 +213,10 @@ def test_runs_and_show(tmp_path, isolated_runs):
     (plain,) = [r for r in json.loads(blitz("runs", "--json").output) if r["run"] != rows[0]["run"]]
     shown = blitz("show", plain["run"]).output
     assert "recipe: None" not in shown and "model: linear" in shown
+    assert "  ran on: " in shown and "auto picked" in shown  # where it trained, from its manifest.json
+    (isolated_runs / plain["run"] / "manifest.json").write_text("{")  # damaged: the rest is shown
+    shown = blitz("show", plain["run"])
+    assert shown.exit_code == 0 and "ran on" not in shown.output and "model: linear" in shown.output
     long_name = "20261127-214307-timm_mobilenetv3_small_050-random-a-long-name"
     blitz("run", "--model", "linear", "--dataset", "random", "--epochs", "1", "--limit-steps", "2",
           "--out", isolated_runs / long_name)
@@ -242,10 +246,12 @@ def test_the_manifest_says_the_device_used_apart_from_torchs_cuda_build(tmp_path
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["device"] == "cpu" and manifest["device_type"] == "cpu"  # the device trained on
     assert manifest["torch_built_for_cuda"] == torch.version.cuda and "cuda" not in manifest  # the build's, used or not
+    assert f"  ran on: cpu; torch {torch.__version__}, Python " in blitz("show", out).output
     # a run from before: its manifest says "cuda" and no device_type; show, runs and --resume take it
     old = {k: v for k, v in manifest.items() if k not in ("torch_built_for_cuda", "device_type")} | {"cuda": "12.4"}
     (out / "manifest.json").write_text(json.dumps(old))
-    assert blitz("show", out).exit_code == 0
+    shown = blitz("show", out)
+    assert shown.exit_code == 0 and f"  ran on: cpu; torch {torch.__version__}" in shown.output
     listed = blitz("runs", "--root", tmp_path, "--json")
     assert listed.exit_code == 0 and [r["run"] for r in json.loads(listed.output)] == ["run"]
     assert blitz("run", "--resume", out, "--epochs", "2").exit_code == 0
