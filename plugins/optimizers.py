@@ -92,8 +92,9 @@ class LeanSGD(LazyDynamoOptimizer, torch.optim.SGD):
         return None
 
     def _general_step(self, closure: Callable[[], float] | None) -> float | None:
-        # SGD.step without the hook-running wrapper torch.optim puts around every optimizer
-        # class's step: this step already ran inside LeanSGD's, so hooks would run twice.
+        # SGD.step through LazyDynamoOptimizer's: without the hook-running wrapper torch.optim
+        # puts around every optimizer class's step (this step already ran inside LeanSGD's, so
+        # hooks would run twice), and without torch._dynamo's import while nothing compiles.
         loss = None
         if closure is not None:  # first: the gradients to lay out are the ones it makes
             with torch.enable_grad():
@@ -105,8 +106,7 @@ class LeanSGD(LazyDynamoOptimizer, torch.optim.SGD):
                 g = p.grad
                 if g is not None and not g.is_sparse and g.shape == p.shape and g.stride() != p.stride():
                     p.grad = torch.empty_like(p).copy_(g)
-        step = torch.optim.SGD.step
-        (step.__wrapped__ if getattr(step, "hooked", False) else step)(self, None)
+        LazyDynamoOptimizer.step(self, None)
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:

@@ -24,6 +24,7 @@ def test_a_training_loop_on_blitz_optimizers_does_not_import_dynamo():
         "from blitz.plugins.airbench import AirbenchSGD\n"
         "model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 4 * 4, 2))\n"
         "for optimizer in (build_sgd(model, lr=0.1, momentum=0.9, nesterov=True),\n"
+        "                  build_sgd(model, lr=0.1, momentum=0.9, fused=False),  # SGD.step's own path\n"
         "                  build_muon(model, lr=0.02, momentum=0.9, weight_decay=0.0),\n"
         "                  build_adam(model, lr=0.01), build_adam(model, lr=0.01, fused=False),\n"
         "                  build_adamw(model, lr=0.01),\n"
