@@ -28,11 +28,12 @@ _USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TO
 def keep_freed_memory() -> bool:
     """Have glibc's malloc reuse freed blocks of up to 64 MiB instead of returning them to the OS.
 
-    The process then holds on to its peak of such memory until it exits (at most 256 MiB of
-    free heap beyond what it uses). Called by every ``blitz`` command; for the Python API, call
-    it once before training. Returns whether malloc was changed: not off glibc (macOS, Windows,
-    musl), nor where the user set glibc's malloc variables (``MALLOC_TRIM_THRESHOLD_``...,
-    ``GLIBC_TUNABLES=glibc.malloc.*``) or preloads another allocator (``LD_PRELOAD``).
+    The process then holds on to its peak of such memory until it exits: freed blocks below
+    the heap's top are never returned, and at its top up to 256 MiB stays. Called by every
+    ``blitz`` command; for the Python API, call it once before training. Returns whether malloc
+    was changed: not off glibc (macOS, Windows, musl), nor where the user set glibc's malloc
+    variables (``MALLOC_TRIM_THRESHOLD_``..., ``GLIBC_TUNABLES=glibc.malloc.*``) or preloads
+    another allocator (``LD_PRELOAD``).
     """
     if platform.libc_ver()[0] != "glibc" or user_chose_malloc(os.environ):
         return False
