@@ -113,7 +113,9 @@ def test_an_override_between_the_base_and_torchs_optimizer_is_kept():
 @pytest.mark.parametrize("dynamo_loaded", [False, True])
 @pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("kind", ["adam", "adamw"])
-def test_lazy_adams_step_as_torchs_bit_for_bit_with_hooks_run_once(kind, fused, dynamo_loaded, monkeypatch):
+def test_lazy_adams_step_as_torchs_bit_for_bit_with_hooks_run_once(
+    kind: str, fused: bool, dynamo_loaded: bool, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from blitz import lazy_dynamo
     from blitz.plugins.optimizers import LazyAdam, LazyAdamW
 
@@ -142,7 +144,7 @@ def test_lazy_adams_step_as_torchs_bit_for_bit_with_hooks_run_once(kind, fused, 
     assert all(p.is_leaf and p.grad_fn is None for p in ours.parameters())
 
 
-def test_once_dynamo_is_loaded_a_step_goes_through_torchs_wrapper(monkeypatch):
+def test_once_dynamo_is_loaded_a_step_goes_through_torchs_wrapper(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch._dynamo
 
     from blitz import lazy_dynamo

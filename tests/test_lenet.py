@@ -17,7 +17,6 @@ def test_tutorial_shapes():
     assert sum(p.numel() for p in net.parameters()) == 62_006
 
 
-
 def tutorial_forward(net: LeNet, x: torch.Tensor) -> torch.Tensor:
     """The tutorial's ``Net.forward``: ReLU before each max-pool."""
     x = net.pool(torch.relu(net.conv1(x)))
@@ -27,7 +26,7 @@ def tutorial_forward(net: LeNet, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_pooling_before_relu_gives_the_tutorials_numbers_and_gradients_bit_for_bit(channels_last):
+def test_pooling_before_relu_gives_the_tutorials_numbers_and_gradients_bit_for_bit(channels_last: bool) -> None:
     torch.manual_seed(0)
     net = LeNet(fused_cpu_step=False)
     x = torch.randn(64, 3, 32, 32)
@@ -41,6 +40,7 @@ def test_pooling_before_relu_gives_the_tutorials_numbers_and_gradients_bit_for_b
     grad, wrt = torch.randn_like(ours), [x, *net.parameters()]
     ours_grads, theirs_grads = torch.autograd.grad(ours, wrt, grad), torch.autograd.grad(theirs, wrt, grad)
     assert all(torch.equal(a, b) for a, b in zip(ours_grads, theirs_grads, strict=True))
+
 
 # The first layer's columns go to bmm in two parts, of whole images (even batches) or of each
 # image's rows (odd batches where the output's side divides by 4), else in one: each layout here.

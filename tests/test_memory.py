@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 
 import pytest
@@ -11,6 +12,8 @@ from blitz import cli, memory
 from tests.fresh_process import printed_by
 
 glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+# where this environment chose malloc's behaviour itself, keep_freed_memory leaves it alone
+malloc_left_to_blitz = pytest.mark.skipif(memory.user_chose_malloc(os.environ), reason="MALLOC_* or LD_PRELOAD set")
 
 # Page faults per step of lenet_fast's kind (LeNet, batch 128, channels-last, SGD), after warm-up
 # steps, in a fresh process.
@@ -39,6 +42,7 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
 
 
 @glibc_only
+@malloc_left_to_blitz
 def test_kept_memory_stops_the_page_faults_of_every_step() -> None:
     # glibc's default gives freed activations back to the OS, and each step faults them in
     # again: 400-2,300 faults a step here (measured; fewer while other tests run), 0-60 with the
