@@ -3,9 +3,10 @@
 The same work: one uint8 tensor, a per-epoch permutation, normalization as one multiply-add per
 batch, blitz's LeNet module (through its direct gradients, as blitz's engine trains it), SGD
 class and CPU thread tuner (1 or 2 threads, as the recipe's `cpu_threads = "auto"`), freed memory
-kept for reuse as every blitz command keeps it (`blitz.memory`), and a test evaluation per epoch; none of blitz's machinery: no plugins, no config, no progress bar, no
-logging, no checkpoints, no report. `make bench` compares its training time with blitz's (the
-target: blitz at most 5 % slower).
+kept for reuse as every blitz command keeps it (`blitz.memory`), and a test evaluation per epoch;
+none of blitz's machinery: no plugins, no config, no progress bar, no logging, no checkpoints, no
+report. `make bench` compares its training time with blitz's (the target: blitz at most 5 %
+slower).
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ def close_names(name: str, known: Iterable[str]) -> list[str]:
     known = list(known)
     start = _squash(name)
     exact = start in {_squash(k) for k in known}
-    # (a synonym that starts names lists them all: 'cifar' is cifar10, but cifar100 may be meant)
+    # A synonym is not an exact name: 'cifar' means cifar10, but starts cifar100 too; both are listed.
     if len(start.rpartition("/")[2]) >= 2 and not exact:  # one letter starts too much to be a hint
         starting = [k for k in known if _squash(k).startswith(start) and not k.endswith("/*")]
         if starting:  # a short start is too far from a long name for closest_name's spelling match
