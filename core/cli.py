@@ -789,7 +789,7 @@ def _run_cells(r: dict[str, Any]) -> list[str]:
 @app.command("show", help="Show one run: config, summary and per-epoch metrics.")
 @reports_errors
 def show(run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run directory, run name, the start of a name, or 'latest'.")]) -> None:
-    from blitz.runs import find_run, read_metrics, read_summary
+    from blitz.runs import find_run, ran_on, read_metrics, read_summary
 
     path = find_run(run_name)
     summary = read_summary(path)
@@ -802,7 +802,7 @@ def show(run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run direct
         else:
             shown = value
         console.print(f"  {key}: {shown}", highlight=False)
-    environment = _ran_on(path)
+    environment = ran_on(path)
     if environment:
         console.print(f"  ran on: {environment}", highlight=False, markup=False)
     console.print("[bold]config.toml[/]")
@@ -828,22 +828,6 @@ def show(run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run direct
     written = [name for name in ("report.md", "predictions.png", "curves.png", "confusion.png") if (path / name).is_file()]
     if written:  # where the rest is: per-class figures, pictures
         console.print(f"More in {path}: {', '.join(written)}", highlight=False, soft_wrap=True)
-
-
-def _ran_on(run_dir: Path) -> str | None:
-    """Where a run trained, from its manifest.json: "cpu (auto picked cpu: no GPU found); torch
-    2.14.1, Python 3.11.7, blitz 0.1.0". None where there is no readable manifest."""
-    try:
-        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(manifest, dict):
-        return None
-    device, device_type = manifest.get("device"), manifest.get("device_type")
-    where = f"{device_type} ({device})" if device_type and device not in (None, device_type) else device_type or device
-    versions = ", ".join(f"{name} {manifest[key]}" for name, key in (("torch", "torch"), ("Python", "python"), ("blitz", "blitz"))
-                         if manifest.get(key))
-    return "; ".join(str(part) for part in (where, versions) if part) or None
 
 
 @app.command("eval", help="Evaluate a run's checkpoint: accuracy, per-class accuracy, confusion matrix.")

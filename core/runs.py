@@ -228,6 +228,19 @@ def read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
+def ran_on(run_dir: Path) -> str | None:
+    """Where a run trained, from its manifest.json: "cpu (auto picked cpu: no GPU found); torch
+    2.14.1, Python 3.11.7, blitz 0.1.0". None where there is no readable manifest."""
+    manifest = read_json(run_dir / "manifest.json")
+    if not isinstance(manifest, dict):
+        return None
+    device, device_type = manifest.get("device"), manifest.get("device_type")
+    where = f"{device_type} ({device})" if device_type and device not in (None, device_type) else device_type or device
+    versions = ", ".join(f"{name} {manifest[key]}" for name, key in (("torch", "torch"), ("Python", "python"), ("blitz", "blitz"))
+                         if manifest.get(key))
+    return "; ".join(str(part) for part in (where, versions) if part) or None
+
+
 def find_run(name: str | Path) -> Path:
     """A run directory given as a path, as a name under runs/, as the start of one name there,
     or as ``latest`` (the run there started or resumed last)."""
