@@ -8,6 +8,8 @@ import io
 import json
 import os
 import pickle
+import struct
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,7 @@ from blitz.hookspecs import hookimpl
 from blitz.plugin_host import PluginHost, discover, local_source
 from blitz.plugins.cifar10 import read_batch
 from blitz.plugins.lenet import build_lenet
-from tests.conftest import make_cifar, write_cifar_batch
+from tests.conftest import make_cifar, write_cifar_batch, write_py2_cifar_batch
 from tests.fresh_process import printed_by
 
 runner = CliRunner()
@@ -313,6 +315,36 @@ def test_corrupted_batch_files_load_or_fail_with_a_data_error(tmp_path_factory, 
     else:  # a flip inside the pixel bytes leaves a valid file
         assert images.dtype == np.uint8 and images.shape[1:] == (3, 32, 32)
         assert labels.min() >= 0 and labels.max() <= 9
+
+
+@pytest.mark.parametrize("official", [False, True], ids=["python3", "python2"])
+def test_a_damaged_length_field_is_refused_without_allocating_what_it_says(tmp_path, official):
+    """The pixels' 4-byte length said 2 GiB: the file used to be read that far (2 GiB allocated
+    before the short read was noticed); it is now read from memory, as far as it goes."""
+    path = tmp_path / "data_batch_1"
+    images = np.full((4, 3072), 7, dtype=np.uint8)
+    (write_py2_cifar_batch if official else write_cifar_batch)(path, images, [0, 1, 2, 3])
+    raw = path.read_bytes()
+    # the pixels follow their length: BINSTRING 'T' (Python 2), or BINUNICODE 'X' of their latin1 text
+    payload = images.tobytes() if official else images.tobytes().decode("latin1").encode("utf-8")
+    at = raw.index(payload) - 4
+    assert struct.unpack("<i", raw[at : at + 4])[0] == len(payload)
+    path.write_bytes(raw[:at] + struct.pack("<i", 2**31 - 1) + raw[at + 4 :])
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"data_batch_1.*Replace the file"):
+            read_batch(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB"
+
+
+def test_a_length_beyond_any_memory_says_so(tmp_path):
+    path = tmp_path / "test_batch"
+    path.write_bytes(b"\x80\x02\x8e" + struct.pack("<Q", 2**62))  # BINBYTES8 of 4 EiB
+    with pytest.raises(DataError, match=r"^Cannot read '.*test_batch': not a CIFAR batch file \(it asks for more memory than there is\)\. Replace"):
+        read_batch(path)
 
 
 # Byte flips in a CIFAR file's dtype state that numpy's own unpickling turned into memory damage
