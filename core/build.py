@@ -267,6 +267,15 @@ def call_factory(resolved: Resolved, what: str, *args: Any, check_types: bool = 
         ) from exc
 
 
+def takes_keyword(factory: Any, name: str) -> bool:
+    """Whether ``factory`` names a parameter ``name`` (not only ``**kwargs``: those pass it on)."""
+    try:
+        parameter = inspect.signature(factory).parameters.get(name)
+    except (TypeError, ValueError):
+        return False
+    return parameter is not None and parameter.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
 def first_line(exc: BaseException) -> str:
     """An exception's message on one line: a TypeError's first line (torch's signature dumps run
     to dozens), any other's lines joined (a validation error's field and reason come after its
@@ -340,8 +349,12 @@ def _raising_class(exc: BaseException) -> str:
     return type(owner).__name__ if owner is not None else "value"
 
 
-def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
+def load_data(resolved: Resolved, config: RunConfig, *, splits: tuple[str, ...] | None = None) -> DataBundle:
+    """The data source's bundle, checked. ``splits``: the ones the caller reads, passed to a
+    factory that takes ``splits`` (it may skip the others); a factory without it loads both."""
     args = {**resolved.defaults, **config.dataset_args}
+    if splits is not None and takes_keyword(resolved.entry.factory, "splits"):
+        args["splits"] = splits
     try:
         bundle = call_factory(
             resolved, "Dataset", root=config.resolved_data_root(), download=config.download, **args
@@ -380,6 +393,8 @@ def load_data(resolved: Resolved, config: RunConfig) -> DataBundle:
             "units of pixel values scaled to [0, 1] (CIFAR-10's mean is 0.49, not 125): a plugin bug."
         )
     for split_name, split in (("train", bundle.train), ("test", bundle.test)):
+        if splits is not None and split_name not in splits:  # not read: left out, or not looked at
+            continue
         if isinstance(split, TensorSplit) and len(split):
             _check_tensor_split(source, split_name, split, info)
             bad = labels_out_of_range(split.labels, info.num_classes)

@@ -74,6 +74,11 @@ class TensorSplit:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    @classmethod
+    def empty(cls, example_shape: tuple[int, ...], dtype: torch.dtype = torch.uint8) -> TensorSplit:
+        """A split of no examples: what a data source returns for a split it was not asked for."""
+        return cls(torch.empty((0, *example_shape), dtype=dtype), torch.empty(0, dtype=torch.int64))
+
 
 # A Dataset yields (image, int label): uint8 pixels (C, H, W), which blitz augments and
 # normalizes per batch with DataInfo.mean/std, or a float tensor used as it is.
@@ -82,7 +87,8 @@ Split = TensorSplit | Dataset
 
 @dataclass
 class DataBundle:
-    """What a data source's factory returns."""
+    """What a data source's factory returns. A factory that takes ``splits`` may leave out the
+    splits not named there (``TensorSplit.empty``): ``blitz eval`` asks for ``("test",)``."""
 
     train: Split
     test: Split

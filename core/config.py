@@ -243,7 +243,8 @@ def finite_options(options: dict[str, Any]) -> dict[str, Any]:
 # What blitz passes to every factory of a kind, and where the user sets it instead.
 SUPPLIED_BY_BLITZ: dict[str, dict[str, str]] = {
     "model_args": {"num_classes": "it comes from the dataset", "input_shape": "it comes from the dataset"},
-    "dataset_args": {"root": "use --data-root", "download": "use --download"},
+    "dataset_args": {"root": "use --data-root", "download": "use --download",
+                     "splits": "blitz asks for the splits a command reads ('blitz eval' only the test split)"},
     "optimizer_args": {"lr": "use --lr", "momentum": "use --momentum", "weight_decay": "use --weight-decay"},
     "schedule_args": {"total_steps": "it comes from --epochs and the data"},
 }

@@ -216,7 +216,7 @@ def _eval_data(loaded: LoadedRun, config: RunConfig, console: Console) -> tuple[
     from blitz.build import load_data
 
     try:
-        bundle = load_data(resolve("datasets", config.dataset), config)
+        bundle = load_data(resolve("datasets", config.dataset), config, splits=("test",))
     except DataNotFoundError as exc:  # the data source's advice is for `blitz run`; here it is one of these
         raise DataNotFoundError(
             f"{exc} For this run: --data-root DIR (it read '{config.resolved_data_root()}'), or "

@@ -154,7 +154,7 @@ def predict_samples(result: TrainResult, trainer: Trainer, n: int) -> Samples:
     if split is None:
         from blitz.build import load_data
 
-        split = load_data(trainer.components.dataset, trainer.config).test
+        split = load_data(trainer.components.dataset, trainer.config, splits=("test",)).test
     inputs, display, labels = first_examples(split, result.info, n)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     predicted = predict(model, inputs.to(device))

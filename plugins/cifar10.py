@@ -231,15 +231,17 @@ def fetch_archive(root: Path) -> None:
     archive.unlink()
 
 
-def load_cifar10(*, root: Path | None, download: bool = False) -> DataBundle:
-    """CIFAR-10: 50,000 training and 10,000 test images, 32x32 RGB, 10 classes."""
+def load_cifar10(*, root: Path | None, download: bool = False, splits: tuple[str, ...] = ("train", "test")) -> DataBundle:
+    """CIFAR-10: 50,000 training and 10,000 test images, 32x32 RGB, 10 classes. Only the files
+    of ``splits`` are needed and read (``blitz eval``: test_batch)."""
     root = Path(root) if root is not None else Path("data")
     folder = locate(root)
-    missing = [name for name in (*TRAIN_FILES, *TEST_FILES) if not (folder / name).is_file()]
+    wanted = (*(TRAIN_FILES if "train" in splits else ()), *(TEST_FILES if "test" in splits else ()))
+    missing = [name for name in wanted if not (folder / name).is_file()]
     if missing and download:
         fetch_archive(root)
         folder = locate(root)
-        missing = [name for name in (*TRAIN_FILES, *TEST_FILES) if not (folder / name).is_file()]
+        missing = [name for name in wanted if not (folder / name).is_file()]
     if missing:
         archive = next((a for a in (root / "cifar-10-python.tar.gz", folder.parent / "cifar-10-python.tar.gz") if a.is_file()), None)
         if archive is not None:  # downloaded by hand, not unpacked
@@ -251,11 +253,11 @@ def load_cifar10(*, root: Path | None, download: bool = False) -> DataBundle:
             f"CIFAR-10 not found: looked for '{folder / missing[0]}'. Put the '{FOLDER}' folder under "
             "the data root (--data-root DIR or $BLITZ_DATA_ROOT), or add --download to 'blitz run' where a network exists."
         )
-    train = read_split(folder, TRAIN_FILES)
-    test = read_split(folder, TEST_FILES)
+    skipped = TensorSplit.empty((3, 32, 32))
+    train = read_split(folder, TRAIN_FILES) if "train" in splits else skipped
+    test = read_split(folder, TEST_FILES) if "test" in splits else skipped
     info = DataInfo(num_classes=10, input_shape=(3, 32, 32), class_names=CLASSES, mean=MEAN, std=STD)
-    files = [folder / name for name in (*TRAIN_FILES, *TEST_FILES)]
-    return DataBundle(train=train, test=test, info=info, files=files)
+    return DataBundle(train=train, test=test, info=info, files=[folder / name for name in wanted])
 
 
 @hookimpl

@@ -465,14 +465,18 @@ def decode_sides(
             ImageFolderDataset(readable.take(test_rows), size=image_size, mode=mode), tuple(mean), tuple(std))
 
 
-def check_readable(train: Split, test: Split, classes: list[str], folder: Path, bad: BadFiles) -> None:
-    """DataError where skipping unreadable files left a split, or a class's training images, empty."""
-    if not len(train) or not len(test):
+def check_readable(
+    train: Split, test: Split, classes: list[str], folder: Path, bad: BadFiles, *, train_read: bool = True,
+) -> None:
+    """DataError where skipping unreadable files left a split, or a class's training images, empty
+    (``train_read``: False where the training images were not asked for)."""
+    no_train = train_read and not len(train)
+    if no_train or not len(test):
         raise DataError(
-            f"No readable images left in the {'training' if not len(train) else 'test'} split of "
+            f"No readable images left in the {'training' if no_train else 'test'} split of "
             f"'{folder}' after skipping {len(bad.found)} unreadable file(s)."
         )
-    if bad.found:  # a class whose every training image was unreadable cannot be learned
+    if bad.found and train_read:  # a class whose every training image was unreadable cannot be learned
         present = set(train.labels.tolist() if isinstance(train, TensorSplit) else train.files.labels)
         lost = [name for index, name in enumerate(classes) if index not in present]
         if lost:
@@ -495,13 +499,16 @@ def load_imagefolder(
     normalize: str = "auto",
     max_in_memory_mb: float = 2048,
     skip_bad: bool = False,
+    splits: tuple[str, ...] = ("train", "test"),
 ) -> DataBundle:
     """A folder of class subfolders of images; ``download`` is accepted and ignored.
 
     ``path``: the image folder (default: the data root). ``test_path``: a separate test folder
     with the same class subfolders; without it ``test_fraction`` of each class is held out,
     chosen with ``split_seed``. ``normalize``: ``auto`` (mean/std measured on the training
-    images) or ``half`` (0.5/0.5, as in the tutorial).
+    images) or ``half`` (0.5/0.5, as in the tutorial). Without "train" in ``splits`` only the
+    test images are decoded (mean and std are then 0.5: ``blitz eval`` uses the run's), except
+    with ``skip_bad`` and a held-out split, which is drawn from the readable images of both.
     """
     del download  # nothing to download: the images are the user's own
     root = Path(root) if root is not None else Path("data")
@@ -525,13 +532,16 @@ def load_imagefolder(
             )
     resplit = None if test_path is not None else (  # the held-out split anew, of the readable files
         lambda readable: split_rows(readable, len(classes), test_fraction, split_seed, folder))
+    test_only = "train" not in splits and (resplit is None or not skip_bad)
+    if test_only:  # the training images are not decoded: the split stays the same without them
+        train, resplit = FileList([], []), None
     bad = BadFiles(skip_bad)
     train_split, test_split, mean, std = decode_sides(
-        train, test, resplit=resplit, image_size=image_size, channels=channels, measure=normalize == "auto",
-        max_in_memory_mb=max_in_memory_mb, bad=bad,
+        train, test, resplit=resplit, image_size=image_size, channels=channels,
+        measure=normalize == "auto" and not test_only, max_in_memory_mb=max_in_memory_mb, bad=bad,
     )
     bad.warn()
-    check_readable(train_split, test_split, classes, folder, bad)
+    check_readable(train_split, test_split, classes, folder, bad, train_read=not test_only)
     info = DataInfo(
         num_classes=len(classes),
         input_shape=(channels, image_size, image_size),

@@ -120,10 +120,11 @@ def mnist_file(folder: Path, name: str) -> Path:
     return gz if not plain.is_file() and gz.is_file() else plain
 
 
-def locate_mnist(root: Path, fmt: MnistFormat) -> Path:
-    """The folder with the idx files: ``<root>/<Folder>/raw`` (torchvision), or two fallbacks."""
+def locate_mnist(root: Path, fmt: MnistFormat, split: str = "train") -> Path:
+    """The folder with the idx files: ``<root>/<Folder>/raw`` (torchvision), or two fallbacks;
+    found by ``split``'s images file."""
     for candidate in (root / fmt.folder / "raw", root / fmt.folder, root):
-        if mnist_file(candidate, MNIST_FILES["train"][0]).is_file():
+        if mnist_file(candidate, MNIST_FILES[split][0]).is_file():
             return candidate
     return root / fmt.folder / "raw"
 
@@ -145,10 +146,11 @@ def read_mnist_split(folder: Path, split: str, fmt: MnistFormat) -> tuple[Tensor
 
 
 def mnist_loader(fmt: MnistFormat) -> Callable[..., DataBundle]:
-    def load(*, root: Path | None, download: bool = False) -> DataBundle:
+    def load(*, root: Path | None, download: bool = False, splits: tuple[str, ...] = ("train", "test")) -> DataBundle:
         root = default_root(root)
-        folder = locate_mnist(root, fmt)
-        names = [name for pair in MNIST_FILES.values() for name in pair]
+        read = [split for split in MNIST_FILES if split in splits]
+        folder = locate_mnist(root, fmt, read[0] if read else "train")
+        names = [name for split in read for name in MNIST_FILES[split]]
         missing = [n for n in names if not mnist_file(folder, n).is_file()]
         if missing and download:
             import torchvision.datasets
@@ -157,15 +159,16 @@ def mnist_loader(fmt: MnistFormat) -> Callable[..., DataBundle]:
                 getattr(torchvision.datasets, fmt.folder)(str(root), train=True, download=True)
             except Exception as exc:  # URLError, RuntimeError("Error downloading ..."), ...
                 raise download_failed(fmt.title, exc, root / fmt.folder / "raw") from None
-            folder = locate_mnist(root, fmt)
+            folder = locate_mnist(root, fmt, read[0] if read else "train")
             missing = [n for n in names if not mnist_file(folder, n).is_file()]
         if missing:
             raise not_found(
                 fmt.title, folder / missing[0],
-                f"the four idx files ({', '.join(names)}, optionally .gz) in '{fmt.folder}/raw/'",
+                f"the idx files ({', '.join(names)}, optionally .gz) in '{fmt.folder}/raw/'",
             )
-        train, train_files = read_mnist_split(folder, "train", fmt)
-        test, test_files = read_mnist_split(folder, "test", fmt)
+        loaded = {split: read_mnist_split(folder, split, fmt) for split in read}
+        skipped = (TensorSplit.empty((1, 28, 28)), [])
+        (train, train_files), (test, test_files) = (loaded.get(split, skipped) for split in MNIST_FILES)
         info = DataInfo(
             num_classes=len(fmt.classes), input_shape=(1, 28, 28), class_names=fmt.classes,
             mean=(fmt.mean,), std=(fmt.std,),
@@ -173,7 +176,8 @@ def mnist_loader(fmt: MnistFormat) -> Callable[..., DataBundle]:
         return DataBundle(train=train, test=test, info=info, files=train_files + test_files)
 
     load.__name__ = f"load_{fmt.name}"
-    load.__doc__ = f"{fmt.title}: 60,000 training and 10,000 test 28x28 grayscale images, 10 classes."
+    load.__doc__ = (f"{fmt.title}: 60,000 training and 10,000 test 28x28 grayscale images, 10 classes. "
+                    "Only the files of ``splits`` are needed and read.")
     return load
 
 
@@ -206,18 +210,21 @@ def read_cifar100_meta(path: Path) -> tuple[str, ...]:
     return tuple(names)
 
 
-def locate_cifar100(root: Path) -> Path:
+def locate_cifar100(root: Path, split: str = "train") -> Path:
     for candidate in (root / CIFAR100_FOLDER, root):
-        if (candidate / "meta").is_file() and (candidate / "train").is_file():
+        if (candidate / "meta").is_file() and (candidate / split).is_file():
             return candidate
     return root / CIFAR100_FOLDER
 
 
-def load_cifar100(*, root: Path | None, download: bool = False) -> DataBundle:
-    """CIFAR-100: 50,000 training and 10,000 test 32x32 RGB images, 100 (fine) classes."""
+def load_cifar100(*, root: Path | None, download: bool = False, splits: tuple[str, ...] = ("train", "test")) -> DataBundle:
+    """CIFAR-100: 50,000 training and 10,000 test 32x32 RGB images, 100 (fine) classes. Only the
+    files of ``splits`` (and meta) are needed and read."""
     root = default_root(root)
-    folder = locate_cifar100(root)
-    missing = [n for n in CIFAR100_FILES if not (folder / n).is_file()]
+    read = [split for split in ("train", "test") if split in splits]
+    wanted = [*read, "meta"]
+    folder = locate_cifar100(root, read[0] if read else "train")
+    missing = [n for n in wanted if not (folder / n).is_file()]
     if missing and download:
         from torchvision.datasets import CIFAR100
         from torchvision.datasets.utils import download_and_extract_archive
@@ -226,17 +233,19 @@ def load_cifar100(*, root: Path | None, download: bool = False) -> DataBundle:
             download_and_extract_archive(CIFAR100.url, str(root), filename=CIFAR100.filename, md5=CIFAR100.tgz_md5, remove_finished=True)
         except Exception as exc:
             raise download_failed("CIFAR-100", exc, root / CIFAR100_FOLDER) from None
-        folder = locate_cifar100(root)
-        missing = [n for n in CIFAR100_FILES if not (folder / n).is_file()]
+        folder = locate_cifar100(root, read[0] if read else "train")
+        missing = [n for n in wanted if not (folder / n).is_file()]
     if missing:
         raise not_found("CIFAR-100", folder / missing[0], f"the '{CIFAR100_FOLDER}' folder (train, test, meta)")
     classes = read_cifar100_meta(folder / "meta")
-    splits = []
-    for name in ("train", "test"):
+    loaded = {}
+    for name in read:
         images, labels = read_batch(folder / name, num_classes=100)
-        splits.append(TensorSplit(torch.from_numpy(images), torch.from_numpy(labels)))
+        loaded[name] = TensorSplit(torch.from_numpy(images), torch.from_numpy(labels))
+    skipped = TensorSplit.empty((3, 32, 32))
     info = DataInfo(num_classes=100, input_shape=(3, 32, 32), class_names=classes, mean=CIFAR100_MEAN, std=CIFAR100_STD)
-    return DataBundle(train=splits[0], test=splits[1], info=info, files=[folder / n for n in CIFAR100_FILES])
+    return DataBundle(train=loaded.get("train", skipped), test=loaded.get("test", skipped), info=info,
+                      files=[folder / n for n in wanted])
 
 
 # ---- SVHN (MATLAB .mat files) --------------------------------------------------------------
@@ -352,11 +361,14 @@ def locate_svhn(root: Path) -> Path:
     return root
 
 
-def load_svhn(*, root: Path | None, download: bool = False, extra: bool = False) -> DataBundle:
-    """SVHN: 73,257 training (+531,131 with ``extra``) and 26,032 test 32x32 RGB digit images."""
+def load_svhn(
+    *, root: Path | None, download: bool = False, extra: bool = False, splits: tuple[str, ...] = ("train", "test"),
+) -> DataBundle:
+    """SVHN: 73,257 training (+531,131 with ``extra``) and 26,032 test 32x32 RGB digit images.
+    Only the files of ``splits`` are needed and read."""
     root = default_root(root)
     folder = locate_svhn(root)
-    wanted = ["train", "test"] + (["extra"] if extra else [])
+    wanted = [s for s in ("train", "test") if s in splits] + (["extra"] if extra and "train" in splits else [])
     missing = [s for s in wanted if not (folder / SVHN_FILES[s]).is_file()]
     if missing and download:
         from torchvision.datasets import SVHN
@@ -372,11 +384,12 @@ def load_svhn(*, root: Path | None, download: bool = False, extra: bool = False)
     if missing:
         files = ", ".join(SVHN_FILES[s] for s in wanted)
         raise not_found("SVHN", folder / SVHN_FILES[missing[0]], f"the .mat files ({files}) directly")
-    train = read_svhn(folder / SVHN_FILES["train"])
-    if extra:
+    skipped = TensorSplit.empty((3, 32, 32))
+    train = read_svhn(folder / SVHN_FILES["train"]) if "train" in wanted else skipped
+    if "extra" in wanted:
         more = read_svhn(folder / SVHN_FILES["extra"])
         train = TensorSplit(torch.cat([train.images, more.images]), torch.cat([train.labels, more.labels]))
-    test = read_svhn(folder / SVHN_FILES["test"])
+    test = read_svhn(folder / SVHN_FILES["test"]) if "test" in wanted else skipped
     info = DataInfo(
         num_classes=10, input_shape=(3, 32, 32), class_names=tuple(str(d) for d in range(10)),
         mean=SVHN_MEAN, std=SVHN_STD,

@@ -718,3 +718,95 @@ def test_imagefolder_statistics_are_the_training_images_whether_in_memory_or_not
     assert from_disk.info.std == pytest.approx(in_memory.info.std, abs=1e-4)
     train_only = in_memory.train.images.double().div(255)
     assert in_memory.info.mean == pytest.approx(train_only.mean(dim=(0, 2, 3)).tolist(), abs=1e-4)
+
+
+# ---- only the splits asked for (`blitz eval` reads only the test split) ------------------------
+
+def _only_test_files(folder: Path, train_names: tuple[str, ...]) -> None:
+    for name in train_names:
+        (folder / name).unlink()
+
+
+@pytest.mark.parametrize("source", ["cifar10", "cifar100", "mnist", "svhn"])
+def test_a_source_asked_for_the_test_split_needs_and_reads_only_its_files(tmp_path: Path, source: str) -> None:
+    from blitz.plugins.cifar10 import TRAIN_FILES, load_cifar10
+    from tests.conftest import make_cifar
+
+    if source == "cifar10":
+        folder, load, train_names = make_cifar(tmp_path) / "cifar-10-batches-py", load_cifar10, TRAIN_FILES
+    elif source == "cifar100":
+        folder, load, train_names = make_cifar100(tmp_path), tvd.load_cifar100, ("train",)
+    elif source == "mnist":
+        make_mnist(tmp_path)
+        folder, load = tmp_path / "MNIST" / "raw", tvd.load_mnist
+        train_names = tvd.MNIST_FILES["train"]
+    else:
+        write_svhn_mat(tmp_path / "train_32x32.mat", 6, seed=0)
+        write_svhn_mat(tmp_path / "test_32x32.mat", 5, seed=1)
+        folder, load, train_names = tmp_path, tvd.load_svhn, ("train_32x32.mat",)
+    both = load(root=tmp_path)
+    _only_test_files(folder, train_names)
+    tested = load(root=tmp_path, splits=("test",))
+    assert torch.equal(tested.test.images, both.test.images) and torch.equal(tested.test.labels, both.test.labels)
+    assert len(tested.train) == 0 and tested.train.images.shape[1:] == both.train.images.shape[1:]
+    assert tested.info == both.info
+    assert tested.files and all(path.is_file() for path in tested.files)  # what it read, for `data verify`
+    with pytest.raises(DataNotFoundError):  # the training files are still needed to train
+        load(root=tmp_path)
+
+
+@pytest.mark.parametrize("separate_test", [False, True])
+def test_imagefolder_asked_for_the_test_split_decodes_no_training_image(tmp_path: Path, separate_test: bool) -> None:
+    root = make_folder(tmp_path / "imgs")
+    options = {"test_path": str(make_folder(tmp_path / "held"))} if separate_test else {"test_fraction": 0.4}
+    both = load_imagefolder(root=root, image_size=8, **options)
+    train_files = imagefolder.scan(root)[1] if separate_test else imagefolder.stratified_split(
+        imagefolder.scan(root)[1], len(COLOURS), 0.4, 0, root)[0]
+    for path in train_files.paths:  # unreadable now: decoding any would fail
+        path.write_bytes(b"not an image")
+    tested = load_imagefolder(root=root, image_size=8, splits=("test",), **options)
+    assert torch.equal(tested.test.images, both.test.images) and torch.equal(tested.test.labels, both.test.labels)
+    assert len(tested.train) == 0 and tested.info.class_names == both.info.class_names
+    with pytest.raises(DataError, match="not an image|cannot identify"):
+        load_imagefolder(root=root, image_size=8, **options)
+
+
+def test_imagefolder_skipping_bad_files_decodes_both_sides_for_the_same_held_out_split(tmp_path: Path) -> None:
+    """With skip_bad the held-out split is drawn from the readable images of both sides, so a
+    test-only load must still look at the training images to draw the same one."""
+    root = with_a_broken_image(tmp_path / "imgs")
+    with pytest.warns(UserWarning):
+        both = load_imagefolder(root=root, image_size=8, skip_bad=True, test_fraction=0.4)
+    with pytest.warns(UserWarning):
+        tested = load_imagefolder(root=root, image_size=8, skip_bad=True, test_fraction=0.4, splits=("test",))
+    assert torch.equal(tested.test.images, both.test.images) and torch.equal(tested.test.labels, both.test.labels)
+
+
+def test_blitz_passes_splits_only_to_a_data_source_that_names_them(tmp_path: Path) -> None:
+    from blitz import DataBundle, DataInfo
+    from blitz.build import load_data
+    from blitz.config import RunConfig
+    from blitz.catalog import Resolved
+    from blitz.registry import Entry
+
+    seen: list[dict] = []
+    info = DataInfo(num_classes=2, input_shape=(3, 4, 4), class_names=("a", "b"))
+
+    def bundle() -> DataBundle:
+        split = TensorSplit(torch.zeros((2, 3, 4, 4), dtype=torch.uint8), torch.tensor([0, 1]))
+        return DataBundle(train=split, test=split, info=info)
+
+    def with_splits(*, root: Path | None, download: bool, splits: tuple[str, ...] = ("train", "test")) -> DataBundle:
+        seen.append({"splits": splits})
+        return bundle()
+
+    def with_any_keyword(*, root: Path | None, download: bool, **options: object) -> DataBundle:
+        seen.append(options)
+        return bundle()
+
+    config = RunConfig(dataset="x")
+    for factory in (with_splits, with_any_keyword):
+        resolved = Resolved("x", Entry("x", factory, plugin="test plugin"), {}, "")
+        load_data(resolved, config, splits=("test",))
+        load_data(resolved, config)
+    assert seen == [{"splits": ("test",)}, {"splits": ("train", "test")}, {}, {}]
