@@ -27,8 +27,10 @@ def register_datasets(register: Register) -> None:
 
     :param register: call ``register(name, factory, description=...)``; the factory is called as
         ``factory(*, root: Path | None, download: bool, **options)`` and returns a
-        :class:`blitz.DataBundle`. ``reads_data_root=False`` marks a source that reads no files
-        (synthetic data): ``--data-root`` given for it gets a warning.
+        :class:`blitz.DataBundle`; a factory that names a ``splits`` parameter is also given the
+        splits the command reads (``blitz eval``: ``("test",)``) and may skip the others.
+        ``reads_data_root=False`` marks a source that reads no files (synthetic data):
+        ``--data-root`` given for it gets a warning.
     """
 
 

@@ -728,3 +728,19 @@ def test_blitz_words_typer_errors_and_help_its_way_and_leaves_typer_as_found():
     theirs = runner.invoke(other, ["--bogus"])
     assert theirs.exit_code == 2 and "Usage:" in theirs.output and "Error: No such option" not in theirs.output
     assert "<bool>" in runner.invoke(other, ["--help"], terminal_width=120).output  # typer's own flag rendering
+
+
+def test_eval_needs_only_the_test_files_and_lists_splits_as_no_option(cifar_root, tmp_path):
+    """`blitz eval` asks the data source for the test split alone: CIFAR-10's training files
+    are neither read nor needed (they were, ~0.3 s and 150 MB for the real ones)."""
+    out = tmp_path / "run"
+    trained = blitz("run", "--model", "lenet", "--data-root", cifar_root, "--epochs", "1", "--strategy", "cpu", "--out", out)
+    assert trained.exit_code == 0, trained.output
+    for batch in (cifar_root / "cifar-10-batches-py").glob("data_batch_*"):
+        batch.unlink()
+    evaluated = blitz("eval", out, "--strategy", "cpu", "--data-root", cifar_root)
+    assert evaluated.exit_code == 0, evaluated.output
+    accuracy = json.loads((out / "results.json").read_text())["accuracy"]
+    assert json.loads((out / "eval-cifar10-best.json").read_text())["accuracy"] == accuracy
+    listed = blitz("list", "datasets", "--json")
+    assert listed.exit_code == 0 and "splits" not in json.dumps(json.loads(listed.output))

@@ -306,6 +306,7 @@ def test_the_airbench_optimizers_register_their_recipes_rates(recipe, optimizer)
     ("field", "key", "hint"),
     [("optimizer_args", "lr", "use --lr"), ("optimizer_args", "momentum", "use --momentum"),
      ("model_args", "num_classes", "it comes from the dataset"), ("dataset_args", "root", "use --data-root"),
+     ("dataset_args", "splits", r"blitz asks for the splits a command reads \('blitz eval' only the test split\)"),
      ("schedule_args", "total_steps", "it comes from --epochs and the data"),
      # a family's member comes from the name: `--model resnet18 --model-arg variant=resnet50` trained resnet18
      ("model_args", "variant", r"it comes from the component's name \(--model timm/resnet50 builds timm's resnet50\)")],
