@@ -149,7 +149,8 @@ def mnist_loader(fmt: MnistFormat) -> Callable[..., DataBundle]:
     def load(*, root: Path | None, download: bool = False, splits: tuple[str, ...] = ("train", "test")) -> DataBundle:
         root = default_root(root)
         read = [split for split in MNIST_FILES if split in splits]
-        folder = locate_mnist(root, fmt, read[0] if read else "train")
+        found_by = read[0] if read else "train"  # the split whose files locate the folder
+        folder = locate_mnist(root, fmt, found_by)
         names = [name for split in read for name in MNIST_FILES[split]]
         missing = [n for n in names if not mnist_file(folder, n).is_file()]
         if missing and download:
@@ -159,7 +160,7 @@ def mnist_loader(fmt: MnistFormat) -> Callable[..., DataBundle]:
                 getattr(torchvision.datasets, fmt.folder)(str(root), train=True, download=True)
             except Exception as exc:  # URLError, RuntimeError("Error downloading ..."), ...
                 raise download_failed(fmt.title, exc, root / fmt.folder / "raw") from None
-            folder = locate_mnist(root, fmt, read[0] if read else "train")
+            folder = locate_mnist(root, fmt, found_by)
             missing = [n for n in names if not mnist_file(folder, n).is_file()]
         if missing:
             raise not_found(
@@ -223,7 +224,8 @@ def load_cifar100(*, root: Path | None, download: bool = False, splits: tuple[st
     root = default_root(root)
     read = [split for split in ("train", "test") if split in splits]
     wanted = [*read, "meta"]
-    folder = locate_cifar100(root, read[0] if read else "train")
+    found_by = read[0] if read else "train"  # the split whose file locates the folder
+    folder = locate_cifar100(root, found_by)
     missing = [n for n in wanted if not (folder / n).is_file()]
     if missing and download:
         from torchvision.datasets import CIFAR100
@@ -233,7 +235,7 @@ def load_cifar100(*, root: Path | None, download: bool = False, splits: tuple[st
             download_and_extract_archive(CIFAR100.url, str(root), filename=CIFAR100.filename, md5=CIFAR100.tgz_md5, remove_finished=True)
         except Exception as exc:
             raise download_failed("CIFAR-100", exc, root / CIFAR100_FOLDER) from None
-        folder = locate_cifar100(root, read[0] if read else "train")
+        folder = locate_cifar100(root, found_by)
         missing = [n for n in wanted if not (folder / n).is_file()]
     if missing:
         raise not_found("CIFAR-100", folder / missing[0], f"the '{CIFAR100_FOLDER}' folder (train, test, meta)")
