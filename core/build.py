@@ -260,7 +260,7 @@ def call_factory(resolved: Resolved, what: str, *args: Any, check_types: bool = 
         raise
     except (ValueError, BlitzError):
         raise  # the callers say what these mean (a rejected option, missing data...)
-    except Exception as exc:  # a failure of its own (a RuntimeError, a file it cannot read): one line
+    except (Exception, SystemExit) as exc:  # its own failure (a RuntimeError, an unreadable file, sys.exit()): one line
         raise PluginError(
             f"{what} '{resolved.name}' of plugin '{resolved.entry.plugin}' failed while being built "
             f"({type(exc).__name__}: {first_line(exc)}); --debug shows where."

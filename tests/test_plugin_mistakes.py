@@ -808,12 +808,14 @@ def _raising(exc: BaseException):
          r"^Dataset 'unreadable' of plugin 'mine' failed while being built \(PermissionError: \[Errno 13\] denied\)"),
         ({"optimizer": "keyerr"}, r"^Optimizer 'keyerr' of plugin 'mine' failed while being built \(KeyError: 'lr'\)"),
         ({"loggers": ["noimport"]}, r"^Logger 'noimport' of plugin 'mine' failed while being built \(ImportError: no wandb\)"),
+        ({"model": "exits"}, r"^Model 'exits' of plugin 'mine' failed while being built \(SystemExit: 3\)"),  # not blitz's end
     ],
 )
 def test_any_other_exception_of_a_factory_is_one_line_naming_the_plugin(tmp_path, changes, message):
     """Not a traceback: the component, its plugin and the exception's first line; --debug for the rest."""
     plugin = Plugin(
-        models={"boom": _raising(RuntimeError("CUDA error: out of memory\nCUDA kernel errors might be reported"))},
+        models={"boom": _raising(RuntimeError("CUDA error: out of memory\nCUDA kernel errors might be reported")),
+                "exits": _raising(SystemExit(3))},
         datasets={"unreadable": _raising(PermissionError(13, "denied"))},
         optimizers={"keyerr": _raising(KeyError("lr"))}, loggers={"noimport": _raising(ImportError("no wandb"))},
     )
