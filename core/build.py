@@ -611,6 +611,18 @@ def check_fit(model: nn.Module, info: DataInfo, model_name: str, dataset_name: s
         )
 
 
+def check_schedule(resolved: Resolved, scheduler: Any) -> Any:
+    """A schedule factory's result, checked as ``check_returned`` does, and not an optimizer: one
+    has step() and state_dict() too (``return optimizer``), and taken as the schedule it would
+    step the optimizer a second time after every step."""
+    if isinstance(scheduler, torch.optim.Optimizer):
+        raise PluginError(
+            f"Schedule '{resolved.name}' of plugin '{resolved.entry.plugin}' returned {type(scheduler).__name__}, "
+            "an optimizer, not a learning-rate scheduler: return one over it (torch.optim.lr_scheduler)."
+        )
+    return check_returned(resolved, "Schedule", scheduler, ("step", "state_dict", "load_state_dict"))
+
+
 def check_returned(resolved: Resolved, what: str, value: Any, wanted: type | tuple[str, ...]) -> Any:
     """A factory's result, if it is what blitz needs: an instance of ``wanted``, or an object
     with the methods named in it. Anything else is the plugin's bug, said before training."""

@@ -38,6 +38,7 @@ from blitz.build import (
     check_options,
     check_optimizer_covers,
     check_returned,
+    check_schedule,
     component_origins,
     contested_components,
     data_warnings,
@@ -464,10 +465,10 @@ class Trainer:
             **{**c.optimizer.defaults, **config.optimizer_args},
         ), torch.optim.Optimizer)
         self.warn_all(check_optimizer_covers(c.optimizer, optimizer, model))
-        scheduler = check_returned(c.schedule, "Schedule", call_with_options(
+        scheduler = check_schedule(c.schedule, call_with_options(
             c.schedule, "Schedule", optimizer, given=config.schedule_args, total_steps=total_steps,
             **{**c.schedule.defaults, **config.schedule_args},
-        ), ("step", "state_dict", "load_state_dict"))
+        ))
         return optimizer, scheduler
 
     def _load_data(self, strategy: Strategy) -> DataBundle:

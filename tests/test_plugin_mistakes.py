@@ -213,7 +213,7 @@ def test_a_name_the_catalog_gives_to_another_component_is_refused():
 
 
 class Plugin:
-    """Registers whatever the test puts in ``models``, ``datasets``, ``optimizers``, ``loggers``."""
+    """Registers whatever the test puts in ``models``, ``datasets``, ``optimizers``, ``schedules``, ``loggers``."""
 
     def __init__(self, **kinds: dict[str, Any]) -> None:
         self.kinds = kinds
@@ -233,6 +233,10 @@ class Plugin:
     @hookimpl
     def register_optimizers(self, register):
         self._register("optimizers", register)
+
+    @hookimpl
+    def register_schedules(self, register):
+        self._register("schedules", register)
 
     @hookimpl
     def register_loggers(self, register):
@@ -935,3 +939,13 @@ def test_a_trainer_refuses_a_misspelt_option_before_it_loads_any_data(tmp_path):
     assert loaded == []
     Trainer(tiny_config(tmp_path, epochs=1, **misspelt_logger), host=host_with(plugin), write_run=False).fit()
     assert loaded == [1]  # no run folder, no loggers: their options are not the run's concern
+
+
+def test_a_schedule_factory_returning_the_optimizer_is_refused(tmp_path):
+    """`return optimizer` has step() and state_dict() too: taken as the schedule, it would step
+    the optimizer a second time after every step, silently."""
+    plugin = Plugin(schedules={"same": lambda optimizer, *, total_steps: optimizer})
+    with pytest.raises(PluginError, match=r"^Schedule 'same' of plugin 'mine' returned \w+, an optimizer, not a "
+                                          r"learning-rate scheduler"):
+        fit(tmp_path, plugin, schedule="same")
+
