@@ -588,6 +588,16 @@ def check_batch_norm_batches(
     )
 
 
+def check_trainable(resolved: Resolved, model: nn.Module) -> None:
+    """Refuse a model with no trainable parameter: the optimizer would say "empty parameter list",
+    which reads as its own or the user's --lr. Layers kept in a plain list are the usual cause."""
+    if not any(p.requires_grad for p in model.parameters()):
+        raise PluginError(
+            f"Model '{resolved.name}' of plugin '{resolved.entry.plugin}' has no trainable parameters, so nothing to "
+            "train: layers kept in a plain list or dict are not registered (use nn.ModuleList or nn.ModuleDict)."
+        )
+
+
 def check_fit(model: nn.Module, info: DataInfo, model_name: str, dataset_name: str) -> None:
     """Run two fake examples through the model, so a mismatch fails now with both names."""
     shape = (2, *info.input_shape)

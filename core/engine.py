@@ -39,6 +39,7 @@ from blitz.build import (
     check_optimizer_covers,
     check_returned,
     check_schedule,
+    check_trainable,
     component_origins,
     contested_components,
     data_warnings,
@@ -390,6 +391,7 @@ class Trainer:
         torch.manual_seed(config.seed)  # identical initial weights on every rank
         model = build_model(c.model, info, config)
         check_fit(model, info, c.model.name, c.dataset.name)
+        check_trainable(c.model, model)
         parameters = sum(p.numel() for p in model.parameters())
         self.say(f"Model: {c.model.name}, {parameters:,} parameters")
         torch.manual_seed(mix_seed(config.seed, strategy.rank))  # each rank draws its own dropout noise

@@ -949,3 +949,22 @@ def test_a_schedule_factory_returning_the_optimizer_is_refused(tmp_path):
                                           r"learning-rate scheduler"):
         fit(tmp_path, plugin, schedule="same")
 
+
+class _LayersInAList(nn.Module):
+    def __init__(self, features: int, num_classes: int) -> None:
+        super().__init__()
+        self.layers = [nn.Flatten(), nn.Linear(features, num_classes)]  # a plain list: not registered
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+def test_a_model_without_trainable_parameters_is_named_not_the_optimizer(tmp_path):
+    """Layers kept in a plain list leave the model without parameters: the optimizer's "empty
+    parameter list" would blame it, and the user's --lr."""
+    plugin = Plugin(models={"listed": lambda *, num_classes, input_shape: _LayersInAList(3 * 32 * 32, num_classes)})
+    with pytest.raises(PluginError, match=r"^Model 'listed' of plugin 'mine' has no trainable parameters, so nothing to train: .*nn\.ModuleList"):
+        fit(tmp_path, plugin, model="listed")
+
