@@ -56,6 +56,7 @@ from blitz.errors import (
     FailedElsewhere,
     Interrupted,
     OutputError,
+    PluginError,
     TrainingDivergedError,
     UsageError,
     same_on_every_rank,
@@ -853,7 +854,11 @@ class Trainer:
         train_model.train()
         for n in sorted(train_sizes - {0}):
             with precision:
-                loss = loss_fn(train_model(inputs(n)), torch.zeros(n, dtype=torch.long, device=device))
+                logits = train_model(inputs(n))
+                try:
+                    loss = loss_fn(logits, torch.zeros(n, dtype=torch.long, device=device))
+                except (TypeError, ValueError, RuntimeError) as exc:
+                    raise self._not_logits(logits, n, info.num_classes) or exc
             loss.backward()
         if optimizer is not None and any(p.grad is not None for p in model.parameters()) \
                 and not has_step_hooks(optimizer):  # a hook (an EMA of the weights, say) would keep it
@@ -1002,7 +1007,11 @@ class Trainer:
                 loss = direct(inputs, labels, loss_fn) if direct else None
                 autograd = loss is None
                 if autograd:
-                    loss = loss_fn(model(inputs), labels)
+                    logits = model(inputs)
+                    try:
+                        loss = loss_fn(logits, labels)
+                    except (TypeError, ValueError, RuntimeError) as exc:  # no cost in steps that do not raise
+                        raise self._not_logits(logits, labels.shape[0], run.info.num_classes) or exc
             if use_scaler:  # fp16: scale the loss so small gradients survive, unscale before the step
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -1030,6 +1039,19 @@ class Trainer:
                     break
         progress.stop()
         return steps_done, images, loss_total
+
+    def _not_logits(self, output: Any, batch: int, num_classes: int) -> PluginError | None:
+        """The model's bug where its training-mode output, which the loss refused, is not logits of
+        shape (batch, num_classes): check_fit saw the eval-mode output only (Inception-style
+        models return auxiliary logits too while training). None where the output looks right."""
+        if isinstance(output, torch.Tensor) and tuple(output.shape) == (batch, num_classes):
+            return None
+        got = f"shape {tuple(output.shape)}" if isinstance(output, torch.Tensor) else type(output).__name__
+        model = self.components.model
+        return PluginError(
+            f"Model '{model.name}' of plugin '{model.entry.plugin}' returned {got} in training mode, not logits of "
+            f"shape ({batch}, {num_classes}): its forward must return one such tensor in training and in eval mode."
+        )
 
     def _sync_point(
         self, session: _Session, window: _LossWindow, epoch: int, steps_done: int, progress: EpochProgress

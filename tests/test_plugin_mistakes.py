@@ -968,3 +968,25 @@ def test_a_model_without_trainable_parameters_is_named_not_the_optimizer(tmp_pat
     with pytest.raises(PluginError, match=r"^Model 'listed' of plugin 'mine' has no trainable parameters, so nothing to train: .*nn\.ModuleList"):
         fit(tmp_path, plugin, model="listed")
 
+
+class _AuxLogits(nn.Module):
+    """As torchvision's Inception in training mode: (logits, aux logits), a tensor in eval mode."""
+
+    def __init__(self, features: int, num_classes: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        logits = self.linear(x.flatten(1))
+        return (logits, logits) if self.training else logits
+
+
+def test_a_model_whose_training_output_is_not_logits_is_named_not_a_traceback(tmp_path):
+    """The fit check runs in eval mode; a model that returns something else in training mode
+    failed inside the loss with a traceback."""
+    plugin = Plugin(models={"aux": lambda *, num_classes, input_shape: _AuxLogits(3 * 32 * 32, num_classes)})
+    with pytest.raises(PluginError, match=r"^Model 'aux' of plugin 'mine' returned tuple in training mode, not "
+                                          r"logits of shape \(50, 10\)") as info:
+        fit(tmp_path, plugin, model="aux")
+    assert "\n" not in str(info.value)
+
