@@ -301,10 +301,11 @@ def unexpected_keyword(exc: TypeError) -> str | None:
 
 def user_could_cause(exc: TypeError, given: dict[str, Any]) -> bool:
     """Whether a TypeError from inside a factory may come from the options the user gave: not
-    where none were given, nor where it refuses a keyword the user did not give (the factory's
-    own call of something else is wrong)."""
+    where none were given, nor where it refuses a keyword the user did not give or misses an
+    argument (the factory's own call of something else is wrong: options have defaults)."""
     keyword = unexpected_keyword(exc)
-    return bool(given) and (keyword is None or keyword in given)
+    missing = re.search(r"missing \d+ required .*argument", str(exc)) is not None
+    return bool(given) and not missing and (keyword is None or keyword in given)
 
 
 def call_with_options(resolved: Resolved, what: str, *args: Any, given: dict[str, Any], **kwargs: Any) -> Any:

@@ -990,3 +990,20 @@ def test_a_model_whose_training_output_is_not_logits_is_named_not_a_traceback(tm
         fit(tmp_path, plugin, model="aux")
     assert "\n" not in str(info.value)
 
+
+def test_a_missing_argument_inside_a_factory_is_the_plugins_bug_even_with_options(tmp_path):
+    """The user's options cannot leave out an argument of a call inside the factory (`check_fraction`
+    without `zero_allowed`): the plugin's bug, not "rejected its options"."""
+    from torch.optim.lr_scheduler import LambdaLR
+
+    from blitz.options import check_fraction
+
+    def warm(optimizer, *, total_steps: int, warmup: float = 0.1):
+        check_fraction("warmup", warmup)  # type: ignore[call-arg]  # the mistake
+        return LambdaLR(optimizer, lambda step: 1.0)
+
+    plugin = Plugin(schedules={"warm": warm})
+    with pytest.raises(PluginError, match=r"^Schedule 'warm' of plugin 'mine' failed while being built \(TypeError: "
+                                          r"check_fraction\(\) missing 1 required keyword-only argument"):
+        fit(tmp_path, plugin, schedule="warm", schedule_args={"warmup": 0.2})
+
