@@ -207,11 +207,8 @@ def check_keywords(resolved: Resolved, what: str, kwargs: dict[str, Any], *, che
                 f"which blitz passes to every {what.lower()} factory: the factory's signature is wrong "
                 "(see 'Factory contracts' in docs/plugins.md)."
             )
-        if unknown:
-            options = sorted(
-                n for n, p in signature.parameters.items()
-                if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in supplied_by_blitz(what)
-            )
+        if unknown:  # what it takes, as 'blitz list' shows it (keyword-only or not)
+            options = sorted(n for n in factory_options(resolved.entry.factory, what) if n != "**")
             close = closest_name(unknown[0], options)
             raise UsageError(
                 f"{what} '{resolved.name}' takes no argument '{unknown[0]}'"

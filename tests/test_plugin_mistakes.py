@@ -1007,3 +1007,10 @@ def test_a_missing_argument_inside_a_factory_is_the_plugins_bug_even_with_option
                                           r"check_fraction\(\) missing 1 required keyword-only argument"):
         fit(tmp_path, plugin, schedule="warm", schedule_args={"warmup": 0.2})
 
+
+def test_an_unknown_option_lists_the_options_a_factory_takes_by_position_or_keyword(tmp_path):
+    """`def build(num_classes, input_shape, width=8)` takes `width`, as `blitz list` says, not "no options"."""
+    plugin = Plugin(models={"plain": lambda num_classes, input_shape, width=8: nn.Linear(1, 1)})
+    with pytest.raises(UsageError, match=r"^Model 'plain' takes no argument 'widht' \(did you mean 'width'\?\); "
+                                         r"it takes: width\.$"):
+        fit(tmp_path, plugin, model="plain", model_args={"widht": 4})
