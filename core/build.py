@@ -10,6 +10,7 @@ import dataclasses
 import inspect
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -157,6 +158,46 @@ def option_default_problems(host: PluginHost | None = None) -> list[str]:
                         f"Plugin '{entry.plugin}' {registry.kind} '{entry.name}': option '{parameter.name}' defaults "
                         f"to {default!r}, not {problem[1]} as its type hint says: fix the default or the hint."
                     )
+    return problems
+
+
+# How blitz calls each kind's factories (stand-in values): what `blitz list-plugins --check` binds
+# every factory's signature to, so that one that cannot take them fails CI, not a user's run.
+_FACTORY_CALLS: dict[str, tuple[str, tuple[Any, ...], dict[str, Any]]] = {
+    "dataset": ("factory(*, root, download)", (), {"root": None, "download": False}),
+    "model": ("factory(*, num_classes, input_shape)", (), {"num_classes": 10, "input_shape": (3, 32, 32)}),
+    "optimizer": ("factory(model, *, lr, momentum, weight_decay)", (None,), {"lr": 0.001, "momentum": 0.9, "weight_decay": 0.0}),
+    "schedule": ("factory(optimizer, *, total_steps)", (None,), {"total_steps": 1}),
+    "strategy": ("factory(*, device)", (), {"device": None}),
+    "logger": ("factory(*, run_dir)", (), {"run_dir": Path(".")}),
+}
+
+
+def factory_signature_problems(host: PluginHost | None = None) -> list[str]:
+    """Factories whose signature cannot take what blitz passes to every factory of their kind (a
+    misnamed or missing keyword, positional-only parameters): every run of them fails
+    (`blitz list-plugins --check`)."""
+    host = host or get_host()
+    problems = []
+    for registry in host.registries.values():
+        call = _FACTORY_CALLS.get(registry.kind)
+        if call is None:
+            continue
+        shown, args, kwargs = call
+        for entry in registry.entries():
+            try:
+                signature = inspect.signature(entry.factory)
+            except (TypeError, ValueError):  # a builtin without one: not checked
+                continue
+            family = {"variant": "x"} if entry.name.endswith("/*") else {}
+            try:
+                signature.bind_partial(*args, **kwargs, **family)
+            except TypeError as exc:
+                problems.append(
+                    f"Plugin '{entry.plugin}' {registry.kind} '{entry.name}': its factory cannot be called as blitz calls "
+                    f"every {registry.kind} factory, {shown}{' with variant' if family else ''} ({exc}): "
+                    "see 'Factory contracts' in docs/plugins.md."
+                )
     return problems
 
 

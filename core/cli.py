@@ -662,8 +662,8 @@ def list_models(
 SLOW_PLUGIN_SECONDS = 0.5
 
 
-_CHECK_HELP = ("Exit 1 if any plugin, plugin recipe or factory default has a problem, or BLITZ_LOAD_PLUGINS names "
-               "an unknown plugin (for CI).")
+_CHECK_HELP = ("Exit 1 if any plugin, plugin recipe, factory signature or default has a problem, or "
+               "BLITZ_LOAD_PLUGINS names an unknown plugin (for CI).")
 
 
 @app.command("list-plugins", help="List every plugin, its distribution, version and what it registers.")
@@ -672,7 +672,7 @@ def list_plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     check: Annotated[bool, typer.Option("--check", help=_CHECK_HELP)] = False,
 ) -> None:
-    from blitz.build import option_default_problems
+    from blitz.build import factory_signature_problems, option_default_problems
     from blitz.catalog import plugin_recipe_problems
     from blitz.plugin_host import get_host, misplaced_entry_points
 
@@ -680,7 +680,7 @@ def list_plugins(
     records = list(host.records.values())
     _print_plugins(records, as_json)
     # Recipes and defaults are checked when used; here before that, as a plugin's CI wants it
-    problems = [*plugin_recipe_problems(host), *option_default_problems(host)]
+    problems = [*plugin_recipe_problems(host), *factory_signature_problems(host), *option_default_problems(host)]
     for problem in problems:
         print_warning(err_console, problem)
     for misplaced in misplaced_entry_points():  # not counted by --check: another tool may own such a group

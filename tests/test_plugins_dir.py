@@ -239,6 +239,29 @@ def test_list_plugins_check_finds_a_default_its_own_type_hint_refuses(tmp_path: 
     assert runner.invoke(app, ["--plugins-dir", str(folder), "list-plugins", "--check"]).exit_code == 0
 
 
+
+def test_list_plugins_check_finds_a_factory_blitz_cannot_call(tmp_path: Path) -> None:
+    """A misnamed keyword fails every run of the component, and only once it is used: --check says so first."""
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "unfit.py").write_text(
+        "import torch\nfrom blitz import hookimpl\n\n\n"
+        "def sgd(model, *, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:  # no momentum\n"
+        "    return torch.optim.SGD(model.parameters(), lr=lr)\n\n\n"
+        "def fine(model, *, lr, momentum, weight_decay, **options):\n"
+        "    return torch.optim.SGD(model.parameters(), lr=lr)\n\n\n@hookimpl\ndef register_optimizers(register):\n"
+        "    register('unfit', sgd, description='x')\n    register('fine', fine, description='x')\n"
+    )
+    checked = runner.invoke(app, ["--plugins-dir", str(folder), "list-plugins", "--check"])
+    text = " ".join(checked.stderr.split())
+    assert checked.exit_code == 1, checked.output
+    assert ("Plugin 'unfit' optimizer 'unfit': its factory cannot be called as blitz calls every optimizer factory, "
+            "factory(model, *, lr, momentum, weight_decay) (got an unexpected keyword argument 'momentum'): see "
+            "'Factory contracts' in docs/plugins.md.") in text
+    assert "'fine'" not in text  # **options takes any keyword
+    reset_host()
+    assert runner.invoke(app, ["list-plugins", "--check"]).exit_code == 0  # every built-in factory fits
+
 def test_an_unknown_recipe_names_the_plugin_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = recipes_plugin(tmp_path / "plugins", "shipper", "'shipped', description='x', model='linear', dataset='random'")
     monkeypatch.setenv("BLITZ_LOAD_PLUGINS", "")
