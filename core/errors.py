@@ -104,6 +104,12 @@ def close_names(name: str, known: Iterable[str]) -> list[str]:
     return [close] if close else []
 
 
+def _first_three(names: list[str]) -> str:
+    """``'a', 'b', 'c' and 2 more``: a list kept to one line that does not hide its length."""
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return ", ".join(repr(n) for n in names[:3]) + more
+
+
 class UnknownNameError(UsageError, KeyError):
     """A component name that no installed plugin registers."""
 
@@ -137,11 +143,11 @@ class UnknownNameError(UsageError, KeyError):
             if len(names) > self.SHOWN:  # 'blitz list models resnet' lists the rest (a plain word: a substring)
                 list_command += f" {self.name}"
         if self.broken:
-            hint += (f" (Plugin(s) {', '.join(repr(b) for b in self.broken[:3])} had problems loading or registering "
+            hint += (f" (Plugin(s) {_first_three(self.broken)} had problems loading or registering "
                      "and may be what registers it: see 'blitz list-plugins'.)")
-        left_out = [f"leaves out plugin(s) {', '.join(repr(s) for s in self.skipped[:3])}"] if self.skipped else []
+        left_out = [f"leaves out plugin(s) {_first_three(self.skipped)}"] if self.skipped else []
         if self.unmatched:
-            left_out.append(f"names {', '.join(repr(u) for u in self.unmatched[:3])}, which no plugin has")
+            left_out.append(f"names {_first_three(self.unmatched)}, which no plugin has")
         if left_out:
             hint += f" (BLITZ_LOAD_PLUGINS {' and '.join(left_out)}.)"
         hint += self.extra
