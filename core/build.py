@@ -630,10 +630,13 @@ def check_batch_norm_batches(
 def check_trainable(resolved: Resolved, model: nn.Module) -> None:
     """Refuse a model with no trainable parameter: the optimizer would say "empty parameter list",
     which reads as its own or the user's --lr. Layers kept in a plain list are the usual cause."""
-    if not any(p.requires_grad for p in model.parameters()):
+    parameters = list(model.parameters())
+    if not any(p.requires_grad for p in parameters):
+        why = ("every one has requires_grad=False (frozen): leave some trainable" if parameters else
+               "layers kept in a plain list or dict are not registered (use nn.ModuleList or nn.ModuleDict)")
         raise PluginError(
             f"Model '{resolved.name}' of plugin '{resolved.entry.plugin}' has no trainable parameters, so nothing to "
-            "train: layers kept in a plain list or dict are not registered (use nn.ModuleList or nn.ModuleDict)."
+            f"train: {why}."
         )
 
 

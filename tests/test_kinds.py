@@ -23,3 +23,13 @@ def test_the_derived_maps_name_fields_and_options():
     assert "loggers" not in NAME_FIELDS.values()  # a list of names, not one
     assert OPTIONS_OF == {"model": "model_args", "dataset": "dataset_args", "optimizer": "optimizer_args",
                           "schedule": "schedule_args"}
+
+
+def test_the_calls_list_plugins_check_binds_pass_what_blitz_passes_every_factory():
+    """--check binds stand-in values for the keywords blitz passes; the two lists are one contract."""
+    from blitz.build import _FACTORY_CALLS, supplied_by_blitz
+
+    assert set(_FACTORY_CALLS) == {kind.noun for kind in COMPONENT_KINDS}
+    for noun, (_, _, keywords) in _FACTORY_CALLS.items():
+        optional = {"variant", "splits"}  # families' only; data sources that name it only
+        assert set(keywords) == supplied_by_blitz(noun.capitalize()) - optional, noun

@@ -978,6 +978,16 @@ def test_a_model_without_trainable_parameters_is_named_not_the_optimizer(tmp_pat
         fit(tmp_path, plugin, model="listed")
 
 
+def test_a_model_whose_every_parameter_is_frozen_is_told_so_not_sent_to_modulelist(tmp_path):
+    def frozen(*, num_classes, input_shape):
+        model = nn.Linear(3 * 32 * 32, num_classes)
+        model.requires_grad_(False)
+        return nn.Sequential(nn.Flatten(), model)
+
+    with pytest.raises(PluginError, match=r"^Model 'frozen' of plugin 'mine' has no trainable parameters, so nothing to train: every one has requires_grad=False \(frozen\): leave some trainable\.$"):
+        fit(tmp_path, Plugin(models={"frozen": frozen}), model="frozen")
+
+
 class _AuxLogits(nn.Module):
     """As torchvision's Inception in training mode: (logits, aux logits), a tensor in eval mode."""
 

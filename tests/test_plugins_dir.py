@@ -262,6 +262,7 @@ def test_list_plugins_check_finds_a_factory_blitz_cannot_call(tmp_path: Path) ->
     reset_host()
     assert runner.invoke(app, ["list-plugins", "--check"]).exit_code == 0  # every built-in factory fits
 
+
 def test_an_unknown_recipe_names_the_plugin_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = recipes_plugin(tmp_path / "plugins", "shipper", "'shipped', description='x', model='linear', dataset='random'")
     monkeypatch.setenv("BLITZ_LOAD_PLUGINS", "")
