@@ -32,6 +32,7 @@ from blitz.kinds import KINDS
 from blitz.launch import GLOBAL_OPTIONS_WITH_VALUES, environ_set
 from blitz.memory import keep_freed_memory
 from blitz.notices import print_warning
+from blitz.stopping import ctrl_c_pressed, remember_ctrl_c
 
 if TYPE_CHECKING:
     from blitz.catalog import Catalog
@@ -136,8 +137,11 @@ def reports_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except BlitzError as exc:
-            if _state["debug"] or debug_requested():
+        except Exception as exc:
+            debug = _state["debug"] or debug_requested()
+            if ctrl_c_pressed() and not debug and not isinstance(exc, Interrupted):
+                return interrupted()  # an import swallowed a Ctrl-C: this error is what followed it
+            if debug or not isinstance(exc, BlitzError):
                 raise
             # A stop is agreed by every rank of a ddp job at the same step, and some errors are
             # raised alike by every rank: rank 0 tells them once (and the launcher, which has
@@ -150,9 +154,12 @@ def reports_errors(func: F) -> F:
         except KeyboardInterrupt:  # Ctrl-C before training set its own handler, or a second one
             if _state["debug"] or debug_requested():
                 raise
-            if os.environ.get("RANK", "0") == "0":  # every rank of a ddp job got it: say it once
-                err_console.print(INTERRUPTED_RUN if func.__name__ == "run" else INTERRUPTED, highlight=False)
-            raise typer.Exit(130) from None
+            return interrupted()
+
+    def interrupted() -> NoReturn:
+        if os.environ.get("RANK", "0") == "0":  # every rank of a ddp job got it: say it once
+            err_console.print(INTERRUPTED_RUN if func.__name__ == "run" else INTERRUPTED, highlight=False)
+        raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -974,6 +981,7 @@ def main() -> None:
         if launched_by_torchrun() and os.environ.get("RANK", "0") != "0":
             warnings.simplefilter("ignore")  # the ranks load the same data and code: rank 0 says it once
     exit_status: SystemExit | None = None
+    remember_ctrl_c()
     try:
         app()
     except SystemExit as exc:

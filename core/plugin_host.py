@@ -36,6 +36,7 @@ from blitz import hookspecs
 from blitz.errors import PluginError, UsageError, closest_name
 from blitz.kinds import KINDS
 from blitz.registry import Entry, Registry
+from blitz.stopping import ctrl_c_deferred
 
 ENTRY_POINT_GROUP = "blitz"
 _VALID_RECIPE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -599,9 +600,11 @@ def get_host() -> PluginHost:
             )
         _loading = True
         try:
-            _host = PluginHost(discover())
+            with ctrl_c_deferred():  # a Ctrl-C while torch imports stops the command after it, not inside
+                host = PluginHost(discover())
         finally:
             _loading = False
+        _host = host
     return _host
 
 

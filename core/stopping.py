@@ -11,6 +11,46 @@ from typing import Any
 # or SSH session closing under a run started without nohup/tmux (SIGHUP, where it exists).
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
+_ctrl_c_pressed = False
+_ctrl_c_deferred = False
+
+
+def remember_ctrl_c() -> None:
+    """Make Ctrl-C raise KeyboardInterrupt as Python's own handler does, and remember that it came
+    (an import can swallow the KeyboardInterrupt, and the command would go on as if no Ctrl-C had
+    been pressed). Left as it is where SIGINT is ignored or already handled."""
+    with contextlib.suppress(ValueError):  # not the main thread
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _ctrl_c)
+
+
+def _ctrl_c(_signum: int, _frame: Any) -> None:
+    global _ctrl_c_pressed
+    _ctrl_c_pressed = True
+    if not _ctrl_c_deferred:
+        raise KeyboardInterrupt
+
+
+def ctrl_c_pressed() -> bool:
+    """Whether a Ctrl-C came while ``remember_ctrl_c``'s handler was installed, swallowed or not."""
+    return _ctrl_c_pressed
+
+
+@contextlib.contextmanager
+def ctrl_c_deferred() -> Iterator[None]:
+    """Inside, a Ctrl-C (under ``remember_ctrl_c``) is only remembered, and raised on the way out:
+    for importing plugins, and torch with them. A KeyboardInterrupt in the middle of torch's import
+    is swallowed at some moments, turned into an ImportError by a C extension at others (a plugin
+    then "failed to load"), or aborts the process in pybind11 (a C++ terminate and a core dump)."""
+    global _ctrl_c_deferred
+    before, _ctrl_c_deferred = _ctrl_c_deferred, True
+    try:
+        yield
+    finally:
+        _ctrl_c_deferred = before
+    if _ctrl_c_pressed:
+        raise KeyboardInterrupt
+
 
 class StopRequest:
     """Set by SIGINT/SIGTERM/SIGHUP (or a caller); the loop finishes its step, checkpoints and stops."""
@@ -26,6 +66,8 @@ class StopRequest:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
+        if ctrl_c_pressed():  # before training, and swallowed by an import: the user still asked to stop
+            raise KeyboardInterrupt
         previous = {}
         try:
             for sig in STOP_SIGNALS:

@@ -606,3 +606,32 @@ def test_a_run_started_under_nohup_ignores_sighup(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 143 and "Stopped by SIGTERM" in stderr, stderr[-800:]
+
+
+@pytest.mark.parametrize("swallowed_as", ["pass", "raise ImportError('initialization failed')"])
+def test_a_ctrl_c_that_an_import_swallows_still_stops_the_command(tmp_path, swallowed_as):
+    # torch's import drops a KeyboardInterrupt at some moments, and a C extension's (pybind11,
+    # numpy) turns it into an ImportError: a Ctrl-C while blitz loaded its plugins was lost, and
+    # the whole run trained
+    import subprocess
+    import sys
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "swallows.py").write_text(
+        "import os, signal, time\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(1)\n"
+        "except KeyboardInterrupt:\n"
+        f"    {swallowed_as}\n"
+    )
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "blitz", "--plugins-dir", str(plugins), "run", "--dataset", "random", "--epochs", "1",
+         "--limit-steps", "2", "--strategy", "cpu", "--out", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 130, done.stdout[-800:] + done.stderr[-800:]
+    assert done.stderr.startswith("Interrupted by Ctrl-C.") and "Traceback" not in done.stderr
+    assert not out.exists()
