@@ -324,6 +324,8 @@ class Trainer:
         if self.write_run and state is None and config.out is not None:
             with same_on_every_rank():  # before the data is loaded: a clash is said at once
                 runs.check_out_dir(config.out)
+        if self.write_run and state is None and strategy.is_main:  # rank 0's folder: also before the data
+            runs.check_creatable(config.out or runs.runs_root(), runs.out_advice(config))
         session = self._start_session(strategy)
         if state is not None:
             with same_on_every_rank():  # each rank checks the same checkpoint against the same settings

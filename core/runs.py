@@ -50,9 +50,13 @@ def new_run_dir(config: RunConfig) -> Path:
         while path.exists():
             suffix += 1
             path = runs_root() / f"{stamp}-{name}-{config.dataset}-{suffix}"
-    check_writable(path, "Choose another with --out." if config.out is not None else
-                   f"Choose another with --out, or another runs folder with {RUNS_DIR_ENV}.")
+    check_writable(path, out_advice(config))
     return path
+
+
+def out_advice(config: RunConfig) -> str:
+    """What to do when the run directory cannot be written."""
+    return "Choose another with --out." if config.out is not None else f"Choose another with --out, or another runs folder with {RUNS_DIR_ENV}."
 
 
 LOCK_FILE = ".blitz.lock"
@@ -131,6 +135,24 @@ def check_out_dir(path: Path) -> None:
         raise UsageError(f"--out '{path}' is a folder that is not empty and holds no blitz run; choose a new or empty folder.")
     if path.exists() and not path.is_dir():
         raise UsageError(f"--out '{path}' is a file, not a folder; choose a new or empty folder.")
+
+
+def check_creatable(path: Path, advice: str) -> None:
+    """Refuse, before the data loads, a run directory that cannot be made or written: a file where
+    ``path`` or a folder above it would be, or a nearest existing folder that cannot be written
+    (permissions, a read-only disk). Nothing is created: a run that fails later leaves no folder."""
+    existing = path
+    while not existing.exists() and existing.parent != existing:  # False also under a file (ENOTDIR)
+        existing = existing.parent
+    if not existing.is_dir():
+        reason = "Not a directory"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        read_only = hasattr(os, "statvfs") and os.statvfs(existing).f_flag & os.ST_RDONLY
+        reason = "Read-only file system" if read_only else "Permission denied"
+    else:
+        return
+    where = f" ('{existing}')" if existing != path else ""
+    raise OutputError(f"Cannot write the run directory '{path}': {reason}{where}. {advice}")
 
 
 def check_writable(path: Path, advice: str = "Choose another with --out.") -> None:

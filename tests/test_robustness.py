@@ -224,6 +224,19 @@ def test_unwritable_output_directory_is_reported_before_training(tmp_path):
         Trainer(tiny(tmp_path, out=blocker / "run")).fit()
     result = runner.invoke(app, ["run", "--dataset", "random", "--out", str(blocker / "run")])
     assert result.exit_code == 1 and "--out" in result.output
+    assert "Data:" not in result.output  # said before loading the data, not after (minutes, for a large image folder)
+
+
+@pytest.mark.parametrize("runs_dir", ["a-file", "a-file/runs", "read-only/runs"])
+def test_an_unusable_runs_folder_is_reported_before_the_data_loads(tmp_path, monkeypatch, runs_dir):
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "read-only").mkdir()
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: "read-only" not in str(path))  # root writes anywhere
+    monkeypatch.setenv("BLITZ_RUNS_DIR", str(tmp_path / runs_dir))
+    result = runner.invoke(app, ["run", "--dataset", "random", "--epochs", "1"])
+    assert result.exit_code == 1 and "Data:" not in result.output, result.output
+    assert "Cannot write the run directory" in result.output and "BLITZ_RUNS_DIR" in result.output
+    assert not (tmp_path / "read-only" / "runs").exists()
 
 
 def test_reusing_a_run_directory_is_refused_and_leaves_it_intact(tmp_path):
