@@ -640,14 +640,18 @@ def test_factory_options_of_classes_positional_parameters_and_odd_defaults():
 
 def test_runs_says_why_a_run_has_no_figures(tmp_path):
     """A run folder whose summary.json is missing or damaged: named, not a row of '?'."""
-    for name, summary in (("never-started", None), ("damaged", "{not json"), ("a-list", "[1, 2]")):
+    for name, summary in (("never-started", None), ("damaged", "{not json"), ("a-list", "[1, 2]"),
+                          ("a-bad-byte", '{"status": "fin\xffished"}')):
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.toml").write_text('model = "lenet"\n')
         if summary is not None:
-            (tmp_path / name / "summary.json").write_text(summary)
+            (tmp_path / name / "summary.json").write_bytes(summary.encode("latin-1"))
     rows = {r["run"]: r for r in json.loads(blitz("runs", "--root", str(tmp_path), "--json").output)}
     assert rows["never-started"]["status"] == "no summary"
-    assert rows["damaged"]["status"] == rows["a-list"]["status"] == "unreadable summary"
+    assert rows["damaged"]["status"] == rows["a-list"]["status"] == rows["a-bad-byte"]["status"] == "unreadable summary"
+    (tmp_path / "a-bad-byte" / "manifest.json").write_bytes(b"\xff\xfe{}")  # a damaged byte was a traceback
+    shown = blitz("show", str(tmp_path / "a-bad-byte"))
+    assert shown.exit_code == 0 and "unreadable summary" in shown.output, shown.output
 
 
 def test_runs_and_show_list_a_summary_with_odd_values(tmp_path):
