@@ -813,9 +813,11 @@ def show(run_name: Annotated[str, typer.Argument(metavar="RUN", help="Run direct
     if environment:
         console.print(f"  ran on: {environment}", highlight=False, markup=False)
     console.print("[bold]config.toml[/]")
-    console.print((path / "config.toml").read_text(encoding="utf-8"), highlight=False, markup=False)
-    # the last record of each epoch (a run resumed by an earlier version may hold two)
-    by_epoch = {r.get("epoch"): r for r in read_metrics(path / "metrics.jsonl") if r.get("event") == "epoch"}
+    # a damaged byte shown as such: the rest of the run is still worth seeing
+    console.print((path / "config.toml").read_text(encoding="utf-8", errors="replace"), highlight=False, markup=False)
+    # the last record of each epoch (a run resumed by an earlier version may hold two); by its
+    # text, as a hand-edited record's epoch may be a list
+    by_epoch = {str(r.get("epoch")): r for r in read_metrics(path / "metrics.jsonl") if r.get("event") == "epoch"}
     epochs = list(by_epoch.values())
     if epochs:
         table = Table(title="epochs")

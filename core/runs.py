@@ -246,7 +246,7 @@ def write_summary(path: Path, summary: dict[str, Any]) -> None:
 def read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # ValueError: not JSON, or a damaged byte (UnicodeDecodeError)
+    except (OSError, ValueError, RecursionError):  # not JSON, a damaged byte (UnicodeDecodeError), nested too deep
         return {}
 
 

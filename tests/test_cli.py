@@ -641,14 +641,14 @@ def test_factory_options_of_classes_positional_parameters_and_odd_defaults():
 def test_runs_says_why_a_run_has_no_figures(tmp_path):
     """A run folder whose summary.json is missing or damaged: named, not a row of '?'."""
     for name, summary in (("never-started", None), ("damaged", "{not json"), ("a-list", "[1, 2]"),
-                          ("a-bad-byte", '{"status": "fin\xffished"}')):
+                          ("a-bad-byte", '{"status": "fin\xffished"}'), ("nested", "[" * 100_000)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.toml").write_text('model = "lenet"\n')
         if summary is not None:
             (tmp_path / name / "summary.json").write_bytes(summary.encode("latin-1"))
     rows = {r["run"]: r for r in json.loads(blitz("runs", "--root", str(tmp_path), "--json").output)}
     assert rows["never-started"]["status"] == "no summary"
-    assert rows["damaged"]["status"] == rows["a-list"]["status"] == rows["a-bad-byte"]["status"] == "unreadable summary"
+    assert {rows[name]["status"] for name in ("damaged", "a-list", "a-bad-byte", "nested")} == {"unreadable summary"}
     (tmp_path / "a-bad-byte" / "manifest.json").write_bytes(b"\xff\xfe{}")  # a damaged byte was a traceback
     shown = blitz("show", str(tmp_path / "a-bad-byte"))
     assert shown.exit_code == 0 and "unreadable summary" in shown.output, shown.output
@@ -665,6 +665,16 @@ def test_runs_and_show_list_a_summary_with_odd_values(tmp_path):
     assert listed.exit_code == 0 and "null-seconds" in listed.output and "text" in listed.output, listed.output
     shown = blitz("show", str(tmp_path / "text"))
     assert shown.exit_code == 0 and "epochs" in shown.output, shown.output
+
+
+def test_show_lists_a_run_with_a_damaged_byte_or_odd_epoch(tmp_path):
+    """A damaged byte in config.toml, or an epoch record whose epoch is a list: shown, not a traceback."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.toml").write_bytes(b'model = "len\xffet"\n')
+    (run / "metrics.jsonl").write_text('{"event": "epoch", "epoch": [1], "train_loss": 2.0}\n')
+    shown = blitz("show", str(run))
+    assert shown.exit_code == 0 and "len\ufffdet" in shown.output and "2.000" in shown.output, shown.output
 
 
 def test_logger_options_from_the_command_line_and_their_mistakes(tmp_path):
