@@ -266,6 +266,9 @@ def ran_on(run_dir: Path) -> str | None:
 def find_run(name: str | Path) -> Path:
     """A run directory given as a path, as a name under runs/, as the start of one name there,
     or as ``latest`` (the run there started or resumed last)."""
+    if not str(name).strip():  # "$RUN" unset: not the only run there, nor the folder one is in
+        raise UsageError("RUN was given an empty value; give a run's folder, its name, the start of its name, "
+                         "or 'latest'. See 'blitz runs'.")
     for candidate in (Path(name).expanduser(), runs_root() / str(name)):
         if (candidate / "config.toml").is_file():
             return candidate

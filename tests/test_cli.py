@@ -318,6 +318,7 @@ def test_list_shows_the_catalogs_description_for_a_plugins_own_name():
 
 def test_runs_are_found_by_the_start_of_their_name_or_as_latest(tmp_path, monkeypatch):
     import os
+    import shutil
 
     from blitz.errors import UsageError
     from blitz.runs import find_run
@@ -336,6 +337,11 @@ def test_runs_are_found_by_the_start_of_their_name_or_as_latest(tmp_path, monkey
         find_run("gamma")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert find_run("~/runs/beta") == root / "beta"
+    shutil.rmtree(root / "alpha-1")
+    shutil.rmtree(root / "alpha-2")
+    for empty in ("", "  "):  # `blitz eval "$RUN"` with RUN unset took the only run there (or the folder one is in)
+        with pytest.raises(UsageError, match="RUN was given an empty value; give a run"):
+            find_run(empty)
 
 
 def test_home_is_expanded_in_paths():
