@@ -311,6 +311,7 @@ def read_image(path: Path, info: DataInfo) -> torch.Tensor:
     """One image file as the uint8 (C, H, W) tensor training stored: the model's mode and size,
     decoded as the imagefolder data source decodes its files."""
     from PIL import UnidentifiedImageError
+    from PIL.Image import DecompressionBombError
 
     from blitz.images import decode_image
 
@@ -322,8 +323,10 @@ def read_image(path: Path, info: DataInfo) -> torch.Tensor:
     try:
         pixels = decode_image(path, height, width, "L" if channels == 1 else "RGB")
     except Exception as exc:  # noqa: BLE001  # any file PIL cannot decode (a decompression bomb too) is the user's input
-        reason = "not a readable image" if isinstance(exc, UnidentifiedImageError) else f"{type(exc).__name__}: {exc}"
-        raise UsageError(f"Cannot read '{path}': {reason}. Give image files (PNG, JPEG, BMP, WebP, TIFF, ...).") from None
+        reason = "not a readable image" if isinstance(exc, UnidentifiedImageError) else f"{type(exc).__name__}: {str(exc).rstrip('.')}"
+        advice = ("Give a smaller copy of the image (the model sees it at "
+                  f"{width}x{height} pixels)" if isinstance(exc, DecompressionBombError) else "Give image files (PNG, JPEG, BMP, WebP, TIFF, ...)")
+        raise UsageError(f"Cannot read '{path}': {reason}. {advice}.") from None
     return torch.from_numpy(pixels)
 
 

@@ -405,7 +405,9 @@ def test_predict_refuses_a_decompression_bomb_in_one_line(trained: Path, tmp_pat
     Image.new("RGB", (64, 64)).save(tmp_path / "huge.png")
     result = runner.invoke(app, ["predict", str(trained), str(tmp_path / "huge.png")])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert f"Cannot read '{tmp_path / 'huge.png'}': DecompressionBombError" in " ".join(result.output.split())
+    said = " ".join(result.output.split())
+    assert f"Cannot read '{tmp_path / 'huge.png'}': DecompressionBombError" in said
+    assert ".." not in said and "Give a smaller copy of the image" in said  # it is an image: only too large
 
 
 def test_eval_of_a_run_whose_image_folder_moved_takes_dataset_args_and_prints_names_as_text(tmp_path: Path) -> None:
