@@ -86,6 +86,13 @@ def load_run(run_name: str | Path, which: str = "best") -> LoadedRun:
 
     run_dir = runs.find_run(run_name)
     path = checkpoint_path(run_dir, which)
+    if not path.is_file() and runs.being_trained(run_dir):  # not "stopped", nor "train it again": it is training
+        last = which == "best" and checkpoint_path(run_dir, "last").is_file()
+        raise UsageError(
+            f"No checkpoint at '{path}': the run is being trained right now and has not saved it yet; "
+            + ("use --checkpoint last for the weights it saved last." if last else
+               "try again once it has (at the end of an epoch, or when it is stopped).")
+        )
     if which == "best" and not path.is_file() and checkpoint_path(run_dir, "last").is_file():
         raise CheckpointError(
             f"No checkpoint at '{path}': the run stopped before its first evaluation. Use "

@@ -218,6 +218,26 @@ def test_eval_of_a_missing_checkpoint_names_it(trained: Path, tmp_path: Path) ->
     assert f"train it again: blitz run --config {run / 'config.toml'}" in " ".join(result.stderr.split())
 
 
+def test_eval_of_a_run_still_in_its_first_epoch_says_it_is_training(trained: Path, tmp_path: Path) -> None:
+    """Not "the run saved none ... train it again", which would start a second copy of it."""
+    from blitz.runs import lock_run, release_run
+
+    run = damaged_copy(trained, tmp_path)
+    (run / "checkpoints" / "best.ckpt").unlink()
+    held = lock_run(run)  # as the process training it holds it
+    try:
+        with_last = runner.invoke(app, ["eval", str(run)])
+        (run / "checkpoints" / "last.ckpt").unlink()
+        without = runner.invoke(app, ["predict", str(run), str(tmp_path / "any.png")])
+    finally:
+        release_run(held)
+    for result in (with_last, without):
+        text = " ".join(result.stderr.split())
+        assert result.exit_code == 2 and "is being trained right now and has not saved it yet" in text, text
+        assert "again:" not in text
+    assert "use --checkpoint last" in " ".join(with_last.stderr.split())
+
+
 def test_eval_of_an_unknown_run_is_a_usage_error() -> None:
     result = runner.invoke(app, ["eval", "no-such-run"])
     assert result.exit_code == 2
