@@ -32,7 +32,7 @@ from blitz.kinds import KINDS
 from blitz.launch import GLOBAL_OPTIONS_WITH_VALUES, environ_set
 from blitz.memory import keep_freed_memory
 from blitz.notices import print_warning
-from blitz.stopping import ctrl_c_pressed, remember_ctrl_c
+from blitz.stopping import INTERRUPTED, ctrl_c_pressed, remember_ctrl_c
 
 if TYPE_CHECKING:
     from blitz.catalog import Catalog
@@ -164,7 +164,6 @@ def reports_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-INTERRUPTED = "Interrupted by Ctrl-C."
 INTERRUPTED_RUN = "Interrupted by Ctrl-C. A run that had started keeps the last checkpoint it saved, if any: see 'blitz runs'."
 
 

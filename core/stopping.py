@@ -11,6 +11,8 @@ from typing import Any
 # or SSH session closing under a run started without nohup/tmux (SIGHUP, where it exists).
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
+INTERRUPTED = "Interrupted by Ctrl-C."
+
 _ctrl_c_pressed = False
 _ctrl_c_deferred = False
 

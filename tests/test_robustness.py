@@ -648,3 +648,23 @@ def test_a_ctrl_c_that_an_import_swallows_still_stops_the_command(tmp_path, swal
     assert done.returncode == 130, done.stdout[-800:] + done.stderr[-800:]
     assert done.stderr.startswith("Interrupted by Ctrl-C.") and "Traceback" not in done.stderr
     assert not out.exists()
+
+
+def test_a_ctrl_c_while_the_command_line_itself_imports_is_a_clean_stop():
+    """In the first few tenths of a second `blitz` imports typer and rich, before blitz.cli can
+    handle Ctrl-C: a KeyboardInterrupt there printed a traceback."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class CtrlC:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('typer', 'rich'):\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, CtrlC())\n"
+        "from blitz.__main__ import main\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, "runs"], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr, done.stdout) == (130, "Interrupted by Ctrl-C.\n", "")
