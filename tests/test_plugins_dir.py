@@ -218,19 +218,25 @@ def test_list_plugins_check_validates_plugin_recipes_and_load_plugins_names(tmp_
     assert runner.invoke(app, ["--plugins-dir", str(folder), "list-plugins", "--check"]).exit_code == 1
 
 
+def check_plugin_file(folder: Path, name: str, source: str) -> tuple[int, str]:
+    """``list-plugins --check`` with one plugin file written into ``folder``: exit code, warnings on one line."""
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.py").write_text(source)
+    reset_host()
+    checked = runner.invoke(app, ["--plugins-dir", str(folder), "list-plugins", "--check"])
+    return checked.exit_code, " ".join(checked.stderr.split())
+
+
 def test_list_plugins_check_finds_a_default_its_own_type_hint_refuses(tmp_path: Path) -> None:
     """`width: int = "8"` fails every run that leaves width unset: --check says so before a user does."""
     folder = tmp_path / "plugins"
-    folder.mkdir()
-    (folder / "sloppy.py").write_text(
+    code, text = check_plugin_file(folder, "sloppy", (
         "from torch import nn\nfrom blitz import hookimpl\n\n\n"
         "def build(*, num_classes: int, input_shape: tuple, width: int = '8', act: str = None) -> nn.Module:\n"
         "    return nn.Linear(1, 1)\n\n\n@hookimpl\ndef register_models(register):\n"
         "    register('sloppy', build, description='x')\n"
-    )
-    checked = runner.invoke(app, ["--plugins-dir", str(folder), "list-plugins", "--check"])
-    text = " ".join(checked.stderr.split())
-    assert checked.exit_code == 1, checked.output
+    ))
+    assert code == 1, text
     assert ("Plugin 'sloppy' model 'sloppy': option 'width' defaults to '8', not a whole number as its type hint "
             "says: fix the default or the hint.") in text
     assert "'act'" not in text  # a default of None means unset, whatever the hint
@@ -239,22 +245,17 @@ def test_list_plugins_check_finds_a_default_its_own_type_hint_refuses(tmp_path: 
     assert runner.invoke(app, ["--plugins-dir", str(folder), "list-plugins", "--check"]).exit_code == 0
 
 
-
 def test_list_plugins_check_finds_a_factory_blitz_cannot_call(tmp_path: Path) -> None:
     """A misnamed keyword fails every run of the component, and only once it is used: --check says so first."""
-    folder = tmp_path / "plugins"
-    folder.mkdir()
-    (folder / "unfit.py").write_text(
+    code, text = check_plugin_file(tmp_path / "plugins", "unfit", (
         "import torch\nfrom blitz import hookimpl\n\n\n"
         "def sgd(model, *, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:  # no momentum\n"
         "    return torch.optim.SGD(model.parameters(), lr=lr)\n\n\n"
         "def fine(model, *, lr, momentum, weight_decay, **options):\n"
         "    return torch.optim.SGD(model.parameters(), lr=lr)\n\n\n@hookimpl\ndef register_optimizers(register):\n"
         "    register('unfit', sgd, description='x')\n    register('fine', fine, description='x')\n"
-    )
-    checked = runner.invoke(app, ["--plugins-dir", str(folder), "list-plugins", "--check"])
-    text = " ".join(checked.stderr.split())
-    assert checked.exit_code == 1, checked.output
+    ))
+    assert code == 1, text
     assert ("Plugin 'unfit' optimizer 'unfit': its factory cannot be called as blitz calls every optimizer factory, "
             "factory(model, *, lr, momentum, weight_decay) (got an unexpected keyword argument 'momentum'): see "
             "'Factory contracts' in docs/plugins.md.") in text
