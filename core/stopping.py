@@ -28,8 +28,8 @@ def remember_ctrl_c() -> None:
 
 def _ctrl_c(_signum: int, _frame: Any) -> None:
     global _ctrl_c_pressed
-    _ctrl_c_pressed = True
-    if not _ctrl_c_deferred:
+    again, _ctrl_c_pressed = _ctrl_c_pressed, True
+    if not _ctrl_c_deferred or again:  # a second one stops at once: a plugin's import may hang
         raise KeyboardInterrupt
 
 
@@ -40,10 +40,11 @@ def ctrl_c_pressed() -> bool:
 
 @contextlib.contextmanager
 def ctrl_c_deferred() -> Iterator[None]:
-    """Inside, a Ctrl-C (under ``remember_ctrl_c``) is only remembered, and raised on the way out:
-    for importing plugins, and torch with them. A KeyboardInterrupt in the middle of torch's import
-    is swallowed at some moments, turned into an ImportError by a C extension at others (a plugin
-    then "failed to load"), or aborts the process in pybind11 (a C++ terminate and a core dump)."""
+    """Inside, a first Ctrl-C (under ``remember_ctrl_c``) is only remembered, and raised on the way
+    out (a second is raised at once): for importing plugins, and torch with them. A
+    KeyboardInterrupt in the middle of torch's import is swallowed at some moments, turned into an
+    ImportError by a C extension at others (a plugin then "failed to load"), or aborts the process
+    in pybind11 (a C++ terminate and a core dump)."""
     global _ctrl_c_deferred
     before, _ctrl_c_deferred = _ctrl_c_deferred, True
     try:

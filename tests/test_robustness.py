@@ -668,3 +668,27 @@ def test_a_ctrl_c_while_the_command_line_itself_imports_is_a_clean_stop():
     )
     done = subprocess.run([sys.executable, "-c", code, "runs"], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr, done.stdout) == (130, "Interrupted by Ctrl-C.\n", "")
+
+
+def test_a_second_ctrl_c_while_plugins_load_stops_at_once(tmp_path):
+    # The first Ctrl-C while plugins load waits for the end of loading; a plugin whose import
+    # hangs (a network mount, a lock) must still be stoppable from the keyboard, as in training
+    import subprocess
+    import sys
+    import time
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "hangs.py").write_text(
+        "import os, signal, time\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "time.sleep(60)\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "blitz", "--plugins-dir", str(plugins), "list-plugins"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 130, done.stdout[-800:] + done.stderr[-800:]
+    assert time.monotonic() - started < 30 and "Traceback" not in done.stderr
