@@ -27,8 +27,9 @@ def register_datasets(register: Register) -> None:
 
     :param register: call ``register(name, factory, description=...)``; the factory is called as
         ``factory(*, root: Path | None, download: bool, **options)`` and returns a
-        :class:`blitz.DataBundle`; a factory that names a ``splits`` parameter is also given the
-        splits the command reads (``blitz eval``: ``("test",)``) and may skip the others.
+        :class:`blitz.DataBundle`; a factory that names a ``splits`` parameter is given ``("test",)`` where the command
+        reads only that split (``blitz eval``) and may skip the other; elsewhere it is not
+        given, so its default must be ``("train", "test")``.
         ``reads_data_root=False`` marks a source that reads no files (synthetic data):
         ``--data-root`` given for it gets a warning.
     """
