@@ -330,9 +330,10 @@ def read_image(path: Path, info: DataInfo) -> torch.Tensor:
     try:
         pixels = decode_image(path, height, width, "L" if channels == 1 else "RGB")
     except Exception as exc:  # noqa: BLE001  # any file PIL cannot decode (a decompression bomb too) is the user's input
-        reason = "not a readable image" if isinstance(exc, UnidentifiedImageError) else f"{type(exc).__name__}: {str(exc).rstrip('.')}"
-        advice = ("Give a smaller copy of the image (the model sees it at "
-                  f"{width}x{height} pixels)" if isinstance(exc, DecompressionBombError) else "Give image files (PNG, JPEG, BMP, WebP, TIFF, ...)")
+        reason = ("not a readable image" if isinstance(exc, UnidentifiedImageError)
+                  else f"{type(exc).__name__}: {str(exc).rstrip('.')}")  # PIL's own full stop is not doubled
+        advice = (f"Give a smaller copy of the image (the model sees it at {width}x{height} pixels)"
+                  if isinstance(exc, DecompressionBombError) else "Give image files (PNG, JPEG, BMP, WebP, TIFF, ...)")
         raise UsageError(f"Cannot read '{path}': {reason}. {advice}.") from None
     return torch.from_numpy(pixels)
 

@@ -39,7 +39,7 @@ class LeNet(nn.Module):
             if lenet_cpu_kernel.usable(x, params):
                 return lenet_cpu_kernel.LeNetTrainStep.apply(x, *params)
         elif not self.training and x.is_cpu and x.dim() == 4 and x.shape[0] > lenet_cpu_kernel.SMALL_BATCH:
-            # Evaluation on a CPU: oneDNN's channels-last convolutions and max-pools are ~2.4x
+            # Evaluation on a CPU: oneDNN's channels-last convolutions and max-pools are ~2x
             # faster at batch 1000 than NCHW (whose max-pool mispredicts a branch every other
             # comparison), and give the same bits (tested).
             x = x.contiguous(memory_format=torch.channels_last)

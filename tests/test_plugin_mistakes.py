@@ -183,7 +183,6 @@ def test_an_unknown_name_points_at_the_plugins_that_failed_to_load():
         resolve("models", "wh", host=host)
 
 
-
 def test_an_unknown_name_says_when_more_plugins_failed_than_it_names():
     from blitz.errors import UnknownNameError
 
@@ -191,6 +190,9 @@ def test_an_unknown_name_says_when_more_plugins_failed_than_it_names():
                              skipped=["e", "f", "g", "h"])
     assert "(Plugin(s) 'a', 'b', 'c' and 1 more had problems loading" in str(error)
     assert "(BLITZ_LOAD_PLUGINS leaves out plugin(s) 'e', 'f', 'g' and 1 more.)" in str(error)
+    three = UnknownNameError("model", "mine", ["lenet"], "blitz list models", broken=["a", "b", "c"])
+    assert "(Plugin(s) 'a', 'b', 'c' had problems loading" in str(three)  # no "and 0 more"
+
 
 def test_the_same_module_declared_by_two_distributions_loads_once_as_the_builtin(monkeypatch):
     """A `blitz.egg-info` left in a checkout from before the rename declares the built-ins again."""
