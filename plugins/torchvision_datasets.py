@@ -36,6 +36,13 @@ def default_root(root: Path | None) -> Path:
     return Path(root) if root is not None else Path("data")
 
 
+def splits_read(splits: tuple[str, ...]) -> tuple[list[str], str]:
+    """The splits of ``splits`` to read, in train-test order, and the one whose files locate the
+    folder (train where both are read)."""
+    read = [split for split in ("train", "test") if split in splits]
+    return read, read[0] if read else "train"
+
+
 def download_failed(name: str, exc: BaseException, where: Path) -> DataNotFoundError:
     # torchvision's messages span lines ("Error downloading X:\nTried <mirror>, got:\n<error>").
     detail = " ".join(str(exc).split())[:300] or type(exc).__name__
@@ -148,8 +155,7 @@ def read_mnist_split(folder: Path, split: str, fmt: MnistFormat) -> tuple[Tensor
 def mnist_loader(fmt: MnistFormat) -> Callable[..., DataBundle]:
     def load(*, root: Path | None, download: bool = False, splits: tuple[str, ...] = ("train", "test")) -> DataBundle:
         root = default_root(root)
-        read = [split for split in MNIST_FILES if split in splits]
-        found_by = read[0] if read else "train"  # the split whose files locate the folder
+        read, found_by = splits_read(splits)
         folder = locate_mnist(root, fmt, found_by)
         names = [name for split in read for name in MNIST_FILES[split]]
         missing = [n for n in names if not mnist_file(folder, n).is_file()]
@@ -222,9 +228,8 @@ def load_cifar100(*, root: Path | None, download: bool = False, splits: tuple[st
     """CIFAR-100: 50,000 training and 10,000 test 32x32 RGB images, 100 (fine) classes. Only the
     files of ``splits`` (and meta) are needed and read."""
     root = default_root(root)
-    read = [split for split in ("train", "test") if split in splits]
+    read, found_by = splits_read(splits)
     wanted = [*read, "meta"]
-    found_by = read[0] if read else "train"  # the split whose file locates the folder
     folder = locate_cifar100(root, found_by)
     missing = [n for n in wanted if not (folder / n).is_file()]
     if missing and download:
@@ -370,7 +375,8 @@ def load_svhn(
     Only the files of ``splits`` are needed and read."""
     root = default_root(root)
     folder = locate_svhn(root)
-    wanted = [s for s in ("train", "test") if s in splits] + (["extra"] if extra and "train" in splits else [])
+    read, _ = splits_read(splits)  # located by its test file, which eval and training both read
+    wanted = read + (["extra"] if extra and "train" in read else [])
     missing = [s for s in wanted if not (folder / SVHN_FILES[s]).is_file()]
     if missing and download:
         from torchvision.datasets import SVHN
