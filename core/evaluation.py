@@ -91,7 +91,7 @@ def load_run(run_name: str | Path, which: str = "best") -> LoadedRun:
         raise UsageError(
             f"No checkpoint at '{path}': the run is being trained right now and has not saved it yet; "
             + ("use --checkpoint last for the weights it saved last." if last else
-               "try again once it has (at the end of an epoch, or when it is stopped).")
+               "try again once it has (every --checkpoint-every epochs, at its end, or when it is stopped).")
         )
     if which == "best" and not path.is_file() and checkpoint_path(run_dir, "last").is_file():
         raise CheckpointError(

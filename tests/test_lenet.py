@@ -43,8 +43,9 @@ def test_pooling_before_relu_gives_the_tutorials_numbers_and_gradients_bit_for_b
 
 
 @pytest.mark.parametrize("batch", [16, 17, 500])
-def test_evaluation_in_channels_last_gives_the_nchw_numbers_bit_for_bit(batch: int) -> None:
-    """In eval mode on a CPU LeNet runs large batches channels-last (2x faster): the same bits."""
+def test_evaluation_in_channels_last_gives_the_nchw_numbers(batch: int) -> None:
+    """In eval mode on a CPU LeNet runs large batches channels-last (2x faster): the same numbers.
+    (The same bits on the Intel Xeon measured; oneDNN may sum in another order on other CPUs.)"""
     torch.manual_seed(0)
     net = LeNet().eval()
     x = torch.randn(batch, 3, 32, 32)
@@ -52,7 +53,7 @@ def test_evaluation_in_channels_last_gives_the_nchw_numbers_bit_for_bit(batch: i
     layouts: list[bool] = []
     net.conv1.register_forward_pre_hook(lambda _, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
     with torch.inference_mode():
-        assert torch.equal(net(x), tutorial_forward(net, x))
+        torch.testing.assert_close(net(x), tutorial_forward(net, x), rtol=1e-5, atol=1e-6)
     assert layouts == [batch > 16, False]  # LeNet's forward, then the tutorial's on the NCHW input
 
 
