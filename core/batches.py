@@ -124,7 +124,8 @@ def labels_out_of_range(labels: torch.Tensor, num_classes: int) -> tuple[int, in
 
 
 def check_labels(labels: torch.Tensor, num_classes: int, source: str, where: str) -> None:
-    """Class indices outside 0..k-1 from a Dataset as a DataError, before they reach the device.
+    """Class indices outside 0..k-1 from a Dataset as a DataError naming ``source`` ("Dataset 'x'
+    of plugin 'p'"), before they reach the device.
 
     On a GPU the loss would hit them as an asynchronous device-side assert, which surfaces
     later, with no word of the data, and leaves the CUDA context unusable (under DDP the other
@@ -137,7 +138,7 @@ def check_labels(labels: torch.Tensor, num_classes: int, source: str, where: str
     if bad is not None:
         low, high = bad
         raise DataError(
-            f"Dataset '{source}' gave a label outside 0..{num_classes - 1} {where} (label {low if low < 0 else high}): "
+            f"{source} gave a label outside 0..{num_classes - 1} {where} (label {low if low < 0 else high}): "
             "a data-source bug (its labels must be class indices below DataInfo.num_classes)."
         )
 
@@ -250,7 +251,7 @@ class LoaderBatches:
         world_size: int = 1,
         num_workers: int = 0,
         memory_format: torch.memory_format = torch.contiguous_format,
-        source: str = "data",
+        source: str = "The data source",
     ) -> None:
         self.device, self.memory_format = device, memory_format
         self.source, self.num_classes = source, info.num_classes
@@ -339,7 +340,7 @@ def eval_batches(
     world_size: int = 1,
     memory_format: torch.memory_format = torch.contiguous_format,
     num_workers: int = 0,
-    source: str = "data",
+    source: str = "The data source",
 ) -> Iterator[Batch]:
     """Every test example exactly once across ranks (rank r takes r, r+W, ...; no padding)."""
     if isinstance(split, TensorSplit):

@@ -684,6 +684,7 @@ class Trainer:
         result = evaluate(
             session.train_model, session.test_split, session.run.info, session.run.strategy, self.config,
             session.memory_format, should_stop=(lambda: self.stop.signal_number is not None) if alone else None,
+            source=self._data_source(),
         )
         if not math.isfinite(result.loss):
             raise TrainingDivergedError(
@@ -973,8 +974,13 @@ class Trainer:
             bundle.train, bundle.info, device=strategy.device, batch_size=config.batch_size,
             shuffle=config.shuffle, seed=config.seed, augment=config.augment, rank=strategy.rank,
             world_size=strategy.world_size, num_workers=config.num_workers, memory_format=memory_format,
-            source=config.dataset,
+            source=self._data_source(),
         )
+
+    def _data_source(self) -> str:
+        """How errors in the data name it: its bugs are its plugin's."""
+        dataset = self.components.dataset
+        return f"Dataset '{dataset.name}' of plugin '{dataset.entry.plugin}'"
 
     def _train_epoch(
         self, session: _Session, loss_fn: nn.Module, epoch: int, first_step: int, progress: EpochProgress

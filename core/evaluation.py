@@ -202,7 +202,9 @@ def evaluate_run(
     device_strategy.setup()
     try:
         model = loaded.model.to(device_strategy.device)
-        result = evaluate(model, test_split, info, device_strategy, config)
+        dataset = resolve("datasets", config.dataset)
+        result = evaluate(model, test_split, info, device_strategy, config,
+                          source=f"Dataset '{dataset.name}' of plugin '{dataset.entry.plugin}'")
     finally:
         device_strategy.teardown()
     console.print(

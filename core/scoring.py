@@ -77,11 +77,13 @@ def evaluate(
     config: RunConfig,
     memory_format: torch.memory_format = torch.contiguous_format,
     should_stop: Callable[[], bool] | None = None,
+    source: str | None = None,
 ) -> EvalResult:
     """Loss, accuracy and confusion over the whole split, each example counted exactly once.
 
     ``should_stop`` is asked before each batch; when it says yes, EvaluationStopped is raised
     (one process only: ranks that left a collective early would leave the others waiting).
+    ``source``: how a bad label names the data ("Dataset 'x' of plugin 'p'").
     """
     k = info.num_classes
     device = strategy.device
@@ -91,7 +93,7 @@ def evaluate(
         for images, labels in eval_batches(
             split, info, device=device, batch_size=config.eval_batch_size,
             rank=strategy.rank, world_size=strategy.world_size, memory_format=memory_format,
-            num_workers=config.num_workers, source=config.dataset,
+            num_workers=config.num_workers, source=source or f"Dataset '{config.dataset}'",
         ):
             if should_stop is not None and should_stop():
                 raise EvaluationStopped

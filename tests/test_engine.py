@@ -357,7 +357,7 @@ def test_dataset_path_refuses_labels_outside_the_classes_before_they_reach_the_d
     labels[11] = bad
     loader = LoaderBatches(
         TensorDataset(data.images, labels), INFO, device=torch.device("cpu"), batch_size=4, shuffle=False,
-        seed=0, augment=AugmentConfig(), source="mine",
+        seed=0, augment=AugmentConfig(), source="Dataset 'mine'",
     )
     batches_seen = []
     with pytest.raises(DataError, match=rf"Dataset 'mine' gave a label outside 0\.\.9 at step 2 of epoch 3 \(label {bad}\)"):
@@ -365,7 +365,7 @@ def test_dataset_path_refuses_labels_outside_the_classes_before_they_reach_the_d
             batches_seen.append(batch)
     assert len(batches_seen) == 2  # the bad batch itself is never handed on
     with pytest.raises(DataError, match=rf"Dataset 'mine' gave a label outside 0\.\.9 in its test split, evaluation batch 2 \(label {bad}\)"):
-        list(eval_batches(TensorDataset(data.images, labels), INFO, device=torch.device("cpu"), batch_size=4, source="mine"))
+        list(eval_batches(TensorDataset(data.images, labels), INFO, device=torch.device("cpu"), batch_size=4, source="Dataset 'mine'"))
     soft = LoaderBatches(  # probability targets are the loss's business
         TensorDataset(data.images, torch.full((16, 10), 0.1)), INFO, device=torch.device("cpu"), batch_size=4,
         shuffle=False, seed=0, augment=AugmentConfig(),

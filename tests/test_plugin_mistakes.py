@@ -356,7 +356,7 @@ def test_a_dataset_split_with_labels_past_num_classes_is_a_data_error_not_a_trac
     info = DataInfo(num_classes=3, class_names=("a", "b", "c"), input_shape=(3, 8, 8))
     source = lambda *, root, download: DataBundle(LabelledDataset(), LabelledDataset(), info)  # noqa: E731
     plugin = Plugin(datasets={"loose": source}, models={"small": lambda *, num_classes, input_shape: nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, num_classes))})
-    with pytest.raises(DataError, match=r"Dataset 'loose' gave a label outside 0\.\.2 at step \d+ of epoch 1"):
+    with pytest.raises(DataError, match=r"^Dataset 'loose' of plugin 'mine' gave a label outside 0\.\.2 at step \d+ of epoch 1"):
         fit(tmp_path, plugin, dataset="loose", model="small", dataset_args={}, batch_size=8)
 
 
@@ -370,7 +370,7 @@ class LabelledImages(LabelledDataset):
 def test_labels_past_num_classes_are_a_data_error_through_lenets_direct_gradients(tmp_path):
     info = DataInfo(num_classes=3, class_names=("a", "b", "c"), input_shape=(3, 32, 32))
     source = lambda *, root, download: DataBundle(LabelledImages(), LabelledImages(), info)  # noqa: E731
-    with pytest.raises(DataError, match=r"Dataset 'loose' gave a label outside 0\.\.2 at step \d+ of epoch 1"):
+    with pytest.raises(DataError, match=r"^Dataset 'loose' of plugin 'mine' gave a label outside 0\.\.2 at step \d+ of epoch 1"):
         fit(tmp_path, Plugin(datasets={"loose": source}), dataset="loose", model="lenet", dataset_args={}, batch_size=4)
 
 
