@@ -198,6 +198,12 @@ def factory_signature_problems(host: PluginHost | None = None) -> list[str]:
                     f"every {registry.kind} factory, {shown}{' with variant' if family else ''} ({exc}): "
                     "see 'Factory contracts' in docs/plugins.md."
                 )
+            splits = signature.parameters.get("splits") if registry.kind == "dataset" else None
+            if splits is not None and splits.default is inspect.Parameter.empty:  # blitz run passes none
+                problems.append(
+                    f"Plugin '{entry.plugin}' dataset '{entry.name}': its 'splits' parameter has no default, and only "
+                    "'blitz eval' passes one: default it to (\"train\", \"test\")."
+                )
     return problems
 
 

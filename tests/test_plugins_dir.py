@@ -264,6 +264,21 @@ def test_list_plugins_check_finds_a_factory_blitz_cannot_call(tmp_path: Path) ->
     assert runner.invoke(app, ["list-plugins", "--check"]).exit_code == 0  # every built-in factory fits
 
 
+def test_list_plugins_check_finds_a_splits_parameter_without_its_default(tmp_path: Path) -> None:
+    """Only `blitz eval` passes `splits`: without a default every `blitz run` of the source fails."""
+    code, text = check_plugin_file(tmp_path / "plugins", "strict", (
+        "from blitz import hookimpl\n\n\n"
+        "def load(*, root, download, splits):\n    raise NotImplementedError\n\n\n"
+        "def fine(*, root, download, splits=('train', 'test')):\n    raise NotImplementedError\n\n\n"
+        "@hookimpl\ndef register_datasets(register):\n"
+        "    register('strict', load, description='x')\n    register('fine', fine, description='x')\n"
+    ))
+    assert code == 1, text
+    assert ("Plugin 'strict' dataset 'strict': its 'splits' parameter has no default, and only 'blitz eval' passes "
+            "one: default it to (\"train\", \"test\").") in text
+    assert "dataset 'fine'" not in text
+
+
 def test_an_unknown_recipe_names_the_plugin_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = recipes_plugin(tmp_path / "plugins", "shipper", "'shipped', description='x', model='linear', dataset='random'")
     monkeypatch.setenv("BLITZ_LOAD_PLUGINS", "")
