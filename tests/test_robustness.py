@@ -9,6 +9,8 @@ import json
 import os
 import pickle
 import struct
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -621,40 +623,41 @@ def test_a_run_started_under_nohup_ignores_sighup(tmp_path):
     assert proc.returncode == 143 and "Stopped by SIGTERM" in stderr, stderr[-800:]
 
 
+def blitz_with_plugin(tmp_path: Path, source: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m blitz --plugins-dir DIR ARGS`` in a fresh process, DIR holding one plugin file."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "plugin.py").write_text(source)
+    return subprocess.run([sys.executable, "-m", "blitz", "--plugins-dir", str(plugins), *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def assert_interrupted(done: subprocess.CompletedProcess[str]) -> None:
+    assert done.returncode == 130, done.stdout[-800:] + done.stderr[-800:]
+    assert done.stderr.startswith("Interrupted by Ctrl-C.") and "Traceback" not in done.stderr
+
+
 def test_a_ctrl_c_while_plugins_load_stops_the_command_once_they_are_loaded(tmp_path):
     # torch's import drops a KeyboardInterrupt at some moments, and a C extension's (pybind11,
     # numpy) turns it into an ImportError: a Ctrl-C while blitz loaded its plugins was lost, and
     # the whole run trained. It is now deferred: the plugin's import never sees it
-    import subprocess
-    import sys
-
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "swallows.py").write_text(
+    out = tmp_path / "run"
+    assert_interrupted(blitz_with_plugin(
+        tmp_path,
         "import os, signal, time\n"
         "try:\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
         "    time.sleep(1)\n"
         "except KeyboardInterrupt:\n"
-        f"    open({str(tmp_path / 'saw-it')!r}, 'w').close()\n"
-    )
-    out = tmp_path / "run"
-    done = subprocess.run(
-        [sys.executable, "-m", "blitz", "--plugins-dir", str(plugins), "run", "--dataset", "random", "--epochs", "1",
-         "--limit-steps", "2", "--strategy", "cpu", "--out", str(out)],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert done.returncode == 130, done.stdout[-800:] + done.stderr[-800:]
-    assert done.stderr.startswith("Interrupted by Ctrl-C.") and "Traceback" not in done.stderr
+        f"    open({str(tmp_path / 'saw-it')!r}, 'w').close()\n",
+        "run", "--dataset", "random", "--epochs", "1", "--limit-steps", "2", "--strategy", "cpu", "--out", str(out),
+    ))
     assert not out.exists() and not (tmp_path / "saw-it").exists()
 
 
 def test_a_ctrl_c_while_the_command_line_itself_imports_is_a_clean_stop():
     """In the first few tenths of a second `blitz` imports typer and rich, before blitz.cli can
     handle Ctrl-C: a KeyboardInterrupt there printed a traceback."""
-    import subprocess
-    import sys
-
     code = (
         "import sys\n"
         "class CtrlC:\n"
@@ -672,22 +675,16 @@ def test_a_ctrl_c_while_the_command_line_itself_imports_is_a_clean_stop():
 def test_a_second_ctrl_c_while_plugins_load_stops_at_once(tmp_path):
     # The first Ctrl-C while plugins load waits for the end of loading; a plugin whose import
     # hangs (a network mount, a lock) must still be stoppable from the keyboard, as in training
-    import subprocess
-    import sys
     import time
 
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "hangs.py").write_text(
+    started = time.monotonic()
+    done = blitz_with_plugin(
+        tmp_path,
         "import os, signal, time\n"
         "os.kill(os.getpid(), signal.SIGINT)\n"
         "os.kill(os.getpid(), signal.SIGINT)\n"
-        "time.sleep(60)\n"
-    )
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "blitz", "--plugins-dir", str(plugins), "list-plugins"],
-        capture_output=True, text=True, timeout=120,
+        "time.sleep(60)\n",
+        "list-plugins",
     )
     assert done.returncode == 130, done.stdout[-800:] + done.stderr[-800:]
     assert time.monotonic() - started < 30 and "Traceback" not in done.stderr
@@ -697,12 +694,9 @@ def test_a_second_ctrl_c_while_plugins_load_stops_at_once(tmp_path):
 def test_a_ctrl_c_swallowed_after_plugins_load_still_stops_the_command(tmp_path, swallowed_as):
     # The test above sees the Ctrl-C deferred, never swallowed; here it comes after loading
     # (a strategy's setup), where an import may drop it or turn it into another error
-    import subprocess
-    import sys
-
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "swallows.py").write_text(
+    out = tmp_path / "run"
+    assert_interrupted(blitz_with_plugin(
+        tmp_path,
         "import os, signal, time\n"
         "from blitz import Strategy, hookimpl\n\n\n"
         "class Swallows(Strategy):\n"
@@ -716,14 +710,7 @@ def test_a_ctrl_c_swallowed_after_plugins_load_still_stops_the_command(tmp_path,
         f"            {swallowed_as}\n\n\n"
         "@hookimpl\n"
         "def register_strategies(register):\n"
-        "    register('swallows', lambda *, device=None: Swallows('cpu'), description='x')\n"
-    )
-    out = tmp_path / "run"
-    done = subprocess.run(
-        [sys.executable, "-m", "blitz", "--plugins-dir", str(plugins), "run", "--dataset", "random", "--epochs", "1",
-         "--limit-steps", "2", "--strategy", "swallows", "--out", str(out)],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert done.returncode == 130, done.stdout[-800:] + done.stderr[-800:]
-    assert done.stderr.startswith("Interrupted by Ctrl-C.") and "Traceback" not in done.stderr
+        "    register('swallows', lambda *, device=None: Swallows('cpu'), description='x')\n",
+        "run", "--dataset", "random", "--epochs", "1", "--limit-steps", "2", "--strategy", "swallows", "--out", str(out),
+    ))
     assert not out.exists()
