@@ -22,8 +22,8 @@ from blitz.batches import labels_out_of_range
 from blitz.catalog import Resolved, load_catalog, resolve
 from blitz import components as components_module
 from blitz.components import DataBundle, DataInfo, TensorSplit
-from blitz.config import SUPPLIED_BY_BLITZ, RunConfig
-from blitz.errors import BlitzError, DataError, IncompatibleError, PluginError, UsageError, closest_name
+from blitz.config import DATA_ROOT_ENV, SUPPLIED_BY_BLITZ, RunConfig
+from blitz.errors import BlitzError, DataError, DataNotFoundError, IncompatibleError, PluginError, UsageError, closest_name
 from blitz.kinds import KINDS
 from blitz.option_types import type_hints, type_problem
 from blitz.plugin_host import PluginHost, get_host
@@ -400,10 +400,14 @@ def load_data(resolved: Resolved, config: RunConfig, *, splits: tuple[str, ...] 
     args = {**resolved.defaults, **config.dataset_args}
     if splits is not None and takes_keyword(resolved.entry.factory, "splits"):
         args["splits"] = splits
-    try:
-        bundle = call_factory(
-            resolved, "Dataset", root=config.resolved_data_root(), download=config.download, **args
+    root = config.resolved_data_root()
+    if root.is_file() and resolved.entry.metadata.get("reads_data_root", True):  # each source said "not found under it"
+        raise DataNotFoundError(
+            f"The data root '{root}' is a file, not a folder: give the folder that holds the data "
+            f"(--data-root DIR or ${DATA_ROOT_ENV})."
         )
+    try:
+        bundle = call_factory(resolved, "Dataset", root=root, download=config.download, **args)
     except TypeError as exc:
         if not user_could_cause(exc, config.dataset_args):
             raise plugin_bug(resolved, "Dataset", exc) from exc

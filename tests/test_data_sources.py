@@ -810,3 +810,16 @@ def test_blitz_passes_splits_only_to_a_data_source_that_names_them(tmp_path: Pat
         load_data(resolved, config, splits=("test",))
         load_data(resolved, config)
     assert seen == [{"splits": ("test",)}, {"splits": ("train", "test")}, {}, {}]
+
+
+@pytest.mark.parametrize("command", ["run", "data verify"])
+def test_a_data_root_that_is_a_file_is_named_as_such(tmp_path: Path, command: str) -> None:
+    """It read "CIFAR-10 not found: looked for '<file>/cifar-10-batches-py/data_batch_1'"."""
+    from blitz.cli import app
+
+    afile = tmp_path / "passwd"
+    afile.write_text("x")
+    args = ["run", "--dataset", "cifar10", "--epochs", "1"] if command == "run" else ["data", "verify", "cifar10"]
+    result = CliRunner().invoke(app, [*args, "--data-root", str(afile)])
+    assert result.exit_code == 2, result.output
+    assert f"The data root '{afile}' is a file, not a folder: give the folder that holds the data" in " ".join(result.output.split())
