@@ -69,7 +69,7 @@ def check_optimizer_covers(resolved: Resolved, optimizer: torch.optim.Optimizer,
     missing = sum(id(p) not in held for p in trainable)
     if not trainable or not missing:
         return []
-    where = f"Optimizer '{resolved.name}' of plugin '{resolved.entry.plugin}'"
+    where = resolved.named("Optimizer")
     if missing == len(trainable):  # a warning: an optimizer may hold copies and write them back
         return [f"{where} holds none of the model's {len(trainable)} trainable parameter tensors: unless it copies "
                 "its results into them, the model will not train (build it over model.parameters())."]
@@ -250,7 +250,7 @@ def check_keywords(resolved: Resolved, what: str, kwargs: dict[str, Any], *, che
         ours = [k for k in unknown if k in supplied_by_blitz(what)]
         if ours:
             raise PluginError(
-                f"{what} '{resolved.name}' of plugin '{resolved.entry.plugin}' does not accept '{ours[0]}', "
+                f"{resolved.named(what)} does not accept '{ours[0]}', "
                 f"which blitz passes to every {what.lower()} factory: the factory's signature is wrong "
                 "(see 'Factory contracts' in docs/plugins.md)."
             )
@@ -298,7 +298,7 @@ def call_factory(resolved: Resolved, what: str, *args: Any, check_types: bool = 
             # Raised by the call itself, before the factory's first line: its signature cannot
             # take what blitz passes (positional-only parameters, say), whatever the user gave.
             raise PluginError(
-                f"{what} '{resolved.name}' of plugin '{resolved.entry.plugin}' cannot be called as blitz calls "
+                f"{resolved.named(what)} cannot be called as blitz calls "
                 f"{what.lower()} factories ({exc}): see 'Factory contracts' in docs/plugins.md."
             ) from exc
         raise
@@ -306,7 +306,7 @@ def call_factory(resolved: Resolved, what: str, *args: Any, check_types: bool = 
         raise  # the callers say what these mean (a rejected option, missing data...)
     except (Exception, SystemExit) as exc:  # its own failure (a RuntimeError, an unreadable file, sys.exit()): one line
         raise PluginError(
-            f"{what} '{resolved.name}' of plugin '{resolved.entry.plugin}' failed while being built "
+            f"{resolved.named(what)} failed while being built "
             f"({type(exc).__name__}: {first_line(exc)}); --debug shows where."
         ) from exc
 
@@ -332,7 +332,7 @@ def first_line(exc: BaseException) -> str:
 def plugin_bug(resolved: Resolved, what: str, exc: BaseException) -> PluginError:
     """A factory that failed on its own, with no option from the user: the plugin's bug, not a usage error."""
     return PluginError(
-        f"{what} '{resolved.name}' of plugin '{resolved.entry.plugin}' failed while being built "
+        f"{resolved.named(what)} failed while being built "
         f"({type(exc).__name__}: {first_line(exc)}): a bug in the plugin, not in your command; --debug shows where."
     )
 
@@ -416,14 +416,14 @@ def load_data(resolved: Resolved, config: RunConfig, *, splits: tuple[str, ...] 
         # TensorSplit or DataInfo refused what the source made, from no option of the user's
         if not config.dataset_args and _raised_in(exc, components_module.__file__):
             raise PluginError(
-                f"Dataset '{resolved.name}' of plugin '{resolved.entry.plugin}' built an invalid "
+                f"{resolved.named('Dataset')} built an invalid "
                 f"{_raising_class(exc)} ({first_line(exc)}): a bug in the plugin, not in your command; --debug shows where."
             ) from exc
         given = f" with options {args}" if args else ""
         raise UsageError(f"Dataset '{resolved.name}' could not be built{given}: {first_line(exc)}") from exc  # --debug shows the factory's own traceback
     check_returned(resolved, "Dataset", bundle, DataBundle)
     info = bundle.info
-    source = f"Dataset '{resolved.name}' of plugin '{resolved.entry.plugin}'"  # its bugs name the plugin
+    source = resolved.named("Dataset")  # its bugs name the plugin
     if info.num_classes < 2:
         raise IncompatibleError(
             f"Dataset '{resolved.name}' has {info.num_classes} class(es): a classifier needs at least two "
@@ -645,7 +645,7 @@ def check_trainable(resolved: Resolved, model: nn.Module) -> None:
         why = ("every one has requires_grad=False (frozen): leave some trainable" if parameters else
                "layers kept in a plain list or dict are not registered (use nn.ModuleList or nn.ModuleDict)")
         raise PluginError(
-            f"Model '{resolved.name}' of plugin '{resolved.entry.plugin}' has no trainable parameters, so nothing to "
+            f"{resolved.named('Model')} has no trainable parameters, so nothing to "
             f"train: {why}."
         )
 
@@ -679,7 +679,7 @@ def check_schedule(resolved: Resolved, scheduler: Any) -> Any:
     step the optimizer a second time after every step."""
     if isinstance(scheduler, torch.optim.Optimizer):
         raise PluginError(
-            f"Schedule '{resolved.name}' of plugin '{resolved.entry.plugin}' returned {type(scheduler).__name__}, "
+            f"{resolved.named('Schedule')} returned {type(scheduler).__name__}, "
             "an optimizer, not a learning-rate scheduler: return one over it (torch.optim.lr_scheduler)."
         )
     return check_returned(resolved, "Schedule", scheduler, ("step", "state_dict", "load_state_dict"))
@@ -694,7 +694,7 @@ def check_returned(resolved: Resolved, what: str, value: Any, wanted: type | tup
         ok, needs = all(callable(getattr(value, m, None)) for m in wanted), "an object with " + ", ".join(f"{m}()" for m in wanted)
     if not ok:
         raise PluginError(
-            f"{what} '{resolved.name}' of plugin '{resolved.entry.plugin}' returned {type(value).__name__}, "
+            f"{resolved.named(what)} returned {type(value).__name__}, "
             f"not {needs}."
         )
     return value

@@ -190,6 +190,10 @@ class Resolved:
     defaults: dict[str, Any]
     description: str
 
+    def named(self, what: str) -> str:
+        """``Model 'x' of plugin 'p'``: how messages name a component, whose bugs are its plugin's."""
+        return f"{what} '{self.name}' of plugin '{self.entry.plugin}'"
+
 
 def _aliased(name: str, alias: Any, registry: Any) -> Entry:
     """The component a catalog entry names, checked against the plugin it says provides it."""

@@ -979,8 +979,7 @@ class Trainer:
 
     def _data_source(self) -> str:
         """How errors in the data name it: its bugs are its plugin's."""
-        dataset = self.components.dataset
-        return f"Dataset '{dataset.name}' of plugin '{dataset.entry.plugin}'"
+        return self.components.dataset.named("Dataset")
 
     def _train_epoch(
         self, session: _Session, loss_fn: nn.Module, epoch: int, first_step: int, progress: EpochProgress
@@ -1055,9 +1054,8 @@ class Trainer:
         if isinstance(output, torch.Tensor) and tuple(output.shape) == (batch, num_classes):
             return None
         got = f"shape {tuple(output.shape)}" if isinstance(output, torch.Tensor) else type(output).__name__
-        model = self.components.model
         return PluginError(
-            f"Model '{model.name}' of plugin '{model.entry.plugin}' returned {got} in training mode, not logits of "
+            f"{self.components.model.named('Model')} returned {got} in training mode, not logits of "
             f"shape ({batch}, {num_classes}): its forward must return one such tensor in training and in eval mode."
         )
 

@@ -202,9 +202,8 @@ def evaluate_run(
     device_strategy.setup()
     try:
         model = loaded.model.to(device_strategy.device)
-        dataset = resolve("datasets", config.dataset)
         result = evaluate(model, test_split, info, device_strategy, config,
-                          source=f"Dataset '{dataset.name}' of plugin '{dataset.entry.plugin}'")
+                          source=resolve("datasets", config.dataset).named("Dataset"))
     finally:
         device_strategy.teardown()
     console.print(
